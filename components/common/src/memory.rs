@@ -1,0 +1,133 @@
+//! In-memory ports for the cores' unit tests: the same contracts as the real adapters, including
+//! compare-and-swap conflicts, held in one process.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use crate::ports::{CasStore, Clock, PublishError, Publisher, Revision, StoreError};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
+    last_revision: Cell<u64>,
+}
+
+impl CasStore for MemoryStore {
+    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+        Ok(self.entries.borrow().get(key).map(|(v, r)| (v.clone(), Revision(*r))))
+    }
+
+    fn write(&self, key: &str, value: &[u8], expected: Option<Revision>) -> Result<Option<Revision>, StoreError> {
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map(|(_, r)| Revision(*r));
+        if current != expected {
+            return Ok(None);
+        }
+        let revision = self.last_revision.get() + 1;
+        self.last_revision.set(revision);
+        entries.insert(key.to_string(), (value.to_vec(), revision));
+        Ok(Some(Revision(revision)))
+    }
+
+    fn keys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.entries.borrow().keys().cloned().collect())
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let entries = self.entries.borrow();
+        Ok(keys.iter().map(|k| entries.get(k).map(|(v, _)| v.clone())).collect())
+    }
+}
+
+/// Records what was published, or fails every publish when `broken`.
+#[derive(Default)]
+pub struct MemoryPublisher {
+    pub published: RefCell<Vec<(String, Vec<u8>)>>,
+    pub broken: Cell<bool>,
+}
+
+impl Publisher for MemoryPublisher {
+    fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), PublishError> {
+        if self.broken.get() {
+            return Err(PublishError("broker unreachable".into()));
+        }
+        self.published.borrow_mut().push((subject.to_string(), payload));
+        Ok(())
+    }
+}
+
+/// A clock that stands still unless moved.
+pub struct FixedClock(pub Cell<u64>);
+
+impl FixedClock {
+    pub fn at(ms: u64) -> Self {
+        Self(Cell::new(ms))
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.0.set(self.0.get() + ms);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{RecordStore, Update};
+    use crate::proto::StoredAccount;
+
+    #[test]
+    fn a_write_expecting_an_old_revision_is_a_conflict_and_changes_nothing() {
+        let store = MemoryStore::default();
+        let first = store.write("k", b"1", None).unwrap().unwrap();
+        assert_eq!(store.write("k", b"x", None).unwrap(), None);
+        store.write("k", b"2", Some(first)).unwrap().unwrap();
+        assert_eq!(store.write("k", b"3", Some(first)).unwrap(), None);
+        assert_eq!(store.read("k").unwrap().unwrap().0, b"2");
+    }
+
+    /// A store whose first compare-and-swap write loses to another writer, like a parallel instance.
+    struct RacedStore {
+        inner: MemoryStore,
+        raced: Cell<bool>,
+    }
+
+    impl CasStore for RacedStore {
+        fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+            self.inner.read(key)
+        }
+        fn write(&self, key: &str, value: &[u8], expected: Option<Revision>) -> Result<Option<Revision>, StoreError> {
+            if !self.raced.replace(true) {
+                let rival = StoredAccount { user: "rival".into(), balance: 1, ..Default::default() };
+                self.inner.write_record(key, &rival, expected)?;
+            }
+            self.inner.write(key, value, expected)
+        }
+        fn keys(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.keys()
+        }
+        fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.inner.get_many(keys)
+        }
+    }
+
+    #[test]
+    fn an_update_that_loses_a_race_runs_again_on_the_winners_record() {
+        let store = RacedStore { inner: MemoryStore::default(), raced: Cell::new(false) };
+        let mut seen = Vec::new();
+        let balance = store
+            .update_record("account", |current: Option<StoredAccount>| {
+                seen.push(current.as_ref().map(|a| a.balance));
+                let balance = current.map_or(0, |a| a.balance) + 10;
+                Ok::<_, StoreError>(Update::Write(StoredAccount { balance, ..Default::default() }, balance))
+            })
+            .unwrap();
+        assert_eq!(seen, [None, Some(1)]);
+        assert_eq!(balance, 11);
+    }
+}

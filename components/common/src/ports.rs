@@ -1,0 +1,130 @@
+//! Ports: what the cores need from the outside world, as traits. The components implement them over
+//! `wasi:keyvalue`, our `keyvalue-cas` interface and `wasmcloud:messaging`; unit tests use
+//! [`crate::memory`].
+
+use prost::Message;
+
+/// The revision a key was written at; compare-and-swap writes name the revision they expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revision(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("key-value store failed: {0}")]
+    Unavailable(String),
+    #[error("record `{key}` cannot be decoded: {why}")]
+    Corrupt { key: String, why: String },
+}
+
+/// A key-value bucket with compare-and-swap.
+pub trait CasStore {
+    /// The value and its revision; `None` when the key does not exist.
+    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError>;
+
+    /// Writes only if the key is still at `expected` (`None`: only if it does not exist); returns
+    /// the new revision, or `None` when another writer got there first.
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError>;
+
+    /// Every key in the bucket.
+    fn keys(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The values of `keys`, in order; `None` for a key that does not exist.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+}
+
+/// Protobuf records on top of any [`CasStore`].
+pub trait RecordStore: CasStore {
+    fn read_record<M: Message + Default>(&self, key: &str) -> Result<Option<(M, Revision)>, StoreError> {
+        self.read(key)?
+            .map(|(bytes, revision)| Ok((decode(key, &bytes)?, revision)))
+            .transpose()
+    }
+
+    fn write_record<M: Message>(
+        &self,
+        key: &str,
+        record: &M,
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.write(key, &record.encode_to_vec(), expected)
+    }
+
+    /// Read-modify-write that never loses a concurrent update: `decide` sees the current record
+    /// and says what to write; on a compare-and-swap conflict it runs again on the newer record.
+    fn update_record<M, T, E>(
+        &self,
+        key: &str,
+        mut decide: impl FnMut(Option<M>) -> Result<Update<M, T>, E>,
+    ) -> Result<T, E>
+    where
+        M: Message + Default,
+        E: From<StoreError>,
+    {
+        for _ in 0..MAX_CONFLICTS {
+            let (current, revision) = match self.read_record::<M>(key)? {
+                Some((record, revision)) => (Some(record), Some(revision)),
+                None => (None, None),
+            };
+            match decide(current)? {
+                Update::Keep(outcome) => return Ok(outcome),
+                Update::Write(record, outcome) => {
+                    if self.write_record(key, &record, revision)?.is_some() {
+                        return Ok(outcome);
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!("`{key}` kept changing: {MAX_CONFLICTS} conflicting writes")).into())
+    }
+
+    /// Every record whose key starts with `prefix`.
+    fn records_with_prefix<M: Message + Default>(&self, prefix: &str) -> Result<Vec<M>, StoreError> {
+        let keys: Vec<String> = self.keys()?.into_iter().filter(|k| k.starts_with(prefix)).collect();
+        let values = self.get_many(&keys)?;
+        keys.iter()
+            .zip(values)
+            .filter_map(|(key, value)| value.map(|bytes| decode(key, &bytes)))
+            .collect()
+    }
+}
+
+impl<S: CasStore + ?Sized> RecordStore for S {}
+
+/// How many compare-and-swap conflicts one update tolerates before giving up. Each conflict means
+/// another writer succeeded, so this is only reached under pathological contention.
+const MAX_CONFLICTS: usize = 1000;
+
+/// What [`RecordStore::update_record`]'s decision does.
+pub enum Update<M, T> {
+    /// Leave the record as it is and return `T`.
+    Keep(T),
+    /// Write `M` (if nobody wrote in between) and return `T`.
+    Write(M, T),
+}
+
+fn decode<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), why: e.to_string() })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("publishing to the broker failed: {0}")]
+pub struct PublishError(pub String);
+
+/// The broker.
+pub trait Publisher {
+    fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), PublishError>;
+
+    fn publish_message<M: Message>(&self, subject: &str, message: &M) -> Result<(), PublishError> {
+        self.publish(subject, message.encode_to_vec())
+    }
+}
+
+/// Wall-clock time.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+}

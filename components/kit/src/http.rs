@@ -1,0 +1,95 @@
+//! HTTP in, JSON out. One component serves several exact paths (the HTTP server provider routes by
+//! path); [`serve`] reads the request and turns any error into the JSON error body.
+
+use orders_common::api::{ApiError, RequestError, MAX_BODY_BYTES};
+use serde::Serialize;
+use std::io::Read as _;
+use wasmcloud_component::http::{self as wasi_http, HeaderValue, IncomingRequest, Method, Response, StatusCode};
+
+/// A request read into memory.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: wasi_http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Refuses every method but `allowed` (405).
+    pub fn require(&self, allowed: Method) -> Result<(), RequestError> {
+        if self.method == allowed {
+            Ok(())
+        } else {
+            Err(RequestError::MethodNotAllowed {
+                method: self.method.to_string(),
+                allowed: if allowed == Method::GET { "GET" } else { "POST" },
+            })
+        }
+    }
+}
+
+/// A JSON reply: a status and a serialisable body.
+pub struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &impl Serialize) -> Self {
+        let body = serde_json::to_vec(body).expect("our response types always serialise");
+        Self { status, body }
+    }
+
+    pub fn error(error: &dyn ApiError) -> Self {
+        Self::json(error.status(), &error.to_body())
+    }
+
+    /// What a component answers on `/`: its name and endpoints. No HTTP route leads there; it is
+    /// for `wash call <component> wasi:http/incoming-handler.handle`, which always asks for `/`.
+    pub fn index(service: &str, endpoints: &[&str]) -> Self {
+        Self::json(200, &serde_json::json!({ "status": true, "service": service, "endpoints": endpoints }))
+    }
+}
+
+/// A handler's outcome: `Err` carries the error reply, so handlers use `?` on any [`ApiError`].
+pub type Handled = Result<Reply, Reply>;
+
+impl<E: ApiError> From<E> for Reply {
+    fn from(error: E) -> Self {
+        Self::error(&error)
+    }
+}
+
+/// Reads the request (bounded), runs `route` on it, and writes the JSON response.
+pub fn serve(request: IncomingRequest, route: impl FnOnce(&Request) -> Handled) -> Response<Vec<u8>> {
+    let reply = match read(request) {
+        Ok(request) => route(&request).unwrap_or_else(|error_reply| error_reply),
+        Err(error) => Reply::error(&error),
+    };
+    let mut response = Response::new(reply.body);
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn read(request: IncomingRequest) -> Result<Request, RequestError> {
+    let (parts, body) = request.into_parts();
+    let mut bytes = Vec::new();
+    // One byte past the limit tells "too large" apart from "exactly at the limit".
+    body.take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| RequestError::MalformedJson(format!("could not read the body: {e}")))?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(RequestError::BodyTooLarge);
+    }
+    Ok(Request {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts.headers,
+        body: bytes,
+    })
+}

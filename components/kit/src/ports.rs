@@ -1,0 +1,84 @@
+//! The ports of `orders-common`, implemented over the host: key-value (our `keyvalue-cas` plus
+//! `wasi:keyvalue`), the broker (`wasmcloud:messaging`), the clock and randomness.
+
+use orders_common::ports::{CasStore, Clock, PublishError, Publisher, Revision, StoreError};
+use wasmcloud_component::wasi::keyvalue::{batch, store};
+use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
+
+use crate::bindings::orders::lattice::keyvalue_cas as cas;
+
+/// The bucket our key-value provider linked to this component; `""` names "the linked bucket".
+const LINKED_BUCKET: &str = "";
+
+/// The component's key-value bucket.
+pub struct KeyValue {
+    bucket: store::Bucket,
+}
+
+impl KeyValue {
+    pub fn open() -> Result<Self, StoreError> {
+        let bucket = store::open(LINKED_BUCKET).map_err(|e| unavailable(&e))?;
+        Ok(Self { bucket })
+    }
+}
+
+fn unavailable(error: &impl std::fmt::Debug) -> StoreError {
+    StoreError::Unavailable(format!("{error:?}"))
+}
+
+impl CasStore for KeyValue {
+    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+        let found = cas::read(LINKED_BUCKET, key).map_err(|e| unavailable(&e))?;
+        Ok(found.map(|v| (v.value, Revision(v.revision))))
+    }
+
+    fn write(&self, key: &str, value: &[u8], expected: Option<Revision>) -> Result<Option<Revision>, StoreError> {
+        let written = cas::write(LINKED_BUCKET, key, value, expected.map(|r| r.0)).map_err(|e| unavailable(&e))?;
+        Ok(written.map(Revision))
+    }
+
+    fn keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.bucket.list_keys(cursor).map_err(|e| unavailable(&e))?;
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let found = batch::get_many(&self.bucket, keys).map_err(|e| unavailable(&e))?;
+        Ok(found.into_iter().map(|entry| entry.map(|(_, value)| value)).collect())
+    }
+}
+
+/// The NATS broker, through the messaging provider linked to this component.
+pub struct Broker;
+
+impl Publisher for Broker {
+    fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), PublishError> {
+        let message = BrokerMessage { subject: subject.to_string(), body: payload, reply_to: None };
+        consumer::publish(&message).map_err(PublishError)
+    }
+}
+
+/// The host's wall clock.
+pub struct WallClock;
+
+impl Clock for WallClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// 16 bytes from the host's cryptographic random source.
+pub fn random_16() -> [u8; 16] {
+    let bytes = wasmcloud_component::wasi::random::random::get_random_bytes(16);
+    bytes.try_into().expect("the host returns exactly the bytes asked for")
+}

@@ -1,0 +1,32 @@
+//! order as a wasmCloud component: `POST /Order` over `wasi:http`, published to the broker as
+//! `OrderPlaced` on `orders.placed` (`wasmcloud:messaging/consumer`). Stateless.
+
+use orders_common::api::{parse_json, RequestError};
+use orders_common::proto::CreateOrderRequest;
+use orders_component_kit::http::{serve, Handled, Reply, Request};
+use orders_component_kit::ports::{random_16, Broker, WallClock};
+use wasmcloud_component::http::{self, Method};
+
+struct OrderComponent;
+
+http::export!(OrderComponent);
+
+impl http::Server for OrderComponent {
+    fn handle(request: http::IncomingRequest) -> http::Result<http::Response<impl http::OutgoingBody>> {
+        Ok(serve(request, route))
+    }
+}
+
+fn route(request: &Request) -> Handled {
+    match request.path.as_str() {
+        "/Order" => {
+            request.require(Method::POST)?;
+            let body: CreateOrderRequest = parse_json(&request.body)?;
+            let placed = order_core::place_order(&body, random_16(), &WallClock, &Broker)?;
+            // 202: the order is accepted; billing settles it asynchronously.
+            Ok(Reply::json(202, &placed))
+        }
+        "/" => Ok(Reply::index("order", &["POST /Order"])),
+        other => Err(RequestError::UnknownPath(other.to_string()).into()),
+    }
+}

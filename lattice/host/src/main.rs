@@ -1,0 +1,161 @@
+//! `orders-host`: a wasmCloud 1.9 host (the `wasmcloud-host` 0.27 library) behind a small launcher.
+//!
+//! The official `wasmcloud` binary is neither in the cargo registry nor downloadable on our machines,
+//! so we build the same host from its library. Settings use the official binary's `WASMCLOUD_*`
+//! environment variables and flags, so `wash up --host-path`, the Kubernetes operator's contract and
+//! people's habits keep working.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wasmcloud_host::url::Url;
+use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "orders-host", version, about = "wasmCloud 1.9 host for the orders lattice")]
+struct Args {
+    /// NATS server host for both control and RPC traffic.
+    #[arg(long, env = "WASMCLOUD_NATS_HOST", default_value = "127.0.0.1")]
+    nats_host: String,
+    /// NATS server port for both control and RPC traffic.
+    #[arg(long, env = "WASMCLOUD_NATS_PORT", default_value_t = 4222)]
+    nats_port: u16,
+    /// Overrides the NATS host for control-interface traffic.
+    #[arg(long, env = "WASMCLOUD_CTL_HOST")]
+    ctl_host: Option<String>,
+    /// Overrides the NATS port for control-interface traffic.
+    #[arg(long, env = "WASMCLOUD_CTL_PORT")]
+    ctl_port: Option<u16>,
+    /// Overrides the NATS host for RPC traffic between components and providers.
+    #[arg(long, env = "WASMCLOUD_RPC_HOST")]
+    rpc_host: Option<String>,
+    /// Overrides the NATS port for RPC traffic between components and providers.
+    #[arg(long, env = "WASMCLOUD_RPC_PORT")]
+    rpc_port: Option<u16>,
+    /// Timeout of one RPC call, in milliseconds.
+    #[arg(long, env = "WASMCLOUD_RPC_TIMEOUT_MS", default_value_t = 4000)]
+    rpc_timeout_ms: u64,
+    /// The lattice this host joins.
+    #[arg(short = 'x', long, env = "WASMCLOUD_LATTICE", default_value = "default")]
+    lattice: String,
+    /// JetStream domain of the hub (Kubernetes hosts run behind a leaf node).
+    #[arg(long, env = "WASMCLOUD_JS_DOMAIN")]
+    js_domain: Option<String>,
+    /// Seed of the host's server key pair; a fresh key is generated when absent.
+    #[arg(long, env = "WASMCLOUD_HOST_SEED", hide_env_values = true)]
+    host_seed: Option<String>,
+    /// Allow `file://` component and provider references (local development).
+    #[arg(long, env = "WASMCLOUD_ALLOW_FILE_LOAD")]
+    allow_file_load: bool,
+    /// JSON logs instead of human-readable lines.
+    #[arg(long, env = "WASMCLOUD_STRUCTURED_LOGGING_ENABLED")]
+    enable_structured_logging: bool,
+    /// Log filter, e.g. `info` or `info,wasmcloud_host=debug`.
+    #[arg(long, env = "WASMCLOUD_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Comma-separated experimental features (e.g. `builtin-http-server,builtin-messaging-nats`).
+    #[arg(long, env = "WASMCLOUD_EXPERIMENTAL_FEATURES", value_delimiter = ',')]
+    experimental_features: Vec<String>,
+    /// Address of the admin endpoint serving `/livez` and `/readyz`.
+    #[arg(long, env = "WASMCLOUD_HTTP_ADMIN")]
+    http_admin: Option<SocketAddr>,
+    /// Host labels as `key=value`; `WASMCLOUD_LABEL_<key>=<value>` variables are added too.
+    #[arg(short = 'l', long = "label")]
+    labels: Vec<String>,
+    /// Delay between asking a provider to stop and killing it, in milliseconds.
+    #[arg(long, env = "WASMCLOUD_PROV_SHUTDOWN_DELAY_MS", default_value_t = 300)]
+    provider_shutdown_delay_ms: u64,
+    /// Allow OCI references tagged `latest`.
+    #[arg(long, env = "WASMCLOUD_OCI_ALLOW_LATEST")]
+    allow_latest: bool,
+    /// Comma-separated OCI registries reachable over plain HTTP.
+    #[arg(long, env = "WASMCLOUD_OCI_ALLOWED_INSECURE", value_delimiter = ',')]
+    allowed_insecure: Vec<String>,
+}
+
+impl Args {
+    fn nats_url(&self, host: &Option<String>, port: Option<u16>) -> anyhow::Result<Url> {
+        let host = host.as_deref().unwrap_or(&self.nats_host);
+        let port = port.unwrap_or(self.nats_port);
+        Url::parse(&format!("nats://{host}:{port}")).context("invalid NATS address")
+    }
+
+    fn labels(&self) -> anyhow::Result<HashMap<String, String>> {
+        let from_flags = self.labels.iter().map(|label| {
+            label
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("label `{label}` is not key=value"))
+        });
+        let from_env = std::env::vars()
+            .filter_map(|(k, v)| Some((k.strip_prefix("WASMCLOUD_LABEL_")?.to_lowercase(), v)))
+            .map(Ok);
+        from_env.chain(from_flags).collect()
+    }
+
+    fn into_host_config(self) -> anyhow::Result<HostConfig> {
+        let host_key = self
+            .host_seed
+            .as_deref()
+            .map(nkeys::KeyPair::from_seed)
+            .transpose()
+            .context("WASMCLOUD_HOST_SEED is not a valid seed")?
+            .map(Arc::new);
+        let mut oci_opts = wasmcloud_host::OciConfig::default();
+        oci_opts.allow_latest = self.allow_latest;
+        oci_opts.allowed_insecure = self.allowed_insecure.clone();
+        Ok(HostConfig {
+            ctl_nats_url: self.nats_url(&self.ctl_host, self.ctl_port)?,
+            rpc_nats_url: self.nats_url(&self.rpc_host, self.rpc_port)?,
+            rpc_timeout: Duration::from_millis(self.rpc_timeout_ms),
+            lattice: self.lattice.as_str().into(),
+            js_domain: self.js_domain.clone(),
+            labels: self.labels()?,
+            host_key,
+            provider_shutdown_delay: Some(Duration::from_millis(self.provider_shutdown_delay_ms)),
+            oci_opts,
+            allow_file_load: self.allow_file_load,
+            enable_structured_logging: self.enable_structured_logging,
+            experimental_features: self
+                .experimental_features
+                .iter()
+                .map(|f| Features::from(f.as_str()))
+                .sum(),
+            http_admin: self.http_admin,
+            ..HostConfig::default()
+        })
+    }
+}
+
+fn init_logging(filter: &str, structured: bool) {
+    // Cranelift is chatty at info while compiling components.
+    let filter = EnvFilter::new(format!("{filter},cranelift_codegen=warn,wasmtime=warn"));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    if structured {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_level, args.enable_structured_logging);
+    let (host, shutdown) = Host::new(args.into_host_config()?)
+        .await
+        .context("failed to start the wasmCloud host")?;
+    tracing::info!("host started");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+        _ = terminate.recv() => tracing::info!("terminated, stopping"),
+        stopped = host.stopped() => { stopped.context("host failed")?; }
+    }
+    shutdown.await.context("failed to shut the host down")
+}

@@ -1,0 +1,249 @@
+//! A wasmCloud 1.x capability provider for key-value state on NATS JetStream KV.
+//!
+//! It serves `wasi:keyvalue@0.2.0-draft` (store, atomics, batch, which the host forwards to it as
+//! `wrpc:keyvalue`) and `orders:lattice/keyvalue-cas`, the compare-and-swap that the draft lacks.
+//! Each link from a component names its bucket in the link config (see [`config`]); the provider
+//! opens it, creating it when missing, and routes the component's calls by (component, link name).
+
+pub mod bucket;
+pub mod config;
+mod key;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use tokio::sync::RwLock;
+use tracing::{info, warn};
+use wasmcloud_provider_sdk::{
+    get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig,
+    LinkDeleteInfo, Provider,
+};
+
+use bucket::{Bucket, BucketError};
+use config::BucketConfig;
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        path: "../../wit",
+        world: "orders:lattice/keyvalue-jetstream-provider",
+        generate_all,
+    });
+}
+
+use bindings::exports::orders::lattice::keyvalue_cas;
+use bindings::exports::wrpc::keyvalue::{atomics, batch, store};
+
+/// Starts the provider and serves its exports until the host stops it.
+pub async fn run() -> anyhow::Result<()> {
+    wasmcloud_provider_sdk::initialize_observability!("keyvalue-jetstream-provider", None::<std::ffi::OsString>);
+    let host_data = load_host_data().context("failed to load host data")?;
+    let provider = KeyValueProvider {
+        defaults: Arc::new(host_data.config.clone()),
+        buckets: Arc::default(),
+    };
+    let shutdown = run_provider(provider.clone(), "keyvalue-jetstream-provider")
+        .await
+        .context("failed to run provider")?;
+    let connection = get_connection();
+    let wrpc = connection
+        .get_wrpc_client(connection.provider_key())
+        .await
+        .context("failed to create the wRPC client")?;
+    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
+        .await
+        .context("failed to serve provider exports")
+}
+
+/// Identifiers a component may pass to `open`: the linked bucket's own name, or these aliases.
+const LINKED_BUCKET_ALIASES: [&str; 2] = ["", "default"];
+
+#[derive(Clone)]
+struct KeyValueProvider {
+    /// Provider-level config: defaults for every link.
+    defaults: Arc<HashMap<String, String>>,
+    /// Open buckets by (component id, link name).
+    buckets: Arc<RwLock<HashMap<(String, String), (String, Bucket)>>>,
+}
+
+/// Why a call could not be routed to a bucket.
+enum Unroutable {
+    NoCaller,
+    NotLinked,
+}
+
+impl KeyValueProvider {
+    /// The bucket a call is for: the caller's link, checked against the identifier it opened.
+    async fn bucket(&self, cx: &Option<Context>, identifier: &str) -> Result<Bucket, Unroutable> {
+        let cx = cx.as_ref().ok_or(Unroutable::NoCaller)?;
+        let component = cx.component.as_deref().ok_or(Unroutable::NoCaller)?;
+        let buckets = self.buckets.read().await;
+        let (name, bucket) = buckets
+            .get(&(component.to_string(), cx.link_name().to_string()))
+            .ok_or(Unroutable::NotLinked)?;
+        if name == identifier || LINKED_BUCKET_ALIASES.contains(&identifier) {
+            Ok(bucket.clone())
+        } else {
+            Err(Unroutable::NotLinked)
+        }
+    }
+}
+
+impl Provider for KeyValueProvider {
+    async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let config = BucketConfig::from_maps(&self.defaults, link.config)?;
+        let bucket = Bucket::open(&config)
+            .await
+            .with_context(|| format!("failed to open bucket `{}`", config.bucket))?;
+        info!(component = link.source_id, link = link.link_name, bucket = %config.bucket, "bucket linked");
+        self.buckets.write().await.insert(
+            (link.source_id.to_string(), link.link_name.to_string()),
+            (config.bucket, bucket),
+        );
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        let key = (link.get_source_id().to_string(), link.get_link_name().to_string());
+        if self.buckets.write().await.remove(&key).is_none() {
+            warn!(component = key.0, link = key.1, "deleted a link that was not open");
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        self.buckets.write().await.clear();
+        Ok(())
+    }
+}
+
+// The generated `error` variants of `wrpc:keyvalue/store` and of our CAS interface have the same
+// shape; one macro maps our errors onto either instead of two copies of the same match.
+macro_rules! impl_error_mapping {
+    ($error:ty) => {
+        impl From<BucketError> for $error {
+            fn from(error: BucketError) -> Self {
+                Self::Other(error.to_string())
+            }
+        }
+        impl From<Unroutable> for $error {
+            fn from(why: Unroutable) -> Self {
+                match why {
+                    Unroutable::NoCaller => Self::AccessDenied,
+                    Unroutable::NotLinked => Self::NoSuchStore,
+                }
+            }
+        }
+    };
+}
+impl_error_mapping!(store::Error);
+impl_error_mapping!(keyvalue_cas::Error);
+
+type StoreResult<T> = anyhow::Result<Result<T, store::Error>>;
+
+impl store::Handler<Option<Context>> for KeyValueProvider {
+    async fn get(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<Option<Bytes>> {
+        Ok(async { Ok(self.bucket(&cx, &bucket).await?.get(&key).await?) }.await)
+    }
+
+    async fn set(&self, cx: Option<Context>, bucket: String, key: String, value: Bytes) -> StoreResult<()> {
+        Ok(async { Ok(self.bucket(&cx, &bucket).await?.set(&key, value).await?) }.await)
+    }
+
+    async fn delete(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<()> {
+        Ok(async { Ok(self.bucket(&cx, &bucket).await?.delete(&key).await?) }.await)
+    }
+
+    async fn exists(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<bool> {
+        Ok(async { Ok(self.bucket(&cx, &bucket).await?.exists(&key).await?) }.await)
+    }
+
+    /// All keys in one page: JetStream lists keys as a stream without a stable cursor.
+    async fn list_keys(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        _cursor: Option<u64>,
+    ) -> StoreResult<store::KeyResponse> {
+        Ok(async {
+            let keys = self.bucket(&cx, &bucket).await?.keys().await?;
+            Ok(store::KeyResponse { keys, cursor: None })
+        }
+        .await)
+    }
+}
+
+impl atomics::Handler<Option<Context>> for KeyValueProvider {
+    async fn increment(&self, cx: Option<Context>, bucket: String, key: String, delta: u64) -> StoreResult<u64> {
+        Ok(async { Ok(self.bucket(&cx, &bucket).await?.increment(&key, delta).await?) }.await)
+    }
+}
+
+impl batch::Handler<Option<Context>> for KeyValueProvider {
+    async fn get_many(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        keys: Vec<String>,
+    ) -> StoreResult<Vec<Option<(String, Bytes)>>> {
+        Ok(async {
+            let bucket = self.bucket(&cx, &bucket).await?;
+            let reads = keys.into_iter().map(|key| {
+                let bucket = bucket.clone();
+                async move { Ok::<_, BucketError>(bucket.get(&key).await?.map(|value| (key, value))) }
+            });
+            Ok(futures::future::try_join_all(reads).await?)
+        }
+        .await)
+    }
+
+    async fn set_many(&self, cx: Option<Context>, bucket: String, items: Vec<(String, Bytes)>) -> StoreResult<()> {
+        Ok(async {
+            let bucket = self.bucket(&cx, &bucket).await?;
+            let writes = items.into_iter().map(|(key, value)| {
+                let bucket = bucket.clone();
+                async move { bucket.set(&key, value).await }
+            });
+            futures::future::try_join_all(writes).await?;
+            Ok(())
+        }
+        .await)
+    }
+
+    async fn delete_many(&self, cx: Option<Context>, bucket: String, keys: Vec<String>) -> StoreResult<()> {
+        Ok(async {
+            let bucket = self.bucket(&cx, &bucket).await?;
+            let deletes = keys.into_iter().map(|key| {
+                let bucket = bucket.clone();
+                async move { bucket.delete(&key).await }
+            });
+            futures::future::try_join_all(deletes).await?;
+            Ok(())
+        }
+        .await)
+    }
+}
+
+type CasResult<T> = anyhow::Result<Result<T, keyvalue_cas::Error>>;
+
+impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
+    async fn read(&self, cx: Option<Context>, bucket: String, key: String) -> CasResult<Option<keyvalue_cas::Versioned>> {
+        Ok(async {
+            let found = self.bucket(&cx, &bucket).await?.read(&key).await?;
+            Ok(found.map(|v| keyvalue_cas::Versioned { value: v.value, revision: v.revision }))
+        }
+        .await)
+    }
+
+    async fn write(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+        value: Bytes,
+        expected: Option<u64>,
+    ) -> CasResult<Option<u64>> {
+        Ok(async { Ok(self.bucket(&cx, &bucket).await?.write(&key, value, expected).await?) }.await)
+    }
+}

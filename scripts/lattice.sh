@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Starts, deploys, inspects and stops one lattice instance: NATS (JetStream), wadm, the wasmCloud
+# host, and the orders application on it.
+#
+#   scripts/lattice.sh up|down|clean|status [run|test|bench]
+#
+# Processes are started in their own sessions and stopped by the pids recorded in .state/<instance>
+# (the host's providers are its children and stop with it); nothing else is ever signalled.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+action=${1:?usage: lattice.sh up|down|clean|status [instance]}
+instance=${2:-run}
+instance_ports "$instance"
+STATE=$ROOT/.state/$instance
+LOGS=$STATE/logs
+LATTICE=default
+CTL=(--ctl-host 127.0.0.1 --ctl-port "$NATS_PORT")
+
+running() { [[ -f $STATE/$1.pid ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+
+# Starts `name` unless it is running; its whole process group gets the pid file's number.
+start() {
+  local name=$1; shift
+  if running "$name"; then
+    say "$name already running (pid $(cat "$STATE/$name.pid"))"
+    return
+  fi
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$STATE/$name.pid"
+  say "$name started (pid $!, log $LOGS/$name.log)"
+}
+
+stop() {
+  local name=$1
+  running "$name" || { rm -f "$STATE/$name.pid"; return 0; }
+  local pid; pid=$(cat "$STATE/$name.pid")
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # Whatever of the group is still there after 10 s (a provider that ignored the host) is killed.
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$STATE/$name.pid"
+  say "$name stopped"
+}
+
+wait_for() {
+  local what=$1 seconds=$2; shift 2
+  for _ in $(seq "$((seconds * 4))"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.25
+  done
+  echo "timed out after ${seconds}s waiting for $what; logs in $LOGS" >&2
+  return 1
+}
+
+nats_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; }
+host_up() { "$WASH" get hosts "${CTL[@]}" -o json | grep -q '"id"'; }
+json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+app_status() { "$WASH" app status orders "${CTL[@]}" -o json 2>/dev/null | json_field 'd["status"]["status"]["type"]'; }
+app_deployed() { [[ $(app_status) == deployed ]]; }
+
+up() {
+  mkdir -p "$LOGS" "$STATE/jetstream"
+  start nats "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/jetstream" -n "orders-$instance"
+  wait_for "NATS on port $NATS_PORT" 20 nats_listening
+  start wadm env RUST_LOG=info "$RELEASE/orders-wadm" --nats-server "127.0.0.1:$NATS_PORT"
+  start host env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$NATS_PORT" \
+    WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
+    WASMCLOUD_LABEL_instance="$instance" "$RELEASE/orders-host"
+  wait_for "the host to join the lattice" 60 host_up
+  deploy
+  cat <<TXT
+
+  orders is up ($instance)
+    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order, GET /Balance?user= /List)
+    NATS          nats://127.0.0.1:$NATS_PORT   (subjects orders.placed, payments.settled)
+    logs          $LOGS
+    look inside   $WASH get hosts ${CTL[*]}
+                  $WASH get inventory ${CTL[*]}
+                  $WASH app list ${CTL[*]}
+    stop          make down   (keeps state)   |   make clean (wipes it)
+TXT
+}
+
+# Deploys the manifest rendered for this instance, unless that exact manifest and those exact
+# artifacts are already deployed; a changed build replaces the running application.
+deploy() {
+  local manifest=$STATE/wadm.yaml
+  "$ROOT/scripts/render-manifest.sh" "$NATS_PORT" "$HTTP_PORT" > "$manifest"
+  local fingerprint; fingerprint=$(cat "$manifest" "$BUILD"/components/*.wasm "$BUILD"/providers/*.par.gz | sha256sum | cut -c1-16)
+  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed; then
+    say "application unchanged and deployed"
+    return
+  fi
+  if "$WASH" app get orders "${CTL[@]}" >/dev/null 2>&1; then
+    say "replacing the deployed application"
+    "$WASH" app delete orders --delete-all "${CTL[@]}" >/dev/null || true
+    wait_for "the old providers to stop" 60 no_providers
+  fi
+  say "deploying $manifest"
+  "$WASH" app deploy "$manifest" "${CTL[@]}"
+  wait_for "the application to be Deployed" 180 app_deployed || { "$WASH" app status orders "${CTL[@]}" >&2; exit 1; }
+  echo "$fingerprint" > "$STATE/deployed"
+  say "application deployed"
+}
+
+no_providers() {
+  [[ $("$WASH" get inventory "${CTL[@]}" -o json | json_field 'sum(len(i.get("providers", [])) for i in d["inventories"])') == 0 ]]
+}
+
+status() {
+  for name in nats wadm host; do
+    if running "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+  if running host; then "$WASH" app list "${CTL[@]}" || true; fi
+}
+
+case $action in
+  up) up ;;
+  down) stop host; stop wadm; stop nats ;;
+  clean) stop host; stop wadm; stop nats; rm -rf "$STATE"; say "state of '$instance' wiped" ;;
+  status) status ;;
+  *) echo "unknown action '$action'" >&2; exit 2 ;;
+esac

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test: unit tests of the native crates (cores, common, providers, with the key-value
+# provider's integration tests on a real nats-server), then end-to-end tests (Rust and newman) on a
+# private lattice on non-default ports, which is torn down at the end, pass or fail.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+instance_ports test
+export NATS_SERVER_BIN=$NATS_SERVER
+
+say "unit and integration tests (native crates)"
+cargo test --release
+
+say "starting a private lattice (NATS $NATS_PORT, HTTP $HTTP_PORT)"
+scripts/lattice.sh clean test >/dev/null
+trap 'say "tearing the test lattice down"; scripts/lattice.sh clean test >/dev/null' EXIT
+scripts/lattice.sh up test
+
+export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT
+export ORDERS_NATS_URL=nats://127.0.0.1:$NATS_PORT
+
+say "end-to-end tests (Rust, through HTTP and NATS)"
+cargo test --release --test e2e -- --ignored --test-threads 4
+
+say "end-to-end tests (newman, the Postman collection)"
+"$ORDERS_CACHE/node/node_modules/.bin/newman" run postman/orders.postman_collection.json \
+  --env-var "baseUrl=$ORDERS_BASE_URL" --env-var "user=Pavel-$(date +%s%N)" --bail

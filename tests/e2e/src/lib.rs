@@ -1,0 +1,155 @@
+//! Helpers for the end-to-end tests: a client for a running orders lattice.
+//!
+//! The lattice is started by `make test` (scripts/test.sh), which passes its addresses in
+//! `ORDERS_BASE_URL` and `ORDERS_NATS_URL`. Nothing here fakes any part of it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long an asynchronous effect (a payment, a notification) may take before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Lattice {
+    pub base_url: String,
+    pub nats_url: String,
+    http: reqwest::Client,
+}
+
+/// An HTTP answer: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn error_code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
+    }
+}
+
+impl Lattice {
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run the end-to-end tests through `make test`, which starts a lattice")
+            })
+        };
+        Self {
+            base_url: var("ORDERS_BASE_URL"),
+            nats_url: var("ORDERS_NATS_URL"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        }
+    }
+
+    pub async fn nats(&self) -> async_nats::Client {
+        async_nats::connect(&self.nats_url).await.expect("the test lattice's NATS answers")
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the HTTP server answers");
+        answer(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path_and_query}", self.base_url))
+            .send()
+            .await
+            .expect("the HTTP server answers");
+        answer(response).await
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> Answer {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("the HTTP server answers");
+        answer(response).await
+    }
+
+    /// Creates a user with a name no other test uses, funded with `balance`.
+    pub async fn new_user(&self, prefix: &str, balance: i64) -> String {
+        let user = unique(prefix);
+        let created = self.post("/CreateUser", json!({ "user": user })).await;
+        assert_eq!(created.status, 201, "{created:?}");
+        if balance > 0 {
+            let deposited = self.post("/DepositCash", json!({ "user": user, "sum": balance })).await;
+            assert_eq!(deposited.status, 200, "{deposited:?}");
+        }
+        user
+    }
+
+    pub async fn order(&self, user: &str, sum: i64) -> String {
+        let placed = self.post("/Order", json!({ "user": user, "sum": sum })).await;
+        assert_eq!(placed.status, 202, "{placed:?}");
+        placed.body["order_id"].as_str().expect("an order id").to_string()
+    }
+
+    pub async fn balance(&self, user: &str) -> u64 {
+        let answer = self.get(&format!("/Balance?user={}", encode(user))).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body["balance"].as_u64().expect("a balance")
+    }
+
+    pub async fn notifications(&self, user: &str) -> Vec<Value> {
+        let answer = self.get(&format!("/List?user={}", encode(user))).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body["notifications"].as_array().expect("a list").clone()
+    }
+
+    /// Polls `/List?user=` until `count` notifications are there (never fewer, and never more
+    /// appear while waiting a moment longer), then returns them.
+    pub async fn await_notifications(&self, user: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let listed = self.notifications(user).await;
+            assert!(listed.len() <= count, "more notifications than orders: {listed:#?}");
+            if listed.len() == count {
+                return listed;
+            }
+            assert!(Instant::now() < deadline, "only {} of {count} notifications after {PATIENCE:?}", listed.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{:x}-{n}", nanos % (1 << 48))
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

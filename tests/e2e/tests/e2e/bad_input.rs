@@ -1,0 +1,125 @@
+//! Bad input gets a clear JSON error with the right 4xx status, and changes nothing.
+
+use orders_e2e::Lattice;
+use serde_json::json;
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn malformed_json_is_400_and_changes_no_balance() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Malformed", 100).await;
+    for body in ["", "{", "not json", "{\"user\": }", "\u{0}"] {
+        for path in ["/CreateUser", "/DepositCash", "/Order"] {
+            let answer = lattice.post_raw(path, body.to_string()).await;
+            assert_eq!((answer.status, answer.error_code()), (400, "malformed_json"), "{path} {body:?}");
+            assert_eq!(answer.body["status"], json!(false));
+            assert!(answer.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+    assert_eq!(lattice.balance(&user).await, 100);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn json_with_wrong_types_is_400() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("WrongType", 100).await;
+    for body in [
+        json!({ "user": user }),
+        json!({ "user": user, "sum": "10" }),
+        json!({ "user": user, "sum": 10.5 }),
+        json!({ "user": user, "sum": 1e30 }),
+        json!({ "user": 42, "sum": 10 }),
+        json!({ "user": null, "sum": 10 }),
+        json!([user, 10]),
+    ] {
+        for path in ["/DepositCash", "/Order"] {
+            let answer = lattice.post(path, body.clone()).await;
+            assert_eq!((answer.status, answer.error_code()), (400, "wrong_type"), "{path} {body}");
+        }
+    }
+    let huge = lattice.post_raw("/DepositCash", format!(r#"{{"user":"{user}","sum":99999999999999999999999}}"#)).await;
+    assert_eq!(huge.status, 400);
+    assert_eq!(lattice.balance(&user).await, 100);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn invalid_values_are_422_and_change_nothing() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Invalid", 100).await;
+    for (sum, code) in [(0, "invalid_sum"), (-5, "invalid_sum"), (1_000_000_001, "invalid_sum")] {
+        for path in ["/DepositCash", "/Order"] {
+            let answer = lattice.post(path, json!({ "user": user, "sum": sum })).await;
+            assert_eq!((answer.status, answer.error_code()), (422, code), "{path} {sum}");
+        }
+    }
+    for name in ["", "   ", &"x".repeat(65), "tab\there"] {
+        let answer = lattice.post("/CreateUser", json!({ "user": name })).await;
+        assert_eq!((answer.status, answer.error_code()), (422, "invalid_user"), "{name:?}");
+        let answer = lattice.post("/Order", json!({ "user": name, "sum": 10 })).await;
+        assert_eq!((answer.status, answer.error_code()), (422, "invalid_user"), "{name:?}");
+    }
+    assert_eq!(lattice.balance(&user).await, 100);
+    assert!(lattice.notifications(&user).await.is_empty(), "no order was published");
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_body_over_16_kib_is_413() {
+    let lattice = Lattice::from_env();
+    let answer = lattice.post_raw("/CreateUser", format!(r#"{{"user":"{}"}}"#, "x".repeat(20_000))).await;
+    assert_eq!((answer.status, answer.error_code()), (413, "body_too_large"));
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_wrong_method_is_405() {
+    let lattice = Lattice::from_env();
+    for (method, path) in [
+        (reqwest::Method::GET, "/CreateUser"),
+        (reqwest::Method::GET, "/DepositCash"),
+        (reqwest::Method::GET, "/Order"),
+        (reqwest::Method::POST, "/List"),
+        (reqwest::Method::DELETE, "/Balance"),
+    ] {
+        let answer = lattice.request(method.clone(), path).await;
+        assert_eq!((answer.status, answer.error_code()), (405, "method_not_allowed"), "{method} {path}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn balance_without_a_user_is_400() {
+    let lattice = Lattice::from_env();
+    let answer = lattice.get("/Balance").await;
+    assert_eq!((answer.status, answer.error_code()), (400, "missing_parameter"));
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn an_unknown_path_is_404() {
+    let lattice = Lattice::from_env();
+    assert_eq!(lattice.get("/NoSuchThing").await.status, 404);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn list_with_a_json_body_is_answered_like_the_seeds_postman_request() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Postman", 10).await;
+    lattice.order(&user, 10).await;
+    lattice.await_notifications(&user, 1).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/List", lattice.base_url))
+        .header("content-type", "application/json")
+        .body(json!({ "user": user, "sum": 10 }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], json!(true));
+    assert!(body["notifications"].as_array().unwrap().iter().any(|n| n["user"] == json!(user)));
+}

@@ -1,0 +1,68 @@
+//! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`.
+
+
+
+use futures::StreamExt as _;
+use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
+use orders_common::subjects;
+use orders_e2e::{Lattice, PATIENCE};
+use prost::Message as _;
+use serde_json::json;
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn an_order_crosses_the_broker_as_order_placed_and_comes_back_as_a_payment_result() {
+    let lattice = Lattice::from_env();
+    let nats = lattice.nats().await;
+    let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
+    let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
+    nats.flush().await.unwrap();
+
+    let user = lattice.new_user("Broker", 100).await;
+    let order_id = lattice.order(&user, 30).await;
+
+    let order = next_matching(&mut placed, |m: &OrderPlaced| m.order_id == order_id).await;
+    assert_eq!((order.user.as_str(), order.sum), (user.as_str(), 30));
+    assert!(order.placed_at_ms > 0);
+
+    let result = next_matching(&mut settled, |m: &PaymentResult| m.order_id == order_id).await;
+    assert_eq!(result.outcome(), PaymentOutcome::Paid);
+    assert_eq!((result.user.as_str(), result.sum, result.balance), (user.as_str(), 30, Some(70)));
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn refused_input_publishes_nothing() {
+    let lattice = Lattice::from_env();
+    let nats = lattice.nats().await;
+    let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
+    nats.flush().await.unwrap();
+    let user = orders_e2e::unique("Silent");
+
+    for body in [json!({ "user": user, "sum": 0 }), json!({ "user": user, "sum": "1" }), json!({ "user": "", "sum": 1 })] {
+        assert!(lattice.post("/Order", body).await.status >= 400);
+    }
+    let marker = lattice.order(&user, 1).await;
+    let first = next_matching(&mut placed, |m: &OrderPlaced| m.user == user).await;
+    assert_eq!(first.order_id, marker, "the first order of this user on the broker is the valid one");
+}
+
+/// The next message on `subscription` that decodes as `M` and satisfies `wanted`.
+async fn next_matching<M: prost::Message + Default>(
+    subscription: &mut async_nats::Subscriber,
+    wanted: impl Fn(&M) -> bool,
+) -> M {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = subscription.next().await.expect("the subscription stays open");
+            if let Ok(decoded) = M::decode(message.payload.as_ref()) {
+                if wanted(&decoded) {
+                    return decoded;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no matching message within {PATIENCE:?}"))
+}
+

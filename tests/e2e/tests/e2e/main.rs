@@ -1,0 +1,8 @@
+//! End-to-end tests against a running lattice (real NATS, host, providers and components), driven
+//! through HTTP and NATS exactly as a user would. `make test` starts the lattice and runs these
+//! (`cargo test --test e2e -- --ignored`); a plain `cargo test` lists them as ignored.
+
+mod bad_input;
+mod broker;
+mod concurrency;
+mod scenario;

@@ -1,0 +1,114 @@
+//! The seed's scenario and the API's answers, endpoint by endpoint.
+
+use orders_e2e::{unique, Lattice};
+use serde_json::json;
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other() {
+    let lattice = Lattice::from_env();
+    let pavel = unique("Pavel");
+
+    let created = lattice.post("/CreateUser", json!({ "user": pavel })).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.body, json!({ "status": true, "user": pavel, "balance": 0 }));
+
+    let deposited = lattice.post("/DepositCash", json!({ "user": pavel, "sum": 100 })).await;
+    assert_eq!(deposited.status, 200);
+    assert_eq!(deposited.body, json!({ "status": true, "user": pavel, "balance": 100 }));
+
+    let affordable = lattice.order(&pavel, 10).await;
+    let listed = lattice.await_notifications(&pavel, 1).await;
+    let unaffordable = lattice.order(&pavel, 1000).await;
+    let listed_after = lattice.await_notifications(&pavel, 2).await;
+    assert_eq!(listed_after[0], listed[0], "the list is oldest first and earlier entries stay");
+
+    let paid = &listed_after[0];
+    assert_eq!(paid["order_id"], json!(affordable));
+    assert_eq!((paid["paid"].clone(), paid["reason"].clone()), (json!(true), json!("paid")));
+    assert_eq!((paid["sum"].clone(), paid["balance"].clone()), (json!(10), json!(90)));
+    let refused = &listed_after[1];
+    assert_eq!(refused["order_id"], json!(unaffordable));
+    assert_eq!((refused["paid"].clone(), refused["reason"].clone()), (json!(false), json!("insufficient_funds")));
+    assert_eq!(refused["user"], json!(pavel));
+    assert!(refused["message"].as_str().unwrap().contains("insufficient funds"));
+    assert!(refused["sent_at_ms"].as_u64().unwrap() >= paid["sent_at_ms"].as_u64().unwrap());
+
+    assert_eq!(lattice.balance(&pavel).await, 90);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_order_endpoint_answers_202_with_a_fresh_order_id() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Anna", 100).await;
+    let first = lattice.post("/Order", json!({ "user": user, "sum": 10 })).await;
+    let second = lattice.post("/Order", json!({ "user": user, "sum": 10 })).await;
+    assert_eq!((first.status, second.status), (202, 202));
+    assert_eq!(first.body["status"], json!(true));
+    assert_eq!((first.body["user"].clone(), first.body["sum"].clone()), (json!(user), json!(10)));
+    assert_ne!(first.body["order_id"], second.body["order_id"]);
+    lattice.await_notifications(&user, 2).await;
+    assert_eq!(lattice.balance(&user).await, 80);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn an_order_for_an_unknown_user_is_notified_as_refused() {
+    let lattice = Lattice::from_env();
+    let ghost = unique("Ghost");
+    lattice.order(&ghost, 10).await;
+    let listed = lattice.await_notifications(&ghost, 1).await;
+    assert_eq!((listed[0]["paid"].clone(), listed[0]["reason"].clone()), (json!(false), json!("unknown_user")));
+    assert_eq!(listed[0]["balance"], serde_json::Value::Null);
+    assert_eq!(lattice.get(&format!("/Balance?user={ghost}")).await.status, 404, "no account was made");
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn creating_a_user_twice_is_a_conflict_that_keeps_the_balance() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Boris", 70).await;
+    let again = lattice.post("/CreateUser", json!({ "user": user })).await;
+    assert_eq!((again.status, again.error_code()), (409, "user_exists"));
+    assert_eq!(again.body["status"], json!(false));
+    assert_eq!(lattice.balance(&user).await, 70);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_deposit_for_an_unknown_user_is_not_found() {
+    let lattice = Lattice::from_env();
+    let ghost = unique("Ghost");
+    let answer = lattice.post("/DepositCash", json!({ "user": ghost, "sum": 100 })).await;
+    assert_eq!((answer.status, answer.error_code()), (404, "unknown_user"));
+    assert_eq!(lattice.get(&format!("/Balance?user={ghost}")).await.status, 404);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_user_name_in_any_script_works_end_to_end() {
+    let lattice = Lattice::from_env();
+    let name = unique("Павел");
+    let user = lattice.new_user(&name, 50).await;
+    lattice.order(&user, 20).await;
+    let listed = lattice.await_notifications(&user, 1).await;
+    assert_eq!(listed[0]["user"], json!(name));
+    assert_eq!(lattice.balance(&user).await, 30);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_full_list_holds_every_users_notifications() {
+    let lattice = Lattice::from_env();
+    let a = lattice.new_user("ListA", 10).await;
+    let b = lattice.new_user("ListB", 10).await;
+    let order_a = lattice.order(&a, 10).await;
+    let order_b = lattice.order(&b, 10).await;
+    lattice.await_notifications(&a, 1).await;
+    lattice.await_notifications(&b, 1).await;
+    let all = lattice.get("/List").await;
+    assert_eq!(all.status, 200);
+    let ids: Vec<_> = all.body["notifications"].as_array().unwrap().iter().map(|n| n["order_id"].clone()).collect();
+    assert!(ids.contains(&json!(order_a)) && ids.contains(&json!(order_b)));
+}
