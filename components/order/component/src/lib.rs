@@ -1,10 +1,12 @@
 //! order as a wasmCloud component: `POST /Order` over `wasi:http`, published to the broker as
-//! `OrderPlaced` on `orders.placed` (`wasmcloud:messaging/consumer`). Stateless.
+//! `OrderPlaced` on `orders.placed` (`wasmcloud:messaging/consumer`). Its bucket holds only the
+//! `Idempotency-Key`s clients sent.
 
 use orders_common::api::{parse_json, RequestError};
 use orders_common::proto::CreateOrderRequest;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{random_16, Broker, WallClock};
+use order_core::{OrderError, Ports};
+use orders_component_kit::ports::{random_16, Broker, KeyValue, WallClock};
 use wasmcloud_component::http::{self, Method};
 
 struct OrderComponent;
@@ -22,7 +24,13 @@ fn route(request: &Request) -> Handled {
         "/Order" => {
             request.require(Method::POST)?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
-            let placed = order_core::place_order(&body, random_16(), &WallClock, &Broker)?;
+            let key = match request.headers.get("idempotency-key") {
+                Some(value) => Some(value.to_str().map_err(|_| OrderError::InvalidIdempotencyKey)?),
+                None => None,
+            };
+            let store = KeyValue::open().map_err(OrderError::from)?;
+            let ports = Ports { store: &store, clock: &WallClock, broker: &Broker };
+            let placed = ports.place_order(&body, key, random_16())?;
             // 202: the order is accepted; billing settles it asynchronously.
             Ok(Reply::json(202, &placed))
         }

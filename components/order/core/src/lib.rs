@@ -1,107 +1,217 @@
-//! order's rules, free of any host. order is stateless and knows nothing of users or balances: it
-//! checks the request's shape, gives the order an id and publishes [`OrderPlaced`] for billing.
+//! order's rules, free of any host. order knows nothing of users or balances: it checks the
+//! request's shape, gives the order an id and publishes [`OrderPlaced`] for billing.
+//!
+//! Its only state is idempotency: a request carrying an `Idempotency-Key` is remembered under
+//! `idempotency/<key>` ([`StoredIdempotency`]), so a retry returns the same order (published again,
+//! which billing and notify absorb) instead of placing a second one.
 
 use orders_common::api::ApiError;
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
-use orders_common::ports::{Clock, PublishError, Publisher};
-use orders_common::proto::{CreateOrderRequest, CreateOrderResponse, OrderPlaced};
+use orders_common::ports::{CasStore, Clock, PublishError, Publisher, RecordStore, StoreError, Update};
+use orders_common::proto::{CreateOrderRequest, CreateOrderResponse, OrderPlaced, StoredIdempotency};
 use orders_common::subjects;
 
-/// order's errors. HTTP statuses: `Invalid` 422, `Broker` 503.
+/// order's errors. HTTP statuses: `Invalid` 422, `InvalidIdempotencyKey` 400,
+/// `IdempotencyConflict` 409, `Broker` 503, `Store` 503.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
+    #[error("Idempotency-Key must be 1 to {max} visible ASCII characters", max = IdempotencyKey::MAX_LEN)]
+    InvalidIdempotencyKey,
+    #[error("Idempotency-Key `{0}` was already used for a different order")]
+    IdempotencyConflict(String),
     #[error(transparent)]
     Broker(#[from] PublishError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ApiError for OrderError {
     fn status(&self) -> u16 {
         match self {
             Self::Invalid(invalid) => invalid.status(),
-            Self::Broker(_) => 503,
+            Self::InvalidIdempotencyKey => 400,
+            Self::IdempotencyConflict(_) => 409,
+            Self::Broker(_) | Self::Store(_) => 503,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
             Self::Invalid(invalid) => invalid.code(),
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::IdempotencyConflict(_) => "idempotency_conflict",
             Self::Broker(_) => "broker_unavailable",
+            Self::Store(_) => "store_unavailable",
         }
     }
 }
 
-/// Places an order: valid input is published under a fresh id made from `random`; invalid input
-/// publishes nothing.
-pub fn place_order(
-    request: &CreateOrderRequest,
-    random: [u8; 16],
-    clock: &impl Clock,
-    broker: &impl Publisher,
-) -> Result<CreateOrderResponse, OrderError> {
-    let user = UserName::parse(&request.user)?;
-    let sum = Amount::parse(request.sum)?;
-    let order = OrderPlaced {
-        order_id: OrderId::from_random(random).to_string(),
-        user: user.to_string(),
-        sum: sum.get(),
-        placed_at_ms: clock.now_ms(),
-    };
-    broker.publish_message(subjects::ORDER_PLACED, &order)?;
-    Ok(CreateOrderResponse { status: true, order_id: order.order_id, user: order.user, sum: order.sum })
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, OrderError> {
+        let valid = (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        valid.then(|| Self(raw.to_string())).ok_or(OrderError::InvalidIdempotencyKey)
+    }
+}
+
+/// What order needs from its host.
+pub struct Ports<'a, S: ?Sized, C: ?Sized, P: ?Sized> {
+    pub store: &'a S,
+    pub clock: &'a C,
+    pub broker: &'a P,
+}
+
+impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Ports<'_, S, C, P> {
+    /// Places an order under a fresh id made from `random`; invalid input publishes nothing. With an
+    /// idempotency key, a repeat of the same request answers with the first order.
+    pub fn place_order(
+        &self,
+        request: &CreateOrderRequest,
+        idempotency_key: Option<&str>,
+        random: [u8; 16],
+    ) -> Result<CreateOrderResponse, OrderError> {
+        let user = UserName::parse(&request.user)?;
+        let sum = Amount::parse(request.sum)?;
+        let key = idempotency_key.map(IdempotencyKey::parse).transpose()?;
+        let fresh = OrderPlaced {
+            order_id: OrderId::from_random(random).to_string(),
+            user: user.to_string(),
+            sum: sum.get(),
+            placed_at_ms: self.clock.now_ms(),
+        };
+        let order = match key {
+            None => fresh,
+            Some(IdempotencyKey(key)) => {
+                let fingerprint = format!("{}\n{}", user, sum.get());
+                self.store.update_record(&format!("idempotency/{key}"), |stored: Option<StoredIdempotency>| {
+                    match stored {
+                        None => Ok(Update::Write(
+                            StoredIdempotency { request_fingerprint: fingerprint.clone(), order: Some(fresh.clone()) },
+                            fresh.clone(),
+                        )),
+                        Some(StoredIdempotency { request_fingerprint, order: Some(first) })
+                            if request_fingerprint == fingerprint =>
+                        {
+                            Ok(Update::Keep(first))
+                        }
+                        Some(_) => Err(OrderError::IdempotencyConflict(key.clone())),
+                    }
+                })?
+            }
+        };
+        // Published again on a retry: the first attempt may have failed after remembering the key,
+        // and billing and notify handle each order id once however often it arrives.
+        self.broker.publish_message(subjects::ORDER_PLACED, &order)?;
+        Ok(CreateOrderResponse { status: true, order_id: order.order_id, user: order.user, sum: order.sum })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{FixedClock, MemoryPublisher};
+    use orders_common::memory::{FixedClock, MemoryPublisher, MemoryStore};
     use prost::Message as _;
 
     use super::*;
 
-    fn order(user: &str, sum: i64) -> CreateOrderRequest {
-        CreateOrderRequest { user: user.into(), sum }
+    struct World {
+        store: MemoryStore,
+        clock: FixedClock,
+        broker: MemoryPublisher,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self { store: MemoryStore::default(), clock: FixedClock::at(42), broker: MemoryPublisher::default() }
+        }
+
+        fn place(&self, user: &str, sum: i64, key: Option<&str>, random: u8) -> Result<CreateOrderResponse, OrderError> {
+            let ports = Ports { store: &self.store, clock: &self.clock, broker: &self.broker };
+            ports.place_order(&CreateOrderRequest { user: user.into(), sum }, key, [random; 16])
+        }
+
+        fn published(&self) -> Vec<OrderPlaced> {
+            self.broker.published.borrow().iter().map(|(_, p)| OrderPlaced::decode(p.as_slice()).unwrap()).collect()
+        }
     }
 
     #[test]
     fn a_valid_order_is_published_with_a_fresh_id() {
-        let broker = MemoryPublisher::default();
-        let response = place_order(&order(" Pavel ", 10), [7; 16], &FixedClock::at(42), &broker).unwrap();
+        let world = World::new();
+        let response = world.place(" Pavel ", 10, None, 7).unwrap();
         assert!(response.status);
         assert_eq!((response.user.as_str(), response.sum), ("Pavel", 10));
-
-        let published = broker.published.borrow();
-        let (subject, payload) = &published[0];
-        assert_eq!(subject, subjects::ORDER_PLACED);
-        let placed = OrderPlaced::decode(payload.as_slice()).unwrap();
+        assert_eq!(world.broker.published.borrow()[0].0, subjects::ORDER_PLACED);
+        let placed = &world.published()[0];
         assert_eq!(placed.order_id, response.order_id);
         assert_eq!((placed.user.as_str(), placed.sum, placed.placed_at_ms), ("Pavel", 10, 42));
     }
 
     #[test]
-    fn different_random_bytes_give_different_ids() {
-        let broker = MemoryPublisher::default();
-        let clock = FixedClock::at(0);
-        let a = place_order(&order("Pavel", 10), [1; 16], &clock, &broker).unwrap();
-        let b = place_order(&order("Pavel", 10), [2; 16], &clock, &broker).unwrap();
+    fn without_a_key_every_request_is_a_new_order() {
+        let world = World::new();
+        let a = world.place("Pavel", 10, None, 1).unwrap();
+        let b = world.place("Pavel", 10, None, 2).unwrap();
         assert_ne!(a.order_id, b.order_id);
+        assert!(world.store.keys().unwrap().is_empty(), "nothing is remembered without a key");
     }
 
     #[test]
-    fn invalid_orders_publish_nothing() {
-        let broker = MemoryPublisher::default();
+    fn a_retry_with_the_same_key_returns_the_first_order() {
+        let world = World::new();
+        let first = world.place("Pavel", 10, Some("retry-1"), 1).unwrap();
+        world.clock.advance(1000);
+        let retry = world.place("Pavel", 10, Some("retry-1"), 2).unwrap();
+        assert_eq!(retry, first);
+        let published = world.published();
+        assert_eq!(published.len(), 2, "the retry publishes again in case the first publish was lost");
+        assert_eq!(published[0], published[1], "the very same order, id and time included");
+    }
+
+    #[test]
+    fn the_same_key_with_a_different_order_is_a_conflict_and_publishes_nothing_new() {
+        let world = World::new();
+        world.place("Pavel", 10, Some("k"), 1).unwrap();
+        let error = world.place("Pavel", 11, Some("k"), 2).unwrap_err();
+        assert_eq!((error.status(), error.code()), (409, "idempotency_conflict"));
+        assert_eq!(world.published().len(), 1);
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        let world = World::new();
+        for key in ["", "has space", "ключ", &"k".repeat(256)] {
+            let error = world.place("Pavel", 10, Some(key), 1).unwrap_err();
+            assert_eq!((error.status(), error.code()), (400, "invalid_idempotency_key"), "{key:?}");
+        }
+        assert!(world.published().is_empty());
+    }
+
+    #[test]
+    fn invalid_orders_publish_nothing_and_remember_no_key() {
+        let world = World::new();
         for (user, sum) in [("Pavel", 0), ("Pavel", -1), ("Pavel", 1_000_000_001), ("", 10)] {
-            let error = place_order(&order(user, sum), [0; 16], &FixedClock::at(0), &broker).unwrap_err();
+            let error = world.place(user, sum, Some("k"), 0).unwrap_err();
             assert_eq!(error.status(), 422, "{user} {sum}");
         }
-        assert!(broker.published.borrow().is_empty());
+        assert!(world.published().is_empty());
+        assert!(world.store.keys().unwrap().is_empty());
     }
 
     #[test]
-    fn an_unreachable_broker_is_reported_as_unavailable() {
-        let broker = MemoryPublisher::default();
-        broker.broken.set(true);
-        let error = place_order(&order("Pavel", 10), [0; 16], &FixedClock::at(0), &broker).unwrap_err();
+    fn an_unreachable_broker_is_reported_and_the_retry_publishes() {
+        let world = World::new();
+        world.broker.broken.set(true);
+        let error = world.place("Pavel", 10, Some("k"), 1).unwrap_err();
         assert_eq!((error.status(), error.code()), (503, "broker_unavailable"));
+        world.broker.broken.set(false);
+        let retry = world.place("Pavel", 10, Some("k"), 2).unwrap();
+        assert_eq!(world.published()[0].order_id, retry.order_id);
     }
 }

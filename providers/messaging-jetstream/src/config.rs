@@ -1,0 +1,161 @@
+//! Provider and link configuration.
+//!
+//! Provider config (wadm.yaml, the provider's `config`):
+//! - `cluster_uri` (default `nats://127.0.0.1:4222`), `js_domain` (optional);
+//! - `streams`: streams to ensure at start, `NAME:subject[ subject…],NAME2:…`, e.g.
+//!   `ORDERS:orders.placed,PAYMENTS:payments.settled`. Publishing to a subject no stream captures
+//!   fails, so every subject components publish to must be listed.
+//!
+//! Link config, provider → component (`wasmcloud:messaging/handler`), one durable consumer each:
+//! - `stream` (required), `durable` (required): the consumer's name; it survives restarts;
+//! - `filter_subject` (optional): only these subjects of the stream;
+//! - `max_attempts` (default 5): handler failures before a message goes to the dead-letter subject;
+//! - `dead_letter_subject` (default `deadletter.<durable>`);
+//! - `concurrency` (default 32): messages handled at once;
+//! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+pub const DEFAULT_CLUSTER_URI: &str = "nats://127.0.0.1:4222";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub cluster_uri: String,
+    pub js_domain: Option<String>,
+    pub streams: Vec<StreamSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub subjects: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    pub stream: String,
+    pub durable: String,
+    pub filter_subject: Option<String>,
+    pub max_attempts: u64,
+    pub dead_letter_subject: String,
+    pub concurrency: usize,
+    pub ack_wait: Duration,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl ProviderConfig {
+    pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let streams = config
+            .get("streams")
+            .map(|s| s.split(',').filter(|s| !s.trim().is_empty()).map(parse_stream).collect())
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self {
+            cluster_uri: config.get("cluster_uri").cloned().unwrap_or_else(|| DEFAULT_CLUSTER_URI.into()),
+            js_domain: config.get("js_domain").filter(|d| !d.is_empty()).cloned(),
+            streams,
+        })
+    }
+}
+
+fn parse_stream(spec: &str) -> anyhow::Result<StreamSpec> {
+    let Some((name, subjects)) = spec.trim().split_once(':') else {
+        bail!("stream `{spec}` must be NAME:subject[ subject…]");
+    };
+    if !valid_name(name) {
+        bail!("stream name `{name}` must use only letters, digits, - and _");
+    }
+    let subjects: Vec<String> = subjects.split_whitespace().map(str::to_string).collect();
+    if subjects.is_empty() {
+        bail!("stream `{name}` needs at least one subject");
+    }
+    Ok(StreamSpec { name: name.to_string(), subjects })
+}
+
+impl ConsumerConfig {
+    pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let required = |key: &str| {
+            config
+                .get(key)
+                .filter(|v| valid_name(v))
+                .cloned()
+                .with_context(|| format!("link config needs `{key}` (letters, digits, - and _)"))
+        };
+        let number = |key: &str, default: u64| -> anyhow::Result<u64> {
+            config
+                .get(key)
+                .map(|v| v.parse::<u64>().with_context(|| format!("`{key}` must be a whole number")))
+                .transpose()
+                .map(|v| v.unwrap_or(default))
+        };
+        let stream = required("stream")?;
+        let durable = required("durable")?;
+        let max_attempts = number("max_attempts", 5)?;
+        let concurrency = number("concurrency", 32)?;
+        if max_attempts == 0 || concurrency == 0 {
+            bail!("`max_attempts` and `concurrency` must be at least 1");
+        }
+        Ok(Self {
+            dead_letter_subject: config
+                .get("dead_letter_subject")
+                .cloned()
+                .unwrap_or_else(|| format!("deadletter.{durable}")),
+            filter_subject: config.get("filter_subject").cloned(),
+            max_attempts,
+            concurrency: usize::try_from(concurrency)?,
+            ack_wait: Duration::from_millis(number("ack_wait_ms", 30_000)?),
+            stream,
+            durable,
+        })
+    }
+}
+
+/// How long to wait before redelivering after the `attempt`-th failure: 100 ms doubling to 5 s.
+pub fn backoff(attempt: u64) -> Duration {
+    let exponent = u32::try_from(attempt.saturating_sub(1).min(6)).unwrap_or(6);
+    Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn streams_are_read_from_one_line() {
+        let config = ProviderConfig::from_map(&map(&[("streams", "ORDERS:orders.placed, PAYMENTS:payments.settled payments.other")])).unwrap();
+        assert_eq!(config.streams.len(), 2);
+        assert_eq!(config.streams[1].subjects, ["payments.settled", "payments.other"]);
+        assert_eq!(config.cluster_uri, DEFAULT_CLUSTER_URI);
+    }
+
+    #[test]
+    fn malformed_streams_are_refused() {
+        for bad in ["ORDERS", "OR.DERS:x", "ORDERS:"] {
+            assert!(ProviderConfig::from_map(&map(&[("streams", bad)])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_consumer_needs_a_stream_and_a_durable_name() {
+        assert!(ConsumerConfig::from_map(&map(&[("stream", "ORDERS")])).is_err());
+        let config = ConsumerConfig::from_map(&map(&[("stream", "ORDERS"), ("durable", "billing")])).unwrap();
+        assert_eq!((config.max_attempts, config.concurrency), (5, 32));
+        assert_eq!(config.dead_letter_subject, "deadletter.billing");
+    }
+
+    #[test]
+    fn backoff_doubles_from_100_ms_up_to_5_s() {
+        let waits: Vec<u128> = (1..=8).map(|a| backoff(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    }
+}

@@ -1,0 +1,298 @@
+//! A wasmCloud 1.x messaging provider on NATS JetStream, for messages that must not be lost.
+//!
+//! The stock messaging provider is core NATS: a message published while nobody listens is gone,
+//! and a handler's failure is only logged. Here, for the same `wasmcloud:messaging@0.2.0` contract:
+//! - `publish` stores the message in a JetStream stream and returns only after the stream's
+//!   acknowledgement; a failure reaches the component as an error;
+//! - each provider → component link is a durable pull consumer; a message is acknowledged only
+//!   after the component's `handle-message` returned `Ok`. An `Err` means redelivery with backoff,
+//!   and after `max_attempts` deliveries the message moves to a dead-letter subject. While the
+//!   component cannot be reached at all, messages wait (redelivered with backoff, never
+//!   dead-lettered for that), so a stopped consumer misses nothing.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use tokio::sync::{RwLock, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+use wasmcloud_provider_sdk::{
+    get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig,
+    LinkDeleteInfo, Provider,
+};
+
+use config::{backoff, ConsumerConfig, ProviderConfig};
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        path: "../../wit",
+        world: "orders:lattice/messaging-jetstream-provider",
+        generate_all,
+    });
+}
+
+use bindings::exports::wasmcloud::messaging::consumer;
+use bindings::wasmcloud::messaging::handler;
+use bindings::wasmcloud::messaging::types::BrokerMessage;
+
+/// Starts the provider: connects, ensures the configured streams, serves `consumer` and runs one
+/// durable consumer per handler link until the host stops it.
+pub async fn run() -> anyhow::Result<()> {
+    wasmcloud_provider_sdk::initialize_observability!("messaging-jetstream-provider", None::<std::ffi::OsString>);
+    let host_data = load_host_data().context("failed to load host data")?;
+    let config = ProviderConfig::from_map(&host_data.config)?;
+    let client = async_nats::ConnectOptions::new()
+        .name("orders messaging-jetstream provider")
+        .connect(config.cluster_uri.as_str())
+        .await
+        .with_context(|| format!("failed to connect to {}", config.cluster_uri))?;
+    let js = match &config.js_domain {
+        Some(domain) => jetstream::with_domain(client.clone(), domain),
+        None => jetstream::new(client.clone()),
+    };
+    for spec in &config.streams {
+        ensure_stream(&js, &spec.name, &spec.subjects).await?;
+    }
+    let provider = JetStreamMessaging { client, js, consumers: Arc::default() };
+    let shutdown = run_provider(provider.clone(), "messaging-jetstream-provider")
+        .await
+        .context("failed to run provider")?;
+    let connection = get_connection();
+    let wrpc = connection
+        .get_wrpc_client(connection.provider_key())
+        .await
+        .context("failed to create the wRPC client")?;
+    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
+        .await
+        .context("failed to serve provider exports")
+}
+
+/// Streams keep messages on disk for a week whether or not they were consumed, so a consumer
+/// created later (or a person debugging) still finds them.
+const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+async fn ensure_stream(js: &jetstream::Context, name: &str, subjects: &[String]) -> anyhow::Result<()> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: subjects.to_vec(),
+        storage: jetstream::stream::StorageType::File,
+        max_age: STREAM_MAX_AGE,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("failed to create stream {name}"))?;
+    info!(stream = name, ?subjects, "stream ready");
+    Ok(())
+}
+
+#[derive(Clone)]
+struct JetStreamMessaging {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// Consumer tasks by (component id, link name).
+    consumers: Arc<RwLock<HashMap<(String, String), JoinHandle<()>>>>,
+}
+
+impl Provider for JetStreamMessaging {
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let config = ConsumerConfig::from_map(link.config)?;
+        let consumer = durable_consumer(&self.js, &config).await?;
+        let component = link.target_id.to_string();
+        info!(%component, stream = %config.stream, durable = %config.durable, "consuming");
+        let task = tokio::spawn(consume(self.js.clone(), consumer, config, component.clone()));
+        let previous = self.consumers.write().await.insert((component, link.link_name.to_string()), task);
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        let key = (link.get_target_id().to_string(), link.get_link_name().to_string());
+        if let Some(task) = self.consumers.write().await.remove(&key) {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        for (_, task) in self.consumers.write().await.drain() {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+async fn durable_consumer(
+    js: &jetstream::Context,
+    config: &ConsumerConfig,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .with_context(|| format!("stream {} does not exist (list it in the provider's `streams`)", config.stream))?;
+    let pending = i64::try_from(config.concurrency * 2).unwrap_or(i64::MAX);
+    stream
+        .get_or_create_consumer(
+            &config.durable,
+            pull::Config {
+                durable_name: Some(config.durable.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                // Unlimited at the server: we count attempts ourselves, so that deliveries to an
+                // unreachable component never push a message into the dead-letter subject.
+                max_deliver: -1,
+                max_ack_pending: pending,
+                filter_subject: config.filter_subject.clone().unwrap_or_default(),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("failed to create consumer {}", config.durable))
+}
+
+/// Delivers the consumer's messages to the component, `concurrency` at a time, forever.
+async fn consume(
+    js: jetstream::Context,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    config: ConsumerConfig,
+    component: String,
+) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    loop {
+        let wrpc = match get_connection().get_wrpc_client(&component).await {
+            Ok(wrpc) => Arc::new(wrpc),
+            Err(e) => {
+                error!(%component, "no wRPC client: {e:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(e) => {
+                warn!(durable = %config.durable, "cannot pull messages: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(next) = messages.next().await {
+            let message = match next {
+                Ok(message) => message,
+                Err(e) => {
+                    warn!(durable = %config.durable, "pull failed: {e}");
+                    continue;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+            let (js, config, wrpc, component) = (js.clone(), Arc::clone(&config), Arc::clone(&wrpc), component.clone());
+            tokio::spawn(async move {
+                deliver(&js, &config, &wrpc, &component, message).await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+async fn deliver(
+    js: &jetstream::Context,
+    config: &ConsumerConfig,
+    wrpc: &wasmcloud_provider_sdk::provider::WrpcClient,
+    component: &str,
+    message: jetstream::Message,
+) {
+    let attempt = message.info().map(|info| u64::try_from(info.delivered).unwrap_or(1)).unwrap_or(1);
+    let broker_message = BrokerMessage {
+        subject: message.subject.to_string(),
+        body: message.payload.clone(),
+        reply_to: None,
+    };
+    let outcome = handler::handle_message(wrpc, None, &broker_message).await;
+    let settled = match outcome {
+        Ok(Ok(())) => message.double_ack().await,
+        Ok(Err(reason)) if attempt >= config.max_attempts => {
+            warn!(%component, subject = %broker_message.subject, attempt, %reason, "handler failed for the last time: dead-lettering");
+            match dead_letter(js, config, &broker_message, &reason).await {
+                Ok(()) => message.ack_with(AckKind::Term).await,
+                Err(e) => {
+                    error!(%component, "dead-lettering failed, keeping the message: {e:#}");
+                    message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+                }
+            }
+        }
+        Ok(Err(reason)) => {
+            warn!(%component, subject = %broker_message.subject, attempt, %reason, "handler failed: redelivering");
+            message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+        }
+        Err(unreachable) => {
+            warn!(%component, attempt, "component unreachable, message waits: {unreachable:#}");
+            message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+        }
+    };
+    if let Err(e) = settled {
+        // The server redelivers after ack_wait; handlers are idempotent, so that is safe.
+        warn!(%component, "acknowledgement failed: {e}");
+    }
+}
+
+async fn dead_letter(
+    js: &jetstream::Context,
+    config: &ConsumerConfig,
+    message: &BrokerMessage,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Orders-Original-Subject", message.subject.as_str());
+    headers.insert("Orders-Failure", reason.replace(['\r', '\n'], " ").as_str());
+    js.publish_with_headers(config.dead_letter_subject.clone(), headers, message.body.clone())
+        .await?
+        .await?;
+    Ok(())
+}
+
+impl consumer::Handler<Option<Context>> for JetStreamMessaging {
+    /// Stores the message in its stream and returns once the stream acknowledged it. Replies to a
+    /// request (`reply-to` set) go out on core NATS, as replies are not kept.
+    async fn publish(&self, _cx: Option<Context>, message: BrokerMessage) -> anyhow::Result<Result<(), String>> {
+        let BrokerMessage { subject, body, reply_to } = message;
+        if let Some(reply_to) = reply_to {
+            return Ok(self
+                .client
+                .publish_with_reply(subject, reply_to, body)
+                .await
+                .map_err(|e| format!("publish failed: {e}")));
+        }
+        let stored = async {
+            self.js.publish(subject.clone(), body).await?.await?;
+            Ok::<_, async_nats::Error>(())
+        };
+        Ok(stored.await.map_err(|e| format!("message to {subject} not stored by JetStream: {e}")))
+    }
+
+    async fn request(
+        &self,
+        _cx: Option<Context>,
+        subject: String,
+        body: Bytes,
+        timeout_ms: u32,
+    ) -> anyhow::Result<Result<BrokerMessage, String>> {
+        let request = self.client.request(subject.clone(), body);
+        Ok(match tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), request).await {
+            Ok(Ok(reply)) => Ok(BrokerMessage {
+                subject: reply.subject.to_string(),
+                body: reply.payload,
+                reply_to: reply.reply.map(|r| r.to_string()),
+            }),
+            Ok(Err(e)) => Err(format!("request to {subject} failed: {e}")),
+            Err(_) => Err(format!("request to {subject} timed out after {timeout_ms} ms")),
+        })
+    }
+}
