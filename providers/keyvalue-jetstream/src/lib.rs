@@ -37,7 +37,11 @@ use bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 
 /// Starts the provider and serves its exports until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
-    wasmcloud_provider_sdk::initialize_observability!("keyvalue-jetstream-provider", None::<std::ffi::OsString>);
+    // Logs go to stderr, which the host collects into its own log.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let host_data = load_host_data().context("failed to load host data")?;
     let provider = KeyValueProvider {
         defaults: Arc::new(host_data.config.clone()),

@@ -45,7 +45,11 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 /// Starts the provider: connects, ensures the configured streams, serves `consumer` and runs one
 /// durable consumer per handler link until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
-    wasmcloud_provider_sdk::initialize_observability!("messaging-jetstream-provider", None::<std::ffi::OsString>);
+    // Logs go to stderr, which the host collects into its own log.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ProviderConfig::from_map(&host_data.config)?;
     let client = async_nats::ConnectOptions::new()

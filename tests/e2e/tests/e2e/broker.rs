@@ -6,7 +6,6 @@ use futures::StreamExt as _;
 use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_common::subjects;
 use orders_e2e::{Lattice, PATIENCE};
-use prost::Message as _;
 use serde_json::json;
 
 #[tokio::test]
