@@ -18,7 +18,7 @@ RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
 
-PROVIDERS := http-server messaging-nats keyvalue-jetstream
+PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify
 
 .PHONY: help run down clean test unit-test e2e-test lint build native components providers toolchain tools

@@ -94,7 +94,8 @@ deploy() {
   fi
   if "$WASH" app get orders "${CTL[@]}" >/dev/null 2>&1; then
     say "replacing the deployed application"
-    "$WASH" app delete orders --delete-all "${CTL[@]}" >/dev/null || true
+    "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
+    "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
     wait_for "the old providers to stop" 60 no_providers
   fi
   say "deploying $manifest"

@@ -18,9 +18,13 @@ scripts/lattice.sh up test
 
 export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT
 export ORDERS_NATS_URL=nats://127.0.0.1:$NATS_PORT
+export ORDERS_WASH=$WASH ORDERS_CTL_PORT=$NATS_PORT ORDERS_MANIFEST=$ROOT/.state/test/wadm.yaml
 
 say "end-to-end tests (Rust, through HTTP and NATS)"
 cargo test --release --test e2e -- --ignored --test-threads 4
+
+say "fault tests (they stop parts of the lattice, so they run alone)"
+cargo test --release --test faults -- --ignored --test-threads 1 --nocapture
 
 say "end-to-end tests (newman, the Postman collection)"
 "$ORDERS_CACHE/node/node_modules/.bin/newman" run postman/orders.postman_collection.json \

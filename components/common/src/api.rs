@@ -88,10 +88,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(RequestError::BodyTooLarge);
     }
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => RequestError::WrongType(e.to_string()),
-        _ => RequestError::MalformedJson(e.to_string()),
-    })
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+    // serde would also fill a struct from a JSON array by position; our bodies are objects only.
+    if !value.is_object() {
+        return Err(RequestError::WrongType("the body must be a JSON object".into()));
+    }
+    T::deserialize(value).map_err(|e| RequestError::WrongType(e.to_string()))
 }
 
 /// The first value of `name` in a query string, percent-decoded (`+` is a space); `None` when the

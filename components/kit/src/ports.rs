@@ -10,15 +10,24 @@ use crate::bindings::orders::lattice::keyvalue_cas as cas;
 /// The bucket our key-value provider linked to this component; `""` names "the linked bucket".
 const LINKED_BUCKET: &str = "";
 
-/// The component's key-value bucket.
+/// The component's key-value bucket. Compare-and-swap reads and writes need no `wasi:keyvalue`
+/// bucket resource; listing does, so it is opened on first use.
+#[derive(Default)]
 pub struct KeyValue {
-    bucket: store::Bucket,
+    bucket: std::cell::OnceCell<store::Bucket>,
 }
 
 impl KeyValue {
-    pub fn open() -> Result<Self, StoreError> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn bucket(&self) -> Result<&store::Bucket, StoreError> {
+        if let Some(bucket) = self.bucket.get() {
+            return Ok(bucket);
+        }
         let bucket = store::open(LINKED_BUCKET).map_err(|e| unavailable(&e))?;
-        Ok(Self { bucket })
+        Ok(self.bucket.get_or_init(|| bucket))
     }
 }
 
@@ -41,7 +50,7 @@ impl CasStore for KeyValue {
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.bucket.list_keys(cursor).map_err(|e| unavailable(&e))?;
+            let page = self.bucket()?.list_keys(cursor).map_err(|e| unavailable(&e))?;
             keys.extend(page.keys);
             match page.cursor {
                 Some(next) => cursor = Some(next),
@@ -51,7 +60,7 @@ impl CasStore for KeyValue {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let found = batch::get_many(&self.bucket, keys).map_err(|e| unavailable(&e))?;
+        let found = batch::get_many(self.bucket()?, keys).map_err(|e| unavailable(&e))?;
         Ok(found.into_iter().map(|entry| entry.map(|(_, value)| value)).collect())
     }
 }

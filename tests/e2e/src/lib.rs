@@ -153,3 +153,86 @@ pub fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// Redeploys the application with parts scaled down, the way an operator (or an outage) would stop
+/// them, through wadm with the real `wash`. Needs `ORDERS_WASH`, `ORDERS_CTL_PORT` and
+/// `ORDERS_MANIFEST` (the deployed manifest), which `make test` sets.
+pub struct Operator {
+    wash: String,
+    ctl_port: String,
+    manifest: serde_yaml::Value,
+}
+
+impl Operator {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run through `make test`"));
+        let manifest = std::fs::read_to_string(var("ORDERS_MANIFEST")).expect("the deployed manifest");
+        Self { wash: var("ORDERS_WASH"), ctl_port: var("ORDERS_CTL_PORT"), manifest: serde_yaml::from_str(&manifest).unwrap() }
+    }
+
+    fn original_version(&self) -> String {
+        self.manifest["metadata"]["annotations"]["version"].as_str().unwrap().to_string()
+    }
+
+    async fn wash(&self, args: &[&str]) -> String {
+        let output = tokio::process::Command::new(&self.wash)
+            .args(args)
+            .args(["--ctl-host", "127.0.0.1", "--ctl-port", &self.ctl_port])
+            .output()
+            .await
+            .expect("wash runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "wash {args:?} failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+        text
+    }
+
+    /// Deploys a version of the application in which each named part runs `instances` copies
+    /// (0 stops it), and waits until wadm reports it deployed.
+    pub async fn deploy_scaled(&self, version: &str, parts: &[(&str, u64)]) {
+        let mut manifest = self.manifest.clone();
+        manifest["metadata"]["annotations"]["version"] = version.into();
+        for (name, instances) in parts {
+            let part = manifest["spec"]["components"]
+                .as_sequence_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|c| c["name"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("no `{name}` in the manifest"));
+            let scaler = part["traits"]
+                .as_sequence_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|t| t["type"].as_str() == Some("spreadscaler"))
+                .expect("a spreadscaler");
+            scaler["properties"]["instances"] = (*instances).into();
+        }
+        let path = std::env::temp_dir().join(format!("orders-{version}-{}.yaml", std::process::id()));
+        std::fs::write(&path, serde_yaml::to_string(&manifest).unwrap()).unwrap();
+        self.wash(&["app", "deploy", path.to_str().unwrap()]).await;
+        self.await_deployed(version).await;
+    }
+
+    /// Deploys the manifest `make test` deployed, and waits until it is deployed again.
+    pub async fn restore(&self) {
+        let version = self.original_version();
+        self.wash(&["app", "deploy", "orders", &version]).await;
+        self.await_deployed(&version).await;
+    }
+
+    async fn await_deployed(&self, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status: Value = serde_json::from_str(&self.wash(&["app", "status", "orders", "-o", "json"]).await).unwrap();
+            let listed: Value = serde_json::from_str(&self.wash(&["app", "list", "-o", "json"]).await).unwrap();
+            let deployed_version = listed["applications"]
+                .as_array()
+                .and_then(|apps| apps.iter().find(|a| a["name"] == "orders"))
+                .map(|app| app["deployed_version"].as_str().unwrap_or_default().to_string());
+            if status["status"]["status"]["type"] == "deployed" && deployed_version.as_deref() == Some(version) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "version {version} not deployed after 120 s: {status}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

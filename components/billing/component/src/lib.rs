@@ -2,7 +2,7 @@
 //! over `wasi:http`, and placed orders from the broker (`wasmcloud:messaging/handler`), settled by
 //! `billing-core` and answered with a payment result on `payments.settled`.
 
-use billing_core::{Billing, BillingError};
+use billing_core::Billing;
 use orders_common::api::{parse_json, query_param, RequestError};
 use orders_common::ports::Publisher as _;
 use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced};
@@ -34,7 +34,7 @@ impl http::Server for BillingComponent {
 }
 
 fn route(request: &Request) -> Handled {
-    let store = KeyValue::open().map_err(BillingError::from)?;
+    let store = KeyValue::new();
     let billing = Billing { store: &store, clock: &WallClock };
     match request.path.as_str() {
         "/CreateUser" => {
@@ -62,7 +62,7 @@ impl MessageHandler for BillingComponent {
     fn handle_message(message: BrokerMessage) -> Result<(), String> {
         let order = OrderPlaced::decode(message.body.as_slice())
             .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;
-        let store = KeyValue::open().map_err(|e| e.to_string())?;
+        let store = KeyValue::new();
         let result = Billing { store: &store, clock: &WallClock }
             .settle(&order)
             .map_err(|e| format!("order {} not settled: {e}", order.order_id))?;

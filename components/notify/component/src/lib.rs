@@ -1,7 +1,7 @@
 //! notify as a wasmCloud component: payment results from the broker (`wasmcloud:messaging/handler`)
 //! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them.
 
-use notify_core::{Delivery, Notify, NotifyError};
+use notify_core::{Delivery, Notify};
 use orders_common::api::{query_param, RequestError};
 use orders_common::proto::PaymentResult;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
@@ -35,7 +35,7 @@ fn route(request: &Request) -> Handled {
         // The seed's Postman request sends a JSON body with GET /List; the body is ignored.
         "/List" => {
             request.require(Method::GET)?;
-            let store = KeyValue::open().map_err(NotifyError::from)?;
+            let store = KeyValue::new();
             let user = query_param(&request.query, "user");
             let notify = Notify { store: &store, clock: &WallClock };
             Ok(Reply::json(200, &notify.list(user.as_deref())?))
@@ -49,7 +49,7 @@ impl MessageHandler for NotifyComponent {
     fn handle_message(message: BrokerMessage) -> Result<(), String> {
         let result = PaymentResult::decode(message.body.as_slice())
             .map_err(|e| format!("{} carried no PaymentResult: {e}", message.subject))?;
-        let store = KeyValue::open().map_err(|e| e.to_string())?;
+        let store = KeyValue::new();
         let delivery = Notify { store: &store, clock: &WallClock }
             .deliver(&result)
             .map_err(|e| format!("no notification for order {}: {e}", result.order_id))?;

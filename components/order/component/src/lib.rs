@@ -28,7 +28,7 @@ fn route(request: &Request) -> Handled {
                 Some(value) => Some(value.to_str().map_err(|_| OrderError::InvalidIdempotencyKey)?),
                 None => None,
             };
-            let store = KeyValue::open().map_err(OrderError::from)?;
+            let store = KeyValue::new();
             let ports = Ports { store: &store, clock: &WallClock, broker: &Broker };
             let placed = ports.place_order(&body, key, random_16())?;
             // 202: the order is accepted; billing settles it asynchronously.

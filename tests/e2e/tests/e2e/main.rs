@@ -5,4 +5,5 @@
 mod bad_input;
 mod broker;
 mod concurrency;
+mod idempotency;
 mod scenario;

@@ -1,7 +1,0 @@
-//! The upstream wasmCloud 1.9 messaging-nats capability provider, built from its library crate because its
-//! binary and OCI image cannot be downloaded on our machines.
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    wasmcloud_provider_messaging_nats::run().await
-}

@@ -1,0 +1,54 @@
+//! `Idempotency-Key` on `POST /Order`: a retried request never places a second order.
+
+use orders_e2e::{unique, Lattice};
+use serde_json::json;
+
+async fn order_with_key(lattice: &Lattice, key: &str, user: &str, sum: i64) -> orders_e2e::Answer {
+    let response = reqwest::Client::new()
+        .post(format!("{}/Order", lattice.base_url))
+        .header("Idempotency-Key", key)
+        .body(json!({ "user": user, "sum": sum }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    orders_e2e::Answer { status, body: response.json().await.unwrap() }
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_retried_order_with_the_same_key_is_placed_and_charged_once() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Retry", 100).await;
+    let key = unique("key");
+    let first = order_with_key(&lattice, &key, &user, 10).await;
+    let retry = order_with_key(&lattice, &key, &user, 10).await;
+    assert_eq!((first.status, retry.status), (202, 202));
+    assert_eq!(first.body["order_id"], retry.body["order_id"]);
+
+    lattice.await_notifications(&user, 1).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(lattice.notifications(&user).await.len(), 1);
+    assert_eq!(lattice.balance(&user).await, 90);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_same_key_for_a_different_order_is_a_conflict() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Reuse", 100).await;
+    let key = unique("key");
+    assert_eq!(order_with_key(&lattice, &key, &user, 10).await.status, 202);
+    let other = order_with_key(&lattice, &key, &user, 20).await;
+    assert_eq!((other.status, other.body["error"].clone()), (409, json!("idempotency_conflict")));
+    lattice.await_notifications(&user, 1).await;
+    assert_eq!(lattice.balance(&user).await, 90);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_malformed_key_is_400() {
+    let lattice = Lattice::from_env();
+    let answer = order_with_key(&lattice, "has space", &unique("Key"), 10).await;
+    assert_eq!((answer.status, answer.body["error"].clone()), (400, json!("invalid_idempotency_key")));
+}
