@@ -206,6 +206,9 @@ async fn consume(
     }
 }
 
+/// How soon a message is offered again while its component cannot be reached.
+const UNREACHABLE_RETRY: Duration = Duration::from_millis(500);
+
 async fn deliver(
     js: &jetstream::Context,
     config: &ConsumerConfig,
@@ -237,8 +240,10 @@ async fn deliver(
             message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
         }
         Err(unreachable) => {
+            // Not the message's fault: retry soon, so a restarted component drains its backlog at
+            // once instead of after each message's growing backoff.
             warn!(%component, attempt, "component unreachable, message waits: {unreachable:#}");
-            message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+            message.ack_with(AckKind::Nak(Some(UNREACHABLE_RETRY))).await
         }
     };
     if let Err(e) = settled {

@@ -183,3 +183,58 @@ fn a_balance_query_for_an_unknown_user_is_not_found() {
     let world = World::new();
     assert_eq!(world.billing().balance("Nobody").unwrap_err().status(), 404);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Deposit(i64),
+        /// Deliver order `n` (of the fixed set below); the same order may be delivered many times.
+        Deliver(usize),
+    }
+
+    fn events() -> impl Strategy<Value = Vec<Event>> {
+        proptest::collection::vec(
+            prop_oneof![(1i64..60).prop_map(Event::Deposit), (0usize..12).prop_map(Event::Deliver)],
+            0..80,
+        )
+    }
+
+    proptest! {
+        /// Against a model ledger: deposits always count, each order id is settled once (paid only
+        /// if affordable at that moment), redeliveries change nothing, the balance never goes below 0.
+        #[test]
+        fn any_mix_of_deposits_and_redelivered_orders_matches_the_model_ledger(
+            sums in proptest::collection::vec(1u64..80, 12),
+            events in events(),
+        ) {
+            let world = World::with_user("Pavel", 0);
+            let mut balance = 0u64;
+            let mut settled: std::collections::HashMap<usize, PaymentOutcome> = Default::default();
+            for event in events {
+                match event {
+                    Event::Deposit(sum) => {
+                        world.billing().deposit(&DepositCashRequest { user: "Pavel".into(), sum }).unwrap();
+                        balance += u64::try_from(sum).unwrap();
+                    }
+                    Event::Deliver(n) => {
+                        let result = world.order(&format!("order-{n}"), "Pavel", sums[n]);
+                        let expected = *settled.entry(n).or_insert_with(|| {
+                            if balance >= sums[n] {
+                                balance -= sums[n];
+                                PaymentOutcome::Paid
+                            } else {
+                                PaymentOutcome::InsufficientFunds
+                            }
+                        });
+                        prop_assert_eq!(outcome(&result), expected);
+                    }
+                }
+                prop_assert_eq!(world.balance("Pavel"), balance);
+            }
+        }
+    }
+}
