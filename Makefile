@@ -59,6 +59,7 @@ $(NATS_SERVER):
 $(WASH): | toolchain
 	@echo "==> building wash 0.43.0 into $(TOOLS) (cold build takes ~20 minutes)"
 	CARGO_TARGET_DIR=$(ORDERS_CACHE)/wash-target cargo install --locked --quiet --root $(TOOLS) wash --version 0.43.0
+	rm -rf $(ORDERS_CACHE)/wash-target  # 2.4 GB of intermediate files, never needed again
 
 $(NEWMAN):
 	@echo "==> installing newman into $(ORDERS_CACHE)/node"

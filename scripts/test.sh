@@ -11,6 +11,9 @@ export NATS_SERVER_BIN=$NATS_SERVER
 say "unit and integration tests (native crates)"
 cargo test --release
 
+say "fuzzing the parsers, decoders and the ledger (proptest, seed corpus in components/fuzz/tests)"
+cargo test --release -p orders-fuzz
+
 say "starting a private lattice (NATS $NATS_PORT, HTTP $HTTP_PORT)"
 scripts/lattice.sh clean test >/dev/null
 trap 'say "tearing the test lattice down"; scripts/lattice.sh clean test >/dev/null' EXIT
