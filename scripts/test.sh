@@ -16,7 +16,8 @@ cargo test --release -p orders-fuzz
 
 say "starting a private lattice (NATS $NATS_PORT, HTTP $HTTP_PORT)"
 scripts/lattice.sh clean test >/dev/null
-trap 'say "tearing the test lattice down"; scripts/lattice.sh clean test >/dev/null' EXIT
+# Stopped, not wiped, at the end: its logs stay in .state/test/logs for a look after a failure.
+trap 'say "stopping the test lattice (logs kept in .state/test/logs)"; scripts/lattice.sh down test >/dev/null' EXIT
 scripts/lattice.sh up test
 
 export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT
