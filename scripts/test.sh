@@ -7,6 +7,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 instance_ports test
 export NATS_SERVER_BIN=$NATS_SERVER
+cargo() { command cargo --config "$ORDERS_CACHE/patches/config.toml" "$@"; }
 
 say "unit and integration tests (native crates)"
 cargo test --release
