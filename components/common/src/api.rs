@@ -25,7 +25,11 @@ pub trait ApiError: std::fmt::Display {
     fn code(&self) -> &'static str;
 
     fn to_body(&self) -> ErrorResponse {
-        ErrorResponse { status: false, error: self.code().to_string(), message: self.to_string() }
+        ErrorResponse {
+            status: false,
+            error: self.code().to_string(),
+            message: self.to_string(),
+        }
     }
 }
 
@@ -58,7 +62,10 @@ pub enum RequestError {
     #[error("no endpoint at {0}")]
     UnknownPath(String),
     #[error("{method} is not allowed here; use {allowed}")]
-    MethodNotAllowed { method: String, allowed: &'static str },
+    MethodNotAllowed {
+        method: String,
+        allowed: &'static str,
+    },
 }
 
 impl ApiError for RequestError {
@@ -92,7 +99,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
         serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
     // serde would also fill a struct from a JSON array by position; our bodies are objects only.
     if !value.is_object() {
-        return Err(RequestError::WrongType("the body must be a JSON object".into()));
+        return Err(RequestError::WrongType(
+            "the body must be a JSON object".into(),
+        ));
     }
     T::deserialize(value).map_err(|e| RequestError::WrongType(e.to_string()))
 }
@@ -158,14 +167,22 @@ mod tests {
             br#"[1,2]"#,
         ] {
             let error = parse_json::<DepositCashRequest>(body).unwrap_err();
-            assert_eq!(error.code(), "wrong_type", "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                error.code(),
+                "wrong_type",
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
     #[test]
     fn a_body_over_the_limit_is_refused_before_parsing() {
         let body = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(parse_json::<DepositCashRequest>(&body), Err(RequestError::BodyTooLarge));
+        assert_eq!(
+            parse_json::<DepositCashRequest>(&body),
+            Err(RequestError::BodyTooLarge)
+        );
     }
 
     #[test]

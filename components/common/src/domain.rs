@@ -23,7 +23,9 @@ impl InvalidValue {
     /// The field the value was given for, for machine-readable error codes.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::EmptyUserName | Self::UserNameTooLong | Self::UserNameHasControlCharacters => "user",
+            Self::EmptyUserName | Self::UserNameTooLong | Self::UserNameHasControlCharacters => {
+                "user"
+            }
             Self::SumNotPositive | Self::SumTooLarge => "sum",
             Self::MalformedOrderId => "order_id",
         }
@@ -80,7 +82,9 @@ impl Amount {
 
     /// For amounts that arrive unsigned, from the broker.
     pub fn parse_unsigned(raw: u64) -> Result<Self, InvalidValue> {
-        i64::try_from(raw).map_err(|_| InvalidValue::SumTooLarge).and_then(Self::parse)
+        i64::try_from(raw)
+            .map_err(|_| InvalidValue::SumTooLarge)
+            .and_then(Self::parse)
     }
 
     pub fn get(self) -> u64 {
@@ -146,12 +150,18 @@ mod tests {
     #[test]
     fn a_user_name_of_64_characters_in_any_script_is_accepted_and_65_is_not() {
         assert!(UserName::parse(&"Ж".repeat(64)).is_ok());
-        assert_eq!(UserName::parse(&"Ж".repeat(65)), Err(InvalidValue::UserNameTooLong));
+        assert_eq!(
+            UserName::parse(&"Ж".repeat(65)),
+            Err(InvalidValue::UserNameTooLong)
+        );
     }
 
     #[test]
     fn a_user_name_with_control_characters_is_refused() {
-        assert_eq!(UserName::parse("Pa\u{0}vel"), Err(InvalidValue::UserNameHasControlCharacters));
+        assert_eq!(
+            UserName::parse("Pa\u{0}vel"),
+            Err(InvalidValue::UserNameHasControlCharacters)
+        );
     }
 
     #[test]
@@ -166,7 +176,10 @@ mod tests {
         assert_eq!(Amount::parse(1).unwrap().get(), 1);
         assert_eq!(Amount::parse(1_000_000_000).unwrap().get(), Amount::MAX);
         assert_eq!(Amount::parse(1_000_000_001), Err(InvalidValue::SumTooLarge));
-        assert_eq!(Amount::parse_unsigned(u64::MAX), Err(InvalidValue::SumTooLarge));
+        assert_eq!(
+            Amount::parse_unsigned(u64::MAX),
+            Err(InvalidValue::SumTooLarge)
+        );
     }
 
     #[test]
@@ -179,7 +192,11 @@ mod tests {
     #[test]
     fn malformed_order_ids_are_refused() {
         for bad in ["", "a b", "a.b", &"a".repeat(65), "идентификатор"] {
-            assert_eq!(OrderId::parse(bad), Err(InvalidValue::MalformedOrderId), "{bad}");
+            assert_eq!(
+                OrderId::parse(bad),
+                Err(InvalidValue::MalformedOrderId),
+                "{bad}"
+            );
         }
     }
 }

@@ -14,10 +14,19 @@ pub struct MemoryStore {
 
 impl CasStore for MemoryStore {
     fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
-        Ok(self.entries.borrow().get(key).map(|(v, r)| (v.clone(), Revision(*r))))
+        Ok(self
+            .entries
+            .borrow()
+            .get(key)
+            .map(|(v, r)| (v.clone(), Revision(*r))))
     }
 
-    fn write(&self, key: &str, value: &[u8], expected: Option<Revision>) -> Result<Option<Revision>, StoreError> {
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError> {
         let mut entries = self.entries.borrow_mut();
         let current = entries.get(key).map(|(_, r)| Revision(*r));
         if current != expected {
@@ -35,7 +44,10 @@ impl CasStore for MemoryStore {
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let entries = self.entries.borrow();
-        Ok(keys.iter().map(|k| entries.get(k).map(|(v, _)| v.clone())).collect())
+        Ok(keys
+            .iter()
+            .map(|k| entries.get(k).map(|(v, _)| v.clone()))
+            .collect())
     }
 }
 
@@ -51,7 +63,9 @@ impl Publisher for MemoryPublisher {
         if self.broken.get() {
             return Err(PublishError("broker unreachable".into()));
         }
-        self.published.borrow_mut().push((subject.to_string(), payload));
+        self.published
+            .borrow_mut()
+            .push((subject.to_string(), payload));
         Ok(())
     }
 }
@@ -101,9 +115,18 @@ mod tests {
         fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
             self.inner.read(key)
         }
-        fn write(&self, key: &str, value: &[u8], expected: Option<Revision>) -> Result<Option<Revision>, StoreError> {
+        fn write(
+            &self,
+            key: &str,
+            value: &[u8],
+            expected: Option<Revision>,
+        ) -> Result<Option<Revision>, StoreError> {
             if !self.raced.replace(true) {
-                let rival = StoredAccount { user: "rival".into(), balance: 1, ..Default::default() };
+                let rival = StoredAccount {
+                    user: "rival".into(),
+                    balance: 1,
+                    ..Default::default()
+                };
                 self.inner.write_record(key, &rival, expected)?;
             }
             self.inner.write(key, value, expected)
@@ -118,13 +141,22 @@ mod tests {
 
     #[test]
     fn an_update_that_loses_a_race_runs_again_on_the_winners_record() {
-        let store = RacedStore { inner: MemoryStore::default(), raced: Cell::new(false) };
+        let store = RacedStore {
+            inner: MemoryStore::default(),
+            raced: Cell::new(false),
+        };
         let mut seen = Vec::new();
         let balance = store
             .update_record("account", |current: Option<StoredAccount>| {
                 seen.push(current.as_ref().map(|a| a.balance));
                 let balance = current.map_or(0, |a| a.balance) + 10;
-                Ok::<_, StoreError>(Update::Write(StoredAccount { balance, ..Default::default() }, balance))
+                Ok::<_, StoreError>(Update::Write(
+                    StoredAccount {
+                        balance,
+                        ..Default::default()
+                    },
+                    balance,
+                ))
             })
             .unwrap();
         assert_eq!(seen, [None, Some(1)]);

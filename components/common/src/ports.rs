@@ -39,7 +39,10 @@ pub trait CasStore {
 
 /// Protobuf records on top of any [`CasStore`].
 pub trait RecordStore: CasStore {
-    fn read_record<M: Message + Default>(&self, key: &str) -> Result<Option<(M, Revision)>, StoreError> {
+    fn read_record<M: Message + Default>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(M, Revision)>, StoreError> {
         self.read(key)?
             .map(|(bytes, revision)| Ok((decode(key, &bytes)?, revision)))
             .transpose()
@@ -79,12 +82,22 @@ pub trait RecordStore: CasStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!("`{key}` kept changing: {MAX_CONFLICTS} conflicting writes")).into())
+        Err(StoreError::Unavailable(format!(
+            "`{key}` kept changing: {MAX_CONFLICTS} conflicting writes"
+        ))
+        .into())
     }
 
     /// Every record whose key starts with `prefix`.
-    fn records_with_prefix<M: Message + Default>(&self, prefix: &str) -> Result<Vec<M>, StoreError> {
-        let keys: Vec<String> = self.keys()?.into_iter().filter(|k| k.starts_with(prefix)).collect();
+    fn records_with_prefix<M: Message + Default>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<M>, StoreError> {
+        let keys: Vec<String> = self
+            .keys()?
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
         let values = self.get_many(&keys)?;
         keys.iter()
             .zip(values)
@@ -108,7 +121,10 @@ pub enum Update<M, T> {
 }
 
 fn decode<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M, StoreError> {
-    M::decode(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), why: e.to_string() })
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        why: e.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

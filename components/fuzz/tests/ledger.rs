@@ -14,7 +14,10 @@ enum Event {
 
 fn events() -> impl Strategy<Value = Vec<Event>> {
     proptest::collection::vec(
-        prop_oneof![(1i64..60).prop_map(Event::Deposit), (0usize..12).prop_map(Event::Deliver)],
+        prop_oneof![
+            (1i64..60).prop_map(Event::Deposit),
+            (0usize..12).prop_map(Event::Deliver)
+        ],
         0..80,
     )
 }

@@ -23,7 +23,11 @@ fn every_body_in_the_corpus_is_parsed_or_refused_with_a_4xx() {
         let body = std::fs::read(&path).unwrap();
         match parse_order(&body) {
             Ok((user, sum)) => {
-                assert!(!user.as_str().is_empty() && sum.get() > 0, "{}", path.display());
+                assert!(
+                    !user.as_str().is_empty() && sum.get() > 0,
+                    "{}",
+                    path.display()
+                );
             }
             Err(status) => assert!((400..500).contains(&status), "{}: {status}", path.display()),
         }
@@ -34,8 +38,21 @@ fn every_body_in_the_corpus_is_parsed_or_refused_with_a_4xx() {
 
 #[test]
 fn corpus_bodies_that_must_be_refused_are_refused() {
-    for name in ["array", "fraction-sum", "huge-sum", "negative-sum", "zero-sum", "control-chars-user", "long-user", "lone-surrogate"] {
-        let body = std::fs::read(format!("{}/tests/corpus/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for name in [
+        "array",
+        "fraction-sum",
+        "huge-sum",
+        "negative-sum",
+        "zero-sum",
+        "control-chars-user",
+        "long-user",
+        "lone-surrogate",
+    ] {
+        let body = std::fs::read(format!(
+            "{}/tests/corpus/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         assert!(parse_order(&body).is_err(), "{name} was accepted");
     }
 }

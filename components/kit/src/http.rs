@@ -4,7 +4,9 @@
 use orders_common::api::{ApiError, RequestError, MAX_BODY_BYTES};
 use serde::Serialize;
 use std::io::Read as _;
-use wasmcloud_component::http::{self as wasi_http, HeaderValue, IncomingRequest, Method, Response, StatusCode};
+use wasmcloud_component::http::{
+    self as wasi_http, HeaderValue, IncomingRequest, Method, Response, StatusCode,
+};
 
 /// A request read into memory.
 pub struct Request {
@@ -23,7 +25,11 @@ impl Request {
         } else {
             Err(RequestError::MethodNotAllowed {
                 method: self.method.to_string(),
-                allowed: if allowed == Method::GET { "GET" } else { "POST" },
+                allowed: if allowed == Method::GET {
+                    "GET"
+                } else {
+                    "POST"
+                },
             })
         }
     }
@@ -48,7 +54,10 @@ impl Reply {
     /// What a component answers on `/`: its name and endpoints. No HTTP route leads there; it is
     /// for `wash call <component> wasi:http/incoming-handler.handle`, which always asks for `/`.
     pub fn index(service: &str, endpoints: &[&str]) -> Self {
-        Self::json(200, &serde_json::json!({ "status": true, "service": service, "endpoints": endpoints }))
+        Self::json(
+            200,
+            &serde_json::json!({ "status": true, "service": service, "endpoints": endpoints }),
+        )
     }
 }
 
@@ -62,13 +71,17 @@ impl<E: ApiError> From<E> for Reply {
 }
 
 /// Reads the request (bounded), runs `route` on it, and writes the JSON response.
-pub fn serve(request: IncomingRequest, route: impl FnOnce(&Request) -> Handled) -> Response<Vec<u8>> {
+pub fn serve(
+    request: IncomingRequest,
+    route: impl FnOnce(&Request) -> Handled,
+) -> Response<Vec<u8>> {
     let reply = match read(request) {
         Ok(request) => route(&request).unwrap_or_else(|error_reply| error_reply),
         Err(error) => Reply::error(&error),
     };
     let mut response = Response::new(reply.body);
-    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));

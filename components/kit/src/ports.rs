@@ -41,8 +41,14 @@ impl CasStore for KeyValue {
         Ok(found.map(|v| (v.value, Revision(v.revision))))
     }
 
-    fn write(&self, key: &str, value: &[u8], expected: Option<Revision>) -> Result<Option<Revision>, StoreError> {
-        let written = cas::write(LINKED_BUCKET, key, value, expected.map(|r| r.0)).map_err(|e| unavailable(&e))?;
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError> {
+        let written = cas::write(LINKED_BUCKET, key, value, expected.map(|r| r.0))
+            .map_err(|e| unavailable(&e))?;
         Ok(written.map(Revision))
     }
 
@@ -50,7 +56,10 @@ impl CasStore for KeyValue {
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.bucket()?.list_keys(cursor).map_err(|e| unavailable(&e))?;
+            let page = self
+                .bucket()?
+                .list_keys(cursor)
+                .map_err(|e| unavailable(&e))?;
             keys.extend(page.keys);
             match page.cursor {
                 Some(next) => cursor = Some(next),
@@ -61,7 +70,10 @@ impl CasStore for KeyValue {
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let found = batch::get_many(self.bucket()?, keys).map_err(|e| unavailable(&e))?;
-        Ok(found.into_iter().map(|entry| entry.map(|(_, value)| value)).collect())
+        Ok(found
+            .into_iter()
+            .map(|entry| entry.map(|(_, value)| value))
+            .collect())
     }
 }
 
@@ -70,7 +82,11 @@ pub struct Broker;
 
 impl Publisher for Broker {
     fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), PublishError> {
-        let message = BrokerMessage { subject: subject.to_string(), body: payload, reply_to: None };
+        let message = BrokerMessage {
+            subject: subject.to_string(),
+            body: payload,
+            reply_to: None,
+        };
         consumer::publish(&message).map_err(PublishError)
     }
 }
@@ -82,12 +98,16 @@ impl Clock for WallClock {
     fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+            })
     }
 }
 
 /// 16 bytes from the host's cryptographic random source.
 pub fn random_16() -> [u8; 16] {
     let bytes = wasmcloud_component::wasi::random::random::get_random_bytes(16);
-    bytes.try_into().expect("the host returns exactly the bytes asked for")
+    bytes
+        .try_into()
+        .expect("the host returns exactly the bytes asked for")
 }

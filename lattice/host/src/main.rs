@@ -17,7 +17,11 @@ use wasmcloud_host::url::Url;
 use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "orders-host", version, about = "wasmCloud 1.9 host for the orders lattice")]
+#[command(
+    name = "orders-host",
+    version,
+    about = "wasmCloud 1.9 host for the orders lattice"
+)]
 struct Args {
     /// NATS server host for both control and RPC traffic.
     #[arg(long, env = "WASMCLOUD_NATS_HOST", default_value = "127.0.0.1")]
@@ -41,7 +45,12 @@ struct Args {
     #[arg(long, env = "WASMCLOUD_RPC_TIMEOUT_MS", default_value_t = 4000)]
     rpc_timeout_ms: u64,
     /// The lattice this host joins.
-    #[arg(short = 'x', long, env = "WASMCLOUD_LATTICE", default_value = "default")]
+    #[arg(
+        short = 'x',
+        long,
+        env = "WASMCLOUD_LATTICE",
+        default_value = "default"
+    )]
     lattice: String,
     /// JetStream domain of the hub (Kubernetes hosts run behind a leaf node).
     #[arg(long, env = "WASMCLOUD_JS_DOMAIN")]

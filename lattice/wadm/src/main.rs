@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         subscriber.init();
     }
-    let mut tasks = wadm::start_wadm(config).await.context("failed to start wadm")?;
+    let mut tasks = wadm::start_wadm(config)
+        .await
+        .context("failed to start wadm")?;
     tracing::info!("wadm started");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

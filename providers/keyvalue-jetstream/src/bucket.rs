@@ -110,7 +110,10 @@ impl Bucket {
         let entry = self.store.entry(encode(key)?).await.map_err(nats)?;
         Ok(entry
             .filter(|e| e.operation == Operation::Put)
-            .map(|e| Versioned { value: e.value, revision: e.revision }))
+            .map(|e| Versioned {
+                value: e.value,
+                revision: e.revision,
+            }))
     }
 
     /// Writes only if the key is still at `expected` (`None`: only if it does not exist).
@@ -149,7 +152,11 @@ impl Bucket {
                 None => (0, None),
             };
             let next = value.checked_add(delta).ok_or(BucketError::NotANumber)?;
-            if self.write(key, next.to_string().into(), expected).await?.is_some() {
+            if self
+                .write(key, next.to_string().into(), expected)
+                .await?
+                .is_some()
+            {
                 return Ok(next);
             }
             tokio::time::sleep(backoff).await;

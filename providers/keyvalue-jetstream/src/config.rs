@@ -60,12 +60,18 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn link_values_override_provider_defaults() {
-        let defaults = map(&[("cluster_uri", "nats://10.0.0.1:4222"), ("bucket", "fallback")]);
+        let defaults = map(&[
+            ("cluster_uri", "nats://10.0.0.1:4222"),
+            ("bucket", "fallback"),
+        ]);
         let config = BucketConfig::from_maps(&defaults, &map(&[("bucket", "billing")])).unwrap();
         assert_eq!(config.bucket, "billing");
         assert_eq!(config.cluster_uri, "nats://10.0.0.1:4222");
@@ -81,15 +87,24 @@ mod tests {
     #[test]
     fn bucket_names_jetstream_cannot_hold_are_refused() {
         for bad in ["", "a.b", "a b", "x>"] {
-            assert!(BucketConfig::from_maps(&map(&[]), &map(&[("bucket", bad)])).is_err(), "{bad}");
+            assert!(
+                BucketConfig::from_maps(&map(&[]), &map(&[("bucket", bad)])).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn history_must_be_within_jetstream_limits() {
-        assert!(BucketConfig::from_maps(&map(&[]), &map(&[("bucket", "b"), ("history", "0")])).is_err());
-        assert!(BucketConfig::from_maps(&map(&[]), &map(&[("bucket", "b"), ("history", "65")])).is_err());
-        let config = BucketConfig::from_maps(&map(&[]), &map(&[("bucket", "b"), ("history", "5")])).unwrap();
+        assert!(
+            BucketConfig::from_maps(&map(&[]), &map(&[("bucket", "b"), ("history", "0")])).is_err()
+        );
+        assert!(
+            BucketConfig::from_maps(&map(&[]), &map(&[("bucket", "b"), ("history", "65")]))
+                .is_err()
+        );
+        let config =
+            BucketConfig::from_maps(&map(&[]), &map(&[("bucket", "b"), ("history", "5")])).unwrap();
         assert_eq!(config.history, 5);
     }
 }

@@ -60,7 +60,9 @@ mod tests {
     fn other_characters_are_escaped_and_come_back_unchanged() {
         for key in ["Павел", "a.b", "a b", "=", "*>", "..", "emoji 🦀"] {
             let stored = encode(key).unwrap();
-            assert!(stored.bytes().all(|b| kept_as_is(b) || b == b'=' || b.is_ascii_hexdigit()));
+            assert!(stored
+                .bytes()
+                .all(|b| kept_as_is(b) || b == b'=' || b.is_ascii_hexdigit()));
             assert_eq!(decode(&stored).as_deref(), Some(key));
         }
     }

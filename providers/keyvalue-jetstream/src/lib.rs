@@ -16,10 +16,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::sync::RwLock;
 use tracing::{info, warn};
-use wasmcloud_provider_sdk::{
-    get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig,
-    LinkDeleteInfo, Provider,
-};
+use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider};
 
 use bucket::{Bucket, BucketError};
 use config::BucketConfig;
@@ -37,27 +34,17 @@ use bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 
 /// Starts the provider and serves its exports until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
-    // Logs go to stderr, which the host collects into its own log.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    orders_provider_support::init_logging();
     let host_data = load_host_data().context("failed to load host data")?;
     let provider = KeyValueProvider {
         defaults: Arc::new(host_data.config.clone()),
         buckets: Arc::default(),
     };
-    let shutdown = run_provider(provider.clone(), "keyvalue-jetstream-provider")
-        .await
-        .context("failed to run provider")?;
-    let connection = get_connection();
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await
-        .context("failed to create the wRPC client")?;
-    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
-        .await
-        .context("failed to serve provider exports")
+    orders_provider_support::serve_until_stopped!(
+        provider,
+        "keyvalue-jetstream-provider",
+        bindings::serve
+    )
 }
 
 /// Identifiers a component may pass to `open`: the linked bucket's own name, or these aliases.
@@ -109,9 +96,16 @@ impl Provider for KeyValueProvider {
     }
 
     async fn delete_link_as_target(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        let key = (link.get_source_id().to_string(), link.get_link_name().to_string());
+        let key = (
+            link.get_source_id().to_string(),
+            link.get_link_name().to_string(),
+        );
         if self.buckets.write().await.remove(&key).is_none() {
-            warn!(component = key.0, link = key.1, "deleted a link that was not open");
+            warn!(
+                component = key.0,
+                link = key.1,
+                "deleted a link that was not open"
+            );
         }
         Ok(())
     }
@@ -147,11 +141,22 @@ impl_error_mapping!(keyvalue_cas::Error);
 type StoreResult<T> = anyhow::Result<Result<T, store::Error>>;
 
 impl store::Handler<Option<Context>> for KeyValueProvider {
-    async fn get(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<Option<Bytes>> {
+    async fn get(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+    ) -> StoreResult<Option<Bytes>> {
         Ok(async { Ok(self.bucket(&cx, &bucket).await?.get(&key).await?) }.await)
     }
 
-    async fn set(&self, cx: Option<Context>, bucket: String, key: String, value: Bytes) -> StoreResult<()> {
+    async fn set(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+        value: Bytes,
+    ) -> StoreResult<()> {
         Ok(async { Ok(self.bucket(&cx, &bucket).await?.set(&key, value).await?) }.await)
     }
 
@@ -179,8 +184,21 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
 }
 
 impl atomics::Handler<Option<Context>> for KeyValueProvider {
-    async fn increment(&self, cx: Option<Context>, bucket: String, key: String, delta: u64) -> StoreResult<u64> {
-        Ok(async { Ok(self.bucket(&cx, &bucket).await?.increment(&key, delta).await?) }.await)
+    async fn increment(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+        delta: u64,
+    ) -> StoreResult<u64> {
+        Ok(async {
+            Ok(self
+                .bucket(&cx, &bucket)
+                .await?
+                .increment(&key, delta)
+                .await?)
+        }
+        .await)
     }
 }
 
@@ -193,16 +211,24 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
     ) -> StoreResult<Vec<Option<(String, Bytes)>>> {
         Ok(async {
             let bucket = self.bucket(&cx, &bucket).await?;
-            let reads = keys.into_iter().map(|key| {
-                let bucket = bucket.clone();
-                async move { Ok::<_, BucketError>(bucket.get(&key).await?.map(|value| (key, value))) }
-            });
+            let reads =
+                keys.into_iter().map(|key| {
+                    let bucket = bucket.clone();
+                    async move {
+                        Ok::<_, BucketError>(bucket.get(&key).await?.map(|value| (key, value)))
+                    }
+                });
             Ok(futures::future::try_join_all(reads).await?)
         }
         .await)
     }
 
-    async fn set_many(&self, cx: Option<Context>, bucket: String, items: Vec<(String, Bytes)>) -> StoreResult<()> {
+    async fn set_many(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        items: Vec<(String, Bytes)>,
+    ) -> StoreResult<()> {
         Ok(async {
             let bucket = self.bucket(&cx, &bucket).await?;
             let writes = items.into_iter().map(|(key, value)| {
@@ -215,7 +241,12 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         .await)
     }
 
-    async fn delete_many(&self, cx: Option<Context>, bucket: String, keys: Vec<String>) -> StoreResult<()> {
+    async fn delete_many(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        keys: Vec<String>,
+    ) -> StoreResult<()> {
         Ok(async {
             let bucket = self.bucket(&cx, &bucket).await?;
             let deletes = keys.into_iter().map(|key| {
@@ -232,10 +263,18 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
 type CasResult<T> = anyhow::Result<Result<T, keyvalue_cas::Error>>;
 
 impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
-    async fn read(&self, cx: Option<Context>, bucket: String, key: String) -> CasResult<Option<keyvalue_cas::Versioned>> {
+    async fn read(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+    ) -> CasResult<Option<keyvalue_cas::Versioned>> {
         Ok(async {
             let found = self.bucket(&cx, &bucket).await?.read(&key).await?;
-            Ok(found.map(|v| keyvalue_cas::Versioned { value: v.value, revision: v.revision }))
+            Ok(found.map(|v| keyvalue_cas::Versioned {
+                value: v.value,
+                revision: v.revision,
+            }))
         }
         .await)
     }
@@ -248,6 +287,13 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         value: Bytes,
         expected: Option<u64>,
     ) -> CasResult<Option<u64>> {
-        Ok(async { Ok(self.bucket(&cx, &bucket).await?.write(&key, value, expected).await?) }.await)
+        Ok(async {
+            Ok(self
+                .bucket(&cx, &bucket)
+                .await?
+                .write(&key, value, expected)
+                .await?)
+        }
+        .await)
     }
 }

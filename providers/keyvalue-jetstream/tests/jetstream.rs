@@ -35,14 +35,25 @@ fn nats_server_binary() -> PathBuf {
     }
     let cache = std::env::var_os("ORDERS_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/orders-lattice"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/orders-lattice")
+        });
     let venv = cache.join("venv/bin/nats-server");
-    if venv.exists() { venv } else { PathBuf::from("nats-server") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("nats-server")
+    }
 }
 
 async fn start_nats() -> NatsServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let store = TempDir(std::env::temp_dir().join(format!("kv-test-{port}-{}", std::process::id())));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store =
+        TempDir(std::env::temp_dir().join(format!("kv-test-{port}-{}", std::process::id())));
     let child = Command::new(nats_server_binary())
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(&store.0)
@@ -53,7 +64,11 @@ async fn start_nats() -> NatsServer {
     let url = format!("nats://127.0.0.1:{port}");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return NatsServer { child, url, _store: store };
+            return NatsServer {
+                child,
+                url,
+                _store: store,
+            };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -79,7 +94,11 @@ async fn a_missing_bucket_is_created_and_keeps_what_is_set() {
     assert_eq!(kv.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     assert!(kv.exists("k").await.unwrap());
     let reopened = bucket(&nats, "fresh").await;
-    assert_eq!(reopened.get("k").await.unwrap().as_deref(), Some(&b"v"[..]), "the bucket persists");
+    assert_eq!(
+        reopened.get("k").await.unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "the bucket persists"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +108,10 @@ async fn deleted_keys_are_gone_and_can_be_created_again() {
     kv.set("k", "v".into()).await.unwrap();
     kv.delete("k").await.unwrap();
     assert!(!kv.exists("k").await.unwrap());
-    assert!(kv.write("k", "again".into(), None).await.unwrap().is_some(), "create-only succeeds after delete");
+    assert!(
+        kv.write("k", "again".into(), None).await.unwrap().is_some(),
+        "create-only succeeds after delete"
+    );
     kv.delete("never-there").await.unwrap();
 }
 
@@ -110,12 +132,31 @@ async fn keys_in_any_script_round_trip_and_are_listed() {
 async fn a_write_expecting_a_stale_revision_is_refused() {
     let nats = start_nats().await;
     let kv = bucket(&nats, "cas").await;
-    let first = kv.write("k", "1".into(), None).await.unwrap().expect("created");
-    assert_eq!(kv.write("k", "x".into(), None).await.unwrap(), None, "create-only on an existing key");
-    let second = kv.write("k", "2".into(), Some(first)).await.unwrap().expect("updated");
-    assert_eq!(kv.write("k", "3".into(), Some(first)).await.unwrap(), None, "stale revision");
+    let first = kv
+        .write("k", "1".into(), None)
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(
+        kv.write("k", "x".into(), None).await.unwrap(),
+        None,
+        "create-only on an existing key"
+    );
+    let second = kv
+        .write("k", "2".into(), Some(first))
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!(
+        kv.write("k", "3".into(), Some(first)).await.unwrap(),
+        None,
+        "stale revision"
+    );
     let current = kv.read("k").await.unwrap().unwrap();
-    assert_eq!((current.value.as_ref(), current.revision), (&b"2"[..], second));
+    assert_eq!(
+        (current.value.as_ref(), current.revision),
+        (&b"2"[..], second)
+    );
 }
 
 #[tokio::test]
@@ -128,7 +169,11 @@ async fn concurrent_increments_are_never_lost() {
     });
     let mut results: Vec<u64> = futures::future::try_join_all(increments).await.unwrap();
     results.sort_unstable();
-    assert_eq!(results, (1..=40).map(|i| i * 3).collect::<Vec<_>>(), "each increment saw a distinct value");
+    assert_eq!(
+        results,
+        (1..=40).map(|i| i * 3).collect::<Vec<_>>(),
+        "each increment saw a distinct value"
+    );
     assert_eq!(kv.get("hits").await.unwrap().as_deref(), Some(&b"120"[..]));
 }
 

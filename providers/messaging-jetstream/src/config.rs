@@ -46,18 +46,29 @@ pub struct ConsumerConfig {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl ProviderConfig {
     pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
         let streams = config
             .get("streams")
-            .map(|s| s.split(',').filter(|s| !s.trim().is_empty()).map(parse_stream).collect())
+            .map(|s| {
+                s.split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(parse_stream)
+                    .collect()
+            })
             .transpose()?
             .unwrap_or_default();
         Ok(Self {
-            cluster_uri: config.get("cluster_uri").cloned().unwrap_or_else(|| DEFAULT_CLUSTER_URI.into()),
+            cluster_uri: config
+                .get("cluster_uri")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_CLUSTER_URI.into()),
             js_domain: config.get("js_domain").filter(|d| !d.is_empty()).cloned(),
             streams,
         })
@@ -75,7 +86,10 @@ fn parse_stream(spec: &str) -> anyhow::Result<StreamSpec> {
     if subjects.is_empty() {
         bail!("stream `{name}` needs at least one subject");
     }
-    Ok(StreamSpec { name: name.to_string(), subjects })
+    Ok(StreamSpec {
+        name: name.to_string(),
+        subjects,
+    })
 }
 
 impl ConsumerConfig {
@@ -90,7 +104,10 @@ impl ConsumerConfig {
         let number = |key: &str, default: u64| -> anyhow::Result<u64> {
             config
                 .get(key)
-                .map(|v| v.parse::<u64>().with_context(|| format!("`{key}` must be a whole number")))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .with_context(|| format!("`{key}` must be a whole number"))
+                })
                 .transpose()
                 .map(|v| v.unwrap_or(default))
         };
@@ -127,28 +144,43 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn streams_are_read_from_one_line() {
-        let config = ProviderConfig::from_map(&map(&[("streams", "ORDERS:orders.placed, PAYMENTS:payments.settled payments.other")])).unwrap();
+        let config = ProviderConfig::from_map(&map(&[(
+            "streams",
+            "ORDERS:orders.placed, PAYMENTS:payments.settled payments.other",
+        )]))
+        .unwrap();
         assert_eq!(config.streams.len(), 2);
-        assert_eq!(config.streams[1].subjects, ["payments.settled", "payments.other"]);
+        assert_eq!(
+            config.streams[1].subjects,
+            ["payments.settled", "payments.other"]
+        );
         assert_eq!(config.cluster_uri, DEFAULT_CLUSTER_URI);
     }
 
     #[test]
     fn malformed_streams_are_refused() {
         for bad in ["ORDERS", "OR.DERS:x", "ORDERS:"] {
-            assert!(ProviderConfig::from_map(&map(&[("streams", bad)])).is_err(), "{bad}");
+            assert!(
+                ProviderConfig::from_map(&map(&[("streams", bad)])).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn a_consumer_needs_a_stream_and_a_durable_name() {
         assert!(ConsumerConfig::from_map(&map(&[("stream", "ORDERS")])).is_err());
-        let config = ConsumerConfig::from_map(&map(&[("stream", "ORDERS"), ("durable", "billing")])).unwrap();
+        let config =
+            ConsumerConfig::from_map(&map(&[("stream", "ORDERS"), ("durable", "billing")]))
+                .unwrap();
         assert_eq!((config.max_attempts, config.concurrency), (5, 32));
         assert_eq!(config.dead_letter_subject, "deadletter.billing");
     }

@@ -24,8 +24,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use wasmcloud_provider_sdk::{
-    get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig,
-    LinkDeleteInfo, Provider,
+    get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
 use config::{backoff, ConsumerConfig, ProviderConfig};
@@ -45,11 +44,7 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 /// Starts the provider: connects, ensures the configured streams, serves `consumer` and runs one
 /// durable consumer per handler link until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
-    // Logs go to stderr, which the host collects into its own log.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    orders_provider_support::init_logging();
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ProviderConfig::from_map(&host_data.config)?;
     let client = async_nats::ConnectOptions::new()
@@ -64,25 +59,27 @@ pub async fn run() -> anyhow::Result<()> {
     for spec in &config.streams {
         ensure_stream(&js, &spec.name, &spec.subjects).await?;
     }
-    let provider = JetStreamMessaging { client, js, consumers: Arc::default() };
-    let shutdown = run_provider(provider.clone(), "messaging-jetstream-provider")
-        .await
-        .context("failed to run provider")?;
-    let connection = get_connection();
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await
-        .context("failed to create the wRPC client")?;
-    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
-        .await
-        .context("failed to serve provider exports")
+    let provider = JetStreamMessaging {
+        client,
+        js,
+        consumers: Arc::default(),
+    };
+    orders_provider_support::serve_until_stopped!(
+        provider,
+        "messaging-jetstream-provider",
+        bindings::serve
+    )
 }
 
 /// Streams keep messages on disk for a week whether or not they were consumed, so a consumer
 /// created later (or a person debugging) still finds them.
 const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-async fn ensure_stream(js: &jetstream::Context, name: &str, subjects: &[String]) -> anyhow::Result<()> {
+async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: &[String],
+) -> anyhow::Result<()> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: name.to_string(),
         subjects: subjects.to_vec(),
@@ -110,8 +107,17 @@ impl Provider for JetStreamMessaging {
         let consumer = durable_consumer(&self.js, &config).await?;
         let component = link.target_id.to_string();
         info!(%component, stream = %config.stream, durable = %config.durable, "consuming");
-        let task = tokio::spawn(consume(self.js.clone(), consumer, config, component.clone()));
-        let previous = self.consumers.write().await.insert((component, link.link_name.to_string()), task);
+        let task = tokio::spawn(consume(
+            self.js.clone(),
+            consumer,
+            config,
+            component.clone(),
+        ));
+        let previous = self
+            .consumers
+            .write()
+            .await
+            .insert((component, link.link_name.to_string()), task);
         if let Some(previous) = previous {
             previous.abort();
         }
@@ -119,7 +125,10 @@ impl Provider for JetStreamMessaging {
     }
 
     async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        let key = (link.get_target_id().to_string(), link.get_link_name().to_string());
+        let key = (
+            link.get_target_id().to_string(),
+            link.get_link_name().to_string(),
+        );
         if let Some(task) = self.consumers.write().await.remove(&key) {
             task.abort();
         }
@@ -138,10 +147,12 @@ async fn durable_consumer(
     js: &jetstream::Context,
     config: &ConsumerConfig,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-    let stream = js
-        .get_stream(&config.stream)
-        .await
-        .with_context(|| format!("stream {} does not exist (list it in the provider's `streams`)", config.stream))?;
+    let stream = js.get_stream(&config.stream).await.with_context(|| {
+        format!(
+            "stream {} does not exist (list it in the provider's `streams`)",
+            config.stream
+        )
+    })?;
     let pending = i64::try_from(config.concurrency * 2).unwrap_or(i64::MAX);
     stream
         .get_or_create_consumer(
@@ -196,8 +207,15 @@ async fn consume(
                     continue;
                 }
             };
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-            let (js, config, wrpc, component) = (js.clone(), Arc::clone(&config), Arc::clone(&wrpc), component.clone());
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let (js, config, wrpc, component) = (
+                js.clone(),
+                Arc::clone(&config),
+                Arc::clone(&wrpc),
+                component.clone(),
+            );
             tokio::spawn(async move {
                 deliver(&js, &config, &wrpc, &component, message).await;
                 drop(slot);
@@ -216,7 +234,10 @@ async fn deliver(
     component: &str,
     message: jetstream::Message,
 ) {
-    let attempt = message.info().map(|info| u64::try_from(info.delivered).unwrap_or(1)).unwrap_or(1);
+    let attempt = message
+        .info()
+        .map(|info| u64::try_from(info.delivered).unwrap_or(1))
+        .unwrap_or(1);
     let broker_message = BrokerMessage {
         subject: message.subject.to_string(),
         body: message.payload.clone(),
@@ -243,7 +264,9 @@ async fn deliver(
             // Not the message's fault: retry soon, so a restarted component drains its backlog at
             // once instead of after each message's growing backoff.
             warn!(%component, attempt, "component unreachable, message waits: {unreachable:#}");
-            message.ack_with(AckKind::Nak(Some(UNREACHABLE_RETRY))).await
+            message
+                .ack_with(AckKind::Nak(Some(UNREACHABLE_RETRY)))
+                .await
         }
     };
     if let Err(e) = settled {
@@ -261,17 +284,29 @@ async fn dead_letter(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Orders-Original-Subject", message.subject.as_str());
     headers.insert("Orders-Failure", reason.replace(['\r', '\n'], " ").as_str());
-    js.publish_with_headers(config.dead_letter_subject.clone(), headers, message.body.clone())
-        .await?
-        .await?;
+    js.publish_with_headers(
+        config.dead_letter_subject.clone(),
+        headers,
+        message.body.clone(),
+    )
+    .await?
+    .await?;
     Ok(())
 }
 
 impl consumer::Handler<Option<Context>> for JetStreamMessaging {
     /// Stores the message in its stream and returns once the stream acknowledged it. Replies to a
     /// request (`reply-to` set) go out on core NATS, as replies are not kept.
-    async fn publish(&self, _cx: Option<Context>, message: BrokerMessage) -> anyhow::Result<Result<(), String>> {
-        let BrokerMessage { subject, body, reply_to } = message;
+    async fn publish(
+        &self,
+        _cx: Option<Context>,
+        message: BrokerMessage,
+    ) -> anyhow::Result<Result<(), String>> {
+        let BrokerMessage {
+            subject,
+            body,
+            reply_to,
+        } = message;
         if let Some(reply_to) = reply_to {
             return Ok(self
                 .client
@@ -283,7 +318,9 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
             self.js.publish(subject.clone(), body).await?.await?;
             Ok::<_, async_nats::Error>(())
         };
-        Ok(stored.await.map_err(|e| format!("message to {subject} not stored by JetStream: {e}")))
+        Ok(stored
+            .await
+            .map_err(|e| format!("message to {subject} not stored by JetStream: {e}")))
     }
 
     async fn request(
@@ -294,14 +331,19 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
         timeout_ms: u32,
     ) -> anyhow::Result<Result<BrokerMessage, String>> {
         let request = self.client.request(subject.clone(), body);
-        Ok(match tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), request).await {
-            Ok(Ok(reply)) => Ok(BrokerMessage {
-                subject: reply.subject.to_string(),
-                body: reply.payload,
-                reply_to: reply.reply.map(|r| r.to_string()),
-            }),
-            Ok(Err(e)) => Err(format!("request to {subject} failed: {e}")),
-            Err(_) => Err(format!("request to {subject} timed out after {timeout_ms} ms")),
-        })
+        Ok(
+            match tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), request).await
+            {
+                Ok(Ok(reply)) => Ok(BrokerMessage {
+                    subject: reply.subject.to_string(),
+                    body: reply.payload,
+                    reply_to: reply.reply.map(|r| r.to_string()),
+                }),
+                Ok(Err(e)) => Err(format!("request to {subject} failed: {e}")),
+                Err(_) => Err(format!(
+                    "request to {subject} timed out after {timeout_ms} ms"
+                )),
+            },
+        )
     }
 }

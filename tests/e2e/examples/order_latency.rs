@@ -10,9 +10,13 @@ use orders_e2e::Lattice;
 
 #[tokio::main]
 async fn main() {
-    let count: usize = std::env::args().nth(1).map_or(100, |n| n.parse().expect("a count"));
+    let count: usize = std::env::args()
+        .nth(1)
+        .map_or(100, |n| n.parse().expect("a count"));
     let lattice = Lattice::from_env();
-    let user = lattice.new_user("Latency", i64::try_from(count).unwrap()).await;
+    let user = lattice
+        .new_user("Latency", i64::try_from(count).unwrap())
+        .await;
     let mut samples = Vec::with_capacity(count);
     for done in 1..=count {
         let started = Instant::now();

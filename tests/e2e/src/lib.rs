@@ -39,12 +39,17 @@ impl Lattice {
         Self {
             base_url: var("ORDERS_BASE_URL"),
             nats_url: var("ORDERS_NATS_URL"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         }
     }
 
     pub async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.nats_url).await.expect("the test lattice's NATS answers")
+        async_nats::connect(&self.nats_url)
+            .await
+            .expect("the test lattice's NATS answers")
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
@@ -89,16 +94,23 @@ impl Lattice {
         let created = self.post("/CreateUser", json!({ "user": user })).await;
         assert_eq!(created.status, 201, "{created:?}");
         if balance > 0 {
-            let deposited = self.post("/DepositCash", json!({ "user": user, "sum": balance })).await;
+            let deposited = self
+                .post("/DepositCash", json!({ "user": user, "sum": balance }))
+                .await;
             assert_eq!(deposited.status, 200, "{deposited:?}");
         }
         user
     }
 
     pub async fn order(&self, user: &str, sum: i64) -> String {
-        let placed = self.post("/Order", json!({ "user": user, "sum": sum })).await;
+        let placed = self
+            .post("/Order", json!({ "user": user, "sum": sum }))
+            .await;
         assert_eq!(placed.status, 202, "{placed:?}");
-        placed.body["order_id"].as_str().expect("an order id").to_string()
+        placed.body["order_id"]
+            .as_str()
+            .expect("an order id")
+            .to_string()
     }
 
     pub async fn balance(&self, user: &str) -> u64 {
@@ -110,7 +122,10 @@ impl Lattice {
     pub async fn notifications(&self, user: &str) -> Vec<Value> {
         let answer = self.get(&format!("/List?user={}", encode(user))).await;
         assert_eq!(answer.status, 200, "{answer:?}");
-        answer.body["notifications"].as_array().expect("a list").clone()
+        answer.body["notifications"]
+            .as_array()
+            .expect("a list")
+            .clone()
     }
 
     /// Polls `/List?user=` until `count` notifications are there (never fewer, and never more
@@ -119,11 +134,18 @@ impl Lattice {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let listed = self.notifications(user).await;
-            assert!(listed.len() <= count, "more notifications than orders: {listed:#?}");
+            assert!(
+                listed.len() <= count,
+                "more notifications than orders: {listed:#?}"
+            );
             if listed.len() == count {
                 return listed;
             }
-            assert!(Instant::now() < deadline, "only {} of {count} notifications after {PATIENCE:?}", listed.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} notifications after {PATIENCE:?}",
+                listed.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -132,13 +154,19 @@ impl Lattice {
 async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
 }
 
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{prefix}-{:x}-{n}", nanos % (1 << 48))
 }
@@ -148,7 +176,9 @@ pub fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -165,13 +195,24 @@ pub struct Operator {
 
 impl Operator {
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run through `make test`"));
-        let manifest = std::fs::read_to_string(var("ORDERS_MANIFEST")).expect("the deployed manifest");
-        Self { wash: var("ORDERS_WASH"), ctl_port: var("ORDERS_CTL_PORT"), manifest: serde_yaml::from_str(&manifest).unwrap() }
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} is not set: run through `make test`"))
+        };
+        let manifest =
+            std::fs::read_to_string(var("ORDERS_MANIFEST")).expect("the deployed manifest");
+        Self {
+            wash: var("ORDERS_WASH"),
+            ctl_port: var("ORDERS_CTL_PORT"),
+            manifest: serde_yaml::from_str(&manifest).unwrap(),
+        }
     }
 
     fn original_version(&self) -> String {
-        self.manifest["metadata"]["annotations"]["version"].as_str().unwrap().to_string()
+        self.manifest["metadata"]["annotations"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     async fn wash(&self, args: &[&str]) -> String {
@@ -182,7 +223,11 @@ impl Operator {
             .await
             .expect("wash runs");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "wash {args:?} failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "wash {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         text
     }
 
@@ -206,7 +251,8 @@ impl Operator {
                 .expect("a spreadscaler");
             scaler["properties"]["instances"] = (*instances).into();
         }
-        let path = std::env::temp_dir().join(format!("orders-{version}-{}.yaml", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("orders-{version}-{}.yaml", std::process::id()));
         std::fs::write(&path, serde_yaml::to_string(&manifest).unwrap()).unwrap();
         self.wash(&["app", "deploy", path.to_str().unwrap()]).await;
         self.await_deployed(version).await;
@@ -222,16 +268,29 @@ impl Operator {
     async fn await_deployed(&self, version: &str) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let status: Value = serde_json::from_str(&self.wash(&["app", "status", "orders", "-o", "json"]).await).unwrap();
-            let listed: Value = serde_json::from_str(&self.wash(&["app", "list", "-o", "json"]).await).unwrap();
+            let status: Value =
+                serde_json::from_str(&self.wash(&["app", "status", "orders", "-o", "json"]).await)
+                    .unwrap();
+            let listed: Value =
+                serde_json::from_str(&self.wash(&["app", "list", "-o", "json"]).await).unwrap();
             let deployed_version = listed["applications"]
                 .as_array()
                 .and_then(|apps| apps.iter().find(|a| a["name"] == "orders"))
-                .map(|app| app["deployed_version"].as_str().unwrap_or_default().to_string());
-            if status["status"]["status"]["type"] == "deployed" && deployed_version.as_deref() == Some(version) {
+                .map(|app| {
+                    app["deployed_version"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                });
+            if status["status"]["status"]["type"] == "deployed"
+                && deployed_version.as_deref() == Some(version)
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "version {version} not deployed after 120 s: {status}");
+            assert!(
+                Instant::now() < deadline,
+                "version {version} not deployed after 120 s: {status}"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }

@@ -28,14 +28,19 @@ http::export!(BillingComponent);
 bindings::export!(BillingComponent with_types_in bindings);
 
 impl http::Server for BillingComponent {
-    fn handle(request: http::IncomingRequest) -> http::Result<http::Response<impl http::OutgoingBody>> {
+    fn handle(
+        request: http::IncomingRequest,
+    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
         Ok(serve(request, route))
     }
 }
 
 fn route(request: &Request) -> Handled {
     let store = KeyValue::new();
-    let billing = Billing { store: &store, clock: &WallClock };
+    let billing = Billing {
+        store: &store,
+        clock: &WallClock,
+    };
     match request.path.as_str() {
         "/CreateUser" => {
             request.require(Method::POST)?;
@@ -49,10 +54,18 @@ fn route(request: &Request) -> Handled {
         }
         "/Balance" => {
             request.require(Method::GET)?;
-            let user = query_param(&request.query, "user").ok_or(RequestError::MissingParameter("user"))?;
+            let user = query_param(&request.query, "user")
+                .ok_or(RequestError::MissingParameter("user"))?;
             Ok(Reply::json(200, &billing.balance(&user)?))
         }
-        "/" => Ok(Reply::index("billing", &["POST /CreateUser", "POST /DepositCash", "GET /Balance?user="])),
+        "/" => Ok(Reply::index(
+            "billing",
+            &[
+                "POST /CreateUser",
+                "POST /DepositCash",
+                "GET /Balance?user=",
+            ],
+        )),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),
     }
 }
@@ -63,15 +76,22 @@ impl MessageHandler for BillingComponent {
         let order = OrderPlaced::decode(message.body.as_slice())
             .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;
         let store = KeyValue::new();
-        let result = Billing { store: &store, clock: &WallClock }
-            .settle(&order)
-            .map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
+        let result = Billing {
+            store: &store,
+            clock: &WallClock,
+        }
+        .settle(&order)
+        .map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
         Broker
             .publish_message(subjects::PAYMENT_SETTLED, &result)
             .map_err(|e| format!("order {} settled but not announced: {e}", order.order_id))?;
         orders_component_kit::info!(
             "order {} of {} for {}: outcome {}, balance {:?}",
-            result.order_id, result.user, result.sum, result.outcome, result.balance
+            result.order_id,
+            result.user,
+            result.sum,
+            result.outcome,
+            result.balance
         );
         Ok(())
     }

@@ -64,7 +64,11 @@ fn payment_key(order: &OrderId) -> String {
 }
 
 fn account_response(account: &StoredAccount) -> AccountResponse {
-    AccountResponse { status: true, user: account.user.clone(), balance: account.balance }
+    AccountResponse {
+        status: true,
+        user: account.user.clone(),
+        balance: account.balance,
+    }
 }
 
 /// billing's use cases over a store and a clock.
@@ -75,36 +79,49 @@ pub struct Billing<'a, S: ?Sized, C: ?Sized> {
 
 impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     /// Opens an account with a zero balance; a second create of the same user changes nothing.
-    pub fn create_user(&self, request: &CreateUserRequest) -> Result<AccountResponse, BillingError> {
+    pub fn create_user(
+        &self,
+        request: &CreateUserRequest,
+    ) -> Result<AccountResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
-        self.store.update_record(&account_key(&user), |current: Option<StoredAccount>| match current {
-            Some(_) => Err(BillingError::UserExists(user.clone())),
-            None => {
-                let account = StoredAccount { user: user.to_string(), ..Default::default() };
-                let response = account_response(&account);
-                Ok(Update::Write(account, response))
-            }
-        })
+        self.store.update_record(
+            &account_key(&user),
+            |current: Option<StoredAccount>| match current {
+                Some(_) => Err(BillingError::UserExists(user.clone())),
+                None => {
+                    let account = StoredAccount {
+                        user: user.to_string(),
+                        ..Default::default()
+                    };
+                    let response = account_response(&account);
+                    Ok(Update::Write(account, response))
+                }
+            },
+        )
     }
 
     pub fn deposit(&self, request: &DepositCashRequest) -> Result<AccountResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
         let sum = Amount::parse(request.sum)?;
-        self.store.update_record(&account_key(&user), |current: Option<StoredAccount>| {
-            let mut account = current.ok_or_else(|| BillingError::UnknownUser(user.clone()))?;
-            account.balance = account
-                .balance
-                .checked_add(sum.get())
-                .filter(|balance| *balance <= MAX_BALANCE)
-                .ok_or_else(|| BillingError::BalanceLimit(user.clone()))?;
-            let response = account_response(&account);
-            Ok(Update::Write(account, response))
-        })
+        self.store
+            .update_record(&account_key(&user), |current: Option<StoredAccount>| {
+                let mut account = current.ok_or_else(|| BillingError::UnknownUser(user.clone()))?;
+                account.balance = account
+                    .balance
+                    .checked_add(sum.get())
+                    .filter(|balance| *balance <= MAX_BALANCE)
+                    .ok_or_else(|| BillingError::BalanceLimit(user.clone()))?;
+                let response = account_response(&account);
+                Ok(Update::Write(account, response))
+            })
     }
 
     pub fn balance(&self, user: &str) -> Result<AccountResponse, BillingError> {
         let user = UserName::parse(user)?;
-        match self.store.read_record::<StoredAccount>(&account_key(&user))? {
+        match self
+            .store
+            .read_record::<StoredAccount>(&account_key(&user))?
+        {
             Some((account, _)) => Ok(account_response(&account)),
             None => Err(BillingError::UnknownUser(user)),
         }
@@ -121,29 +138,42 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             return Ok(settled);
         }
 
-        let decided = self.store.update_record(&account_key(&user), |current: Option<StoredAccount>| {
-            // Read after the account: a payment recorded by a concurrent delivery of this order
-            // before this account revision is visible now, and then the order is not charged again.
-            if let Some((settled, _)) = self.store.read_record::<PaymentResult>(&payment_key)? {
-                return Ok(Update::Keep(Decision::AlreadySettled(settled)));
-            }
-            let outcome = match current {
-                None => Update::Keep(Decision::Settle(PaymentOutcome::UnknownUser, None)),
-                Some(account) if account.debited_orders.contains(&order.order_id) => {
-                    Update::Keep(Decision::Settle(PaymentOutcome::Paid, Some(account.balance)))
-                }
-                Some(account) if account.balance < sum.get() => {
-                    Update::Keep(Decision::Settle(PaymentOutcome::InsufficientFunds, Some(account.balance)))
-                }
-                Some(mut account) => {
-                    account.balance -= sum.get();
-                    account.debited_orders.push(id.to_string());
-                    let balance = account.balance;
-                    Update::Write(account, Decision::Settle(PaymentOutcome::Paid, Some(balance)))
-                }
-            };
-            Ok::<_, BillingError>(outcome)
-        })?;
+        let decided =
+            self.store
+                .update_record(&account_key(&user), |current: Option<StoredAccount>| {
+                    // Read after the account: a payment recorded by a concurrent delivery of this order
+                    // before this account revision is visible now, and then the order is not charged again.
+                    if let Some((settled, _)) =
+                        self.store.read_record::<PaymentResult>(&payment_key)?
+                    {
+                        return Ok(Update::Keep(Decision::AlreadySettled(settled)));
+                    }
+                    let outcome = match current {
+                        None => Update::Keep(Decision::Settle(PaymentOutcome::UnknownUser, None)),
+                        Some(account) if account.debited_orders.contains(&order.order_id) => {
+                            Update::Keep(Decision::Settle(
+                                PaymentOutcome::Paid,
+                                Some(account.balance),
+                            ))
+                        }
+                        Some(account) if account.balance < sum.get() => {
+                            Update::Keep(Decision::Settle(
+                                PaymentOutcome::InsufficientFunds,
+                                Some(account.balance),
+                            ))
+                        }
+                        Some(mut account) => {
+                            account.balance -= sum.get();
+                            account.debited_orders.push(id.to_string());
+                            let balance = account.balance;
+                            Update::Write(
+                                account,
+                                Decision::Settle(PaymentOutcome::Paid, Some(balance)),
+                            )
+                        }
+                    };
+                    Ok::<_, BillingError>(outcome)
+                })?;
         let (outcome, balance) = match decided {
             Decision::AlreadySettled(settled) => return Ok(settled),
             Decision::Settle(outcome, balance) => (outcome, balance),
@@ -175,15 +205,18 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     /// Once the payment record exists it guards against double charges, so the account no longer
     /// needs to remember the order.
     fn forget_debit(&self, user: &UserName, id: &OrderId) -> Result<(), BillingError> {
-        self.store.update_record(&account_key(user), |current: Option<StoredAccount>| {
-            Ok::<_, BillingError>(match current {
-                Some(mut account) if account.debited_orders.iter().any(|o| o == id.as_str()) => {
-                    account.debited_orders.retain(|o| o != id.as_str());
-                    Update::Write(account, ())
-                }
-                _ => Update::Keep(()),
+        self.store
+            .update_record(&account_key(user), |current: Option<StoredAccount>| {
+                Ok::<_, BillingError>(match current {
+                    Some(mut account)
+                        if account.debited_orders.iter().any(|o| o == id.as_str()) =>
+                    {
+                        account.debited_orders.retain(|o| o != id.as_str());
+                        Update::Write(account, ())
+                    }
+                    _ => Update::Keep(()),
+                })
             })
-        })
     }
 }
 

@@ -10,18 +10,33 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        Self { store: MemoryStore::default(), clock: FixedClock::at(1_700_000_000_000) }
+        Self {
+            store: MemoryStore::default(),
+            clock: FixedClock::at(1_700_000_000_000),
+        }
     }
 
     fn billing(&self) -> Billing<'_, MemoryStore, FixedClock> {
-        Billing { store: &self.store, clock: &self.clock }
+        Billing {
+            store: &self.store,
+            clock: &self.clock,
+        }
     }
 
     fn with_user(user: &str, balance: i64) -> Self {
         let world = Self::new();
-        world.billing().create_user(&CreateUserRequest { user: user.into() }).unwrap();
+        world
+            .billing()
+            .create_user(&CreateUserRequest { user: user.into() })
+            .unwrap();
         if balance > 0 {
-            world.billing().deposit(&DepositCashRequest { user: user.into(), sum: balance }).unwrap();
+            world
+                .billing()
+                .deposit(&DepositCashRequest {
+                    user: user.into(),
+                    sum: balance,
+                })
+                .unwrap();
         }
         world
     }
@@ -31,7 +46,12 @@ impl World {
     }
 
     fn order(&self, id: &str, user: &str, sum: u64) -> PaymentResult {
-        let order = OrderPlaced { order_id: id.into(), user: user.into(), sum, placed_at_ms: 1 };
+        let order = OrderPlaced {
+            order_id: id.into(),
+            user: user.into(),
+            sum,
+            placed_at_ms: 1,
+        };
         self.billing().settle(&order).unwrap()
     }
 }
@@ -43,15 +63,28 @@ fn outcome(result: &PaymentResult) -> PaymentOutcome {
 #[test]
 fn a_new_user_starts_with_a_zero_balance() {
     let world = World::new();
-    let created = world.billing().create_user(&CreateUserRequest { user: " Pavel ".into() }).unwrap();
-    assert_eq!((created.status, created.user.as_str(), created.balance), (true, "Pavel", 0));
+    let created = world
+        .billing()
+        .create_user(&CreateUserRequest {
+            user: " Pavel ".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        (created.status, created.user.as_str(), created.balance),
+        (true, "Pavel", 0)
+    );
     assert_eq!(world.balance("Pavel"), 0);
 }
 
 #[test]
 fn creating_an_existing_user_again_is_a_conflict_and_keeps_the_balance() {
     let world = World::with_user("Pavel", 100);
-    let error = world.billing().create_user(&CreateUserRequest { user: "Pavel".into() }).unwrap_err();
+    let error = world
+        .billing()
+        .create_user(&CreateUserRequest {
+            user: "Pavel".into(),
+        })
+        .unwrap_err();
     assert!(matches!(error, BillingError::UserExists(_)));
     assert_eq!(error.status(), 409);
     assert_eq!(world.balance("Pavel"), 100);
@@ -60,7 +93,13 @@ fn creating_an_existing_user_again_is_a_conflict_and_keeps_the_balance() {
 #[test]
 fn a_deposit_adds_to_the_balance() {
     let world = World::with_user("Pavel", 100);
-    let response = world.billing().deposit(&DepositCashRequest { user: "Pavel".into(), sum: 50 }).unwrap();
+    let response = world
+        .billing()
+        .deposit(&DepositCashRequest {
+            user: "Pavel".into(),
+            sum: 50,
+        })
+        .unwrap();
     assert_eq!(response.balance, 150);
     assert_eq!(world.balance("Pavel"), 150);
 }
@@ -68,7 +107,13 @@ fn a_deposit_adds_to_the_balance() {
 #[test]
 fn a_deposit_for_an_unknown_user_is_not_found_and_creates_nobody() {
     let world = World::new();
-    let error = world.billing().deposit(&DepositCashRequest { user: "Nobody".into(), sum: 5 }).unwrap_err();
+    let error = world
+        .billing()
+        .deposit(&DepositCashRequest {
+            user: "Nobody".into(),
+            sum: 5,
+        })
+        .unwrap_err();
     assert_eq!((error.status(), error.code()), (404, "unknown_user"));
     assert!(world.store.keys().unwrap().is_empty());
 }
@@ -77,11 +122,25 @@ fn a_deposit_for_an_unknown_user_is_not_found_and_creates_nobody() {
 fn invalid_requests_store_nothing() {
     let world = World::with_user("Pavel", 100);
     let before = world.store.keys().unwrap();
-    for (user, sum) in [("Pavel", 0), ("Pavel", -5), ("Pavel", 1_000_000_001), ("  ", 10)] {
-        let error = world.billing().deposit(&DepositCashRequest { user: user.into(), sum }).unwrap_err();
+    for (user, sum) in [
+        ("Pavel", 0),
+        ("Pavel", -5),
+        ("Pavel", 1_000_000_001),
+        ("  ", 10),
+    ] {
+        let error = world
+            .billing()
+            .deposit(&DepositCashRequest {
+                user: user.into(),
+                sum,
+            })
+            .unwrap_err();
         assert_eq!(error.status(), 422, "{user} {sum}");
     }
-    assert!(world.billing().create_user(&CreateUserRequest { user: "".into() }).is_err());
+    assert!(world
+        .billing()
+        .create_user(&CreateUserRequest { user: "".into() })
+        .is_err());
     assert_eq!(world.store.keys().unwrap(), before);
     assert_eq!(world.balance("Pavel"), 100);
 }
@@ -89,14 +148,34 @@ fn invalid_requests_store_nothing() {
 #[test]
 fn a_deposit_past_the_balance_limit_is_refused() {
     let world = World::with_user("Rich", 0);
-    let (mut account, revision) = world.store.read_record::<StoredAccount>("account/Rich").unwrap().unwrap();
+    let (mut account, revision) = world
+        .store
+        .read_record::<StoredAccount>("account/Rich")
+        .unwrap()
+        .unwrap();
     account.balance = MAX_BALANCE - 5;
-    world.store.write_record("account/Rich", &account, Some(revision)).unwrap().unwrap();
+    world
+        .store
+        .write_record("account/Rich", &account, Some(revision))
+        .unwrap()
+        .unwrap();
 
-    let error = world.billing().deposit(&DepositCashRequest { user: "Rich".into(), sum: 6 }).unwrap_err();
+    let error = world
+        .billing()
+        .deposit(&DepositCashRequest {
+            user: "Rich".into(),
+            sum: 6,
+        })
+        .unwrap_err();
     assert_eq!((error.status(), error.code()), (422, "balance_limit"));
     assert_eq!(world.balance("Rich"), MAX_BALANCE - 5);
-    world.billing().deposit(&DepositCashRequest { user: "Rich".into(), sum: 5 }).unwrap();
+    world
+        .billing()
+        .deposit(&DepositCashRequest {
+            user: "Rich".into(),
+            sum: 5,
+        })
+        .unwrap();
     assert_eq!(world.balance("Rich"), MAX_BALANCE);
 }
 
@@ -140,16 +219,34 @@ fn a_redelivered_order_is_charged_once_and_gets_the_same_result() {
 fn an_order_debited_before_a_crash_is_not_charged_again_on_redelivery() {
     let world = World::with_user("Pavel", 100);
     // The state a crash between the debit and the payment record leaves behind.
-    let (mut account, revision) = world.store.read_record::<StoredAccount>("account/Pavel").unwrap().unwrap();
+    let (mut account, revision) = world
+        .store
+        .read_record::<StoredAccount>("account/Pavel")
+        .unwrap()
+        .unwrap();
     account.balance = 90;
     account.debited_orders.push("o-1".into());
-    world.store.write_record("account/Pavel", &account, Some(revision)).unwrap().unwrap();
+    world
+        .store
+        .write_record("account/Pavel", &account, Some(revision))
+        .unwrap()
+        .unwrap();
 
     let result = world.order("o-1", "Pavel", 10);
-    assert_eq!((outcome(&result), result.balance), (PaymentOutcome::Paid, Some(90)));
+    assert_eq!(
+        (outcome(&result), result.balance),
+        (PaymentOutcome::Paid, Some(90))
+    );
     assert_eq!(world.balance("Pavel"), 90);
-    let (account, _) = world.store.read_record::<StoredAccount>("account/Pavel").unwrap().unwrap();
-    assert!(account.debited_orders.is_empty(), "the debit is forgotten once the payment is recorded");
+    let (account, _) = world
+        .store
+        .read_record::<StoredAccount>("account/Pavel")
+        .unwrap()
+        .unwrap();
+    assert!(
+        account.debited_orders.is_empty(),
+        "the debit is forgotten once the payment is recorded"
+    );
 }
 
 #[test]
@@ -168,11 +265,29 @@ fn a_malformed_order_is_refused_and_changes_nothing() {
     let world = World::with_user("Pavel", 100);
     let before = world.store.keys().unwrap();
     for order in [
-        OrderPlaced { order_id: "bad id".into(), user: "Pavel".into(), sum: 10, placed_at_ms: 0 },
-        OrderPlaced { order_id: "o-1".into(), user: "".into(), sum: 10, placed_at_ms: 0 },
-        OrderPlaced { order_id: "o-1".into(), user: "Pavel".into(), sum: 0, placed_at_ms: 0 },
+        OrderPlaced {
+            order_id: "bad id".into(),
+            user: "Pavel".into(),
+            sum: 10,
+            placed_at_ms: 0,
+        },
+        OrderPlaced {
+            order_id: "o-1".into(),
+            user: "".into(),
+            sum: 10,
+            placed_at_ms: 0,
+        },
+        OrderPlaced {
+            order_id: "o-1".into(),
+            user: "Pavel".into(),
+            sum: 0,
+            placed_at_ms: 0,
+        },
     ] {
-        assert!(matches!(world.billing().settle(&order), Err(BillingError::Invalid(_))));
+        assert!(matches!(
+            world.billing().settle(&order),
+            Err(BillingError::Invalid(_))
+        ));
     }
     assert_eq!(world.store.keys().unwrap(), before);
     assert_eq!(world.balance("Pavel"), 100);

@@ -25,7 +25,9 @@ http::export!(NotifyComponent);
 bindings::export!(NotifyComponent with_types_in bindings);
 
 impl http::Server for NotifyComponent {
-    fn handle(request: http::IncomingRequest) -> http::Result<http::Response<impl http::OutgoingBody>> {
+    fn handle(
+        request: http::IncomingRequest,
+    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
         Ok(serve(request, route))
     }
 }
@@ -37,7 +39,10 @@ fn route(request: &Request) -> Handled {
             request.require(Method::GET)?;
             let store = KeyValue::new();
             let user = query_param(&request.query, "user");
-            let notify = Notify { store: &store, clock: &WallClock };
+            let notify = Notify {
+                store: &store,
+                clock: &WallClock,
+            };
             Ok(Reply::json(200, &notify.list(user.as_deref())?))
         }
         "/" => Ok(Reply::index("notify", &["GET /List", "GET /List?user="])),
@@ -50,13 +55,21 @@ impl MessageHandler for NotifyComponent {
         let result = PaymentResult::decode(message.body.as_slice())
             .map_err(|e| format!("{} carried no PaymentResult: {e}", message.subject))?;
         let store = KeyValue::new();
-        let delivery = Notify { store: &store, clock: &WallClock }
-            .deliver(&result)
-            .map_err(|e| format!("no notification for order {}: {e}", result.order_id))?;
+        let delivery = Notify {
+            store: &store,
+            clock: &WallClock,
+        }
+        .deliver(&result)
+        .map_err(|e| format!("no notification for order {}: {e}", result.order_id))?;
         match delivery {
-            Delivery::Sent(sent) => orders_component_kit::info!("notification sent to {}: {}", sent.user, sent.message),
+            Delivery::Sent(sent) => {
+                orders_component_kit::info!("notification sent to {}: {}", sent.user, sent.message)
+            }
             Delivery::AlreadySent(_) => {
-                orders_component_kit::info!("order {} was notified before; not sent again", result.order_id)
+                orders_component_kit::info!(
+                    "order {} was notified before; not sent again",
+                    result.order_id
+                )
             }
         }
         Ok(())

@@ -79,7 +79,11 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             sent_at_ms: self.clock.now_ms(),
         };
         let key = format!("{KEY_PREFIX}{id}");
-        if self.store.write_record(&key, &notification, None)?.is_some() {
+        if self
+            .store
+            .write_record(&key, &notification, None)?
+            .is_some()
+        {
             return Ok(Delivery::Sent(notification));
         }
         let (earlier, _) = self
@@ -97,11 +101,20 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             notifications.retain(|n| n.user == user.as_str());
         }
         notifications.sort_by(|a, b| (a.sent_at_ms, &a.order_id).cmp(&(b.sent_at_ms, &b.order_id)));
-        Ok(ListResponse { status: true, notifications })
+        Ok(ListResponse {
+            status: true,
+            notifications,
+        })
     }
 }
 
-fn message(user: &UserName, id: &OrderId, sum: Amount, reason: &str, balance: Option<u64>) -> String {
+fn message(
+    user: &UserName,
+    id: &OrderId,
+    sum: Amount,
+    reason: &str,
+    balance: Option<u64>,
+) -> String {
     let sum = sum.get();
     match (reason, balance) {
         ("paid", Some(balance)) => {
@@ -120,7 +133,12 @@ mod tests {
 
     use super::*;
 
-    fn result(id: &str, user: &str, outcome: PaymentOutcome, balance: Option<u64>) -> PaymentResult {
+    fn result(
+        id: &str,
+        user: &str,
+        outcome: PaymentOutcome,
+        balance: Option<u64>,
+    ) -> PaymentResult {
         PaymentResult {
             order_id: id.into(),
             user: user.into(),
@@ -138,34 +156,63 @@ mod tests {
 
     impl World {
         fn new() -> Self {
-            Self { store: MemoryStore::default(), clock: FixedClock::at(1_000) }
+            Self {
+                store: MemoryStore::default(),
+                clock: FixedClock::at(1_000),
+            }
         }
 
         fn notify(&self) -> Notify<'_, MemoryStore, FixedClock> {
-            Notify { store: &self.store, clock: &self.clock }
+            Notify {
+                store: &self.store,
+                clock: &self.clock,
+            }
         }
     }
 
     #[test]
     fn a_paid_result_is_sent_as_a_paid_notification() {
         let world = World::new();
-        let Delivery::Sent(sent) = world.notify().deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90))).unwrap()
+        let Delivery::Sent(sent) = world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
+            .unwrap()
         else {
             panic!("the first delivery must send");
         };
         assert!(sent.paid);
-        assert_eq!((sent.reason.as_str(), sent.balance, sent.sent_at_ms), ("paid", Some(90), 1_000));
-        assert_eq!(sent.message, "Pavel, your order o-1 for 10 is paid. Balance: 90.");
+        assert_eq!(
+            (sent.reason.as_str(), sent.balance, sent.sent_at_ms),
+            ("paid", Some(90), 1_000)
+        );
+        assert_eq!(
+            sent.message,
+            "Pavel, your order o-1 for 10 is paid. Balance: 90."
+        );
     }
 
     #[test]
     fn refusals_say_why() {
         let world = World::new();
-        world.notify().deliver(&result("o-1", "Pavel", PaymentOutcome::InsufficientFunds, Some(5))).unwrap();
-        world.notify().deliver(&result("o-2", "Ghost", PaymentOutcome::UnknownUser, None)).unwrap();
+        world
+            .notify()
+            .deliver(&result(
+                "o-1",
+                "Pavel",
+                PaymentOutcome::InsufficientFunds,
+                Some(5),
+            ))
+            .unwrap();
+        world
+            .notify()
+            .deliver(&result("o-2", "Ghost", PaymentOutcome::UnknownUser, None))
+            .unwrap();
         let listed = world.notify().list(None).unwrap().notifications;
         let reasons: Vec<_> = listed.iter().map(|n| (n.paid, n.reason.as_str())).collect();
-        assert_eq!(reasons, [(false, "insufficient_funds"), (false, "unknown_user")]);
+        assert_eq!(
+            reasons,
+            [(false, "insufficient_funds"), (false, "unknown_user")]
+        );
         assert!(listed[0].message.contains("insufficient funds (balance 5)"));
     }
 
@@ -173,9 +220,14 @@ mod tests {
     fn a_redelivered_result_is_not_sent_twice() {
         let world = World::new();
         let paid = result("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
-        let Delivery::Sent(first) = world.notify().deliver(&paid).unwrap() else { panic!() };
+        let Delivery::Sent(first) = world.notify().deliver(&paid).unwrap() else {
+            panic!()
+        };
         world.clock.advance(10);
-        assert_eq!(world.notify().deliver(&paid).unwrap(), Delivery::AlreadySent(first));
+        assert_eq!(
+            world.notify().deliver(&paid).unwrap(),
+            Delivery::AlreadySent(first)
+        );
         assert_eq!(world.notify().list(None).unwrap().notifications.len(), 1);
     }
 
@@ -183,13 +235,29 @@ mod tests {
     fn the_list_is_oldest_first_and_can_be_narrowed_to_one_user() {
         let world = World::new();
         for (id, user) in [("o-3", "Pavel"), ("o-1", "Anna"), ("o-2", "Pavel")] {
-            world.notify().deliver(&result(id, user, PaymentOutcome::Paid, Some(1))).unwrap();
+            world
+                .notify()
+                .deliver(&result(id, user, PaymentOutcome::Paid, Some(1)))
+                .unwrap();
             world.clock.advance(1);
         }
-        let all: Vec<_> = world.notify().list(None).unwrap().notifications.into_iter().map(|n| n.order_id).collect();
+        let all: Vec<_> = world
+            .notify()
+            .list(None)
+            .unwrap()
+            .notifications
+            .into_iter()
+            .map(|n| n.order_id)
+            .collect();
         assert_eq!(all, ["o-3", "o-1", "o-2"]);
-        let pavel: Vec<_> =
-            world.notify().list(Some(" Pavel ")).unwrap().notifications.into_iter().map(|n| n.order_id).collect();
+        let pavel: Vec<_> = world
+            .notify()
+            .list(Some(" Pavel "))
+            .unwrap()
+            .notifications
+            .into_iter()
+            .map(|n| n.order_id)
+            .collect();
         assert_eq!(pavel, ["o-3", "o-2"]);
     }
 
@@ -198,9 +266,18 @@ mod tests {
         let world = World::new();
         let mut unknown = result("o-1", "Pavel", PaymentOutcome::Paid, None);
         unknown.outcome = 99;
-        assert!(matches!(world.notify().deliver(&unknown), Err(NotifyError::UnknownOutcome(_))));
-        assert!(world.notify().deliver(&result("bad id", "Pavel", PaymentOutcome::Paid, None)).is_err());
-        assert!(world.notify().deliver(&result("o-2", "", PaymentOutcome::Paid, None)).is_err());
+        assert!(matches!(
+            world.notify().deliver(&unknown),
+            Err(NotifyError::UnknownOutcome(_))
+        ));
+        assert!(world
+            .notify()
+            .deliver(&result("bad id", "Pavel", PaymentOutcome::Paid, None))
+            .is_err());
+        assert!(world
+            .notify()
+            .deliver(&result("o-2", "", PaymentOutcome::Paid, None))
+            .is_err());
         assert!(world.store.keys().unwrap().is_empty());
     }
 

@@ -2,10 +2,10 @@
 //! `OrderPlaced` on `orders.placed` (`wasmcloud:messaging/consumer`). Its bucket holds only the
 //! `Idempotency-Key`s clients sent.
 
+use order_core::{OrderError, Ports};
 use orders_common::api::{parse_json, RequestError};
 use orders_common::proto::CreateOrderRequest;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use order_core::{OrderError, Ports};
 use orders_component_kit::ports::{random_16, Broker, KeyValue, WallClock};
 use wasmcloud_component::http::{self, Method};
 
@@ -14,7 +14,9 @@ struct OrderComponent;
 http::export!(OrderComponent);
 
 impl http::Server for OrderComponent {
-    fn handle(request: http::IncomingRequest) -> http::Result<http::Response<impl http::OutgoingBody>> {
+    fn handle(
+        request: http::IncomingRequest,
+    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
         Ok(serve(request, route))
     }
 }
@@ -25,11 +27,19 @@ fn route(request: &Request) -> Handled {
             request.require(Method::POST)?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
             let key = match request.headers.get("idempotency-key") {
-                Some(value) => Some(value.to_str().map_err(|_| OrderError::InvalidIdempotencyKey)?),
+                Some(value) => Some(
+                    value
+                        .to_str()
+                        .map_err(|_| OrderError::InvalidIdempotencyKey)?,
+                ),
                 None => None,
             };
             let store = KeyValue::new();
-            let ports = Ports { store: &store, clock: &WallClock, broker: &Broker };
+            let ports = Ports {
+                store: &store,
+                clock: &WallClock,
+                broker: &Broker,
+            };
             let placed = ports.place_order(&body, key, random_16())?;
             // 202: the order is accepted; billing settles it asynchronously.
             Ok(Reply::json(202, &placed))

@@ -7,8 +7,12 @@
 
 use orders_common::api::ApiError;
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
-use orders_common::ports::{CasStore, Clock, PublishError, Publisher, RecordStore, StoreError, Update};
-use orders_common::proto::{CreateOrderRequest, CreateOrderResponse, OrderPlaced, StoredIdempotency};
+use orders_common::ports::{
+    CasStore, Clock, PublishError, Publisher, RecordStore, StoreError, Update,
+};
+use orders_common::proto::{
+    CreateOrderRequest, CreateOrderResponse, OrderPlaced, StoredIdempotency,
+};
 use orders_common::subjects;
 
 /// order's errors. HTTP statuses: `Invalid` 422, `InvalidIdempotencyKey` 400,
@@ -56,8 +60,11 @@ impl IdempotencyKey {
     pub const MAX_LEN: usize = 255;
 
     pub fn parse(raw: &str) -> Result<Self, OrderError> {
-        let valid = (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-        valid.then(|| Self(raw.to_string())).ok_or(OrderError::InvalidIdempotencyKey)
+        let valid =
+            (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        valid
+            .then(|| Self(raw.to_string()))
+            .ok_or(OrderError::InvalidIdempotencyKey)
     }
 }
 
@@ -90,26 +97,35 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Ports<'_, S
             None => fresh,
             Some(IdempotencyKey(key)) => {
                 let fingerprint = format!("{}\n{}", user, sum.get());
-                self.store.update_record(&format!("idempotency/{key}"), |stored: Option<StoredIdempotency>| {
-                    match stored {
+                self.store.update_record(
+                    &format!("idempotency/{key}"),
+                    |stored: Option<StoredIdempotency>| match stored {
                         None => Ok(Update::Write(
-                            StoredIdempotency { request_fingerprint: fingerprint.clone(), order: Some(fresh.clone()) },
+                            StoredIdempotency {
+                                request_fingerprint: fingerprint.clone(),
+                                order: Some(fresh.clone()),
+                            },
                             fresh.clone(),
                         )),
-                        Some(StoredIdempotency { request_fingerprint, order: Some(first) })
-                            if request_fingerprint == fingerprint =>
-                        {
-                            Ok(Update::Keep(first))
-                        }
+                        Some(StoredIdempotency {
+                            request_fingerprint,
+                            order: Some(first),
+                        }) if request_fingerprint == fingerprint => Ok(Update::Keep(first)),
                         Some(_) => Err(OrderError::IdempotencyConflict(key.clone())),
-                    }
-                })?
+                    },
+                )?
             }
         };
         // Published again on a retry: the first attempt may have failed after remembering the key,
         // and billing and notify handle each order id once however often it arrives.
-        self.broker.publish_message(subjects::ORDER_PLACED, &order)?;
-        Ok(CreateOrderResponse { status: true, order_id: order.order_id, user: order.user, sum: order.sum })
+        self.broker
+            .publish_message(subjects::ORDER_PLACED, &order)?;
+        Ok(CreateOrderResponse {
+            status: true,
+            order_id: order.order_id,
+            user: order.user,
+            sum: order.sum,
+        })
     }
 }
 
@@ -128,16 +144,42 @@ mod tests {
 
     impl World {
         fn new() -> Self {
-            Self { store: MemoryStore::default(), clock: FixedClock::at(42), broker: MemoryPublisher::default() }
+            Self {
+                store: MemoryStore::default(),
+                clock: FixedClock::at(42),
+                broker: MemoryPublisher::default(),
+            }
         }
 
-        fn place(&self, user: &str, sum: i64, key: Option<&str>, random: u8) -> Result<CreateOrderResponse, OrderError> {
-            let ports = Ports { store: &self.store, clock: &self.clock, broker: &self.broker };
-            ports.place_order(&CreateOrderRequest { user: user.into(), sum }, key, [random; 16])
+        fn place(
+            &self,
+            user: &str,
+            sum: i64,
+            key: Option<&str>,
+            random: u8,
+        ) -> Result<CreateOrderResponse, OrderError> {
+            let ports = Ports {
+                store: &self.store,
+                clock: &self.clock,
+                broker: &self.broker,
+            };
+            ports.place_order(
+                &CreateOrderRequest {
+                    user: user.into(),
+                    sum,
+                },
+                key,
+                [random; 16],
+            )
         }
 
         fn published(&self) -> Vec<OrderPlaced> {
-            self.broker.published.borrow().iter().map(|(_, p)| OrderPlaced::decode(p.as_slice()).unwrap()).collect()
+            self.broker
+                .published
+                .borrow()
+                .iter()
+                .map(|(_, p)| OrderPlaced::decode(p.as_slice()).unwrap())
+                .collect()
         }
     }
 
@@ -150,7 +192,10 @@ mod tests {
         assert_eq!(world.broker.published.borrow()[0].0, subjects::ORDER_PLACED);
         let placed = &world.published()[0];
         assert_eq!(placed.order_id, response.order_id);
-        assert_eq!((placed.user.as_str(), placed.sum, placed.placed_at_ms), ("Pavel", 10, 42));
+        assert_eq!(
+            (placed.user.as_str(), placed.sum, placed.placed_at_ms),
+            ("Pavel", 10, 42)
+        );
     }
 
     #[test]
@@ -159,7 +204,10 @@ mod tests {
         let a = world.place("Pavel", 10, None, 1).unwrap();
         let b = world.place("Pavel", 10, None, 2).unwrap();
         assert_ne!(a.order_id, b.order_id);
-        assert!(world.store.keys().unwrap().is_empty(), "nothing is remembered without a key");
+        assert!(
+            world.store.keys().unwrap().is_empty(),
+            "nothing is remembered without a key"
+        );
     }
 
     #[test]
@@ -170,8 +218,15 @@ mod tests {
         let retry = world.place("Pavel", 10, Some("retry-1"), 2).unwrap();
         assert_eq!(retry, first);
         let published = world.published();
-        assert_eq!(published.len(), 2, "the retry publishes again in case the first publish was lost");
-        assert_eq!(published[0], published[1], "the very same order, id and time included");
+        assert_eq!(
+            published.len(),
+            2,
+            "the retry publishes again in case the first publish was lost"
+        );
+        assert_eq!(
+            published[0], published[1],
+            "the very same order, id and time included"
+        );
     }
 
     #[test]
@@ -179,7 +234,10 @@ mod tests {
         let world = World::new();
         world.place("Pavel", 10, Some("k"), 1).unwrap();
         let error = world.place("Pavel", 11, Some("k"), 2).unwrap_err();
-        assert_eq!((error.status(), error.code()), (409, "idempotency_conflict"));
+        assert_eq!(
+            (error.status(), error.code()),
+            (409, "idempotency_conflict")
+        );
         assert_eq!(world.published().len(), 1);
     }
 
@@ -188,7 +246,11 @@ mod tests {
         let world = World::new();
         for key in ["", "has space", "ключ", &"k".repeat(256)] {
             let error = world.place("Pavel", 10, Some(key), 1).unwrap_err();
-            assert_eq!((error.status(), error.code()), (400, "invalid_idempotency_key"), "{key:?}");
+            assert_eq!(
+                (error.status(), error.code()),
+                (400, "invalid_idempotency_key"),
+                "{key:?}"
+            );
         }
         assert!(world.published().is_empty());
     }
@@ -196,7 +258,12 @@ mod tests {
     #[test]
     fn invalid_orders_publish_nothing_and_remember_no_key() {
         let world = World::new();
-        for (user, sum) in [("Pavel", 0), ("Pavel", -1), ("Pavel", 1_000_000_001), ("", 10)] {
+        for (user, sum) in [
+            ("Pavel", 0),
+            ("Pavel", -1),
+            ("Pavel", 1_000_000_001),
+            ("", 10),
+        ] {
             let error = world.place(user, sum, Some("k"), 0).unwrap_err();
             assert_eq!(error.status(), 422, "{user} {sum}");
         }

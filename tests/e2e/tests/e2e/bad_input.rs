@@ -11,9 +11,15 @@ async fn malformed_json_is_400_and_changes_no_balance() {
     for body in ["", "{", "not json", "{\"user\": }", "\u{0}"] {
         for path in ["/CreateUser", "/DepositCash", "/Order"] {
             let answer = lattice.post_raw(path, body.to_string()).await;
-            assert_eq!((answer.status, answer.error_code()), (400, "malformed_json"), "{path} {body:?}");
+            assert_eq!(
+                (answer.status, answer.error_code()),
+                (400, "malformed_json"),
+                "{path} {body:?}"
+            );
             assert_eq!(answer.body["status"], json!(false));
-            assert!(answer.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(answer.body["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
         }
     }
     assert_eq!(lattice.balance(&user).await, 100);
@@ -35,10 +41,19 @@ async fn json_with_wrong_types_is_400() {
     ] {
         for path in ["/DepositCash", "/Order"] {
             let answer = lattice.post(path, body.clone()).await;
-            assert_eq!((answer.status, answer.error_code()), (400, "wrong_type"), "{path} {body}");
+            assert_eq!(
+                (answer.status, answer.error_code()),
+                (400, "wrong_type"),
+                "{path} {body}"
+            );
         }
     }
-    let huge = lattice.post_raw("/DepositCash", format!(r#"{{"user":"{user}","sum":99999999999999999999999}}"#)).await;
+    let huge = lattice
+        .post_raw(
+            "/DepositCash",
+            format!(r#"{{"user":"{user}","sum":99999999999999999999999}}"#),
+        )
+        .await;
     assert_eq!(huge.status, 400);
     assert_eq!(lattice.balance(&user).await, 100);
 }
@@ -48,28 +63,59 @@ async fn json_with_wrong_types_is_400() {
 async fn invalid_values_are_422_and_change_nothing() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Invalid", 100).await;
-    for (sum, code) in [(0, "invalid_sum"), (-5, "invalid_sum"), (1_000_000_001, "invalid_sum")] {
+    for (sum, code) in [
+        (0, "invalid_sum"),
+        (-5, "invalid_sum"),
+        (1_000_000_001, "invalid_sum"),
+    ] {
         for path in ["/DepositCash", "/Order"] {
-            let answer = lattice.post(path, json!({ "user": user, "sum": sum })).await;
-            assert_eq!((answer.status, answer.error_code()), (422, code), "{path} {sum}");
+            let answer = lattice
+                .post(path, json!({ "user": user, "sum": sum }))
+                .await;
+            assert_eq!(
+                (answer.status, answer.error_code()),
+                (422, code),
+                "{path} {sum}"
+            );
         }
     }
     for name in ["", "   ", &"x".repeat(65), "tab\there"] {
         let answer = lattice.post("/CreateUser", json!({ "user": name })).await;
-        assert_eq!((answer.status, answer.error_code()), (422, "invalid_user"), "{name:?}");
-        let answer = lattice.post("/Order", json!({ "user": name, "sum": 10 })).await;
-        assert_eq!((answer.status, answer.error_code()), (422, "invalid_user"), "{name:?}");
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (422, "invalid_user"),
+            "{name:?}"
+        );
+        let answer = lattice
+            .post("/Order", json!({ "user": name, "sum": 10 }))
+            .await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (422, "invalid_user"),
+            "{name:?}"
+        );
     }
     assert_eq!(lattice.balance(&user).await, 100);
-    assert!(lattice.notifications(&user).await.is_empty(), "no order was published");
+    assert!(
+        lattice.notifications(&user).await.is_empty(),
+        "no order was published"
+    );
 }
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
 async fn a_body_over_16_kib_is_413() {
     let lattice = Lattice::from_env();
-    let answer = lattice.post_raw("/CreateUser", format!(r#"{{"user":"{}"}}"#, "x".repeat(20_000))).await;
-    assert_eq!((answer.status, answer.error_code()), (413, "body_too_large"));
+    let answer = lattice
+        .post_raw(
+            "/CreateUser",
+            format!(r#"{{"user":"{}"}}"#, "x".repeat(20_000)),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (413, "body_too_large")
+    );
 }
 
 #[tokio::test]
@@ -84,7 +130,11 @@ async fn a_wrong_method_is_405() {
         (reqwest::Method::DELETE, "/Balance"),
     ] {
         let answer = lattice.request(method.clone(), path).await;
-        assert_eq!((answer.status, answer.error_code()), (405, "method_not_allowed"), "{method} {path}");
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (405, "method_not_allowed"),
+            "{method} {path}"
+        );
     }
 }
 
@@ -93,7 +143,10 @@ async fn a_wrong_method_is_405() {
 async fn balance_without_a_user_is_400() {
     let lattice = Lattice::from_env();
     let answer = lattice.get("/Balance").await;
-    assert_eq!((answer.status, answer.error_code()), (400, "missing_parameter"));
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (400, "missing_parameter")
+    );
 }
 
 #[tokio::test]
@@ -121,5 +174,9 @@ async fn list_with_a_json_body_is_answered_like_the_seeds_postman_request() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], json!(true));
-    assert!(body["notifications"].as_array().unwrap().iter().any(|n| n["user"] == json!(user)));
+    assert!(body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["user"] == json!(user)));
 }

@@ -1,7 +1,5 @@
 //! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`.
 
-
-
 use futures::StreamExt as _;
 use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_common::subjects;
@@ -26,7 +24,10 @@ async fn an_order_crosses_the_broker_as_order_placed_and_comes_back_as_a_payment
 
     let result = next_matching(&mut settled, |m: &PaymentResult| m.order_id == order_id).await;
     assert_eq!(result.outcome(), PaymentOutcome::Paid);
-    assert_eq!((result.user.as_str(), result.sum, result.balance), (user.as_str(), 30, Some(70)));
+    assert_eq!(
+        (result.user.as_str(), result.sum, result.balance),
+        (user.as_str(), 30, Some(70))
+    );
 }
 
 #[tokio::test]
@@ -38,12 +39,19 @@ async fn refused_input_publishes_nothing() {
     nats.flush().await.unwrap();
     let user = orders_e2e::unique("Silent");
 
-    for body in [json!({ "user": user, "sum": 0 }), json!({ "user": user, "sum": "1" }), json!({ "user": "", "sum": 1 })] {
+    for body in [
+        json!({ "user": user, "sum": 0 }),
+        json!({ "user": user, "sum": "1" }),
+        json!({ "user": "", "sum": 1 }),
+    ] {
         assert!(lattice.post("/Order", body).await.status >= 400);
     }
     let marker = lattice.order(&user, 1).await;
     let first = next_matching(&mut placed, |m: &OrderPlaced| m.user == user).await;
-    assert_eq!(first.order_id, marker, "the first order of this user on the broker is the valid one");
+    assert_eq!(
+        first.order_id, marker,
+        "the first order of this user on the broker is the valid one"
+    );
 }
 
 /// The next message on `subscription` that decodes as `M` and satisfies `wanted`.
@@ -53,7 +61,10 @@ async fn next_matching<M: prost::Message + Default>(
 ) -> M {
     tokio::time::timeout(PATIENCE, async {
         loop {
-            let message = subscription.next().await.expect("the subscription stays open");
+            let message = subscription
+                .next()
+                .await
+                .expect("the subscription stays open");
             if let Ok(decoded) = M::decode(message.payload.as_ref()) {
                 if wanted(&decoded) {
                     return decoded;
@@ -64,4 +75,3 @@ async fn next_matching<M: prost::Message + Default>(
     .await
     .unwrap_or_else(|_| panic!("no matching message within {PATIENCE:?}"))
 }
-

@@ -14,7 +14,10 @@ async fn fifty_concurrent_orders_of_10_on_a_balance_of_100_pay_exactly_ten() {
 
     let listed = lattice.await_notifications(&user, 50).await;
     let paid = listed.iter().filter(|n| n["paid"] == json!(true)).count();
-    let refused = listed.iter().filter(|n| n["reason"] == json!("insufficient_funds")).count();
+    let refused = listed
+        .iter()
+        .filter(|n| n["reason"] == json!("insufficient_funds"))
+        .count();
     assert_eq!((paid, refused), (10, 40));
     assert_eq!(lattice.balance(&user).await, 0);
 }
@@ -36,12 +39,24 @@ async fn concurrent_deposits_are_all_counted() {
 async fn deposits_racing_orders_lose_nothing() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Mixed", 50).await;
-    let deposits = (0..20).map(|_| lattice.post("/DepositCash", json!({ "user": user, "sum": 10 })));
+    let deposits =
+        (0..20).map(|_| lattice.post("/DepositCash", json!({ "user": user, "sum": 10 })));
     let orders = (0..20).map(|_| lattice.order(&user, 5));
-    let (deposited, _) = futures::join!(futures::future::join_all(deposits), futures::future::join_all(orders));
+    let (deposited, _) = futures::join!(
+        futures::future::join_all(deposits),
+        futures::future::join_all(orders)
+    );
     assert!(deposited.iter().all(|a| a.status == 200));
 
     let listed = lattice.await_notifications(&user, 20).await;
-    let paid: u64 = listed.iter().filter(|n| n["paid"] == json!(true)).map(|n| n["sum"].as_u64().unwrap()).sum();
-    assert_eq!(lattice.balance(&user).await, 50 + 200 - paid, "every deposit and every payment counted once");
+    let paid: u64 = listed
+        .iter()
+        .filter(|n| n["paid"] == json!(true))
+        .map(|n| n["sum"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        lattice.balance(&user).await,
+        50 + 200 - paid,
+        "every deposit and every payment counted once"
+    );
 }

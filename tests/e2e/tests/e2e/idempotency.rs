@@ -12,7 +12,10 @@ async fn order_with_key(lattice: &Lattice, key: &str, user: &str, sum: i64) -> o
         .await
         .unwrap();
     let status = response.status().as_u16();
-    orders_e2e::Answer { status, body: response.json().await.unwrap() }
+    orders_e2e::Answer {
+        status,
+        body: response.json().await.unwrap(),
+    }
 }
 
 #[tokio::test]
@@ -40,7 +43,10 @@ async fn the_same_key_for_a_different_order_is_a_conflict() {
     let key = unique("key");
     assert_eq!(order_with_key(&lattice, &key, &user, 10).await.status, 202);
     let other = order_with_key(&lattice, &key, &user, 20).await;
-    assert_eq!((other.status, other.body["error"].clone()), (409, json!("idempotency_conflict")));
+    assert_eq!(
+        (other.status, other.body["error"].clone()),
+        (409, json!("idempotency_conflict"))
+    );
     lattice.await_notifications(&user, 1).await;
     assert_eq!(lattice.balance(&user).await, 90);
 }
@@ -50,5 +56,8 @@ async fn the_same_key_for_a_different_order_is_a_conflict() {
 async fn a_malformed_key_is_400() {
     let lattice = Lattice::from_env();
     let answer = order_with_key(&lattice, "has space", &unique("Key"), 10).await;
-    assert_eq!((answer.status, answer.body["error"].clone()), (400, json!("invalid_idempotency_key")));
+    assert_eq!(
+        (answer.status, answer.body["error"].clone()),
+        (400, json!("invalid_idempotency_key"))
+    );
 }

@@ -11,27 +11,50 @@ async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other() {
 
     let created = lattice.post("/CreateUser", json!({ "user": pavel })).await;
     assert_eq!(created.status, 201);
-    assert_eq!(created.body, json!({ "status": true, "user": pavel, "balance": 0 }));
+    assert_eq!(
+        created.body,
+        json!({ "status": true, "user": pavel, "balance": 0 })
+    );
 
-    let deposited = lattice.post("/DepositCash", json!({ "user": pavel, "sum": 100 })).await;
+    let deposited = lattice
+        .post("/DepositCash", json!({ "user": pavel, "sum": 100 }))
+        .await;
     assert_eq!(deposited.status, 200);
-    assert_eq!(deposited.body, json!({ "status": true, "user": pavel, "balance": 100 }));
+    assert_eq!(
+        deposited.body,
+        json!({ "status": true, "user": pavel, "balance": 100 })
+    );
 
     let affordable = lattice.order(&pavel, 10).await;
     let listed = lattice.await_notifications(&pavel, 1).await;
     let unaffordable = lattice.order(&pavel, 1000).await;
     let listed_after = lattice.await_notifications(&pavel, 2).await;
-    assert_eq!(listed_after[0], listed[0], "the list is oldest first and earlier entries stay");
+    assert_eq!(
+        listed_after[0], listed[0],
+        "the list is oldest first and earlier entries stay"
+    );
 
     let paid = &listed_after[0];
     assert_eq!(paid["order_id"], json!(affordable));
-    assert_eq!((paid["paid"].clone(), paid["reason"].clone()), (json!(true), json!("paid")));
-    assert_eq!((paid["sum"].clone(), paid["balance"].clone()), (json!(10), json!(90)));
+    assert_eq!(
+        (paid["paid"].clone(), paid["reason"].clone()),
+        (json!(true), json!("paid"))
+    );
+    assert_eq!(
+        (paid["sum"].clone(), paid["balance"].clone()),
+        (json!(10), json!(90))
+    );
     let refused = &listed_after[1];
     assert_eq!(refused["order_id"], json!(unaffordable));
-    assert_eq!((refused["paid"].clone(), refused["reason"].clone()), (json!(false), json!("insufficient_funds")));
+    assert_eq!(
+        (refused["paid"].clone(), refused["reason"].clone()),
+        (json!(false), json!("insufficient_funds"))
+    );
     assert_eq!(refused["user"], json!(pavel));
-    assert!(refused["message"].as_str().unwrap().contains("insufficient funds"));
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains("insufficient funds"));
     assert!(refused["sent_at_ms"].as_u64().unwrap() >= paid["sent_at_ms"].as_u64().unwrap());
 
     assert_eq!(lattice.balance(&pavel).await, 90);
@@ -42,11 +65,18 @@ async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other() {
 async fn the_order_endpoint_answers_202_with_a_fresh_order_id() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Anna", 100).await;
-    let first = lattice.post("/Order", json!({ "user": user, "sum": 10 })).await;
-    let second = lattice.post("/Order", json!({ "user": user, "sum": 10 })).await;
+    let first = lattice
+        .post("/Order", json!({ "user": user, "sum": 10 }))
+        .await;
+    let second = lattice
+        .post("/Order", json!({ "user": user, "sum": 10 }))
+        .await;
     assert_eq!((first.status, second.status), (202, 202));
     assert_eq!(first.body["status"], json!(true));
-    assert_eq!((first.body["user"].clone(), first.body["sum"].clone()), (json!(user), json!(10)));
+    assert_eq!(
+        (first.body["user"].clone(), first.body["sum"].clone()),
+        (json!(user), json!(10))
+    );
     assert_ne!(first.body["order_id"], second.body["order_id"]);
     lattice.await_notifications(&user, 2).await;
     assert_eq!(lattice.balance(&user).await, 80);
@@ -59,9 +89,16 @@ async fn an_order_for_an_unknown_user_is_notified_as_refused() {
     let ghost = unique("Ghost");
     lattice.order(&ghost, 10).await;
     let listed = lattice.await_notifications(&ghost, 1).await;
-    assert_eq!((listed[0]["paid"].clone(), listed[0]["reason"].clone()), (json!(false), json!("unknown_user")));
+    assert_eq!(
+        (listed[0]["paid"].clone(), listed[0]["reason"].clone()),
+        (json!(false), json!("unknown_user"))
+    );
     assert_eq!(listed[0]["balance"], serde_json::Value::Null);
-    assert_eq!(lattice.get(&format!("/Balance?user={ghost}")).await.status, 404, "no account was made");
+    assert_eq!(
+        lattice.get(&format!("/Balance?user={ghost}")).await.status,
+        404,
+        "no account was made"
+    );
 }
 
 #[tokio::test]
@@ -80,9 +117,14 @@ async fn creating_a_user_twice_is_a_conflict_that_keeps_the_balance() {
 async fn a_deposit_for_an_unknown_user_is_not_found() {
     let lattice = Lattice::from_env();
     let ghost = unique("Ghost");
-    let answer = lattice.post("/DepositCash", json!({ "user": ghost, "sum": 100 })).await;
+    let answer = lattice
+        .post("/DepositCash", json!({ "user": ghost, "sum": 100 }))
+        .await;
     assert_eq!((answer.status, answer.error_code()), (404, "unknown_user"));
-    assert_eq!(lattice.get(&format!("/Balance?user={ghost}")).await.status, 404);
+    assert_eq!(
+        lattice.get(&format!("/Balance?user={ghost}")).await.status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -109,6 +151,11 @@ async fn the_full_list_holds_every_users_notifications() {
     lattice.await_notifications(&b, 1).await;
     let all = lattice.get("/List").await;
     assert_eq!(all.status, 200);
-    let ids: Vec<_> = all.body["notifications"].as_array().unwrap().iter().map(|n| n["order_id"].clone()).collect();
+    let ids: Vec<_> = all.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["order_id"].clone())
+        .collect();
     assert!(ids.contains(&json!(order_a)) && ids.contains(&json!(order_b)));
 }

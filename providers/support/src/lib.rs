@@ -1,0 +1,33 @@
+//! What our capability providers share at start-up, so it is written once.
+
+/// Logs to stderr, which the host collects into its own log; `RUST_LOG` overrides `info`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Registers `$provider` with the host under `$name` and serves its exports (`$serve`, the
+/// `serve` function wit-bindgen-wrpc generated) until the host stops it. A macro rather than a
+/// function because the SDK's serve bounds tie the wRPC client's lifetime to the caller's frame.
+#[macro_export]
+macro_rules! serve_until_stopped {
+    ($provider:expr, $name:expr, $serve:path) => {{
+        use ::anyhow::Context as _;
+        let provider = $provider;
+        let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
+            .await
+            .context("failed to run provider")?;
+        let connection = ::wasmcloud_provider_sdk::get_connection();
+        let wrpc = connection
+            .get_wrpc_client(connection.provider_key())
+            .await
+            .context("failed to create the wRPC client")?;
+        ::wasmcloud_provider_sdk::serve_provider_exports(&wrpc, provider, shutdown, $serve)
+            .await
+            .context("failed to serve provider exports")
+    }};
+}
