@@ -115,9 +115,11 @@ impl Args {
             .transpose()
             .context("WASMCLOUD_HOST_SEED is not a valid seed")?
             .map(Arc::new);
-        let mut oci_opts = wasmcloud_host::OciConfig::default();
-        oci_opts.allow_latest = self.allow_latest;
-        oci_opts.allowed_insecure = self.allowed_insecure.clone();
+        let oci_opts = wasmcloud_host::OciConfig {
+            allow_latest: self.allow_latest,
+            allowed_insecure: self.allowed_insecure.clone(),
+            ..Default::default()
+        };
         Ok(HostConfig {
             ctl_nats_url: self.nats_url(&self.ctl_host, self.ctl_port)?,
             rpc_nats_url: self.nats_url(&self.rpc_host, self.rpc_port)?,

@@ -20,6 +20,7 @@ use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo
 
 use bucket::{Bucket, BucketError};
 use config::BucketConfig;
+use orders_provider_support::LinkKey;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -54,8 +55,13 @@ const LINKED_BUCKET_ALIASES: [&str; 2] = ["", "default"];
 struct KeyValueProvider {
     /// Provider-level config: defaults for every link.
     defaults: Arc<HashMap<String, String>>,
-    /// Open buckets by (component id, link name).
-    buckets: Arc<RwLock<HashMap<(String, String), (String, Bucket)>>>,
+    /// Open buckets by the link they serve.
+    buckets: Arc<RwLock<HashMap<LinkKey, LinkedBucket>>>,
+}
+
+struct LinkedBucket {
+    name: String,
+    bucket: Bucket,
 }
 
 /// Why a call could not be routed to a bucket.
@@ -70,11 +76,11 @@ impl KeyValueProvider {
         let cx = cx.as_ref().ok_or(Unroutable::NoCaller)?;
         let component = cx.component.as_deref().ok_or(Unroutable::NoCaller)?;
         let buckets = self.buckets.read().await;
-        let (name, bucket) = buckets
+        let linked = buckets
             .get(&(component.to_string(), cx.link_name().to_string()))
             .ok_or(Unroutable::NotLinked)?;
-        if name == identifier || LINKED_BUCKET_ALIASES.contains(&identifier) {
-            Ok(bucket.clone())
+        if linked.name == identifier || LINKED_BUCKET_ALIASES.contains(&identifier) {
+            Ok(linked.bucket.clone())
         } else {
             Err(Unroutable::NotLinked)
         }
@@ -90,7 +96,10 @@ impl Provider for KeyValueProvider {
         info!(component = link.source_id, link = link.link_name, bucket = %config.bucket, "bucket linked");
         self.buckets.write().await.insert(
             (link.source_id.to_string(), link.link_name.to_string()),
-            (config.bucket, bucket),
+            LinkedBucket {
+                name: config.bucket,
+                bucket,
+            },
         );
         Ok(())
     }

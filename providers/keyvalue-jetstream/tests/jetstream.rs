@@ -61,14 +61,15 @@ async fn start_nats() -> NatsServer {
         .stderr(Stdio::null())
         .spawn()
         .expect("nats-server runs (make test installs it; or set NATS_SERVER_BIN)");
-    let url = format!("nats://127.0.0.1:{port}");
+    // Owned by the guard from here on, so the server is stopped and reaped on every path.
+    let server = NatsServer {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _store: store,
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return NatsServer {
-                child,
-                url,
-                _store: store,
-            };
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

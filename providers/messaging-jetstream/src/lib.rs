@@ -28,6 +28,7 @@ use wasmcloud_provider_sdk::{
 };
 
 use config::{backoff, ConsumerConfig, ProviderConfig};
+use orders_provider_support::LinkKey;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -98,7 +99,7 @@ struct JetStreamMessaging {
     client: async_nats::Client,
     js: jetstream::Context,
     /// Consumer tasks by (component id, link name).
-    consumers: Arc<RwLock<HashMap<(String, String), JoinHandle<()>>>>,
+    consumers: Arc<RwLock<HashMap<LinkKey, JoinHandle<()>>>>,
 }
 
 impl Provider for JetStreamMessaging {

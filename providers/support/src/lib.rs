@@ -1,5 +1,8 @@
 //! What our capability providers share at start-up, so it is written once.
 
+/// (component id, link name): what identifies a component's link to a provider.
+pub type LinkKey = (String, String);
+
 /// Logs to stderr, which the host collects into its own log; `RUST_LOG` overrides `info`.
 pub fn init_logging() {
     tracing_subscriber::fmt()
