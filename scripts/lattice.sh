@@ -15,6 +15,8 @@ instance_ports "$instance"
 STATE=$ROOT/.state/$instance
 LOGS=$STATE/logs
 LATTICE=default
+# NATS's HTTP monitoring (consumers, streams) listens 4000 above the client port: 8222 for `run`.
+MONITOR_PORT=$((NATS_PORT + 4000))
 CTL=(--ctl-host 127.0.0.1 --ctl-port "$NATS_PORT")
 
 running() { [[ -f $STATE/$1.pid ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
@@ -61,7 +63,7 @@ app_deployed() { [[ $(app_status) == deployed ]]; }
 
 up() {
   mkdir -p "$LOGS" "$STATE/jetstream"
-  start nats "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/jetstream" -n "orders-$instance"
+  start nats "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" -js -sd "$STATE/jetstream" -n "orders-$instance"
   wait_for "NATS on port $NATS_PORT" 20 nats_listening
   start wadm env RUST_LOG=info "$RELEASE/orders-wadm" --nats-server "127.0.0.1:$NATS_PORT"
   start host env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$NATS_PORT" \
@@ -88,7 +90,7 @@ deploy() {
   local manifest=$STATE/wadm.yaml
   "$ROOT/scripts/render-manifest.sh" "$NATS_PORT" "$HTTP_PORT" > "$manifest"
   local fingerprint; fingerprint=$(cat "$manifest" "$BUILD"/components/*.wasm "$BUILD"/providers/*.par.gz | sha256sum | cut -c1-16)
-  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed; then
+  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed && consumers_ready; then
     say "application unchanged and deployed"
     return
   fi
@@ -98,11 +100,33 @@ deploy() {
     "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
     wait_for "the old providers to stop" 60 no_providers
   fi
-  say "deploying $manifest"
-  "$WASH" app deploy "$manifest" "${CTL[@]}"
-  wait_for "the application to be Deployed" 180 app_deployed || { "$WASH" app status orders "${CTL[@]}" >&2; exit 1; }
-  echo "$fingerprint" > "$STATE/deployed"
-  say "application deployed"
+  for attempt in 1 2 3; do
+    say "deploying $manifest"
+    "$WASH" app deploy "$manifest" "${CTL[@]}"
+    wait_for "the application to be Deployed" 180 app_deployed || { "$WASH" app status orders "${CTL[@]}" >&2; exit 1; }
+    # wadm can report Deployed while a provider never received one of its links (seen now and
+    # then for the messaging provider's link to notify); the durable consumers prove them.
+    if wait_for "the durable consumers billing and notify" 20 consumers_ready; then
+      echo "$fingerprint" > "$STATE/deployed"
+      say "application deployed"
+      return
+    fi
+    say "a consumer is missing (attempt $attempt): deploying again"
+    "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
+    wait_for "the old providers to stop" 60 no_providers
+  done
+  echo "the messaging consumers did not come up; see $LOGS/host.log" >&2
+  exit 1
+}
+
+consumers_ready() {
+  python3 - "http://127.0.0.1:$MONITOR_PORT/jsz?accounts=true&streams=true&consumers=true" <<'PY'
+import json, sys, urllib.request
+report = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
+names = {c["name"] for a in report.get("account_details") or []
+         for s in a.get("stream_detail") or [] for c in s.get("consumer_detail") or []}
+sys.exit(0 if {"billing", "notify"} <= names else 1)
+PY
 }
 
 no_providers() {
