@@ -114,6 +114,7 @@ deploy() {
     say "a consumer is missing (attempt $attempt): deploying again"
     "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
     wait_for "the old providers to stop" 60 no_providers
+    "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
   done
   echo "the messaging consumers did not come up; see $LOGS/host.log" >&2
   exit 1
