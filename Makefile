@@ -22,13 +22,17 @@ CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify
+# The benchmark's floor (bench/hello); deployed only on the `bench` lattice.
+BENCH_COMPONENTS := hello
 
-.PHONY: help run down clean test lint build native components providers toolchain tools patches
+.PHONY: help run down clean test bench k8s-manifest lint build native components providers toolchain tools patches
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
 	@echo "make test   every test: unit, provider integration, end-to-end (Rust + newman) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
+	@echo "make bench  hello-world floor vs POST /Order vs the whole pipeline, on a private lattice"
+	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
 	@echo "make lint   clippy (native and wasm32-wasip2) and rustfmt --check"
 
 run: build
@@ -40,6 +44,7 @@ down:
 clean:
 	scripts/lattice.sh clean run
 	scripts/lattice.sh clean test
+	scripts/lattice.sh clean bench
 	rm -rf build
 
 # ---------------------------------------------------------------- set-up
@@ -81,9 +86,9 @@ native: patches
 
 components: patches
 	@echo "==> building components (wasm32-wasip2)"
-	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS)))
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS)))
 	@mkdir -p build/components
-	@for c in $(COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
+	@for c in $(COMPONENTS) $(BENCH_COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
 
 # Providers as provider archives (`wash par create`), repackaged only when their binary changed.
 providers: native | $(WASH)
@@ -99,11 +104,33 @@ providers: native | $(WASH)
 
 # ---------------------------------------------------------------- tests
 
-test: build $(NEWMAN)
+test: build $(NEWMAN) $(VENV)/bin/kubernetes-validate
 	@echo "==> unit and integration tests, then end-to-end tests on a private lattice"
 	scripts/test.sh
+
+# ---------------------------------------------------------------- Kubernetes
+
+# The cluster manifest is derived, never edited: `make test` fails when it is out of date.
+k8s-manifest: native
+	$(RELEASE)/orders-manifest cluster --settings deploy/k8s/cluster.yaml wadm.yaml > deploy/k8s/app/wadm.yaml
+	@echo "==> wrote deploy/k8s/app/wadm.yaml"
+
+# Offline validation tools for deploy/k8s (kubernetes-validate ships the Kubernetes schemas).
+$(VENV)/bin/kubernetes-validate: $(NATS_SERVER)
+	$(VENV)/bin/pip install --quiet kubernetes-validate==1.37.0 jsonschema==4.26.0
+
+# ---------------------------------------------------------------- benchmark
+
+# wrk, the HTTP load generator, from Debian's packages.
+/usr/bin/wrk:
+	@echo "==> installing wrk (apt)"
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null
+
+bench: build /usr/bin/wrk
+	scripts/bench.sh
 
 lint: patches
 	cargo fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS))) -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS))) -- -D warnings

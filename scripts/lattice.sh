@@ -63,7 +63,11 @@ app_deployed() { [[ $(app_status) == deployed ]]; }
 
 up() {
   mkdir -p "$LOGS" "$STATE/jetstream"
-  start nats "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" -js -sd "$STATE/jetstream" -n "orders-$instance"
+  # wRPC subscribes and unsubscribes a reply subject for every call; with NATS's subscription
+  # cache on, each of those walks the whole cache (profile in README, Performance), so it is off.
+  printf 'disable_sublist_cache: true\n' > "$STATE/nats.conf"
+  start nats "$NATS_SERVER" -c "$STATE/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" \
+    -js -sd "$STATE/jetstream" -n "orders-$instance"
   wait_for "NATS on port $NATS_PORT" 20 nats_listening
   start wadm env RUST_LOG=info "$RELEASE/orders-wadm" --nats-server "127.0.0.1:$NATS_PORT"
   start host env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$NATS_PORT" \
@@ -87,8 +91,11 @@ TXT
 # Deploys the manifest rendered for this instance, unless that exact manifest and those exact
 # artifacts are already deployed; a changed build replaces the running application.
 deploy() {
-  local manifest=$STATE/wadm.yaml
-  "$ROOT/scripts/render-manifest.sh" "$NATS_PORT" "$HTTP_PORT" > "$manifest"
+  local manifest=$STATE/wadm.yaml overlay=()
+  # The benchmark's lattice also serves the hello-world floor behind the same HTTP provider.
+  [[ $instance == bench ]] && overlay=(--overlay "$ROOT/bench/hello.wadm.yaml")
+  "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" "${overlay[@]}" \
+    "$ROOT/wadm.yaml" > "$manifest"
   local fingerprint; fingerprint=$(cat "$manifest" "$BUILD"/components/*.wasm "$BUILD"/providers/*.par.gz | sha256sum | cut -c1-16)
   if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed && consumers_ready; then
     say "application unchanged and deployed"

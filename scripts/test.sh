@@ -15,6 +15,11 @@ cargo test --release
 say "fuzzing the parsers, decoders and the ledger (proptest, seed corpus in components/fuzz/tests)"
 cargo test --release -p orders-fuzz
 
+say "Kubernetes deployment: offline validation of deploy/k8s, then that it catches planted mistakes"
+export ORDERS_WASH=$WASH ORDERS_MANIFEST_TOOL=$RELEASE/orders-manifest PYTHONDONTWRITEBYTECODE=1
+"$VENV/bin/python" deploy/k8s/validate.py
+(cd deploy/k8s && "$VENV/bin/python" -m unittest test_validate)
+
 say "starting a private lattice (NATS $NATS_PORT, HTTP $HTTP_PORT)"
 scripts/lattice.sh clean test >/dev/null
 # Stopped, not wiped, at the end: its logs stay in .state/test/logs for a look after a failure.
@@ -23,7 +28,7 @@ scripts/lattice.sh up test
 
 export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT
 export ORDERS_NATS_URL=nats://127.0.0.1:$NATS_PORT
-export ORDERS_WASH=$WASH ORDERS_CTL_PORT=$NATS_PORT ORDERS_MANIFEST=$ROOT/.state/test/wadm.yaml
+export ORDERS_CTL_PORT=$NATS_PORT ORDERS_MANIFEST=$ROOT/.state/test/wadm.yaml
 
 say "end-to-end tests (Rust, through HTTP and NATS)"
 cargo test --release --test e2e -- --ignored --test-threads 4

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schema");
+    // Read at run time, not with env!(): the compiled build script is shared by every checkout
+    // that uses the same target directory, and must look in the one being built.
+    let schema = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../schema");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&schema)?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()?;

@@ -65,6 +65,7 @@ impl Bucket {
                 js.create_key_value(kv::Config {
                     bucket: config.bucket.clone(),
                     history: config.history,
+                    num_replicas: config.replicas,
                     storage: async_nats::jetstream::stream::StorageType::File,
                     ..Default::default()
                 })

@@ -5,7 +5,8 @@
 //! - `bucket` (required after merging): the JetStream KV bucket, created when missing;
 //! - `cluster_uri` (default `nats://127.0.0.1:4222`);
 //! - `js_domain` (optional): JetStream domain, e.g. the hub's `default` behind a leaf node;
-//! - `history` (default 1): revisions JetStream keeps per key.
+//! - `history` (default 1): revisions JetStream keeps per key;
+//! - `replicas` (default 1): NATS servers keeping each bucket it creates.
 
 use std::collections::HashMap;
 
@@ -19,6 +20,7 @@ pub struct BucketConfig {
     pub cluster_uri: String,
     pub js_domain: Option<String>,
     pub history: i64,
+    pub replicas: usize,
 }
 
 impl BucketConfig {
@@ -51,6 +53,7 @@ impl BucketConfig {
             cluster_uri: value("cluster_uri").unwrap_or_else(|| DEFAULT_CLUSTER_URI.to_string()),
             js_domain: value("js_domain").filter(|d| !d.is_empty()),
             history,
+            replicas: orders_provider_support::replicas(value("replicas").as_deref())?,
         })
     }
 }

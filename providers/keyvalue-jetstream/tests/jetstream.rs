@@ -82,6 +82,7 @@ async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
         cluster_uri: nats.url.clone(),
         js_domain: None,
         history: 1,
+        replicas: 1,
     };
     Bucket::open(&config).await.expect("the bucket opens")
 }

@@ -2,6 +2,7 @@
 //!
 //! Provider config (wadm.yaml, the provider's `config`):
 //! - `cluster_uri` (default `nats://127.0.0.1:4222`), `js_domain` (optional);
+//! - `replicas` (default 1): NATS servers keeping each stream it creates;
 //! - `streams`: streams to ensure at start, `NAME:subject[ subject…],NAME2:…`, e.g.
 //!   `ORDERS:orders.placed,PAYMENTS:payments.settled`. Publishing to a subject no stream captures
 //!   fails, so every subject components publish to must be listed.
@@ -25,6 +26,7 @@ pub const DEFAULT_CLUSTER_URI: &str = "nats://127.0.0.1:4222";
 pub struct ProviderConfig {
     pub cluster_uri: String,
     pub js_domain: Option<String>,
+    pub replicas: usize,
     pub streams: Vec<StreamSpec>,
 }
 
@@ -70,6 +72,7 @@ impl ProviderConfig {
                 .cloned()
                 .unwrap_or_else(|| DEFAULT_CLUSTER_URI.into()),
             js_domain: config.get("js_domain").filter(|d| !d.is_empty()).cloned(),
+            replicas: orders_provider_support::replicas(config.get("replicas").map(String::as_str))?,
             streams,
         })
     }

@@ -27,7 +27,7 @@ use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
-use config::{backoff, ConsumerConfig, ProviderConfig};
+use config::{backoff, ConsumerConfig, ProviderConfig, StreamSpec};
 use orders_provider_support::LinkKey;
 
 mod bindings {
@@ -58,7 +58,7 @@ pub async fn run() -> anyhow::Result<()> {
         None => jetstream::new(client.clone()),
     };
     for spec in &config.streams {
-        ensure_stream(&js, &spec.name, &spec.subjects).await?;
+        ensure_stream(&js, spec, config.replicas).await?;
     }
     let provider = JetStreamMessaging {
         client,
@@ -76,21 +76,24 @@ pub async fn run() -> anyhow::Result<()> {
 /// created later (or a person debugging) still finds them.
 const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Creates the stream unless it exists (an existing stream keeps its settings, replicas included).
 async fn ensure_stream(
     js: &jetstream::Context,
-    name: &str,
-    subjects: &[String],
+    spec: &StreamSpec,
+    replicas: usize,
 ) -> anyhow::Result<()> {
+    let (name, subjects) = (&spec.name, &spec.subjects);
     js.get_or_create_stream(jetstream::stream::Config {
-        name: name.to_string(),
-        subjects: subjects.to_vec(),
+        name: name.clone(),
+        subjects: subjects.clone(),
         storage: jetstream::stream::StorageType::File,
         max_age: STREAM_MAX_AGE,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
     .with_context(|| format!("failed to create stream {name}"))?;
-    info!(stream = name, ?subjects, "stream ready");
+    info!(stream = %name, ?subjects, replicas, "stream ready");
     Ok(())
 }
 

@@ -3,6 +3,18 @@
 /// (component id, link name): what identifies a component's link to a provider.
 pub type LinkKey = (String, String);
 
+/// `replicas` of a provider's config: how many NATS servers keep each stream or bucket it creates
+/// (1 on a single server; 3 on the Kubernetes cluster). JetStream allows 1 to 5.
+pub fn replicas(value: Option<&str>) -> anyhow::Result<usize> {
+    let Some(value) = value else {
+        return Ok(1);
+    };
+    match value.parse::<usize>() {
+        Ok(n) if (1..=5).contains(&n) => Ok(n),
+        _ => anyhow::bail!("`replicas` must be a whole number from 1 to 5, got `{value}`"),
+    }
+}
+
 /// Logs to stderr, which the host collects into its own log; `RUST_LOG` overrides `info`.
 pub fn init_logging() {
     tracing_subscriber::fmt()
@@ -33,4 +45,18 @@ macro_rules! serve_until_stopped {
             .await
             .context("failed to serve provider exports")
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_default_to_one_and_stay_within_jetstream_limits() {
+        assert_eq!(replicas(None).unwrap(), 1);
+        assert_eq!(replicas(Some("3")).unwrap(), 3);
+        for bad in ["0", "6", "three", "-1"] {
+            assert!(replicas(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

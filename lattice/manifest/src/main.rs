@@ -1,0 +1,108 @@
+//! `orders-manifest`: every deployed copy of `wadm.yaml` is derived from the one we keep, never
+//! edited by hand.
+//!
+//!   orders-manifest render  --nats-port P --http-port P [--overlay FILE] wadm.yaml   (a local instance)
+//!   orders-manifest cluster --settings deploy/k8s/cluster.yaml wadm.yaml           (Kubernetes)
+//!   orders-manifest refs    --settings deploy/k8s/cluster.yaml wadm.yaml           (what to push where)
+//!   orders-manifest schema                                                          (wadm's OAM JSON schema)
+
+mod cluster;
+mod oam;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::cluster::ClusterSettings;
+use crate::oam::Application;
+
+#[derive(Parser)]
+#[command(about = "Derives the deployed copies of wadm.yaml")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The manifest for a local lattice instance on its own ports, artifacts as absolute file:// paths.
+    Render {
+        #[arg(long)]
+        nats_port: u16,
+        #[arg(long)]
+        http_port: u16,
+        /// An application fragment merged in: its new components are added, the traits of
+        /// components that already exist are appended (the benchmark adds hello world this way).
+        #[arg(long)]
+        overlay: Option<PathBuf>,
+        manifest: PathBuf,
+    },
+    /// The manifest for the Kubernetes lattice: pinned OCI refs, providers on every host, the hub's
+    /// JetStream domain, the HTTP listener on all interfaces.
+    Cluster {
+        #[arg(long)]
+        settings: PathBuf,
+        manifest: PathBuf,
+    },
+    /// One line per local artifact: `<name> <local file> <OCI ref>` (for deploy/k8s/push.sh).
+    Refs {
+        #[arg(long)]
+        settings: PathBuf,
+        manifest: PathBuf,
+    },
+    /// wadm's OAM JSON schema (draft-07), generated from wadm-types, the crate wadm itself parses with.
+    Schema,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Render {
+            nats_port,
+            http_port,
+            overlay,
+            manifest,
+        } => {
+            let mut app = Application::read(&manifest)?;
+            if let Some(overlay) = overlay {
+                app.merge(Application::read(&overlay)?)?;
+            }
+            app.resolve_local_files(&directory_of(&manifest)?)?;
+            app.use_local_ports(nats_port, http_port)?;
+            print!("{}", app.to_yaml()?);
+        }
+        Command::Cluster { settings, manifest } => {
+            let settings = ClusterSettings::read(&settings)?;
+            let mut app = Application::read(&manifest)?;
+            settings.adapt(&mut app)?;
+            print!("{}{}", cluster::GENERATED_HEADER, app.to_yaml()?);
+        }
+        Command::Refs { settings, manifest } => {
+            let settings = ClusterSettings::read(&settings)?;
+            let app = Application::read(&manifest)?;
+            let root = directory_of(&manifest)?;
+            for artifact in app.local_artifacts()? {
+                println!(
+                    "{} {} {}",
+                    artifact.name,
+                    root.join(&artifact.relative_path).display(),
+                    settings.oci_ref(&artifact.name)
+                );
+            }
+        }
+        Command::Schema => {
+            let schema = schemars::schema_for!(wadm_types::Manifest);
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+        }
+    }
+    Ok(())
+}
+
+fn directory_of(manifest: &Path) -> Result<PathBuf> {
+    let absolute = std::fs::canonicalize(manifest)
+        .with_context(|| format!("cannot find {}", manifest.display()))?;
+    Ok(absolute
+        .parent()
+        .expect("a file has a directory")
+        .to_path_buf())
+}
