@@ -72,18 +72,20 @@ async fn main() -> Result<()> {
     let lattice = Lattice::from_env();
     let processes = processes::of_instance(&args.state_dir)?;
     let mut cpu_seconds = Vec::new();
-    // Ends a phase: what each process spent since `before` (a snapshot and its time).
-    let mut phase = |name: &str, before: &(Instant, BTreeMap<String, f64>)| {
+    // Ends a phase: what each process spent since `before` (a snapshot and its time), and per
+    // request or order when the phase served `units` of them.
+    let mut phase = |name: &str, units: u64, before: &(Instant, BTreeMap<String, f64>)| {
         let after = (Instant::now(), processes::cpu_snapshot(&processes));
-        cpu_seconds.push(PhaseCpu {
-            phase: name.to_string(),
-            wall_seconds: (after.0 - before.0).as_secs_f64(),
-            by_process: after
+        cpu_seconds.push(PhaseCpu::new(
+            name,
+            units,
+            (after.0 - before.0).as_secs_f64(),
+            after
                 .1
                 .iter()
                 .map(|(p, s)| (p.clone(), s - before.1.get(p).copied().unwrap_or(0.0)))
                 .collect(),
-        });
+        ));
         after
     };
 
@@ -121,13 +123,18 @@ async fn main() -> Result<()> {
     let mut cpu = (Instant::now(), processes::cpu_snapshot(&processes));
     step("GET /Hello: warm-up, then measured");
     load("/Hello", "report.lua", vec![], args.warmup_seconds)?;
-    cpu = phase("warm-up hello", &cpu);
+    cpu = phase("warm-up hello", 0, &cpu);
     let hello = load("/Hello", "report.lua", vec![], args.seconds)?;
-    cpu = phase("GET /Hello", &cpu);
+    cpu = phase("GET /Hello", hello.requests, &cpu);
     println!("    {hello:?}");
 
     step("POST /Order: warm-up, then measured");
-    load("/Order", "order.lua", order_args.clone(), args.warmup_seconds)?;
+    load(
+        "/Order",
+        "order.lua",
+        order_args.clone(),
+        args.warmup_seconds,
+    )?;
     let pipeline = Pipeline {
         base_url: lattice.base_url.clone(),
         nats: lattice.nats().await,
@@ -135,13 +142,14 @@ async fn main() -> Result<()> {
         users: args.users,
     };
     drain(&pipeline.nats).await?;
-    cpu = phase("warm-up order", &cpu);
+    cpu = phase("warm-up order", 0, &cpu);
     let order = load("/Order", "order.lua", order_args, args.seconds)?;
-    cpu = phase("POST /Order", &cpu);
+    // Not per order: the pipeline settles these orders during and after this phase.
+    cpu = phase("POST /Order", 0, &cpu);
     println!("    {order:?}");
     step("waiting for billing and notify to settle the orders wrk placed");
     drain(&pipeline.nats).await?;
-    cpu = phase("drain after wrk", &cpu);
+    cpu = phase("drain after wrk", 0, &cpu);
 
     step(&format!("pipeline: {} orders at max rate", args.orders));
     let max_rate = pipeline
@@ -152,7 +160,7 @@ async fn main() -> Result<()> {
             args.orders,
         )
         .await?;
-    cpu = phase("pipeline max rate", &cpu);
+    cpu = phase("pipeline max rate", max_rate.orders as u64, &cpu);
     println!("    {max_rate:?}");
 
     let rate = args
@@ -166,7 +174,7 @@ async fn main() -> Result<()> {
     let fixed_rate = pipeline
         .run(Pace::FixedRate { per_second: rate }, fixed_orders)
         .await?;
-    phase("pipeline fixed rate", &cpu);
+    phase("pipeline fixed rate", fixed_rate.orders as u64, &cpu);
     println!("    {fixed_rate:?}");
 
     let ratios = Report::ratios(&hello, &order, &max_rate);

@@ -167,7 +167,10 @@ impl Pipeline {
     }
 
     /// Records when each payment result and each notification is seen.
-    async fn watch(&self, observed: &Arc<Mutex<Observed>>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    async fn watch(
+        &self,
+        observed: &Arc<Mutex<Observed>>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
         let mut payments = self.nats.subscribe(PAYMENT_SETTLED).await?;
         let mut notifications = self.nats.subscribe(NOTIFICATION_SUBJECTS).await?;
         // Both subscriptions are registered before the first order is posted.

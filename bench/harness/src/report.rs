@@ -34,8 +34,32 @@ pub struct Report {
 #[derive(Serialize)]
 pub struct PhaseCpu {
     pub phase: String,
+    /// Requests or orders the phase completed (0: not a measured phase).
+    pub units: u64,
     pub wall_seconds: f64,
     pub by_process: BTreeMap<String, f64>,
+    /// CPU milliseconds the whole lattice spent per request or order: steadier from run to run
+    /// than throughput, which moves with whatever else the machine is doing.
+    pub cpu_ms_per_unit: Option<f64>,
+}
+
+impl PhaseCpu {
+    pub fn new(
+        phase: &str,
+        units: u64,
+        wall_seconds: f64,
+        by_process: BTreeMap<String, f64>,
+    ) -> Self {
+        let cpu_ms_per_unit =
+            (units > 0).then(|| by_process.values().sum::<f64>() * 1e3 / units as f64);
+        Self {
+            phase: phase.to_string(),
+            units,
+            wall_seconds,
+            by_process,
+            cpu_ms_per_unit,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -103,7 +127,10 @@ impl Report {
             "p99 ms",
             "errors"
         );
-        for (name, f) in [("GET /Hello (floor)", &self.hello), ("POST /Order", &self.order)] {
+        for (name, f) in [
+            ("GET /Hello (floor)", &self.hello),
+            ("POST /Order", &self.order),
+        ] {
             let _ = writeln!(
                 t,
                 "{name:<34} {:>10.0} {:>9.2} {:>9.2} {:>7}",
@@ -177,9 +204,13 @@ impl Report {
                 .filter(|(_, s)| **s >= 0.05)
                 .map(|(p, s)| format!("{p} {s:.1}"))
                 .collect();
+            let per_unit = phase
+                .cpu_ms_per_unit
+                .map(|ms| format!(" = {ms:.2} CPU ms each"))
+                .unwrap_or_default();
             let _ = writeln!(
                 t,
-                "  {:<20} {:>5.1} s wall: {}",
+                "  {:<20} {:>5.1} s wall: {}{per_unit}",
                 phase.phase,
                 phase.wall_seconds,
                 parts.join(", ")

@@ -34,8 +34,8 @@ pub struct ClusterSettings {
 
 impl ClusterSettings {
     pub fn read(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let settings: Self = serde_yaml::from_str(&text)
             .with_context(|| format!("{} is not valid cluster settings", path.display()))?;
         settings.check()?;
@@ -44,7 +44,10 @@ impl ClusterSettings {
 
     fn check(&self) -> Result<()> {
         if self.tag.is_empty() || self.tag == "latest" {
-            bail!("tag must be pinned (not empty, not `latest`), got {:?}", self.tag);
+            bail!(
+                "tag must be pinned (not empty, not `latest`), got {:?}",
+                self.tag
+            );
         }
         if self.registry.contains('/') || self.repository.starts_with('/') {
             bail!("registry is a host[:port] and repository a path under it");
@@ -66,10 +69,16 @@ impl ClusterSettings {
             if properties.contains_key("cluster_uri") {
                 properties.insert("cluster_uri".into(), self.leaf_nats_url.clone().into());
                 properties.insert("js_domain".into(), self.jetstream_domain.clone().into());
-                properties.insert("replicas".into(), self.jetstream_replicas.to_string().into());
+                properties.insert(
+                    "replicas".into(),
+                    self.jetstream_replicas.to_string().into(),
+                );
             }
             if properties.contains_key("address") {
-                properties.insert("address".into(), format!("0.0.0.0:{}", self.http_port).into());
+                properties.insert(
+                    "address".into(),
+                    format!("0.0.0.0:{}", self.http_port).into(),
+                );
             }
         })?;
         app.set_version(&format!("v{}", self.tag))
@@ -98,7 +107,14 @@ mod tests {
     fn the_cluster_manifest_pulls_every_artifact_from_the_registry_at_one_pinned_tag() {
         let yaml = adapted();
         assert!(!yaml.contains("file://"));
-        for name in ["billing", "order", "notify", "http-server", "messaging", "keyvalue"] {
+        for name in [
+            "billing",
+            "order",
+            "notify",
+            "http-server",
+            "messaging",
+            "keyvalue",
+        ] {
             assert!(yaml.contains(&format!("image: registry.example:5000/orders/{name}:1.2.3")));
         }
         assert!(yaml.contains("version: v1.2.3"));

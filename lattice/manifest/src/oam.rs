@@ -22,8 +22,8 @@ pub struct LocalArtifact {
 
 impl Application {
     pub fn read(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -184,7 +184,8 @@ impl Application {
                 .and_then(|p| p.get_mut("config"))
                 .and_then(Value::as_sequence_mut);
             for config in configs.into_iter().flatten() {
-                if let Some(properties) = config.get_mut("properties").and_then(Value::as_mapping_mut)
+                if let Some(properties) =
+                    config.get_mut("properties").and_then(Value::as_mapping_mut)
                 {
                     edit(properties);
                 }
@@ -289,7 +290,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["billing", "order", "notify", "http-server", "messaging", "keyvalue"]
+            [
+                "billing",
+                "order",
+                "notify",
+                "http-server",
+                "messaging",
+                "keyvalue"
+            ]
         );
     }
 }

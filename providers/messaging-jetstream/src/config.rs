@@ -72,7 +72,9 @@ impl ProviderConfig {
                 .cloned()
                 .unwrap_or_else(|| DEFAULT_CLUSTER_URI.into()),
             js_domain: config.get("js_domain").filter(|d| !d.is_empty()).cloned(),
-            replicas: orders_provider_support::replicas(config.get("replicas").map(String::as_str))?,
+            replicas: orders_provider_support::replicas(
+                config.get("replicas").map(String::as_str),
+            )?,
             streams,
         })
     }

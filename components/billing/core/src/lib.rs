@@ -134,10 +134,9 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         let user = UserName::parse(&order.user)?;
         let sum = Amount::parse_unsigned(order.sum)?;
         let payment_key = payment_key(&id);
-        if let Some((settled, _)) = self.store.read_record::<PaymentResult>(&payment_key)? {
-            return Ok(settled);
-        }
-
+        // No separate look for an earlier payment first: the update below reads the payment
+        // record anyway (after the account, which is what makes it safe), and one read fewer per
+        // order is one NATS round trip fewer (README, Performance).
         let decided =
             self.store
                 .update_record(&account_key(&user), |current: Option<StoredAccount>| {
