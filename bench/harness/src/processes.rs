@@ -76,20 +76,6 @@ impl Process {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn providers_are_named_after_their_archive() {
-        assert_eq!(
-            provider_name("_work_main_build_providers_keyvalue_jetstream_par_gz").as_deref(),
-            Some("provider keyvalue-jetstream")
-        );
-        assert_eq!(provider_name("orders-host"), None);
-    }
-}
-
 /// CPU seconds per process at one moment; the difference of two is what a phase cost.
 pub fn cpu_snapshot(processes: &[Process]) -> BTreeMap<String, f64> {
     processes
@@ -104,4 +90,18 @@ fn stat_field(pid: u32, n: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
     after_name.split(' ').nth(n - 3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_are_named_after_their_archive() {
+        assert_eq!(
+            provider_name("_work_main_build_providers_keyvalue_jetstream_par_gz").as_deref(),
+            Some("provider keyvalue-jetstream")
+        );
+        assert_eq!(provider_name("orders-host"), None);
+    }
 }
