@@ -29,7 +29,7 @@ BENCH_COMPONENTS := hello
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
-	@echo "make test   every test: unit, provider integration, end-to-end (Rust + newman) on a private lattice"
+	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust + newman) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
 	@echo "make bench  hello-world floor vs POST /Order vs the whole pipeline, on a private lattice"
 	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
