@@ -92,19 +92,9 @@ async fn main() -> Result<()> {
     let user_prefix = orders_e2e::unique("bench");
     step(&format!("funding {} users", args.users));
     for n in 0..args.users {
-        let user = format!("{user_prefix}-{n}");
-        let created = lattice
-            .post("/CreateUser", serde_json::json!({ "user": user }))
+        lattice
+            .create_user(&format!("{user_prefix}-{n}"), DEPOSIT)
             .await;
-        let funded = lattice
-            .post(
-                "/DepositCash",
-                serde_json::json!({ "user": user, "sum": DEPOSIT }),
-            )
-            .await;
-        if created.status != 201 || funded.status != 200 {
-            bail!("cannot fund {user}: {created:?} {funded:?}");
-        }
     }
 
     let load = |url: &str, script: &'static str, script_args: Vec<String>, seconds: u64| {

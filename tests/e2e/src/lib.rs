@@ -91,6 +91,12 @@ impl Lattice {
     /// Creates a user with a name no other test uses, funded with `balance`.
     pub async fn new_user(&self, prefix: &str, balance: i64) -> String {
         let user = unique(prefix);
+        self.create_user(&user, balance).await;
+        user
+    }
+
+    /// Creates `user` and deposits `balance` (nothing when 0).
+    pub async fn create_user(&self, user: &str, balance: i64) {
         let created = self.post("/CreateUser", json!({ "user": user })).await;
         assert_eq!(created.status, 201, "{created:?}");
         if balance > 0 {
@@ -99,7 +105,6 @@ impl Lattice {
                 .await;
             assert_eq!(deposited.status, 200, "{deposited:?}");
         }
-        user
     }
 
     pub async fn order(&self, user: &str, sum: i64) -> String {
