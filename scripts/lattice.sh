@@ -97,7 +97,7 @@ deploy() {
   "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" "${overlay[@]}" \
     "$ROOT/wadm.yaml" > "$manifest"
   local fingerprint; fingerprint=$(cat "$manifest" "$BUILD"/components/*.wasm "$BUILD"/providers/*.par.gz | sha256sum | cut -c1-16)
-  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed && consumers_ready; then
+  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed && links_live; then
     say "application unchanged and deployed"
     return
   fi
@@ -111,29 +111,41 @@ deploy() {
     say "deploying $manifest"
     "$WASH" app deploy "$manifest" "${CTL[@]}"
     wait_for "the application to be Deployed" 180 app_deployed || { "$WASH" app status orders "${CTL[@]}" >&2; exit 1; }
-    # wadm can report Deployed while a provider never received one of its links (seen now and
-    # then for the messaging provider's link to notify); the durable consumers prove them.
-    if wait_for "the durable consumers billing and notify" 20 consumers_ready; then
+    # wadm reports Deployed once the lattice holds the links, not once the providers took them;
+    # a provider that missed one takes it from the lattice within seconds (providers/support,
+    # links.rs). Calls through every provider link prove them.
+    if wait_for "the providers to serve every link" 40 links_live; then
       echo "$fingerprint" > "$STATE/deployed"
       say "application deployed"
       return
     fi
-    say "a consumer is missing (attempt $attempt): deploying again"
+    say "a link is still not served (attempt $attempt): deploying again"
     "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
     wait_for "the old providers to stop" 60 no_providers
     "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
   done
-  echo "the messaging consumers did not come up; see $LOGS/host.log" >&2
+  echo "the providers never served every link; see $LOGS/host.log" >&2
   exit 1
 }
 
-consumers_ready() {
-  python3 - "http://127.0.0.1:$MONITOR_PORT/jsz?accounts=true&streams=true&consumers=true" <<'PY'
-import json, sys, urllib.request
-report = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
-names = {c["name"] for a in report.get("account_details") or []
-         for s in a.get("stream_detail") or [] for c in s.get("consumer_detail") or []}
-sys.exit(0 if {"billing", "notify"} <= names else 1)
+# Every link a provider serves, exercised: billing's and notify's buckets answer (404 for an unknown
+# user, not 503 `store_unavailable`), and the messaging provider pulls for both durable consumers.
+links_live() {
+  python3 - "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$MONITOR_PORT" <<'PY'
+import json, sys, urllib.error, urllib.request
+base, monitor = sys.argv[1:]
+def status(path):
+    try:
+        return urllib.request.urlopen(base + path, timeout=5).status
+    except urllib.error.HTTPError as answer:
+        return answer.code
+report = json.load(urllib.request.urlopen(monitor + "/jsz?accounts=true&streams=true&consumers=true", timeout=5))
+pulling = {c["name"] for a in report.get("account_details") or []
+           for s in a.get("stream_detail") or [] for c in s.get("consumer_detail") or []
+           if c.get("num_waiting", 0) > 0}
+live = (status("/Balance?user=readiness-probe") == 404 and status("/List?user=readiness-probe") == 200
+        and {"billing", "notify"} <= pulling)
+sys.exit(0 if live else 1)
 PY
 }
 

@@ -23,7 +23,18 @@ export ORDERS_WASH=$WASH ORDERS_MANIFEST_TOOL=$RELEASE/orders-manifest PYTHONDON
 say "starting a private lattice (NATS $NATS_PORT, HTTP $HTTP_PORT)"
 scripts/lattice.sh clean test >/dev/null
 # Stopped, not wiped, at the end: its logs stay in .state/test/logs for a look after a failure.
-trap 'say "stopping the test lattice (logs kept in .state/test/logs)"; scripts/lattice.sh down test >/dev/null' EXIT
+# After a failure the last warnings and errors of the lattice are printed too, as CI keeps only
+# the output (a clean clone's .state is gone with it).
+after_tests() {
+  local status=$?
+  if [[ $status != 0 ]]; then
+    say "the lattice's last warnings and errors (.state/test/logs)"
+    grep -h -E 'WARN|ERROR' .state/test/logs/*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-400 | tail -40 || true
+  fi
+  say "stopping the test lattice (logs kept in .state/test/logs)"
+  scripts/lattice.sh down test >/dev/null
+}
+trap after_tests EXIT
 scripts/lattice.sh up test
 
 export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT

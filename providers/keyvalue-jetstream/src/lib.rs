@@ -9,7 +9,7 @@ pub mod bucket;
 pub mod config;
 mod key;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -20,6 +20,7 @@ use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo
 
 use bucket::{Bucket, BucketError};
 use config::BucketConfig;
+use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::LinkKey;
 
 mod bindings {
@@ -122,6 +123,14 @@ impl Provider for KeyValueProvider {
     async fn shutdown(&self) -> anyhow::Result<()> {
         self.buckets.write().await.clear();
         Ok(())
+    }
+}
+
+impl ServesLinks for KeyValueProvider {
+    const END: End = End::Target;
+
+    async fn served_links(&self) -> HashSet<LinkKey> {
+        self.buckets.read().await.keys().cloned().collect()
     }
 }
 

@@ -12,7 +12,7 @@
 
 pub mod config;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use wasmcloud_provider_sdk::{
 };
 
 use config::{backoff, ConsumerConfig, ProviderConfig, StreamSpec};
+use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::LinkKey;
 
 mod bindings {
@@ -144,6 +145,20 @@ impl Provider for JetStreamMessaging {
             task.abort();
         }
         Ok(())
+    }
+}
+
+impl ServesLinks for JetStreamMessaging {
+    const END: End = End::Source;
+
+    /// Links whose consumer still runs (a consumer's task only ends when it is aborted).
+    async fn served_links(&self) -> HashSet<LinkKey> {
+        let consumers = self.consumers.read().await;
+        consumers
+            .iter()
+            .filter(|(_, task)| !task.is_finished())
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 }
 

@@ -1,4 +1,6 @@
-//! What our capability providers share at start-up, so it is written once.
+//! What our capability providers share, so it is written once.
+
+pub mod links;
 
 /// (component id, link name): what identifies a component's link to a provider.
 pub type LinkKey = (String, String);
@@ -25,8 +27,9 @@ pub fn init_logging() {
         .init();
 }
 
-/// Registers `$provider` with the host under `$name` and serves its exports (`$serve`, the
-/// `serve` function wit-bindgen-wrpc generated) until the host stops it. A macro rather than a
+/// Registers `$provider` with the host under `$name`, keeps its links in step with the lattice
+/// ([`links`]) and serves its exports (`$serve`, the `serve` function wit-bindgen-wrpc generated)
+/// until the host stops it. A macro rather than a
 /// function because the SDK's serve bounds tie the wRPC client's lifetime to the caller's frame.
 #[macro_export]
 macro_rules! serve_until_stopped {
@@ -36,6 +39,7 @@ macro_rules! serve_until_stopped {
         let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
             .await
             .context("failed to run provider")?;
+        $crate::links::keep_links_in_step(provider.clone());
         let connection = ::wasmcloud_provider_sdk::get_connection();
         let wrpc = connection
             .get_wrpc_client(connection.provider_key())

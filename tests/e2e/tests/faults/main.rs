@@ -112,3 +112,79 @@ async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once() {
     assert!(dead.is_err(), "nothing was dead-lettered: {dead:?}");
     println!("failing handler: 1 order redelivered until billing could settle it: paid once, 0 dead letters");
 }
+
+/// What a provider hears when the host deletes a link: the provider forgets it. Sent by the test
+/// directly to the provider, the lattice keeps the link, as when the host's publication of a new
+/// link is lost (one fire-and-forget message, missed by a provider still starting).
+async fn make_provider_forget(nats: &async_nats::Client, provider: &str, link: serde_json::Value) {
+    // Ids as wadm names them: `<application>-<component>`, on the lattice `default`.
+    let subject = format!("wasmbus.rpc.default.orders-{provider}.linkdefs.del");
+    nats.publish(subject, serde_json::to_vec(&link).unwrap().into())
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
+async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
+    let lattice = Lattice::from_env();
+    let nats = lattice.nats().await;
+    let user = lattice.new_user("Forgotten", 100).await;
+    let balance_path = format!("/Balance?user={}", orders_e2e::encode(&user));
+
+    // The key-value provider forgets billing's bucket: billing's calls fail as unlinked.
+    let mut forgotten = false;
+    for _attempt in 0..3 {
+        make_provider_forget(
+            &nats,
+            "keyvalue",
+            json!({"source_id": "orders-billing", "target": "orders-keyvalue", "name": "default",
+                   "wit_namespace": "wasi", "wit_package": "keyvalue", "interfaces": ["store"]}),
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && !forgotten {
+            let answer = lattice.get(&balance_path).await;
+            forgotten = answer.status == 503 && answer.error_code() == "store_unavailable";
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if forgotten {
+            break;
+        }
+    }
+    assert!(forgotten, "the key-value provider never forgot billing's link");
+    let lost_at = Instant::now();
+    // ... and the messaging provider forgets notify's consumer. Its loss is not observed here
+    // (the durable consumer stays on the server), only that notify consumes afterwards.
+    make_provider_forget(
+        &nats,
+        "messaging",
+        json!({"source_id": "orders-messaging", "target": "orders-notify", "name": "notify-payments",
+               "wit_namespace": "wasmcloud", "wit_package": "messaging", "interfaces": ["handler"]}),
+    )
+    .await;
+
+    // Both come back from the lattice's links without anyone redeploying.
+    let deadline = Instant::now() + orders_e2e::PATIENCE;
+    loop {
+        let answer = lattice.get(&balance_path).await;
+        if answer.status == 200 {
+            assert_eq!(answer.body["balance"], json!(100));
+            break;
+        }
+        assert!(Instant::now() < deadline, "billing's bucket never came back: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bucket_back = lost_at.elapsed();
+    let order_id = lattice.order(&user, 10).await;
+    let listed = lattice.await_notifications(&user, 1).await;
+    assert_eq!(
+        (listed[0]["order_id"].clone(), listed[0]["paid"].clone()),
+        (json!(order_id), json!(true))
+    );
+    assert_eq!(lattice.balance(&user).await, 90);
+    println!(
+        "missed links: billing's bucket back after {bucket_back:?}; notify consumed again; the order paid once"
+    );
+}
