@@ -275,7 +275,10 @@ mod tests {
         let second = Plan::new(&kv, &lattice, &served, &first.extra);
         assert_eq!(second.let_go, vec![key("gone")]);
         let definition = kv.definition(&second.let_go[0]);
-        assert_eq!((definition.source_id.as_str(), definition.target.as_str()), ("gone", "kv"));
+        assert_eq!(
+            (definition.source_id.as_str(), definition.target.as_str()),
+            ("gone", "kv")
+        );
     }
 
     #[test]
@@ -285,7 +288,12 @@ mod tests {
         let plan = Plan::new(&messaging, &lattice, &HashSet::new(), &HashSet::new());
         assert_eq!(plan.take.len(), 1);
         let served = HashSet::from([key("billing"), key("notify")]);
-        let plan = Plan::new(&messaging, &lattice, &served, &HashSet::from([key("notify")]));
+        let plan = Plan::new(
+            &messaging,
+            &lattice,
+            &served,
+            &HashSet::from([key("notify")]),
+        );
         assert!(plan.take.is_empty());
         let definition = messaging.definition(&plan.let_go[0]);
         assert_eq!(
@@ -298,6 +306,9 @@ mod tests {
     fn a_link_whose_other_end_is_this_provider_in_the_wrong_role_is_not_its_own() {
         let kv = me("kv", End::Target);
         assert_eq!(kv.key_of(&link("kv", "billing", "keyvalue")), None);
-        assert_eq!(kv.key_of(&link("billing", "kv", "keyvalue")), Some(key("billing")));
+        assert_eq!(
+            kv.key_of(&link("billing", "kv", "keyvalue")),
+            Some(key("billing"))
+        );
     }
 }

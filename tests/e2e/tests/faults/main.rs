@@ -153,7 +153,10 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
             break;
         }
     }
-    assert!(forgotten, "the key-value provider never forgot billing's link");
+    assert!(
+        forgotten,
+        "the key-value provider never forgot billing's link"
+    );
     let lost_at = Instant::now();
     // ... and the messaging provider forgets notify's consumer. Its loss is not observed here
     // (the durable consumer stays on the server), only that notify consumes afterwards.
@@ -173,7 +176,10 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
             assert_eq!(answer.body["balance"], json!(100));
             break;
         }
-        assert!(Instant::now() < deadline, "billing's bucket never came back: {answer:?}");
+        assert!(
+            Instant::now() < deadline,
+            "billing's bucket never came back: {answer:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let bucket_back = lost_at.elapsed();
