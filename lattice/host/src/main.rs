@@ -79,6 +79,17 @@ struct Args {
     /// Delay between asking a provider to stop and killing it, in milliseconds.
     #[arg(long, env = "WASMCLOUD_PROV_SHUTDOWN_DELAY_MS", default_value_t = 300)]
     provider_shutdown_delay_ms: u64,
+    /// Longest a component invocation may run before the host abandons it, in milliseconds.
+    /// Each component runs at most its `instances` invocations at once, and a call its caller
+    /// abandoned mid-way can leave the host's side waiting; until this ends it, it holds one of
+    /// those places (README, Troubleshooting). Upstream's default is 10 minutes; ours is 30 s,
+    /// far above any of our handlers and the HTTP clients' patience.
+    #[arg(
+        long,
+        env = "WASMCLOUD_MAX_EXECUTION_TIME_MS",
+        default_value_t = 30_000
+    )]
+    max_execution_time_ms: u64,
     /// Allow OCI references tagged `latest`.
     #[arg(long, env = "WASMCLOUD_OCI_ALLOW_LATEST")]
     allow_latest: bool,
@@ -138,6 +149,7 @@ impl Args {
                 .map(|f| Features::from(f.as_str()))
                 .sum(),
             http_admin: self.http_admin,
+            max_execution_time: Duration::from_millis(self.max_execution_time_ms),
             ..HostConfig::default()
         })
     }

@@ -151,9 +151,17 @@ async fn balance_without_a_user_is_400() {
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_unknown_path_is_404() {
+async fn an_unknown_path_is_a_json_404() {
     let lattice = Lattice::from_env();
-    assert_eq!(lattice.get("/NoSuchThing").await.status, 404);
+    for path in ["/NoSuchThing", "/order", "/Order/extra"] {
+        let answer = lattice.get(path).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (404, "unknown_path"),
+            "{path}: {answer:?}"
+        );
+        assert_eq!(answer.body["status"], false);
+    }
 }
 
 #[tokio::test]
