@@ -119,7 +119,7 @@ deploy() {
       say "application deployed"
       return
     fi
-    say "a link is still not served (attempt $attempt): deploying again"
+    say "a link is still not served (attempt $attempt: $(links_live 2>&1 | tail -1)): deploying again"
     "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
     wait_for "the old providers to stop" 60 no_providers
     "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
@@ -128,24 +128,35 @@ deploy() {
   exit 1
 }
 
-# Every link a provider serves, exercised: billing's and notify's buckets answer (404 for an unknown
-# user, not 503 `store_unavailable`), and the messaging provider pulls for both durable consumers.
+# Every link a provider serves, exercised: each path the HTTP provider routes reaches its component
+# (a malformed body is refused with 400 before anything is stored or published; an unknown user is
+# a 404 `unknown_user`, not the provider's 404 `unknown_path`), billing's and notify's buckets answer
+# (not 503 `store_unavailable`), and the messaging provider pulls for both durable consumers.
 links_live() {
-  python3 - "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$MONITOR_PORT" <<'PY'
+  local probes=("POST /CreateUser 400" "POST /DepositCash 400" "POST /Order 400"
+    "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200")
+  [[ $instance == bench ]] && probes+=("GET /Hello 200")
+  python3 - "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$MONITOR_PORT" "${probes[@]}" <<'PY'
 import json, sys, urllib.error, urllib.request
-base, monitor = sys.argv[1:]
-def status(path):
+base, monitor, *probes = sys.argv[1:]
+def answer(method, path):
+    request = urllib.request.Request(base + path, method=method, data=b"{" if method == "POST" else None)
     try:
-        return urllib.request.urlopen(base + path, timeout=5).status
-    except urllib.error.HTTPError as answer:
-        return answer.code
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+for probe in probes:
+    method, path, expected = probe.split()
+    status, body = answer(method, path)
+    if status != int(expected) or b"unknown_path" in body:
+        sys.exit(f"{method} {path}: {status} {body[:200]!r}")
 report = json.load(urllib.request.urlopen(monitor + "/jsz?accounts=true&streams=true&consumers=true", timeout=5))
 pulling = {c["name"] for a in report.get("account_details") or []
            for s in a.get("stream_detail") or [] for c in s.get("consumer_detail") or []
            if c.get("num_waiting", 0) > 0}
-live = (status("/Balance?user=readiness-probe") == 404 and status("/List?user=readiness-probe") == 200
-        and {"billing", "notify"} <= pulling)
-sys.exit(0 if live else 1)
+if not {"billing", "notify"} <= pulling:
+    sys.exit(f"durable consumers pulling: {sorted(pulling)}")
 PY
 }
 
