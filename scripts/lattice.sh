@@ -61,6 +61,27 @@ json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; 
 app_status() { "$WASH" app status orders "${CTL[@]}" -o json 2>/dev/null | json_field 'd["status"]["status"]["type"]'; }
 app_deployed() { [[ $(app_status) == deployed ]]; }
 
+# The instance's key configuration (README, Security): an HMAC secret for API keys and an admin
+# token, made on first start from the OS's random source, kept in $STATE/secrets (0700, files 0600)
+# and never printed. Only the token's SHA-256 reaches the lattice.
+SECRETS=$STATE/secrets
+ensure_secrets() {
+  (umask 077 && mkdir -p "$SECRETS")
+  [[ -s $SECRETS/api-key-secret ]] ||
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > "$SECRETS/api-key-secret")
+  [[ -s $SECRETS/admin-token ]] ||
+    (umask 077 && python3 -c 'import secrets; print("ola_" + secrets.token_urlsafe(32))' > "$SECRETS/admin-token")
+}
+admin_token() { tr -d '\n' < "$SECRETS/admin-token"; }
+
+# The named config `orders-auth` that billing, order and notify read (wadm.yaml names it without
+# properties, so it never lands in the manifest).
+put_auth_config() {
+  local admin_hash; admin_hash=$(admin_token | sha256sum | cut -c1-64)
+  "$WASH" config put orders-auth "api_key_secret=$(tr -d '\n' < "$SECRETS/api-key-secret")" \
+    "admin_token_sha256=$admin_hash" "${CTL[@]}" >/dev/null
+}
+
 up() {
   mkdir -p "$LOGS" "$STATE/jetstream"
   # wRPC subscribes and unsubscribes a reply subject for every call; with NATS's subscription
@@ -74,11 +95,17 @@ up() {
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
     WASMCLOUD_LABEL_instance="$instance" "$RELEASE/orders-host"
   wait_for "the host to join the lattice" 60 host_up
+  ensure_secrets
+  put_auth_config
   deploy
   cat <<TXT
 
   orders is up ($instance)
-    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order, GET /Balance?user= /List)
+    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /List)
+    API keys      POST /CreateUser answers the user's key once; send it as  Authorization: Bearer <key>
+                    curl -s -X POST 127.0.0.1:$HTTP_PORT/CreateUser -d '{"user":"Pavel"}'
+    admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
+                    curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
     NATS          nats://127.0.0.1:$NATS_PORT   (subjects orders.placed, payments.settled)
     logs          $LOGS
     look inside   $WASH get hosts ${CTL[*]}
@@ -129,18 +156,23 @@ deploy() {
 }
 
 # Every link a provider serves, exercised: each path the HTTP provider routes reaches its component
-# (a malformed body is refused with 400 before anything is stored or published; an unknown user is
-# a 404 `unknown_user`, not the provider's 404 `unknown_path`), billing's and notify's buckets answer
-# (not 503 `store_unavailable`), and the messaging provider pulls for both durable consumers.
+# (a malformed body, or a request without a key, is refused before anything is stored or published:
+# 400 or 401, not the provider's 404 `unknown_path`, and not 503 `auth_unavailable`, which would
+# mean the key configuration is missing), billing's and notify's buckets answer (an unknown user
+# asked by the admin is a 404 `unknown_user`, not 503 `store_unavailable`), and the messaging
+# provider pulls for both durable consumers.
 links_live() {
-  local probes=("POST /CreateUser 400" "POST /DepositCash 400" "POST /Order 400"
+  local probes=("POST /CreateUser 400" "POST /DepositCash 401" "POST /Order 401" "POST /RotateKey 401"
     "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200")
   [[ $instance == bench ]] && probes+=("GET /Hello 200")
-  python3 - "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$MONITOR_PORT" "${probes[@]}" <<'PY'
-import json, sys, urllib.error, urllib.request
+  ADMIN_TOKEN=$(admin_token) python3 - "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$MONITOR_PORT" "${probes[@]}" <<'PY'
+import json, os, sys, urllib.error, urllib.request
 base, monitor, *probes = sys.argv[1:]
 def answer(method, path):
-    request = urllib.request.Request(base + path, method=method, data=b"{" if method == "POST" else None)
+    # POSTs go without a key (refused before the body is read); GETs as the admin.
+    headers = {} if method == "POST" else {"Authorization": "Bearer " + os.environ["ADMIN_TOKEN"]}
+    request = urllib.request.Request(base + path, method=method, headers=headers,
+                                     data=b"{" if method == "POST" else None)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()

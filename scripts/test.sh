@@ -40,6 +40,8 @@ scripts/lattice.sh up test
 export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT
 export ORDERS_NATS_URL=nats://127.0.0.1:$NATS_PORT
 export ORDERS_CTL_PORT=$NATS_PORT ORDERS_MANIFEST=$ROOT/.state/test/wadm.yaml
+ORDERS_ADMIN_TOKEN=$(tr -d '\n' < "$ROOT/.state/test/secrets/admin-token")
+export ORDERS_ADMIN_TOKEN
 
 say "end-to-end tests (Rust, through HTTP and NATS)"
 cargo test --release --test e2e -- --ignored --test-threads 4
@@ -49,4 +51,5 @@ cargo test --release --test faults -- --ignored --test-threads 1 --nocapture
 
 say "end-to-end tests (newman, the Postman collection)"
 "$ORDERS_CACHE/node/node_modules/.bin/newman" run postman/orders.postman_collection.json \
-  --env-var "baseUrl=$ORDERS_BASE_URL" --env-var "user=Pavel-$(date +%s%N)" --bail
+  --env-var "baseUrl=$ORDERS_BASE_URL" --env-var "user=Pavel-$(date +%s%N)" \
+  --env-var "adminToken=$ORDERS_ADMIN_TOKEN" --bail

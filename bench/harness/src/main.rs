@@ -108,7 +108,14 @@ async fn main() -> Result<()> {
         };
         load.run(&args.wrk_scripts)
     };
-    let order_args = vec![user_prefix.clone(), args.users.to_string()];
+    let keys: Vec<String> = (0..args.users)
+        .map(|n| lattice.key(&format!("{user_prefix}-{n}")))
+        .collect();
+    let order_args = [
+        vec![user_prefix.clone(), args.users.to_string()],
+        keys.clone(),
+    ]
+    .concat();
 
     let mut cpu = (Instant::now(), processes::cpu_snapshot(&processes));
     step("GET /Hello: warm-up, then measured");
@@ -129,7 +136,7 @@ async fn main() -> Result<()> {
         base_url: lattice.base_url.clone(),
         nats: lattice.nats().await,
         user_prefix: user_prefix.clone(),
-        users: args.users,
+        keys,
     };
     drain(&pipeline.nats).await?;
     cpu = phase("warm-up order", 0, &cpu);

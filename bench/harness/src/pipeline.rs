@@ -66,7 +66,8 @@ pub struct Pipeline {
     pub base_url: String,
     pub nats: async_nats::Client,
     pub user_prefix: String,
-    pub users: usize,
+    /// The API key of user `<user_prefix>-<n>` at index n.
+    pub keys: Vec<String>,
 }
 
 impl Pipeline {
@@ -80,7 +81,11 @@ impl Pipeline {
         let sent = Arc::new(AtomicUsize::new(0));
         let progress = tokio::spawn(show_progress(observed.clone(), sent.clone(), orders));
         let url = format!("{}/Order", self.base_url);
-        let (prefix, users, on_answer) = (self.user_prefix.clone(), self.users, observed.clone());
+        let (prefix, keys, on_answer) = (
+            self.user_prefix.clone(),
+            self.keys.clone(),
+            observed.clone(),
+        );
         let sent_counter = sent.clone();
         let post = move |n: usize| {
             let (http, observed, sent, url) = (
@@ -89,12 +94,15 @@ impl Pipeline {
                 sent_counter.clone(),
                 url.clone(),
             );
-            let body = format!(r#"{{"user":"{prefix}-{}","sum":1}}"#, n % users);
+            let user = n % keys.len();
+            let body = format!(r#"{{"user":"{prefix}-{user}","sum":1}}"#);
+            let key = keys[user].clone();
             async move {
                 let posted = Instant::now();
                 sent.fetch_add(1, Ordering::Relaxed);
                 let answer = http
                     .post(url)
+                    .bearer_auth(key)
                     .header("content-type", "application/json")
                     .body(body)
                     .send()

@@ -1,10 +1,12 @@
 //! What billing, order and notify share, so it exists once: the protobuf messages of `schema/`,
 //! the domain newtypes every service parses its input into, the ports (storage, broker, clock) the
-//! cores are written against, and the JSON error shape of the HTTP APIs.
+//! cores are written against, who may call what (API keys, the admin token), and the JSON error
+//! shape of the HTTP APIs.
 //!
 //! No wit-bindgen here: this crate builds and tests natively and for `wasm32-wasip2`.
 
 pub mod api;
+pub mod auth;
 pub mod domain;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;

@@ -1,10 +1,35 @@
 //! In-memory ports for the cores' unit tests: the same contracts as the real adapters, including
-//! compare-and-swap conflicts, held in one process.
+//! compare-and-swap conflicts, held in one process; and a fixed key configuration to authenticate
+//! with.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
+use crate::auth::{config_keys, Authenticator, Caller};
 use crate::ports::{CasStore, Clock, PublishError, Publisher, Revision, StoreError};
+
+/// The admin token of [`authenticator`].
+pub const ADMIN_TOKEN: &str = "ola_test-admin-token";
+
+/// Key configuration for tests: a fixed secret, and [`ADMIN_TOKEN`] as the admin token.
+pub fn authenticator() -> Authenticator {
+    Authenticator::from_config(|name| match name {
+        config_keys::API_KEY_SECRET => Some("42".repeat(32)),
+        // `printf %s ola_test-admin-token | sha256sum`
+        config_keys::ADMIN_TOKEN_SHA256 => {
+            Some("2532b1ac89d0e39372072ca2499e59f25357c0394e244b630343cf9a27937d48".into())
+        }
+        _ => None,
+    })
+    .expect("the test configuration is well-formed")
+}
+
+/// The caller presenting `token` (an API key or the admin token) to [`authenticator`].
+pub fn caller(token: &str) -> Caller {
+    authenticator()
+        .caller(Some(&format!("Bearer {token}")))
+        .expect("a token issued under the test configuration")
+}
 
 #[derive(Default)]
 pub struct MemoryStore {

@@ -1,7 +1,8 @@
 //! Property test of billing's ledger against a model: any mix of deposits and (re)delivered orders.
 
 use billing_core::Billing;
-use orders_common::memory::{FixedClock, MemoryStore};
+use orders_common::auth::Caller;
+use orders_common::memory::{self, FixedClock, MemoryStore};
 use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentOutcome};
 use proptest::prelude::*;
 
@@ -32,17 +33,22 @@ proptest! {
     ) {
         let (store, clock) = (MemoryStore::default(), FixedClock::at(1));
         let billing = Billing { store: &store, clock: &clock };
-        billing.create_user(&CreateUserRequest { user: "Pavel".into() }).unwrap();
+        let created = billing
+            .create_user(&CreateUserRequest { user: "Pavel".into() }, &memory::authenticator().keys, [1; 16])
+            .unwrap();
+        let pavel = memory::caller(&created.api_key);
+        let Caller::User(key) = &pavel else { unreachable!("a user key") };
+        let key_sha256 = key.hash.as_bytes().to_vec();
         let mut balance = 0u64;
         let mut settled: std::collections::HashMap<usize, PaymentOutcome> = Default::default();
         for event in events {
             match event {
                 Event::Deposit(sum) => {
-                    billing.deposit(&DepositCashRequest { user: "Pavel".into(), sum }).unwrap();
+                    billing.deposit(&pavel, &DepositCashRequest { user: "Pavel".into(), sum }).unwrap();
                     balance += u64::try_from(sum).unwrap();
                 }
                 Event::Deliver(n) => {
-                    let order = OrderPlaced { order_id: format!("order-{n}"), user: "Pavel".into(), sum: sums[n], placed_at_ms: 1 };
+                    let order = OrderPlaced { order_id: format!("order-{n}"), user: "Pavel".into(), sum: sums[n], placed_at_ms: 1, key_sha256: key_sha256.clone() };
                     let result = billing.settle(&order).unwrap();
                     let expected = *settled.entry(n).or_insert_with(|| {
                         if balance >= sums[n] {
@@ -55,7 +61,7 @@ proptest! {
                     prop_assert_eq!(result.outcome(), expected);
                 }
             }
-            prop_assert_eq!(billing.balance("Pavel").unwrap().balance, balance);
+            prop_assert_eq!(billing.balance(&pavel, "Pavel").unwrap().balance, balance);
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use orders_common::api::{parse_json, query_param, ApiError, RequestError};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
+use orders_common::memory;
 use orders_common::proto::{CreateOrderRequest, DepositCashRequest, OrderPlaced, PaymentResult};
 use proptest::prelude::*;
 use prost::Message as _;
@@ -88,8 +89,8 @@ proptest! {
     }
 
     #[test]
-    fn broker_messages_survive_a_round_trip(order_id in "[a-z0-9-]{1,64}", user in "\\PC{1,64}", sum in any::<u64>(), at in any::<u64>()) {
-        let placed = OrderPlaced { order_id, user, sum, placed_at_ms: at };
+    fn broker_messages_survive_a_round_trip(order_id in "[a-z0-9-]{1,64}", user in "\\PC{1,64}", sum in any::<u64>(), at in any::<u64>(), key_sha256 in proptest::collection::vec(any::<u8>(), 32)) {
+        let placed = OrderPlaced { order_id, user, sum, placed_at_ms: at, key_sha256 };
         prop_assert_eq!(OrderPlaced::decode(placed.encode_to_vec().as_slice()).unwrap(), placed);
     }
 
@@ -112,5 +113,28 @@ proptest! {
         if !noise.split('&').any(|p| p.split('=').next() == Some("user")) {
             prop_assert_eq!(found.as_deref(), Some(value.as_str()));
         }
+    }
+
+    #[test]
+    fn any_authorization_header_is_refused_cleanly_unless_it_carries_an_issued_key(header in "\\PC{0,600}") {
+        let refused = memory::authenticator().caller(Some(&header)).unwrap_err();
+        prop_assert_eq!(refused.status(), 401);
+    }
+
+    #[test]
+    fn an_issued_key_names_its_user_and_any_one_changed_character_breaks_it(
+        user in "\\PC{1,64}", nonce in any::<[u8; 16]>(), at in any::<proptest::sample::Index>(), with in "[A-Za-z0-9_.-]",
+    ) {
+        let Ok(user) = UserName::parse(&user) else { return Ok(()) };
+        let auth = memory::authenticator();
+        let issued = auth.keys.issue(&user, nonce);
+        let caller = auth.caller(Some(&format!("Bearer {}", issued.key))).unwrap();
+        prop_assert!(caller.require_user(&user).is_ok());
+        let position = at.index(issued.key.len());
+        prop_assume!(issued.key.is_char_boundary(position) && &issued.key[position..=position] != with.as_str());
+        let mut changed = issued.key.clone();
+        changed.replace_range(position..=position, &with);
+        let refused = auth.caller(Some(&format!("Bearer {changed}")));
+        prop_assert!(refused.is_err(), "{} still authenticates", changed);
     }
 }

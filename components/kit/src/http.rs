@@ -2,6 +2,7 @@
 //! path); [`serve`] reads the request and turns any error into the JSON error body.
 
 use orders_common::api::{ApiError, RequestError, MAX_BODY_BYTES};
+use orders_common::auth::{AuthError, Authenticator, Caller};
 use serde::Serialize;
 use std::io::Read as _;
 use wasmcloud_component::http::{
@@ -18,6 +19,16 @@ pub struct Request {
 }
 
 impl Request {
+    /// Who sent the request, from its `Authorization` header.
+    pub fn caller(&self, auth: &Authenticator) -> Result<Caller, AuthError> {
+        let header = self
+            .headers
+            .get("authorization")
+            .map(|value| value.to_str().map_err(|_| AuthError::MalformedCredentials))
+            .transpose()?;
+        auth.caller(header)
+    }
+
     /// Refuses every method but `allowed` (405).
     pub fn require(&self, allowed: Method) -> Result<(), RequestError> {
         if self.method == allowed {
@@ -85,6 +96,13 @@ pub fn serve(
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
+    if reply.status == 401 {
+        // RFC 9110: a 401 names the scheme that would be accepted.
+        response.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static("Bearer realm=\"orders\""),
+        );
+    }
     response
 }
 

@@ -1,7 +1,10 @@
 //! The ports of `orders-common`, implemented over the host: key-value (our `keyvalue-cas` plus
-//! `wasi:keyvalue`), the broker (`wasmcloud:messaging`), the clock and randomness.
+//! `wasi:keyvalue`), the broker (`wasmcloud:messaging`), the clock, randomness, and the key
+//! configuration (`wasi:config`).
 
+use orders_common::auth::{AuthError, Authenticator};
 use orders_common::ports::{CasStore, Clock, PublishError, Publisher, Revision, StoreError};
+use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasi::keyvalue::{batch, store};
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 
@@ -110,4 +113,11 @@ pub fn random_16() -> [u8; 16] {
     bytes
         .try_into()
         .expect("the host returns exactly the bytes asked for")
+}
+
+/// The key configuration the host gives this component: the named config `orders-auth` that
+/// `wadm.yaml` links to it (created by `make run` / `make test`, or by the operator). Without it
+/// every authenticated request is a 503 `auth_unavailable`, never an open door.
+pub fn authenticator() -> Result<Authenticator, AuthError> {
+    Authenticator::from_config(|name| config::store::get(name).ok().flatten())
 }

@@ -2,6 +2,7 @@
 //! at a time, and prints the median and p90 of N orders (default 100).
 //!
 //!   ORDERS_BASE_URL=http://127.0.0.1:8000 ORDERS_NATS_URL=nats://127.0.0.1:4222 \
+//!   ORDERS_ADMIN_TOKEN=$(cat .state/run/secrets/admin-token) \
 //!     cargo run --release -p orders-e2e --example order_latency -- 100
 
 use std::time::{Duration, Instant};

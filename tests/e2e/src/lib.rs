@@ -13,7 +13,11 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub struct Lattice {
     pub base_url: String,
     pub nats_url: String,
+    /// The test lattice's admin token (`make test` reads it from the instance's secrets).
+    pub admin_token: String,
     http: reqwest::Client,
+    /// Each user's API key, as `POST /CreateUser` (or a rotation) answered it.
+    keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// An HTTP answer: status and JSON body (`Value::Null` when the body is not JSON).
@@ -39,10 +43,12 @@ impl Lattice {
         Self {
             base_url: var("ORDERS_BASE_URL"),
             nats_url: var("ORDERS_NATS_URL"),
+            admin_token: var("ORDERS_ADMIN_TOKEN"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            keys: Default::default(),
         }
     }
 
@@ -52,40 +58,100 @@ impl Lattice {
             .expect("the test lattice's NATS answers")
     }
 
-    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
-        let response = self
+    /// Sends a request, with `Authorization: Bearer <token>` when a token is given.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<reqwest::Body>,
+    ) -> Answer {
+        let mut request = self
             .http
-            .post(format!("{}{path}", self.base_url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("the HTTP server answers");
-        answer(response).await
+            .request(method, format!("{}{path_and_query}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        answer(request.send().await.expect("the HTTP server answers")).await
     }
 
+    /// A POST without credentials.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        self.send(reqwest::Method::POST, path, None, Some(body.into()))
+            .await
+    }
+
+    /// A JSON POST without credentials.
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.post_raw(path, body.to_string()).await
     }
 
-    pub async fn get(&self, path_and_query: &str) -> Answer {
-        let response = self
-            .http
-            .get(format!("{}{path_and_query}", self.base_url))
-            .send()
+    /// A POST with `user`'s API key.
+    pub async fn post_raw_as(
+        &self,
+        user: &str,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let key = self.key(user);
+        self.send(reqwest::Method::POST, path, Some(&key), Some(body.into()))
             .await
-            .expect("the HTTP server answers");
-        answer(response).await
+    }
+
+    /// A JSON POST with `user`'s API key.
+    pub async fn post_as(&self, user: &str, path: &str, body: Value) -> Answer {
+        self.post_raw_as(user, path, body.to_string()).await
+    }
+
+    /// A GET without credentials.
+    pub async fn get(&self, path_and_query: &str) -> Answer {
+        self.send(reqwest::Method::GET, path_and_query, None, None)
+            .await
+    }
+
+    /// A GET with `user`'s API key.
+    pub async fn get_as(&self, user: &str, path_and_query: &str) -> Answer {
+        let key = self.key(user);
+        self.send(reqwest::Method::GET, path_and_query, Some(&key), None)
+            .await
+    }
+
+    /// A GET with the admin token.
+    pub async fn get_as_admin(&self, path_and_query: &str) -> Answer {
+        self.send(
+            reqwest::Method::GET,
+            path_and_query,
+            Some(&self.admin_token),
+            None,
+        )
+        .await
     }
 
     pub async fn request(&self, method: reqwest::Method, path: &str) -> Answer {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base_url))
-            .send()
-            .await
-            .expect("the HTTP server answers");
-        answer(response).await
+        self.send(method, path, None, None).await
+    }
+
+    /// `user`'s current API key (created or rotated through this client).
+    pub fn key(&self, user: &str) -> String {
+        self.keys
+            .lock()
+            .unwrap()
+            .get(user)
+            .unwrap_or_else(|| panic!("no API key for `{user}`: create the user first"))
+            .clone()
+    }
+
+    /// Remembers `key` as `user`'s current one (from a CreateUser or RotateKey answer).
+    pub fn remember_key(&self, user: &str, key: &str) {
+        self.keys
+            .lock()
+            .unwrap()
+            .insert(user.to_string(), key.to_string());
     }
 
     /// Creates a user with a name no other test uses, funded with `balance`.
@@ -95,13 +161,19 @@ impl Lattice {
         user
     }
 
-    /// Creates `user` and deposits `balance` (nothing when 0).
+    /// Creates `user` (remembering its key) and deposits `balance` (nothing when 0).
     pub async fn create_user(&self, user: &str, balance: i64) {
         let created = self.post("/CreateUser", json!({ "user": user })).await;
         assert_eq!(created.status, 201, "{created:?}");
+        let key = created.body["api_key"].as_str().expect("an API key");
+        self.remember_key(user, key);
         if balance > 0 {
             let deposited = self
-                .post("/DepositCash", json!({ "user": user, "sum": balance }))
+                .post_as(
+                    user,
+                    "/DepositCash",
+                    json!({ "user": user, "sum": balance }),
+                )
                 .await;
             assert_eq!(deposited.status, 200, "{deposited:?}");
         }
@@ -109,7 +181,7 @@ impl Lattice {
 
     pub async fn order(&self, user: &str, sum: i64) -> String {
         let placed = self
-            .post("/Order", json!({ "user": user, "sum": sum }))
+            .post_as(user, "/Order", json!({ "user": user, "sum": sum }))
             .await;
         assert_eq!(placed.status, 202, "{placed:?}");
         placed.body["order_id"]
@@ -119,13 +191,22 @@ impl Lattice {
     }
 
     pub async fn balance(&self, user: &str) -> u64 {
-        let answer = self.get(&format!("/Balance?user={}", encode(user))).await;
+        let answer = self
+            .get_as(user, &format!("/Balance?user={}", encode(user)))
+            .await;
         assert_eq!(answer.status, 200, "{answer:?}");
         answer.body["balance"].as_u64().expect("a balance")
     }
 
+    /// `user`'s notifications, asked with the user's key, or with the admin token for a user this
+    /// client has no key for (one that exists only in orders published on the broker).
     pub async fn notifications(&self, user: &str) -> Vec<Value> {
-        let answer = self.get(&format!("/List?user={}", encode(user))).await;
+        let path = format!("/List?user={}", encode(user));
+        let key = self.keys.lock().unwrap().get(user).cloned();
+        let token = key.unwrap_or_else(|| self.admin_token.clone());
+        let answer = self
+            .send(reqwest::Method::GET, &path, Some(&token), None)
+            .await;
         assert_eq!(answer.status, 200, "{answer:?}");
         answer.body["notifications"]
             .as_array()
@@ -154,6 +235,27 @@ impl Lattice {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Publishes `order` on `orders.placed` straight into JetStream, as a NATS client with access to
+/// the broker could, bypassing order's HTTP API.
+pub async fn publish_order(lattice: &Lattice, order: &orders_common::proto::OrderPlaced) {
+    use prost::Message as _;
+    let js = async_nats::jetstream::new(lattice.nats().await);
+    js.publish(
+        orders_common::subjects::ORDER_PLACED,
+        order.encode_to_vec().into(),
+    )
+    .await
+    .expect("JetStream takes the message")
+    .await
+    .expect("JetStream stores the message");
+}
+
+/// The SHA-256 of an API key, as an order carries it on the broker (`OrderPlaced.key_sha256`).
+pub fn key_sha256(key: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(key.as_bytes()).to_vec()
 }
 
 async fn answer(response: reqwest::Response) -> Answer {

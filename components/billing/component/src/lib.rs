@@ -1,14 +1,14 @@
-//! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`
-//! over `wasi:http`, and placed orders from the broker (`wasmcloud:messaging/handler`), settled by
+//! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`,
+//! `POST /RotateKey` over `wasi:http`, and placed orders from the broker (`wasmcloud:messaging/handler`), settled by
 //! `billing-core` and answered with a payment result on `payments.settled`.
 
 use billing_core::Billing;
 use orders_common::api::{parse_json, query_param, RequestError};
 use orders_common::ports::Publisher as _;
-use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced};
+use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced, RotateKeyRequest};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{Broker, KeyValue, WallClock};
+use orders_component_kit::ports::{authenticator, random_16, Broker, KeyValue, WallClock};
 use prost::Message as _;
 use wasmcloud_component::http::{self, Method};
 
@@ -44,19 +44,31 @@ fn route(request: &Request) -> Handled {
     match request.path.as_str() {
         "/CreateUser" => {
             request.require(Method::POST)?;
+            let auth = authenticator()?;
             let body: CreateUserRequest = parse_json(&request.body)?;
-            Ok(Reply::json(201, &billing.create_user(&body)?))
+            let created = billing.create_user(&body, &auth.keys, random_16())?;
+            Ok(Reply::json(201, &created))
         }
         "/DepositCash" => {
             request.require(Method::POST)?;
+            let caller = request.caller(&authenticator()?)?;
             let body: DepositCashRequest = parse_json(&request.body)?;
-            Ok(Reply::json(200, &billing.deposit(&body)?))
+            Ok(Reply::json(200, &billing.deposit(&caller, &body)?))
         }
         "/Balance" => {
             request.require(Method::GET)?;
+            let caller = request.caller(&authenticator()?)?;
             let user = query_param(&request.query, "user")
                 .ok_or(RequestError::MissingParameter("user"))?;
-            Ok(Reply::json(200, &billing.balance(&user)?))
+            Ok(Reply::json(200, &billing.balance(&caller, &user)?))
+        }
+        "/RotateKey" => {
+            request.require(Method::POST)?;
+            let auth = authenticator()?;
+            let caller = request.caller(&auth)?;
+            let body: RotateKeyRequest = parse_json(&request.body)?;
+            let rotated = billing.rotate_key(&caller, &body, &auth.keys, random_16())?;
+            Ok(Reply::json(200, &rotated))
         }
         "/" => Ok(Reply::index(
             "billing",
@@ -64,6 +76,7 @@ fn route(request: &Request) -> Handled {
                 "POST /CreateUser",
                 "POST /DepositCash",
                 "GET /Balance?user=",
+                "POST /RotateKey",
             ],
         )),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),

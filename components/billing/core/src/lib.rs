@@ -5,24 +5,37 @@
 //!   and payments (parallel component instances) never lose an update nor overdraw;
 //! - `payment/<order id>`: the [`PaymentResult`] of each settled order, written once; a redelivered
 //!   order gets this stored result back instead of being charged again.
+//!
+//! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
+//! current one in the account, in the same record as the balance: a deposit, a balance query and a
+//! payment check the key in the same read that decides them.
 
 use orders_common::api::ApiError;
+use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{CasStore, Clock, RecordStore, StoreError, Update};
 use orders_common::proto::{
-    AccountResponse, CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentOutcome,
-    PaymentResult, StoredAccount,
+    AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, DepositCashRequest,
+    OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest, StoredAccount,
 };
 
 /// The highest balance an account may hold: a million times the largest deposit, far from overflow.
 pub const MAX_BALANCE: u64 = 1_000_000_000_000_000;
 
-/// billing's errors. HTTP statuses: `Invalid` 422, `UserExists` 409, `UnknownUser` 404,
-/// `BalanceLimit` 422, `Store` 503.
+/// How many replaced keys an account remembers. An order placed with a key that was replaced
+/// before the order was settled (a rotation while the order waited in the broker, usually for
+/// milliseconds) is still paid while its key is among these; past that it is refused, never paid
+/// wrongly.
+pub const MAX_REPLACED_KEYS: usize = 8;
+
+/// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
+/// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("user `{0}` already exists")]
     UserExists(UserName),
     #[error("user `{0}` does not exist")]
@@ -37,6 +50,7 @@ impl ApiError for BillingError {
     fn status(&self) -> u16 {
         match self {
             Self::Invalid(invalid) => invalid.status(),
+            Self::Auth(auth) => auth.status(),
             Self::UserExists(_) => 409,
             Self::UnknownUser(_) => 404,
             Self::BalanceLimit(_) => 422,
@@ -47,6 +61,7 @@ impl ApiError for BillingError {
     fn code(&self) -> &'static str {
         match self {
             Self::Invalid(invalid) => invalid.code(),
+            Self::Auth(auth) => auth.code(),
             Self::UserExists(_) => "user_exists",
             Self::UnknownUser(_) => "unknown_user",
             Self::BalanceLimit(_) => "balance_limit",
@@ -78,12 +93,16 @@ pub struct Billing<'a, S: ?Sized, C: ?Sized> {
 }
 
 impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
-    /// Opens an account with a zero balance; a second create of the same user changes nothing.
+    /// Opens an account with a zero balance and issues its API key (`nonce`: random bytes); a
+    /// second create of the same user changes nothing.
     pub fn create_user(
         &self,
         request: &CreateUserRequest,
-    ) -> Result<AccountResponse, BillingError> {
+        keys: &KeySecret,
+        nonce: [u8; 16],
+    ) -> Result<CreateUserResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
+        let issued = keys.issue(&user, nonce);
         self.store.update_record(
             &account_key(&user),
             |current: Option<StoredAccount>| match current {
@@ -91,21 +110,69 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                 None => {
                     let account = StoredAccount {
                         user: user.to_string(),
+                        key_sha256: issued.hash.as_bytes().to_vec(),
                         ..Default::default()
                     };
-                    let response = account_response(&account);
+                    let response = CreateUserResponse {
+                        status: true,
+                        user: account.user.clone(),
+                        balance: account.balance,
+                        api_key: issued.key.clone(),
+                    };
                     Ok(Update::Write(account, response))
                 }
             },
         )
     }
 
-    pub fn deposit(&self, request: &DepositCashRequest) -> Result<AccountResponse, BillingError> {
+    /// Replaces a user's API key: asked with the current key, or by the admin for a user who lost
+    /// theirs. The old key is refused from now on (orders placed with it before now are still paid).
+    pub fn rotate_key(
+        &self,
+        caller: &Caller,
+        request: &RotateKeyRequest,
+        keys: &KeySecret,
+        nonce: [u8; 16],
+    ) -> Result<ApiKeyResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
-        let sum = Amount::parse(request.sum)?;
+        let presented = caller.require_user_or_admin(&user)?;
+        let issued = keys.issue(&user, nonce);
+        let now = self.clock.now_ms();
         self.store
             .update_record(&account_key(&user), |current: Option<StoredAccount>| {
-                let mut account = current.ok_or_else(|| BillingError::UnknownUser(user.clone()))?;
+                let mut account = existing(current, &user, presented)?;
+                let replaced =
+                    std::mem::replace(&mut account.key_sha256, issued.hash.as_bytes().to_vec());
+                account.replaced_keys.push(ReplacedKey {
+                    key_sha256: replaced,
+                    replaced_at_ms: now,
+                });
+                let excess = account
+                    .replaced_keys
+                    .len()
+                    .saturating_sub(MAX_REPLACED_KEYS);
+                account.replaced_keys.drain(..excess);
+                let response = ApiKeyResponse {
+                    status: true,
+                    user: account.user.clone(),
+                    api_key: issued.key.clone(),
+                };
+                Ok(Update::Write(account, response))
+            })
+    }
+
+    /// Adds to a user's balance; only with the user's current key.
+    pub fn deposit(
+        &self,
+        caller: &Caller,
+        request: &DepositCashRequest,
+    ) -> Result<AccountResponse, BillingError> {
+        let user = UserName::parse(&request.user)?;
+        let sum = Amount::parse(request.sum)?;
+        let presented = caller.require_user(&user)?;
+        self.store
+            .update_record(&account_key(&user), |current: Option<StoredAccount>| {
+                let mut account = existing(current, &user, Some(presented))?;
                 account.balance = account
                     .balance
                     .checked_add(sum.get())
@@ -116,15 +183,15 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             })
     }
 
-    pub fn balance(&self, user: &str) -> Result<AccountResponse, BillingError> {
+    /// A user's balance, for the user's current key or the admin token.
+    pub fn balance(&self, caller: &Caller, user: &str) -> Result<AccountResponse, BillingError> {
         let user = UserName::parse(user)?;
-        match self
+        let presented = caller.require_user_or_admin(&user)?;
+        let account = self
             .store
             .read_record::<StoredAccount>(&account_key(&user))?
-        {
-            Some((account, _)) => Ok(account_response(&account)),
-            None => Err(BillingError::UnknownUser(user)),
-        }
+            .map(|(account, _)| account);
+        Ok(account_response(&existing(account, &user, presented)?))
     }
 
     /// Pays a placed order if the user exists and can afford it, at most once per order id however
@@ -155,6 +222,9 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                                 Some(account.balance),
                             ))
                         }
+                        Some(account) if !placed_with_a_valid_key(&account, order) => Update::Keep(
+                            Decision::Settle(PaymentOutcome::KeyReplaced, Some(account.balance)),
+                        ),
                         Some(account) if account.balance < sum.get() => {
                             Update::Keep(Decision::Settle(
                                 PaymentOutcome::InsufficientFunds,
@@ -217,6 +287,31 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                 })
             })
     }
+}
+
+/// The account, if it exists and the presented key (if any: `None` is the admin) is its current one.
+fn existing(
+    account: Option<StoredAccount>,
+    user: &UserName,
+    presented: Option<&VerifiedKey>,
+) -> Result<StoredAccount, BillingError> {
+    let account = account.ok_or_else(|| BillingError::UnknownUser(user.clone()))?;
+    match presented {
+        Some(key) if !key.hash.matches(&account.key_sha256) => Err(AuthError::ReplacedKey.into()),
+        _ => Ok(account),
+    }
+}
+
+/// Whether the order's key is the account's current one, or one replaced after the order was placed.
+fn placed_with_a_valid_key(account: &StoredAccount, order: &OrderPlaced) -> bool {
+    let Some(key) = KeyHash::from_bytes(&order.key_sha256) else {
+        return false;
+    };
+    key.matches(&account.key_sha256)
+        || account
+            .replaced_keys
+            .iter()
+            .any(|old| key.matches(&old.key_sha256) && old.replaced_at_ms > order.placed_at_ms)
 }
 
 enum Decision {

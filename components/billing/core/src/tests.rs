@@ -1,4 +1,7 @@
-use orders_common::memory::{FixedClock, MemoryStore};
+use std::collections::HashMap;
+
+use orders_common::auth::{AuthError, Caller, KeyHash};
+use orders_common::memory::{self, FixedClock, MemoryStore, ADMIN_TOKEN};
 use orders_common::ports::{CasStore, RecordStore};
 
 use super::*;
@@ -6,6 +9,9 @@ use super::*;
 struct World {
     store: MemoryStore,
     clock: FixedClock,
+    /// Each user's current API key, as CreateUser and RotateKey answered.
+    keys: std::cell::RefCell<HashMap<String, String>>,
+    nonces: std::cell::Cell<u8>,
 }
 
 impl World {
@@ -13,6 +19,8 @@ impl World {
         Self {
             store: MemoryStore::default(),
             clock: FixedClock::at(1_700_000_000_000),
+            keys: Default::default(),
+            nonces: Default::default(),
         }
     }
 
@@ -23,36 +31,106 @@ impl World {
         }
     }
 
+    fn nonce(&self) -> [u8; 16] {
+        self.nonces.set(self.nonces.get() + 1);
+        [self.nonces.get(); 16]
+    }
+
+    fn create(&self, user: &str) -> Result<CreateUserResponse, BillingError> {
+        let created = self.billing().create_user(
+            &CreateUserRequest { user: user.into() },
+            &memory::authenticator().keys,
+            self.nonce(),
+        )?;
+        self.keys
+            .borrow_mut()
+            .insert(created.user.clone(), created.api_key.clone());
+        Ok(created)
+    }
+
     fn with_user(user: &str, balance: i64) -> Self {
         let world = Self::new();
-        world
-            .billing()
-            .create_user(&CreateUserRequest { user: user.into() })
-            .unwrap();
+        world.create(user).unwrap();
         if balance > 0 {
-            world
-                .billing()
-                .deposit(&DepositCashRequest {
-                    user: user.into(),
-                    sum: balance,
-                })
-                .unwrap();
+            world.deposit(user, balance).unwrap();
         }
         world
     }
 
-    fn balance(&self, user: &str) -> u64 {
-        self.billing().balance(user).unwrap().balance
+    fn key(&self, user: &str) -> String {
+        self.keys.borrow()[user].clone()
     }
 
-    fn order(&self, id: &str, user: &str, sum: u64) -> PaymentResult {
-        let order = OrderPlaced {
+    /// The caller presenting `user`'s current key.
+    fn as_user(&self, user: &str) -> Caller {
+        memory::caller(&self.key(user))
+    }
+
+    fn deposit(&self, user: &str, sum: i64) -> Result<AccountResponse, BillingError> {
+        self.deposit_as(&self.as_user(user.trim()), user, sum)
+    }
+
+    fn deposit_as(
+        &self,
+        caller: &Caller,
+        user: &str,
+        sum: i64,
+    ) -> Result<AccountResponse, BillingError> {
+        self.billing().deposit(
+            caller,
+            &DepositCashRequest {
+                user: user.into(),
+                sum,
+            },
+        )
+    }
+
+    fn rotate(&self, caller: &Caller, user: &str) -> Result<ApiKeyResponse, BillingError> {
+        let rotated = self.billing().rotate_key(
+            caller,
+            &RotateKeyRequest { user: user.into() },
+            &memory::authenticator().keys,
+            self.nonce(),
+        )?;
+        self.keys
+            .borrow_mut()
+            .insert(rotated.user.clone(), rotated.api_key.clone());
+        Ok(rotated)
+    }
+
+    fn balance(&self, user: &str) -> u64 {
+        self.billing()
+            .balance(&memory::caller(ADMIN_TOKEN), user)
+            .unwrap()
+            .balance
+    }
+
+    /// An order as order would publish it: placed now, with `key`.
+    fn placed(&self, id: &str, user: &str, sum: u64, key: &str) -> OrderPlaced {
+        let Caller::User(verified) = memory::caller(key) else {
+            unreachable!("a user key");
+        };
+        OrderPlaced {
             order_id: id.into(),
             user: user.into(),
             sum,
-            placed_at_ms: 1,
-        };
-        self.billing().settle(&order).unwrap()
+            placed_at_ms: self.clock.now_ms(),
+            key_sha256: verified.hash.as_bytes().to_vec(),
+        }
+    }
+
+    /// Settles an order placed now with the user's current key.
+    fn order(&self, id: &str, user: &str, sum: u64) -> PaymentResult {
+        let key = self.keys.borrow().get(user).cloned();
+        let key = key.unwrap_or_else(|| {
+            memory::authenticator()
+                .keys
+                .issue(&UserName::parse(user).unwrap(), [0; 16])
+                .key
+        });
+        self.billing()
+            .settle(&self.placed(id, user, sum, &key))
+            .unwrap()
     }
 }
 
@@ -61,58 +139,73 @@ fn outcome(result: &PaymentResult) -> PaymentOutcome {
 }
 
 #[test]
-fn a_new_user_starts_with_a_zero_balance() {
+fn a_new_user_starts_with_a_zero_balance_and_gets_a_key_whose_hash_alone_is_stored() {
     let world = World::new();
-    let created = world
-        .billing()
-        .create_user(&CreateUserRequest {
-            user: " Pavel ".into(),
-        })
-        .unwrap();
+    let created = world.create(" Pavel ").unwrap();
     assert_eq!(
         (created.status, created.user.as_str(), created.balance),
         (true, "Pavel", 0)
     );
     assert_eq!(world.balance("Pavel"), 0);
+    let (account, _) = world
+        .store
+        .read_record::<StoredAccount>("account/Pavel")
+        .unwrap()
+        .unwrap();
+    let Caller::User(key) = world.as_user("Pavel") else {
+        unreachable!()
+    };
+    assert!(key.hash.matches(&account.key_sha256));
+    let stored = String::from_utf8_lossy(&world.store.read("account/Pavel").unwrap().unwrap().0)
+        .into_owned();
+    assert!(
+        !stored.contains(&created.api_key[4..20]),
+        "the key itself is not stored"
+    );
 }
 
 #[test]
-fn creating_an_existing_user_again_is_a_conflict_and_keeps_the_balance() {
+fn creating_an_existing_user_again_is_a_conflict_and_keeps_the_balance_and_key() {
     let world = World::with_user("Pavel", 100);
-    let error = world
-        .billing()
-        .create_user(&CreateUserRequest {
-            user: "Pavel".into(),
-        })
-        .unwrap_err();
+    let key = world.key("Pavel");
+    let error = world.create("Pavel").unwrap_err();
     assert!(matches!(error, BillingError::UserExists(_)));
     assert_eq!(error.status(), 409);
     assert_eq!(world.balance("Pavel"), 100);
+    world.keys.borrow_mut().insert("Pavel".into(), key);
+    assert!(
+        world.deposit("Pavel", 1).is_ok(),
+        "the first key still works"
+    );
 }
 
 #[test]
 fn a_deposit_adds_to_the_balance() {
     let world = World::with_user("Pavel", 100);
-    let response = world
-        .billing()
-        .deposit(&DepositCashRequest {
-            user: "Pavel".into(),
-            sum: 50,
-        })
-        .unwrap();
+    let response = world.deposit("Pavel", 50).unwrap();
     assert_eq!(response.balance, 150);
     assert_eq!(world.balance("Pavel"), 150);
 }
 
 #[test]
+fn a_deposit_with_another_users_key_or_the_admin_token_is_forbidden_and_changes_nothing() {
+    let world = World::with_user("Pavel", 100);
+    world.create("Anna").unwrap();
+    for caller in [world.as_user("Anna"), memory::caller(ADMIN_TOKEN)] {
+        let error = world.deposit_as(&caller, "Pavel", 50).unwrap_err();
+        assert_eq!((error.status(), error.code()), (403, "forbidden"));
+    }
+    assert_eq!(world.balance("Pavel"), 100);
+}
+
+#[test]
 fn a_deposit_for_an_unknown_user_is_not_found_and_creates_nobody() {
     let world = World::new();
+    let ghost_key = memory::authenticator()
+        .keys
+        .issue(&UserName::parse("Nobody").unwrap(), [9; 16]);
     let error = world
-        .billing()
-        .deposit(&DepositCashRequest {
-            user: "Nobody".into(),
-            sum: 5,
-        })
+        .deposit_as(&memory::caller(&ghost_key.key), "Nobody", 5)
         .unwrap_err();
     assert_eq!((error.status(), error.code()), (404, "unknown_user"));
     assert!(world.store.keys().unwrap().is_empty());
@@ -121,7 +214,7 @@ fn a_deposit_for_an_unknown_user_is_not_found_and_creates_nobody() {
 #[test]
 fn invalid_requests_store_nothing() {
     let world = World::with_user("Pavel", 100);
-    let before = world.store.keys().unwrap();
+    let before = world.store.read("account/Pavel").unwrap();
     for (user, sum) in [
         ("Pavel", 0),
         ("Pavel", -5),
@@ -129,20 +222,13 @@ fn invalid_requests_store_nothing() {
         ("  ", 10),
     ] {
         let error = world
-            .billing()
-            .deposit(&DepositCashRequest {
-                user: user.into(),
-                sum,
-            })
+            .deposit_as(&world.as_user("Pavel"), user, sum)
             .unwrap_err();
         assert_eq!(error.status(), 422, "{user} {sum}");
     }
-    assert!(world
-        .billing()
-        .create_user(&CreateUserRequest { user: "".into() })
-        .is_err());
-    assert_eq!(world.store.keys().unwrap(), before);
-    assert_eq!(world.balance("Pavel"), 100);
+    assert!(world.create("").is_err());
+    assert_eq!(world.store.keys().unwrap(), ["account/Pavel"]);
+    assert_eq!(world.store.read("account/Pavel").unwrap(), before);
 }
 
 #[test]
@@ -160,23 +246,54 @@ fn a_deposit_past_the_balance_limit_is_refused() {
         .unwrap()
         .unwrap();
 
-    let error = world
-        .billing()
-        .deposit(&DepositCashRequest {
-            user: "Rich".into(),
-            sum: 6,
-        })
-        .unwrap_err();
+    let error = world.deposit("Rich", 6).unwrap_err();
     assert_eq!((error.status(), error.code()), (422, "balance_limit"));
     assert_eq!(world.balance("Rich"), MAX_BALANCE - 5);
-    world
-        .billing()
-        .deposit(&DepositCashRequest {
-            user: "Rich".into(),
-            sum: 5,
-        })
-        .unwrap();
+    world.deposit("Rich", 5).unwrap();
     assert_eq!(world.balance("Rich"), MAX_BALANCE);
+}
+
+#[test]
+fn the_balance_is_shown_to_the_user_and_the_admin_only() {
+    let world = World::with_user("Pavel", 100);
+    world.create("Anna").unwrap();
+    let shown = world.billing().balance(&world.as_user("Pavel"), "Pavel");
+    assert_eq!(shown.unwrap().balance, 100);
+    let refused = world
+        .billing()
+        .balance(&world.as_user("Anna"), "Pavel")
+        .unwrap_err();
+    assert_eq!(refused.status(), 403);
+}
+
+#[test]
+fn a_rotated_key_replaces_the_old_one_and_keeps_the_account() {
+    let world = World::with_user("Pavel", 100);
+    let (old_key, old) = (world.key("Pavel"), world.as_user("Pavel"));
+    let rotated = world.rotate(&old, "Pavel").unwrap();
+    assert_ne!(rotated.api_key, old_key);
+    for refused in [
+        world.deposit_as(&old, "Pavel", 1).unwrap_err(),
+        world.billing().balance(&old, "Pavel").unwrap_err(),
+        world.rotate(&old, "Pavel").unwrap_err(),
+    ] {
+        assert!(matches!(
+            refused,
+            BillingError::Auth(AuthError::ReplacedKey)
+        ));
+        assert_eq!((refused.status(), refused.code()), (401, "unauthorized"));
+    }
+    assert_eq!(world.deposit("Pavel", 5).unwrap().balance, 105);
+}
+
+#[test]
+fn the_admin_can_give_a_user_who_lost_their_key_a_new_one() {
+    let world = World::with_user("Pavel", 100);
+    world.rotate(&memory::caller(ADMIN_TOKEN), "Pavel").unwrap();
+    assert_eq!(world.deposit("Pavel", 1).unwrap().balance, 101);
+    world.create("Anna").unwrap();
+    let refused = world.rotate(&world.as_user("Anna"), "Pavel").unwrap_err();
+    assert_eq!(refused.status(), 403);
 }
 
 #[test]
@@ -206,12 +323,81 @@ fn an_order_for_an_unknown_user_is_refused_without_a_balance() {
 }
 
 #[test]
+fn an_order_placed_with_a_key_replaced_before_it_was_placed_is_refused_and_charges_nothing() {
+    let world = World::with_user("Pavel", 100);
+    let old = world.key("Pavel");
+    world.rotate(&world.as_user("Pavel"), "Pavel").unwrap();
+    world.clock.advance(1);
+    let order = world.placed("o-1", "Pavel", 10, &old);
+    let result = world.billing().settle(&order).unwrap();
+    assert_eq!(
+        (outcome(&result), result.balance),
+        (PaymentOutcome::KeyReplaced, Some(100))
+    );
+    assert_eq!(world.balance("Pavel"), 100);
+}
+
+#[test]
+fn an_order_placed_before_its_key_was_replaced_is_still_paid() {
+    let world = World::with_user("Pavel", 100);
+    let placed = world.placed("o-1", "Pavel", 10, &world.key("Pavel"));
+    world.clock.advance(1);
+    world.rotate(&world.as_user("Pavel"), "Pavel").unwrap();
+    let result = world.billing().settle(&placed).unwrap();
+    assert_eq!(outcome(&result), PaymentOutcome::Paid);
+    assert_eq!(world.balance("Pavel"), 90);
+}
+
+#[test]
+fn an_account_remembers_only_its_last_replaced_keys() {
+    let world = World::with_user("Pavel", 100);
+    let placed = world.placed("o-1", "Pavel", 10, &world.key("Pavel"));
+    for _ in 0..=MAX_REPLACED_KEYS {
+        world.clock.advance(1);
+        world.rotate(&world.as_user("Pavel"), "Pavel").unwrap();
+    }
+    let (account, _) = world
+        .store
+        .read_record::<StoredAccount>("account/Pavel")
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.replaced_keys.len(), MAX_REPLACED_KEYS);
+    let result = world.billing().settle(&placed).unwrap();
+    assert_eq!(
+        outcome(&result),
+        PaymentOutcome::KeyReplaced,
+        "too old to tell: refused, never paid wrongly"
+    );
+}
+
+#[test]
+fn an_order_with_another_users_key_or_no_key_is_refused() {
+    let world = World::with_user("Pavel", 100);
+    world.create("Anna").unwrap();
+    let mut forged = world.placed("o-1", "Pavel", 10, &world.key("Anna"));
+    assert_eq!(
+        outcome(&world.billing().settle(&forged).unwrap()),
+        PaymentOutcome::KeyReplaced
+    );
+    forged.order_id = "o-2".into();
+    forged.key_sha256.clear();
+    assert_eq!(
+        outcome(&world.billing().settle(&forged).unwrap()),
+        PaymentOutcome::KeyReplaced
+    );
+    assert_eq!(world.balance("Pavel"), 100);
+    assert!(KeyHash::from_bytes(&forged.key_sha256).is_none());
+}
+
+#[test]
 fn a_redelivered_order_is_charged_once_and_gets_the_same_result() {
     let world = World::with_user("Pavel", 100);
     let first = world.order("o-1", "Pavel", 10);
     world.clock.advance(5_000);
-    let again = world.order("o-1", "Pavel", 10);
-    assert_eq!(first, again);
+    let again = world
+        .billing()
+        .settle(&world.placed("o-1", "Pavel", 10, &world.key("Pavel")));
+    assert_eq!(first, again.unwrap());
     assert_eq!(world.balance("Pavel"), 90);
 }
 
@@ -264,24 +450,19 @@ fn a_balance_of_100_pays_exactly_ten_orders_of_10() {
 fn a_malformed_order_is_refused_and_changes_nothing() {
     let world = World::with_user("Pavel", 100);
     let before = world.store.keys().unwrap();
+    let valid = world.placed("o-1", "Pavel", 10, &world.key("Pavel"));
     for order in [
         OrderPlaced {
             order_id: "bad id".into(),
-            user: "Pavel".into(),
-            sum: 10,
-            placed_at_ms: 0,
+            ..valid.clone()
         },
         OrderPlaced {
-            order_id: "o-1".into(),
             user: "".into(),
-            sum: 10,
-            placed_at_ms: 0,
+            ..valid.clone()
         },
         OrderPlaced {
-            order_id: "o-1".into(),
-            user: "Pavel".into(),
             sum: 0,
-            placed_at_ms: 0,
+            ..valid.clone()
         },
     ] {
         assert!(matches!(
@@ -296,5 +477,9 @@ fn a_malformed_order_is_refused_and_changes_nothing() {
 #[test]
 fn a_balance_query_for_an_unknown_user_is_not_found() {
     let world = World::new();
-    assert_eq!(world.billing().balance("Nobody").unwrap_err().status(), 404);
+    let error = world
+        .billing()
+        .balance(&memory::caller(ADMIN_TOKEN), "Nobody")
+        .unwrap_err();
+    assert_eq!(error.status(), 404);
 }

@@ -5,7 +5,7 @@ use notify_core::{Delivery, Notify};
 use orders_common::api::{query_param, RequestError};
 use orders_common::proto::PaymentResult;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{KeyValue, WallClock};
+use orders_component_kit::ports::{authenticator, KeyValue, WallClock};
 use prost::Message as _;
 use wasmcloud_component::http::{self, Method};
 
@@ -37,13 +37,14 @@ fn route(request: &Request) -> Handled {
         // The seed's Postman request sends a JSON body with GET /List; the body is ignored.
         "/List" => {
             request.require(Method::GET)?;
+            let caller = request.caller(&authenticator()?)?;
             let store = KeyValue::new();
             let user = query_param(&request.query, "user");
             let notify = Notify {
                 store: &store,
                 clock: &WallClock,
             };
-            Ok(Reply::json(200, &notify.list(user.as_deref())?))
+            Ok(Reply::json(200, &notify.list(&caller, user.as_deref())?))
         }
         "/" => Ok(Reply::index("notify", &["GET /List", "GET /List?user="])),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),

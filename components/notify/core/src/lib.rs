@@ -3,18 +3,25 @@
 //!
 //! State: key `notification/<order id>` holds the [`Notification`], created once (compare-and-swap
 //! against "absent"), so a redelivered result neither sends nor stores a second notification.
+//!
+//! Who may read: a user's notifications need that user's API key or the admin token; everyone's
+//! need the admin token ([`orders_common::auth`]).
 
 use orders_common::api::ApiError;
+use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{CasStore, Clock, RecordStore, StoreError};
 use orders_common::proto::{ListResponse, Notification, PaymentOutcome, PaymentResult};
 
-/// notify's errors. HTTP statuses: `Invalid` 422, `Store` 503. `UnknownOutcome` comes only from
-/// the broker (a result we cannot word) and never reaches HTTP.
+/// notify's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
+/// [`orders_common::auth`]), `Store` 503. `UnknownOutcome` comes only from the broker (a result we
+/// cannot word) and never reaches HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("payment result for order `{0}` has no known outcome")]
     UnknownOutcome(String),
     #[error(transparent)]
@@ -25,6 +32,7 @@ impl ApiError for NotifyError {
     fn status(&self) -> u16 {
         match self {
             Self::Invalid(invalid) => invalid.status(),
+            Self::Auth(auth) => auth.status(),
             Self::UnknownOutcome(_) => 422,
             Self::Store(_) => 503,
         }
@@ -33,6 +41,7 @@ impl ApiError for NotifyError {
     fn code(&self) -> &'static str {
         match self {
             Self::Invalid(invalid) => invalid.code(),
+            Self::Auth(auth) => auth.code(),
             Self::UnknownOutcome(_) => "unknown_outcome",
             Self::Store(_) => "store_unavailable",
         }
@@ -60,22 +69,20 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
         let id = OrderId::parse(&result.order_id)?;
         let user = UserName::parse(&result.user)?;
         let sum = Amount::parse_unsigned(result.sum)?;
-        let (paid, reason) = match PaymentOutcome::try_from(result.outcome) {
-            Ok(PaymentOutcome::Paid) => (true, "paid"),
-            Ok(PaymentOutcome::InsufficientFunds) => (false, "insufficient_funds"),
-            Ok(PaymentOutcome::UnknownUser) => (false, "unknown_user"),
+        let outcome = match PaymentOutcome::try_from(result.outcome) {
             Ok(PaymentOutcome::Unspecified) | Err(_) => {
                 return Err(NotifyError::UnknownOutcome(id.to_string()))
             }
+            Ok(known) => known,
         };
         let notification = Notification {
             order_id: id.to_string(),
             user: user.to_string(),
             sum: sum.get(),
-            paid,
-            reason: reason.to_string(),
+            paid: outcome == PaymentOutcome::Paid,
+            reason: reason(outcome).to_string(),
             balance: result.balance,
-            message: message(&user, &id, sum, reason, result.balance),
+            message: message(&user, &id, sum, outcome, result.balance),
             sent_at_ms: self.clock.now_ms(),
         };
         let key = format!("{KEY_PREFIX}{id}");
@@ -93,9 +100,13 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
         Ok(Delivery::AlreadySent(earlier))
     }
 
-    /// Every notification, or one user's, oldest first.
-    pub fn list(&self, user: Option<&str>) -> Result<ListResponse, NotifyError> {
+    /// Every notification (for the admin), or one user's (for that user or the admin), oldest first.
+    pub fn list(&self, caller: &Caller, user: Option<&str>) -> Result<ListResponse, NotifyError> {
         let user = user.map(UserName::parse).transpose()?;
+        match &user {
+            Some(user) => caller.require_user_or_admin(user).map(drop)?,
+            None => caller.require_admin()?,
+        }
         let mut notifications: Vec<Notification> = self.store.records_with_prefix(KEY_PREFIX)?;
         if let Some(user) = &user {
             notifications.retain(|n| n.user == user.as_str());
@@ -108,30 +119,53 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
     }
 }
 
+/// The machine-readable `reason` of a notification.
+fn reason(outcome: PaymentOutcome) -> &'static str {
+    match outcome {
+        PaymentOutcome::Paid => "paid",
+        PaymentOutcome::InsufficientFunds => "insufficient_funds",
+        PaymentOutcome::UnknownUser | PaymentOutcome::Unspecified => "unknown_user",
+        PaymentOutcome::KeyReplaced => "key_replaced",
+    }
+}
+
 fn message(
     user: &UserName,
     id: &OrderId,
     sum: Amount,
-    reason: &str,
+    outcome: PaymentOutcome,
     balance: Option<u64>,
 ) -> String {
     let sum = sum.get();
-    match (reason, balance) {
-        ("paid", Some(balance)) => {
+    let refused = format!("{user}, your order {id} for {sum} could not be paid");
+    match (outcome, balance) {
+        (PaymentOutcome::Paid, Some(balance)) => {
             format!("{user}, your order {id} for {sum} is paid. Balance: {balance}.")
         }
-        ("insufficient_funds", Some(balance)) => format!(
-            "{user}, your order {id} for {sum} could not be paid: insufficient funds (balance {balance})."
+        (PaymentOutcome::InsufficientFunds, Some(balance)) => {
+            format!("{refused}: insufficient funds (balance {balance}).")
+        }
+        (PaymentOutcome::KeyReplaced, _) => format!(
+            "{refused}: it was placed with an API key that had been replaced. Nothing was charged."
         ),
-        _ => format!("{user}, your order {id} for {sum} could not be paid: there is no account for you."),
+        _ => format!("{refused}: there is no account for you."),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{FixedClock, MemoryStore};
+    use orders_common::memory::{self, FixedClock, MemoryStore, ADMIN_TOKEN};
 
     use super::*;
+
+    fn admin() -> Caller {
+        memory::caller(ADMIN_TOKEN)
+    }
+
+    fn key_of(user: &str) -> Caller {
+        let user = UserName::parse(user).unwrap();
+        memory::caller(&memory::authenticator().keys.issue(&user, [5; 16]).key)
+    }
 
     fn result(
         id: &str,
@@ -207,13 +241,58 @@ mod tests {
             .notify()
             .deliver(&result("o-2", "Ghost", PaymentOutcome::UnknownUser, None))
             .unwrap();
-        let listed = world.notify().list(None).unwrap().notifications;
+        let listed = world.notify().list(&admin(), None).unwrap().notifications;
         let reasons: Vec<_> = listed.iter().map(|n| (n.paid, n.reason.as_str())).collect();
         assert_eq!(
             reasons,
             [(false, "insufficient_funds"), (false, "unknown_user")]
         );
         assert!(listed[0].message.contains("insufficient funds (balance 5)"));
+    }
+
+    #[test]
+    fn an_order_refused_for_a_replaced_key_says_so() {
+        let world = World::new();
+        let refused = result("o-1", "Pavel", PaymentOutcome::KeyReplaced, Some(100));
+        let Delivery::Sent(sent) = world.notify().deliver(&refused).unwrap() else {
+            panic!("the first delivery must send");
+        };
+        assert_eq!((sent.paid, sent.reason.as_str()), (false, "key_replaced"));
+        assert!(sent.message.contains("API key that had been replaced"));
+    }
+
+    #[test]
+    fn a_users_notifications_are_shown_to_that_user_and_the_admin_only() {
+        let world = World::new();
+        world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(1)))
+            .unwrap();
+        let mine = world
+            .notify()
+            .list(&key_of("Pavel"), Some("Pavel"))
+            .unwrap();
+        assert_eq!(mine.notifications.len(), 1);
+        assert_eq!(
+            world
+                .notify()
+                .list(&admin(), Some("Pavel"))
+                .unwrap()
+                .notifications,
+            mine.notifications
+        );
+        let refused = world
+            .notify()
+            .list(&key_of("Anna"), Some("Pavel"))
+            .unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
+    }
+
+    #[test]
+    fn everyones_notifications_are_for_the_admin_only() {
+        let world = World::new();
+        let refused = world.notify().list(&key_of("Pavel"), None).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
     }
 
     #[test]
@@ -228,7 +307,15 @@ mod tests {
             world.notify().deliver(&paid).unwrap(),
             Delivery::AlreadySent(first)
         );
-        assert_eq!(world.notify().list(None).unwrap().notifications.len(), 1);
+        assert_eq!(
+            world
+                .notify()
+                .list(&admin(), None)
+                .unwrap()
+                .notifications
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -243,7 +330,7 @@ mod tests {
         }
         let all: Vec<_> = world
             .notify()
-            .list(None)
+            .list(&admin(), None)
             .unwrap()
             .notifications
             .into_iter()
@@ -252,7 +339,7 @@ mod tests {
         assert_eq!(all, ["o-3", "o-1", "o-2"]);
         let pavel: Vec<_> = world
             .notify()
-            .list(Some(" Pavel "))
+            .list(&key_of("Pavel"), Some(" Pavel "))
             .unwrap()
             .notifications
             .into_iter()
@@ -284,6 +371,13 @@ mod tests {
     #[test]
     fn listing_for_an_invalid_user_name_is_refused() {
         let world = World::new();
-        assert_eq!(world.notify().list(Some("  ")).unwrap_err().status(), 422);
+        assert_eq!(
+            world
+                .notify()
+                .list(&admin(), Some("  "))
+                .unwrap_err()
+                .status(),
+            422
+        );
     }
 }

@@ -2,11 +2,11 @@
 //! `OrderPlaced` on `orders.placed` (`wasmcloud:messaging/consumer`). Its bucket holds only the
 //! `Idempotency-Key`s clients sent.
 
-use order_core::{OrderError, Ports};
+use order_core::{Order, OrderError};
 use orders_common::api::{parse_json, RequestError};
 use orders_common::proto::CreateOrderRequest;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{random_16, Broker, KeyValue, WallClock};
+use orders_component_kit::ports::{authenticator, random_16, Broker, KeyValue, WallClock};
 use wasmcloud_component::http::{self, Method};
 
 struct OrderComponent;
@@ -25,6 +25,7 @@ fn route(request: &Request) -> Handled {
     match request.path.as_str() {
         "/Order" => {
             request.require(Method::POST)?;
+            let caller = request.caller(&authenticator()?)?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
             let key = match request.headers.get("idempotency-key") {
                 Some(value) => Some(
@@ -35,12 +36,12 @@ fn route(request: &Request) -> Handled {
                 None => None,
             };
             let store = KeyValue::new();
-            let ports = Ports {
+            let order = Order {
                 store: &store,
                 clock: &WallClock,
                 broker: &Broker,
             };
-            let placed = ports.place_order(&body, key, random_16())?;
+            let placed = order.place_order(&caller, &body, key, random_16())?;
             // 202: the order is accepted; billing settles it asynchronously.
             Ok(Reply::json(202, &placed))
         }

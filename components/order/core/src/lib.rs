@@ -1,11 +1,17 @@
 //! order's rules, free of any host. order knows nothing of users or balances: it checks the
 //! request's shape, gives the order an id and publishes [`OrderPlaced`] for billing.
 //!
-//! Its only state is idempotency: a request carrying an `Idempotency-Key` is remembered under
-//! `idempotency/<key>` ([`StoredIdempotency`]), so a retry returns the same order (published again,
-//! which billing and notify absorb) instead of placing a second one.
+//! It takes orders only from the user's own API key, checked without state (the key's MAC,
+//! [`orders_common::auth`]); the order carries the key's hash, so billing pays it only if that key
+//! was still the user's when the order was placed.
+//!
+//! Its only state is idempotency: a request carrying an `Idempotency-Key` is remembered per user
+//! under `idempotency/<key> <user>` ([`StoredIdempotency`]; a key has no spaces, so the first space
+//! ends it), so a retry returns the same order (published again, which billing and notify absorb)
+//! instead of placing a second one, and one user's keys never collide with another's.
 
 use orders_common::api::ApiError;
+use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{
     CasStore, Clock, PublishError, Publisher, RecordStore, StoreError, Update,
@@ -15,12 +21,15 @@ use orders_common::proto::{
 };
 use orders_common::subjects;
 
-/// order's errors. HTTP statuses: `Invalid` 422, `InvalidIdempotencyKey` 400,
-/// `IdempotencyConflict` 409, `Broker` 503, `Store` 503.
+/// order's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
+/// [`orders_common::auth`]), `InvalidIdempotencyKey` 400, `IdempotencyConflict` 409, `Broker` 503,
+/// `Store` 503.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("Idempotency-Key must be 1 to {max} visible ASCII characters", max = IdempotencyKey::MAX_LEN)]
     InvalidIdempotencyKey,
     #[error("Idempotency-Key `{0}` was already used for a different order")]
@@ -35,6 +44,7 @@ impl ApiError for OrderError {
     fn status(&self) -> u16 {
         match self {
             Self::Invalid(invalid) => invalid.status(),
+            Self::Auth(auth) => auth.status(),
             Self::InvalidIdempotencyKey => 400,
             Self::IdempotencyConflict(_) => 409,
             Self::Broker(_) | Self::Store(_) => 503,
@@ -44,6 +54,7 @@ impl ApiError for OrderError {
     fn code(&self) -> &'static str {
         match self {
             Self::Invalid(invalid) => invalid.code(),
+            Self::Auth(auth) => auth.code(),
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::IdempotencyConflict(_) => "idempotency_conflict",
             Self::Broker(_) => "broker_unavailable",
@@ -68,37 +79,41 @@ impl IdempotencyKey {
     }
 }
 
-/// What order needs from its host.
-pub struct Ports<'a, S: ?Sized, C: ?Sized, P: ?Sized> {
+/// order's use case over a store, a clock and the broker.
+pub struct Order<'a, S: ?Sized, C: ?Sized, P: ?Sized> {
     pub store: &'a S,
     pub clock: &'a C,
     pub broker: &'a P,
 }
 
-impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Ports<'_, S, C, P> {
-    /// Places an order under a fresh id made from `random`; invalid input publishes nothing. With an
-    /// idempotency key, a repeat of the same request answers with the first order.
+impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S, C, P> {
+    /// Places an order for the caller's own user under a fresh id made from `random`; invalid or
+    /// unauthorised input publishes nothing. With an idempotency key, a repeat of the same request
+    /// answers with the first order.
     pub fn place_order(
         &self,
+        caller: &Caller,
         request: &CreateOrderRequest,
         idempotency_key: Option<&str>,
         random: [u8; 16],
     ) -> Result<CreateOrderResponse, OrderError> {
         let user = UserName::parse(&request.user)?;
         let sum = Amount::parse(request.sum)?;
+        let api_key = caller.require_user(&user)?;
         let key = idempotency_key.map(IdempotencyKey::parse).transpose()?;
         let fresh = OrderPlaced {
             order_id: OrderId::from_random(random).to_string(),
             user: user.to_string(),
             sum: sum.get(),
             placed_at_ms: self.clock.now_ms(),
+            key_sha256: api_key.hash.as_bytes().to_vec(),
         };
         let order = match key {
             None => fresh,
             Some(IdempotencyKey(key)) => {
                 let fingerprint = format!("{}\n{}", user, sum.get());
                 self.store.update_record(
-                    &format!("idempotency/{key}"),
+                    &format!("idempotency/{key} {user}"),
                     |stored: Option<StoredIdempotency>| match stored {
                         None => Ok(Update::Write(
                             StoredIdempotency {
@@ -131,7 +146,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Ports<'_, S
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{FixedClock, MemoryPublisher, MemoryStore};
+    use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
     use prost::Message as _;
 
     use super::*;
@@ -151,6 +166,7 @@ mod tests {
             }
         }
 
+        /// Places an order with the API key of the user named in the order (trimmed, as issued).
         fn place(
             &self,
             user: &str,
@@ -158,12 +174,32 @@ mod tests {
             key: Option<&str>,
             random: u8,
         ) -> Result<CreateOrderResponse, OrderError> {
-            let ports = Ports {
+            let owner = UserName::parse(user).unwrap_or_else(|_| UserName::parse("x").unwrap());
+            self.place_as(&Self::key_of(owner.as_str()), user, sum, key, random)
+        }
+
+        fn key_of(user: &str) -> String {
+            memory::authenticator()
+                .keys
+                .issue(&UserName::parse(user).unwrap(), [3; 16])
+                .key
+        }
+
+        fn place_as(
+            &self,
+            token: &str,
+            user: &str,
+            sum: i64,
+            key: Option<&str>,
+            random: u8,
+        ) -> Result<CreateOrderResponse, OrderError> {
+            let order = Order {
                 store: &self.store,
                 clock: &self.clock,
                 broker: &self.broker,
             };
-            ports.place_order(
+            order.place_order(
+                &memory::caller(token),
                 &CreateOrderRequest {
                     user: user.into(),
                     sum,
@@ -196,6 +232,39 @@ mod tests {
             (placed.user.as_str(), placed.sum, placed.placed_at_ms),
             ("Pavel", 10, 42)
         );
+        let orders_common::auth::Caller::User(key) = memory::caller(&World::key_of("Pavel")) else {
+            unreachable!()
+        };
+        assert_eq!(
+            placed.key_sha256,
+            key.hash.as_bytes(),
+            "bound to the key it was placed with"
+        );
+    }
+
+    #[test]
+    fn an_order_with_another_users_key_or_the_admin_token_is_forbidden_and_publishes_nothing() {
+        let world = World::new();
+        for token in [World::key_of("Anna"), ADMIN_TOKEN.to_string()] {
+            let error = world
+                .place_as(&token, "Pavel", 10, Some("k"), 1)
+                .unwrap_err();
+            assert_eq!((error.status(), error.code()), (403, "forbidden"));
+        }
+        assert!(world.published().is_empty());
+        assert!(
+            world.store.keys().unwrap().is_empty(),
+            "no idempotency key remembered"
+        );
+    }
+
+    #[test]
+    fn two_users_may_use_the_same_idempotency_key() {
+        let world = World::new();
+        let pavel = world.place("Pavel", 10, Some("k"), 1).unwrap();
+        let anna = world.place("Anna", 10, Some("k"), 2).unwrap();
+        assert_ne!(pavel.order_id, anna.order_id);
+        assert_eq!(world.published().len(), 2);
     }
 
     #[test]

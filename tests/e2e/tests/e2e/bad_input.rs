@@ -10,7 +10,7 @@ async fn malformed_json_is_400_and_changes_no_balance() {
     let user = lattice.new_user("Malformed", 100).await;
     for body in ["", "{", "not json", "{\"user\": }", "\u{0}"] {
         for path in ["/CreateUser", "/DepositCash", "/Order"] {
-            let answer = lattice.post_raw(path, body.to_string()).await;
+            let answer = lattice.post_raw_as(&user, path, body.to_string()).await;
             assert_eq!(
                 (answer.status, answer.error_code()),
                 (400, "malformed_json"),
@@ -40,7 +40,7 @@ async fn json_with_wrong_types_is_400() {
         json!([user, 10]),
     ] {
         for path in ["/DepositCash", "/Order"] {
-            let answer = lattice.post(path, body.clone()).await;
+            let answer = lattice.post_as(&user, path, body.clone()).await;
             assert_eq!(
                 (answer.status, answer.error_code()),
                 (400, "wrong_type"),
@@ -49,7 +49,8 @@ async fn json_with_wrong_types_is_400() {
         }
     }
     let huge = lattice
-        .post_raw(
+        .post_raw_as(
+            &user,
             "/DepositCash",
             format!(r#"{{"user":"{user}","sum":99999999999999999999999}}"#),
         )
@@ -70,7 +71,7 @@ async fn invalid_values_are_422_and_change_nothing() {
     ] {
         for path in ["/DepositCash", "/Order"] {
             let answer = lattice
-                .post(path, json!({ "user": user, "sum": sum }))
+                .post_as(&user, path, json!({ "user": user, "sum": sum }))
                 .await;
             assert_eq!(
                 (answer.status, answer.error_code()),
@@ -87,7 +88,7 @@ async fn invalid_values_are_422_and_change_nothing() {
             "{name:?}"
         );
         let answer = lattice
-            .post("/Order", json!({ "user": name, "sum": 10 }))
+            .post_as(&user, "/Order", json!({ "user": name, "sum": 10 }))
             .await;
         assert_eq!(
             (answer.status, answer.error_code()),
@@ -142,7 +143,7 @@ async fn a_wrong_method_is_405() {
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
 async fn balance_without_a_user_is_400() {
     let lattice = Lattice::from_env();
-    let answer = lattice.get("/Balance").await;
+    let answer = lattice.get_as_admin("/Balance").await;
     assert_eq!(
         (answer.status, answer.error_code()),
         (400, "missing_parameter")
@@ -174,6 +175,7 @@ async fn list_with_a_json_body_is_answered_like_the_seeds_postman_request() {
     let client = reqwest::Client::new();
     let response = client
         .get(format!("{}/List", lattice.base_url))
+        .bearer_auth(&lattice.admin_token)
         .header("content-type", "application/json")
         .body(json!({ "user": user, "sum": 10 }).to_string())
         .send()

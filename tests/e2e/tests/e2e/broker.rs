@@ -21,6 +21,11 @@ async fn an_order_crosses_the_broker_as_order_placed_and_comes_back_as_a_payment
     let order = next_matching(&mut placed, |m: &OrderPlaced| m.order_id == order_id).await;
     assert_eq!((order.user.as_str(), order.sum), (user.as_str(), 30));
     assert!(order.placed_at_ms > 0);
+    assert_eq!(
+        order.key_sha256,
+        orders_e2e::key_sha256(&lattice.key(&user)),
+        "the order names the key it was placed with, by hash only"
+    );
 
     let result = next_matching(&mut settled, |m: &PaymentResult| m.order_id == order_id).await;
     assert_eq!(result.outcome(), PaymentOutcome::Paid);
@@ -37,14 +42,14 @@ async fn refused_input_publishes_nothing() {
     let nats = lattice.nats().await;
     let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
     nats.flush().await.unwrap();
-    let user = orders_e2e::unique("Silent");
+    let user = lattice.new_user("Silent", 0).await;
 
     for body in [
         json!({ "user": user, "sum": 0 }),
         json!({ "user": user, "sum": "1" }),
         json!({ "user": "", "sum": 1 }),
     ] {
-        assert!(lattice.post("/Order", body).await.status >= 400);
+        assert!(lattice.post_as(&user, "/Order", body).await.status >= 400);
     }
     let marker = lattice.order(&user, 1).await;
     let first = next_matching(&mut placed, |m: &OrderPlaced| m.user == user).await;

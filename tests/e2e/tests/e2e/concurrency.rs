@@ -27,7 +27,8 @@ async fn fifty_concurrent_orders_of_10_on_a_balance_of_100_pay_exactly_ten() {
 async fn concurrent_deposits_are_all_counted() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Deposits", 0).await;
-    let deposits = (0..40).map(|_| lattice.post("/DepositCash", json!({ "user": user, "sum": 5 })));
+    let deposits =
+        (0..40).map(|_| lattice.post_as(&user, "/DepositCash", json!({ "user": user, "sum": 5 })));
     for answer in futures::future::join_all(deposits).await {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
@@ -40,7 +41,7 @@ async fn deposits_racing_orders_lose_nothing() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Mixed", 50).await;
     let deposits =
-        (0..20).map(|_| lattice.post("/DepositCash", json!({ "user": user, "sum": 10 })));
+        (0..20).map(|_| lattice.post_as(&user, "/DepositCash", json!({ "user": user, "sum": 10 })));
     let orders = (0..20).map(|_| lattice.order(&user, 5));
     let (deposited, _) = futures::join!(
         futures::future::join_all(deposits),

@@ -6,6 +6,7 @@ use serde_json::json;
 async fn order_with_key(lattice: &Lattice, key: &str, user: &str, sum: i64) -> orders_e2e::Answer {
     let response = reqwest::Client::new()
         .post(format!("{}/Order", lattice.base_url))
+        .bearer_auth(lattice.key(user))
         .header("Idempotency-Key", key)
         .body(json!({ "user": user, "sum": sum }).to_string())
         .send()
@@ -55,7 +56,8 @@ async fn the_same_key_for_a_different_order_is_a_conflict() {
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
 async fn a_malformed_key_is_400() {
     let lattice = Lattice::from_env();
-    let answer = order_with_key(&lattice, "has space", &unique("Key"), 10).await;
+    let user = lattice.new_user("Key", 0).await;
+    let answer = order_with_key(&lattice, "has space", &user, 10).await;
     assert_eq!(
         (answer.status, answer.body["error"].clone()),
         (400, json!("invalid_idempotency_key"))

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use orders_common::proto::OrderPlaced;
-use orders_common::subjects;
-use orders_e2e::{unique, Lattice, Operator};
-use prost::Message as _;
+use orders_e2e::{key_sha256, publish_order, unique, Lattice, Operator};
 use serde_json::json;
 
 #[tokio::test]
@@ -16,20 +14,16 @@ use serde_json::json;
 async fn every_order_delivered_twice_is_charged_once() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Twice", 100).await;
-    let js = async_nats::jetstream::new(lattice.nats().await);
     for i in 0..10 {
         let order = OrderPlaced {
             order_id: unique("dup").replace('_', "-") + &format!("-{i}"),
             user: user.clone(),
             sum: 10,
             placed_at_ms: 1,
+            key_sha256: key_sha256(&lattice.key(&user)),
         };
         for _ in 0..2 {
-            js.publish(subjects::ORDER_PLACED, order.encode_to_vec().into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            publish_order(&lattice, &order).await;
         }
     }
     let listed = lattice.await_notifications(&user, 10).await;
@@ -145,7 +139,7 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
         .await;
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline && !forgotten {
-            let answer = lattice.get(&balance_path).await;
+            let answer = lattice.get_as(&user, &balance_path).await;
             forgotten = answer.status == 503 && answer.error_code() == "store_unavailable";
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -171,7 +165,7 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
     // Both come back from the lattice's links without anyone redeploying.
     let deadline = Instant::now() + orders_e2e::PATIENCE;
     loop {
-        let answer = lattice.get(&balance_path).await;
+        let answer = lattice.get_as(&user, &balance_path).await;
         if answer.status == 200 {
             assert_eq!(answer.body["balance"], json!(100));
             break;
@@ -206,6 +200,7 @@ async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
         orders_e2e::encode(&user)
     );
     let order_url = format!("{}/Order", lattice.base_url);
+    let key = lattice.key(&user);
     // Clients that give up after a few milliseconds, 50 at a time, as a load generator's last
     // requests or impatient browsers do, on billing (a balance) and on order (a malformed body,
     // refused before anything is stored). Each component runs at most 50 calls at once, so 50
@@ -217,8 +212,8 @@ async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
             .unwrap();
         let calls = (0..200).map(|i| {
             let request = match i % 2 {
-                0 => impatient.get(&balance_url),
-                _ => impatient.post(&order_url).body("{"),
+                0 => impatient.get(&balance_url).bearer_auth(&key),
+                _ => impatient.post(&order_url).bearer_auth(&key).body("{"),
             };
             async move {
                 let _ = request.send().await;
@@ -235,12 +230,17 @@ async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let balance = patient.get(&balance_url).send().await;
+    let balance = patient.get(&balance_url).bearer_auth(&key).send().await;
     assert!(
         matches!(&balance, Ok(response) if response.status() == 200),
         "GET /Balance after 800 abandoned requests: {balance:?}"
     );
-    let order = patient.post(&order_url).body("{").send().await;
+    let order = patient
+        .post(&order_url)
+        .bearer_auth(&key)
+        .body("{")
+        .send()
+        .await;
     assert!(
         matches!(&order, Ok(response) if response.status() == 400),
         "POST /Order after 800 abandoned requests: {order:?}"

@@ -1,0 +1,290 @@
+//! Who may do what: every endpoint but `POST /CreateUser` needs the user's API key (or, for views
+//! and key recovery, the admin token); everything refused changes nothing and publishes nothing.
+
+use futures::StreamExt as _;
+use orders_common::proto::OrderPlaced;
+use orders_common::subjects;
+use orders_e2e::{encode, key_sha256, publish_order, unique, Answer, Lattice, PATIENCE};
+use reqwest::Method;
+use serde_json::json;
+
+/// Every authenticated endpoint, asked about `user` with `token` (or none).
+async fn every_endpoint(
+    lattice: &Lattice,
+    user: &str,
+    token: Option<&str>,
+) -> Vec<(String, Answer)> {
+    let query = encode(user);
+    let calls = [
+        (
+            Method::POST,
+            "/DepositCash".to_string(),
+            Some(json!({ "user": user, "sum": 5 })),
+        ),
+        (
+            Method::POST,
+            "/Order".to_string(),
+            Some(json!({ "user": user, "sum": 5 })),
+        ),
+        (
+            Method::POST,
+            "/RotateKey".to_string(),
+            Some(json!({ "user": user })),
+        ),
+        (Method::GET, format!("/Balance?user={query}"), None),
+        (Method::GET, format!("/List?user={query}"), None),
+    ];
+    let mut answers = Vec::new();
+    for (method, path, body) in calls {
+        let body = body.map(|b| reqwest::Body::from(b.to_string()));
+        let answer = lattice.send(method.clone(), &path, token, body).await;
+        answers.push((format!("{method} {path}"), answer));
+    }
+    answers
+}
+
+/// Nothing happened to `user`: the balance is `balance` and no order reached the broker.
+async fn assert_untouched(lattice: &Lattice, user: &str, balance: u64) {
+    assert_eq!(lattice.balance(user).await, balance);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        lattice.notifications(user).await.is_empty(),
+        "no order was settled"
+    );
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn every_endpoint_without_a_key_is_401_and_changes_nothing() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("NoKey", 100).await;
+    let mut answers = every_endpoint(&lattice, &user, None).await;
+    answers.push(("GET /List".into(), lattice.get("/List").await));
+    for (call, answer) in answers {
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (401, "unauthorized"),
+            "{call}"
+        );
+        assert_eq!(answer.body["status"], json!(false), "{call}");
+    }
+    assert_untouched(&lattice, &user, 100).await;
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_401_names_the_bearer_scheme() {
+    let lattice = Lattice::from_env();
+    let response = reqwest::get(format!("{}/List", lattice.base_url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"].to_str().unwrap(),
+        r#"Bearer realm="orders""#
+    );
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn another_users_key_is_403_everywhere_and_changes_nothing() {
+    let lattice = Lattice::from_env();
+    let pavel = lattice.new_user("Pavel", 100).await;
+    let anna = lattice.new_user("Anna", 0).await;
+    let annas_key = lattice.key(&anna);
+    for (call, answer) in every_endpoint(&lattice, &pavel, Some(&annas_key)).await {
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (403, "forbidden"),
+            "{call}"
+        );
+    }
+    assert_untouched(&lattice, &pavel, 100).await;
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_forged_or_garbled_key_is_401() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Forged", 100).await;
+    let key = lattice.key(&user);
+    let last = key.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &key[..key.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    for token in [
+        flipped.as_str(),
+        "olk_x.y.z",
+        "not-a-key",
+        &key[..key.len() - 3],
+    ] {
+        for (call, answer) in every_endpoint(&lattice, &user, Some(token)).await {
+            assert_eq!(
+                (answer.status, answer.error_code()),
+                (401, "unauthorized"),
+                "{call} {token}"
+            );
+        }
+    }
+    let basic = reqwest::Client::new()
+        .get(format!("{}/List?user={}", lattice.base_url, encode(&user)))
+        .header("authorization", "Basic dXNlcjpwYXNzd29yZA==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401, "only the Bearer scheme is accepted");
+    assert_untouched(&lattice, &user, 100).await;
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_admin_token_sees_everyone_but_cannot_move_anyones_money() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Watched", 100).await;
+    lattice.order(&user, 10).await;
+    lattice.await_notifications(&user, 1).await;
+
+    let all = lattice.get_as_admin("/List").await;
+    assert_eq!(all.status, 200);
+    assert!(all.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["user"] == json!(user)));
+    let balance = lattice
+        .get_as_admin(&format!("/Balance?user={}", encode(&user)))
+        .await;
+    assert_eq!(
+        (balance.status, balance.body["balance"].clone()),
+        (200, json!(90))
+    );
+
+    let admin = lattice.admin_token.clone();
+    for path in ["/DepositCash", "/Order"] {
+        let body = json!({ "user": user, "sum": 5 }).to_string();
+        let answer = lattice
+            .send(Method::POST, path, Some(&admin), Some(body.into()))
+            .await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (403, "forbidden"),
+            "{path}"
+        );
+    }
+    let as_user = lattice.get_as(&user, "/List").await;
+    assert_eq!(
+        (as_user.status, as_user.error_code()),
+        (403, "forbidden"),
+        "a user's key is not the admin token"
+    );
+    assert_eq!(lattice.balance(&user).await, 90);
+    assert_eq!(lattice.notifications(&user).await.len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_rotated_key_replaces_the_old_one_and_the_account_stays() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Rotating", 100).await;
+    let old = lattice.key(&user);
+    let rotated = lattice
+        .post_as(&user, "/RotateKey", json!({ "user": user }))
+        .await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let new = rotated.body["api_key"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    lattice.remember_key(&user, &new);
+
+    let balance_path = format!("/Balance?user={}", encode(&user));
+    let deposit = json!({ "user": user, "sum": 5 }).to_string();
+    for answer in [
+        lattice
+            .send(Method::GET, &balance_path, Some(&old), None)
+            .await,
+        lattice
+            .send(
+                Method::POST,
+                "/DepositCash",
+                Some(&old),
+                Some(deposit.into()),
+            )
+            .await,
+    ] {
+        assert_eq!((answer.status, answer.error_code()), (401, "unauthorized"));
+    }
+    // order cannot know a key was replaced (it keeps no state); billing refuses the order.
+    let body = json!({ "user": user, "sum": 10 }).to_string();
+    let stale = lattice
+        .send(Method::POST, "/Order", Some(&old), Some(body.into()))
+        .await;
+    assert_eq!(stale.status, 202);
+    let listed = lattice.await_notifications(&user, 1).await;
+    assert_eq!(
+        (listed[0]["paid"].clone(), listed[0]["reason"].clone()),
+        (json!(false), json!("key_replaced"))
+    );
+    assert_eq!(lattice.balance(&user).await, 100, "nothing charged");
+
+    lattice.order(&user, 10).await;
+    lattice.await_notifications(&user, 2).await;
+    assert_eq!(
+        lattice.balance(&user).await,
+        90,
+        "the account and its money stayed"
+    );
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_admin_gives_a_user_who_lost_the_key_a_new_one() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Forgetful", 100).await;
+    let admin = lattice.admin_token.clone();
+    let body = json!({ "user": user }).to_string();
+    let rotated = lattice
+        .send(Method::POST, "/RotateKey", Some(&admin), Some(body.into()))
+        .await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    lattice.remember_key(&user, rotated.body["api_key"].as_str().unwrap());
+    assert_eq!(lattice.balance(&user).await, 100);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn an_order_forged_on_the_broker_without_the_users_key_charges_nothing() {
+    let lattice = Lattice::from_env();
+    let nats = lattice.nats().await;
+    let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
+    nats.flush().await.unwrap();
+    let victim = lattice.new_user("Victim", 100).await;
+    let thief = lattice.new_user("Thief", 0).await;
+    let forged = OrderPlaced {
+        order_id: unique("forged").replace('_', "-"),
+        user: victim.clone(),
+        sum: 100,
+        placed_at_ms: 1,
+        key_sha256: key_sha256(&lattice.key(&thief)),
+    };
+    publish_order(&lattice, &forged).await;
+    let result = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = settled.next().await.unwrap();
+            if let Ok(result) = <orders_common::proto::PaymentResult as prost::Message>::decode(
+                message.payload.as_ref(),
+            ) {
+                if result.order_id == forged.order_id {
+                    return result;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the forged order is settled");
+    assert_eq!(
+        result.outcome(),
+        orders_common::proto::PaymentOutcome::KeyReplaced
+    );
+    assert_eq!(lattice.balance(&victim).await, 100);
+}
