@@ -127,9 +127,9 @@ impl Provider for KeyValueProvider {
 }
 
 impl ServesLinks for KeyValueProvider {
-    const END: End = End::Target;
+    const ENDS: &'static [End] = &[End::Target];
 
-    async fn served_links(&self) -> HashSet<LinkKey> {
+    async fn served_links(&self, _end: End) -> HashSet<LinkKey> {
         self.buckets.read().await.keys().cloned().collect()
     }
 }

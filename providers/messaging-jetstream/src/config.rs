@@ -14,6 +14,12 @@
 //! - `dead_letter_subject` (default `deadletter.<durable>`);
 //! - `concurrency` (default 32): messages handled at once;
 //! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message.
+//!
+//! Link config, component → provider (`wasmcloud:messaging/consumer`), the link's target config:
+//! - `publish`: the subjects the component may publish to (and send requests on), separated by
+//!   commas or spaces; NATS wildcards `*` (one token) and `>` (the rest) are allowed. Without it the
+//!   component may publish nothing: a component that is compromised or buggy cannot forge another
+//!   service's messages.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -138,6 +144,64 @@ impl ConsumerConfig {
     }
 }
 
+/// What one component may publish, from its link's `publish`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishPolicy {
+    patterns: Vec<String>,
+}
+
+impl PublishPolicy {
+    pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let patterns: Vec<String> = config
+            .get("publish")
+            .map(|p| {
+                p.split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pattern in &patterns {
+            let tokens: Vec<&str> = pattern.split('.').collect();
+            let misplaced_rest = tokens[..tokens.len() - 1].contains(&">");
+            if tokens.iter().any(|t| t.is_empty()) || misplaced_rest {
+                bail!("`publish` pattern `{pattern}` is not a NATS subject");
+            }
+        }
+        Ok(Self { patterns })
+    }
+
+    /// Whether `subject` matches one of the patterns, NATS-style.
+    pub fn allows(&self, subject: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|pattern| subject_matches(pattern, subject))
+    }
+
+    /// The patterns, for messages.
+    pub fn describe(&self) -> String {
+        if self.patterns.is_empty() {
+            "nothing".into()
+        } else {
+            self.patterns.join(", ")
+        }
+    }
+}
+
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for expected in pattern.split('.') {
+        match (expected, subject_tokens.next()) {
+            (_, None | Some("")) => return false,
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (literal, Some(token)) if literal == token => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
 /// How long to wait before redelivering after the `attempt`-th failure: 100 ms doubling to 5 s.
 pub fn backoff(attempt: u64) -> Duration {
     let exponent = u32::try_from(attempt.saturating_sub(1).min(6)).unwrap_or(6);
@@ -188,6 +252,48 @@ mod tests {
                 .unwrap();
         assert_eq!((config.max_attempts, config.concurrency), (5, 32));
         assert_eq!(config.dead_letter_subject, "deadletter.billing");
+    }
+
+    #[test]
+    fn a_component_may_publish_exactly_what_its_link_names() {
+        let policy = PublishPolicy::from_map(&map(&[("publish", "orders.placed")])).unwrap();
+        assert!(policy.allows("orders.placed"));
+        for denied in [
+            "payments.settled",
+            "orders",
+            "orders.placed.x",
+            "orders.*",
+            "",
+        ] {
+            assert!(!policy.allows(denied), "{denied}");
+        }
+    }
+
+    #[test]
+    fn wildcards_match_as_in_nats() {
+        let policy =
+            PublishPolicy::from_map(&map(&[("publish", "replies.*, audit.> ,x")])).unwrap();
+        assert!(policy.allows("replies.a") && policy.allows("audit.a.b") && policy.allows("x"));
+        for denied in ["replies", "replies.a.b", "audit", "audit.", "y"] {
+            assert!(!policy.allows(denied), "{denied}");
+        }
+    }
+
+    #[test]
+    fn a_link_without_publish_allows_nothing() {
+        let policy = PublishPolicy::from_map(&HashMap::new()).unwrap();
+        assert!(!policy.allows("orders.placed"));
+        assert_eq!(policy.describe(), "nothing");
+    }
+
+    #[test]
+    fn malformed_publish_patterns_are_refused() {
+        for bad in ["a..b", ">.a", ".a", "a."] {
+            assert!(
+                PublishPolicy::from_map(&map(&[("publish", bad)])).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   and after `max_attempts` deliveries the message moves to a dead-letter subject. While the
 //!   component cannot be reached at all, messages wait (redelivered with backoff, never
 //!   dead-lettered for that), so a stopped consumer misses nothing.
+//! - a component may publish only the subjects its link's `publish` names (see [`config`]): order
+//!   cannot forge a payment result, billing cannot forge an order.
 
 pub mod config;
 
@@ -27,7 +29,7 @@ use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
-use config::{backoff, ConsumerConfig, ProviderConfig, StreamSpec};
+use config::{backoff, ConsumerConfig, ProviderConfig, PublishPolicy, StreamSpec};
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::LinkKey;
 
@@ -65,6 +67,7 @@ pub async fn run() -> anyhow::Result<()> {
         client,
         js,
         consumers: Arc::default(),
+        publishers: Arc::default(),
     };
     orders_provider_support::serve_until_stopped!(
         provider,
@@ -104,6 +107,32 @@ struct JetStreamMessaging {
     js: jetstream::Context,
     /// Consumer tasks by (component id, link name).
     consumers: Arc<RwLock<HashMap<LinkKey, JoinHandle<()>>>>,
+    /// What each linked component may publish, by (component id, link name).
+    publishers: Arc<RwLock<HashMap<LinkKey, PublishPolicy>>>,
+}
+
+impl JetStreamMessaging {
+    /// Refuses a publication (or request) on `subject` unless the caller's link allows it.
+    async fn authorize(&self, cx: &Option<Context>, subject: &str) -> Result<(), String> {
+        let caller = cx.as_ref().and_then(|cx| {
+            let component = cx.component.as_deref()?;
+            Some((component.to_string(), cx.link_name().to_string()))
+        });
+        let Some(key) = caller else {
+            return Err("a publication without a calling component is refused".into());
+        };
+        let publishers = self.publishers.read().await;
+        let allowed = match publishers.get(&key) {
+            Some(policy) if policy.allows(subject) => return Ok(()),
+            Some(policy) => policy.describe(),
+            None => "nothing (no link to this provider)".into(),
+        };
+        warn!(component = %key.0, link = %key.1, %subject, "publication refused: its link allows {allowed}");
+        Err(format!(
+            "{} may not publish to {subject}: its link allows {allowed}",
+            key.0
+        ))
+    }
 }
 
 impl Provider for JetStreamMessaging {
@@ -129,6 +158,25 @@ impl Provider for JetStreamMessaging {
         Ok(())
     }
 
+    async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let policy = PublishPolicy::from_map(link.config)?;
+        info!(component = link.source_id, link = link.link_name, may_publish = %policy.describe(), "publisher linked");
+        self.publishers.write().await.insert(
+            (link.source_id.to_string(), link.link_name.to_string()),
+            policy,
+        );
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        let key = (
+            link.get_source_id().to_string(),
+            link.get_link_name().to_string(),
+        );
+        self.publishers.write().await.remove(&key);
+        Ok(())
+    }
+
     async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
         let key = (
             link.get_target_id().to_string(),
@@ -144,21 +192,28 @@ impl Provider for JetStreamMessaging {
         for (_, task) in self.consumers.write().await.drain() {
             task.abort();
         }
+        self.publishers.write().await.clear();
         Ok(())
     }
 }
 
 impl ServesLinks for JetStreamMessaging {
-    const END: End = End::Source;
+    const ENDS: &'static [End] = &[End::Source, End::Target];
 
-    /// Links whose consumer still runs (a consumer's task only ends when it is aborted).
-    async fn served_links(&self) -> HashSet<LinkKey> {
-        let consumers = self.consumers.read().await;
-        consumers
-            .iter()
-            .filter(|(_, task)| !task.is_finished())
-            .map(|(key, _)| key.clone())
-            .collect()
+    /// As the source: links whose consumer still runs (a consumer's task only ends when it is
+    /// aborted). As the target: the components whose publications it checks.
+    async fn served_links(&self, end: End) -> HashSet<LinkKey> {
+        match end {
+            End::Source => {
+                let consumers = self.consumers.read().await;
+                consumers
+                    .iter()
+                    .filter(|(_, task)| !task.is_finished())
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            }
+            End::Target => self.publishers.read().await.keys().cloned().collect(),
+        }
     }
 }
 
@@ -318,7 +373,7 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
     /// request (`reply-to` set) go out on core NATS, as replies are not kept.
     async fn publish(
         &self,
-        _cx: Option<Context>,
+        cx: Option<Context>,
         message: BrokerMessage,
     ) -> anyhow::Result<Result<(), String>> {
         let BrokerMessage {
@@ -326,6 +381,9 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
             body,
             reply_to,
         } = message;
+        if let Err(refused) = self.authorize(&cx, &subject).await {
+            return Ok(Err(refused));
+        }
         if let Some(reply_to) = reply_to {
             return Ok(self
                 .client
@@ -344,11 +402,14 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
 
     async fn request(
         &self,
-        _cx: Option<Context>,
+        cx: Option<Context>,
         subject: String,
         body: Bytes,
         timeout_ms: u32,
     ) -> anyhow::Result<Result<BrokerMessage, String>> {
+        if let Err(refused) = self.authorize(&cx, &subject).await {
+            return Ok(Err(refused));
+        }
         let request = self.client.request(subject.clone(), body);
         Ok(
             match tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), request).await

@@ -26,14 +26,16 @@ use crate::LinkKey;
 
 /// A provider the keeper can compare with the lattice.
 pub trait ServesLinks: Provider + Clone + Send + Sync + 'static {
-    /// Which end of its links the provider is: all of ours are one or the other.
-    const END: End;
-    /// The links this provider serves right now, by (component at the other end, link name).
-    fn served_links(&self) -> impl Future<Output = HashSet<LinkKey>> + Send;
+    /// Which ends of links the provider is (messaging is both: it delivers to handlers and takes
+    /// publications).
+    const ENDS: &'static [End];
+    /// The links this provider serves right now at `end`, by (component at the other end, link
+    /// name).
+    fn served_links(&self, end: End) -> impl Future<Output = HashSet<LinkKey>> + Send;
 }
 
 /// Which end of a link a provider is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum End {
     /// The provider calls the component (messaging delivers to handlers).
     Source,
@@ -56,17 +58,27 @@ pub fn keep_links_in_step<P: ServesLinks>(provider: P) {
         let ctl = CtlClientBuilder::new((*connection.nats).clone())
             .lattice(connection.lattice.to_string())
             .build();
-        let me = Me {
-            id: connection.provider_key().to_string(),
-            end: P::END,
-        };
-        let mut extra_last_round = HashSet::new();
+        let ends: Vec<Me> = P::ENDS
+            .iter()
+            .map(|&end| Me {
+                id: connection.provider_key().to_string(),
+                end,
+            })
+            .collect();
+        let mut extra_last_round: HashMap<End, HashSet<LinkKey>> = HashMap::new();
         for pause in pauses() {
             tokio::time::sleep(pause).await;
-            match one_round(&provider, &ctl, &me, &extra_last_round).await {
-                Ok(extra) => extra_last_round = extra,
+            let lattice_links = match lattice_links(&ctl).await {
+                Ok(links) => links,
                 // No host answered (restarting, or the lattice is busy): the next round asks again.
-                Err(e) => debug!("could not compare links with the lattice: {e}"),
+                Err(e) => {
+                    debug!("could not compare links with the lattice: {e}");
+                    continue;
+                }
+            };
+            for me in &ends {
+                let extra = extra_last_round.entry(me.end).or_default();
+                *extra = one_round(&provider, &ctl, me, &lattice_links, extra).await;
             }
         }
     });
@@ -104,21 +116,24 @@ impl Me {
     }
 }
 
-/// One comparison; returns the links served but not in the lattice, for the next round.
+async fn lattice_links(ctl: &CtlClient) -> Result<Vec<Link>, String> {
+    ctl.get_links()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_data()
+        .ok_or_else(|| "the host answered link.get without links".to_string())
+}
+
+/// One comparison at one end; returns the links served but not in the lattice, for the next round.
 async fn one_round<P: ServesLinks>(
     provider: &P,
     ctl: &CtlClient,
     me: &Me,
+    lattice_links: &[Link],
     extra_last_round: &HashSet<LinkKey>,
-) -> Result<HashSet<LinkKey>, String> {
-    let lattice_links = ctl
-        .get_links()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_data()
-        .ok_or("the host answered link.get without links")?;
-    let served = provider.served_links().await;
-    let plan = Plan::new(me, &lattice_links, &served, extra_last_round);
+) -> HashSet<LinkKey> {
+    let served = provider.served_links(me.end).await;
+    let plan = Plan::new(me, lattice_links, &served, extra_last_round);
     let connection = get_connection();
     for link in plan.take {
         let definition = match resolve(ctl, me, link).await {
@@ -151,7 +166,7 @@ async fn one_round<P: ServesLinks>(
             .delete_link(&definition.source_id, &definition.target)
             .await;
     }
-    Ok(plan.extra)
+    plan.extra
 }
 
 /// What one round does, decided from the lattice's links and the provider's.

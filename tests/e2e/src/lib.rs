@@ -291,6 +291,21 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// The traits (links, scalers) of the manifest's part `name`.
+pub fn traits_of<'m>(
+    manifest: &'m mut serde_yaml::Value,
+    name: &str,
+) -> &'m mut Vec<serde_yaml::Value> {
+    manifest["spec"]["components"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no `{name}` in the manifest"))["traits"]
+        .as_sequence_mut()
+        .expect("a list of traits")
+}
+
 /// Redeploys the application with parts scaled down, the way an operator (or an outage) would stop
 /// them, through wadm with the real `wash`. Needs `ORDERS_WASH`, `ORDERS_CTL_PORT` and
 /// `ORDERS_MANIFEST` (the deployed manifest), which `make test` sets.
@@ -341,23 +356,24 @@ impl Operator {
     /// Deploys a version of the application in which each named part runs `instances` copies
     /// (0 stops it), and waits until wadm reports it deployed.
     pub async fn deploy_scaled(&self, version: &str, parts: &[(&str, u64)]) {
+        self.deploy_edited(version, |manifest| {
+            for (name, instances) in parts {
+                let scaler = traits_of(manifest, name)
+                    .iter_mut()
+                    .find(|t| t["type"].as_str() == Some("spreadscaler"))
+                    .expect("a spreadscaler");
+                scaler["properties"]["instances"] = (*instances).into();
+            }
+        })
+        .await;
+    }
+
+    /// Deploys a version of the application as `edit` changes it (the manifest as a YAML tree),
+    /// and waits until wadm reports it deployed.
+    pub async fn deploy_edited(&self, version: &str, edit: impl FnOnce(&mut serde_yaml::Value)) {
         let mut manifest = self.manifest.clone();
         manifest["metadata"]["annotations"]["version"] = version.into();
-        for (name, instances) in parts {
-            let part = manifest["spec"]["components"]
-                .as_sequence_mut()
-                .unwrap()
-                .iter_mut()
-                .find(|c| c["name"].as_str() == Some(name))
-                .unwrap_or_else(|| panic!("no `{name}` in the manifest"));
-            let scaler = part["traits"]
-                .as_sequence_mut()
-                .unwrap()
-                .iter_mut()
-                .find(|t| t["type"].as_str() == Some("spreadscaler"))
-                .expect("a spreadscaler");
-            scaler["properties"]["instances"] = (*instances).into();
-        }
+        edit(&mut manifest);
         let path =
             std::env::temp_dir().join(format!("orders-{version}-{}.yaml", std::process::id()));
         std::fs::write(&path, serde_yaml::to_string(&manifest).unwrap()).unwrap();

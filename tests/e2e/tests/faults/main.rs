@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use orders_common::proto::OrderPlaced;
-use orders_e2e::{key_sha256, publish_order, unique, Lattice, Operator};
+use orders_e2e::{key_sha256, publish_order, traits_of, unique, Lattice, Operator};
 use serde_json::json;
 
 #[tokio::test]
@@ -247,4 +247,63 @@ async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
     );
     assert_eq!(lattice.balance(&user).await, 100);
     println!("abandoned requests: 800 given up after 2-11 ms; billing and order answer at once");
+}
+
+#[tokio::test]
+#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
+async fn a_component_may_publish_only_what_its_link_allows() {
+    let lattice = Lattice::from_env();
+    let operator = Operator::from_env();
+    let user = lattice.new_user("Confined", 1000).await;
+
+    // order's link now allows only payments.settled: as if order had been compromised and tried
+    // to publish what its operator did not mean it to.
+    operator
+        .deploy_edited("order-confined", |manifest| {
+            let link = traits_of(manifest, "order")
+                .iter_mut()
+                .find(|t| t["properties"]["target"]["name"].as_str() == Some("messaging"))
+                .expect("order's link to the messaging provider");
+            link["properties"]["target"]["config"] = serde_yaml::from_str(
+                "[{name: order-publishes-confined, properties: {publish: payments.settled}}]",
+            )
+            .unwrap();
+        })
+        .await;
+    // Until the provider takes the new link, orders still go through; count them.
+    let (deadline, mut accepted) = (Instant::now() + orders_e2e::PATIENCE, 0);
+    let refused = loop {
+        let answer = lattice
+            .post_as(&user, "/Order", json!({ "user": user, "sum": 1 }))
+            .await;
+        if answer.status != 202 {
+            break answer;
+        }
+        accepted += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the provider never applied the new link"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (503, "broker_unavailable"),
+        "{refused:?}"
+    );
+    operator.restore().await;
+
+    let listed = lattice.await_notifications(&user, accepted).await;
+    // Never more notifications than accepted orders (await_notifications checks that too).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        lattice.notifications(&user).await.len(),
+        listed.len(),
+        "the refused order was never published"
+    );
+    assert_eq!(lattice.balance(&user).await, 1000 - accepted as u64);
+
+    lattice.order(&user, 1).await;
+    lattice.await_notifications(&user, accepted + 1).await;
+    println!("publish policy: order's link changed to allow only payments.settled: {accepted} orders accepted before the provider took it, then POST /Order 503 broker_unavailable and nothing published; restored: paid");
 }
