@@ -10,6 +10,12 @@
 //! | body over [`MAX_BODY_BYTES`] | 413 | `body_too_large` |
 //! | no such path | 404 | `unknown_path` |
 //! | method not served on the path | 405 | `method_not_allowed` |
+//! | the body did not arrive in time | 408 | `request_timeout` |
+//! | too many requests from one client or with one credential | 429 | `rate_limited` |
+//! | the service behind the path could not be reached or did not answer | 503 | `service_unavailable` |
+//!
+//! The last three, `unknown_path` and `body_too_large` are also answered by the HTTP server
+//! provider itself, before any component runs.
 
 use serde::de::DeserializeOwned;
 
@@ -66,6 +72,15 @@ pub enum RequestError {
         method: String,
         allowed: &'static str,
     },
+    #[error("the request body did not arrive within {seconds} s")]
+    Timeout { seconds: u64 },
+    #[error("too many requests {from}; retry after {retry_after_s} s")]
+    RateLimited {
+        from: &'static str,
+        retry_after_s: u64,
+    },
+    #[error("the service behind {0} did not answer; the request may or may not have taken effect: check, or retry (an order retried with the same Idempotency-Key is never placed twice)")]
+    ServiceUnavailable(String),
 }
 
 impl ApiError for RequestError {
@@ -75,6 +90,9 @@ impl ApiError for RequestError {
             Self::BodyTooLarge => 413,
             Self::UnknownPath(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::Timeout { .. } => 408,
+            Self::RateLimited { .. } => 429,
+            Self::ServiceUnavailable(_) => 503,
         }
     }
 
@@ -86,6 +104,9 @@ impl ApiError for RequestError {
             Self::BodyTooLarge => "body_too_large",
             Self::UnknownPath(_) => "unknown_path",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Timeout { .. } => "request_timeout",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ServiceUnavailable(_) => "service_unavailable",
         }
     }
 }

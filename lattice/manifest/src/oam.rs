@@ -67,7 +67,9 @@ impl Application {
             .ok_or_else(|| anyhow!("spec.components is missing"))
     }
 
-    /// Adds the overlay's new components and appends the traits of those that already exist.
+    /// Adds the overlay's new components; of those that already exist, appends the traits and
+    /// sets the properties of the named configs the overlay names (the benchmark lifts the HTTP
+    /// server's rate limits this way).
     pub fn merge(&mut self, overlay: Application) -> Result<()> {
         let components = self.components_mut()?;
         for addition in overlay.components()? {
@@ -78,6 +80,7 @@ impl Application {
             {
                 None => components.push(addition.clone()),
                 Some(existing) => {
+                    merge_config_properties(existing, addition)?;
                     let extra = addition
                         .get("traits")
                         .and_then(Value::as_sequence)
@@ -217,6 +220,36 @@ impl Application {
     }
 }
 
+/// Sets, in `existing`'s named configs, the properties `addition` gives for configs of the same name.
+fn merge_config_properties(existing: &mut Value, addition: &Value) -> Result<()> {
+    let overrides = addition
+        .get("properties")
+        .and_then(|p| p.get("config"))
+        .and_then(Value::as_sequence);
+    for config in overrides.into_iter().flatten() {
+        let name = name_of(config)?;
+        let target = existing
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("config"))
+            .and_then(Value::as_sequence_mut)
+            .and_then(|configs| {
+                configs
+                    .iter_mut()
+                    .find(|c| name_of(c).is_ok_and(|n| n == name))
+            })
+            .and_then(|c| c.get_mut("properties"))
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| {
+                anyhow!("the overlay sets config `{name}`, which has no properties here")
+            })?;
+        let properties = config.get("properties").and_then(Value::as_mapping);
+        for (key, value) in properties.into_iter().flatten() {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(())
+}
+
 fn name_of(component: &Value) -> Result<&str> {
     component
         .get("name")
@@ -278,6 +311,24 @@ mod tests {
         let last = http["traits"].as_sequence().unwrap().last().unwrap();
         assert_eq!(last["properties"]["target"]["name"], "hello");
         yaml_of(&app);
+    }
+
+    #[test]
+    fn an_overlay_sets_properties_of_an_existing_named_config() {
+        let overlay = Application::parse(
+            "spec:\n  components:\n\
+             \x20   - name: http-server\n      properties:\n        config:\n\
+             \x20         - name: http-server-listener\n            properties: {rate_per_client: \"0\"}\n",
+        )
+        .unwrap();
+        let mut app = kept();
+        app.merge(overlay).unwrap();
+        let yaml = yaml_of(&app);
+        assert!(yaml.contains("rate_per_client: '0'"), "{yaml}");
+        assert!(
+            yaml.contains("routing_mode: path"),
+            "the other properties stay"
+        );
     }
 
     #[test]

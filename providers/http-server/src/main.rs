@@ -1,7 +1,6 @@
-//! The upstream wasmCloud 1.9 http-server capability provider, built from its library crate because its
-//! binary and OCI image cannot be downloaded on our machines.
+//! The HTTP server capability provider's binary: see the library for what it does.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    wasmcloud_provider_http_server::run().await
+    http_server_provider::run().await
 }

@@ -29,10 +29,21 @@ pub fn init_logging() {
 
 /// Registers `$provider` with the host under `$name`, keeps its links in step with the lattice
 /// ([`links`]) and serves its exports (`$serve`, the `serve` function wit-bindgen-wrpc generated)
-/// until the host stops it. A macro rather than a
-/// function because the SDK's serve bounds tie the wRPC client's lifetime to the caller's frame.
+/// until the host stops it; without `$serve`, for a provider that only calls components. A macro
+/// rather than a function because the SDK's serve bounds tie the wRPC client's lifetime to the
+/// caller's frame.
 #[macro_export]
 macro_rules! serve_until_stopped {
+    ($provider:expr, $name:expr) => {{
+        use ::anyhow::Context as _;
+        let provider = $provider;
+        let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
+            .await
+            .context("failed to run provider")?;
+        $crate::links::keep_links_in_step(provider);
+        shutdown.await;
+        ::anyhow::Ok(())
+    }};
     ($provider:expr, $name:expr, $serve:path) => {{
         use ::anyhow::Context as _;
         let provider = $provider;

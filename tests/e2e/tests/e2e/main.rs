@@ -7,4 +7,5 @@ mod bad_input;
 mod broker;
 mod concurrency;
 mod idempotency;
+mod limits;
 mod scenario;

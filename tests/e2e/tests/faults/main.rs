@@ -54,6 +54,17 @@ async fn orders_accepted_while_billing_is_stopped_are_all_paid_once_it_is_back()
     operator
         .deploy_scaled("billing-stopped", &[("billing", 0)])
         .await;
+    let balance_path = format!("/Balance?user={}", orders_e2e::encode(&user));
+    let unreachable = lattice.get_as(&user, &balance_path).await;
+    assert_eq!(
+        (unreachable.status, unreachable.error_code()),
+        (503, "service_unavailable"),
+        "a stopped component is the API's JSON error: {unreachable:?}"
+    );
+    assert!(!unreachable.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("wrpc"));
     let orders = (0..100).map(|_| lattice.order(&user, 10));
     let accepted = futures::future::join_all(orders).await;
     assert_eq!(accepted.len(), 100);
@@ -306,4 +317,104 @@ async fn a_component_may_publish_only_what_its_link_allows() {
     lattice.order(&user, 1).await;
     lattice.await_notifications(&user, accepted + 1).await;
     println!("publish policy: order's link changed to allow only payments.settled: {accepted} orders accepted before the provider took it, then POST /Order 503 broker_unavailable and nothing published; restored: paid");
+}
+
+/// Opens a connection from `source` (a loopback address of its own) to the lattice's HTTP port.
+async fn connect_from(lattice: &Lattice, source: [u8; 4]) -> tokio::net::TcpStream {
+    let server: std::net::SocketAddr = lattice
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the base URL is http://IP:port");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    socket.connect(server).await.expect("the HTTP port accepts")
+}
+
+#[tokio::test]
+#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
+async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Unstalled", 1000).await;
+
+    // 300 requests whose headers promise a body that never comes, to billing and order, and 100
+    // connections that send their headers a byte at a time: from three other addresses.
+    let mut stalled = Vec::new();
+    for (source, path) in [
+        ([127, 0, 0, 11], "/DepositCash"),
+        ([127, 0, 0, 12], "/Order"),
+        ([127, 0, 0, 13], "/Order"),
+    ] {
+        for _ in 0..100 {
+            let mut stream = connect_from(&lattice, source).await;
+            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{");
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stalled.push(stream);
+        }
+    }
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut stream = connect_from(&lattice, [127, 0, 0, 14]).await;
+        stream.write_all(b"GET /List HTTP/1.1\r\nHo").await.unwrap();
+        slow.push(stream);
+    }
+
+    // Meanwhile every endpoint answers a normal client as usual.
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(4) {
+        for call in 0..3 {
+            let asked = std::time::Instant::now();
+            let status = match call {
+                0 => {
+                    lattice
+                        .get_as(
+                            &user,
+                            &format!("/Balance?user={}", orders_e2e::encode(&user)),
+                        )
+                        .await
+                        .status
+                }
+                1 => {
+                    lattice
+                        .post_as(&user, "/Order", json!({ "user": user, "sum": 1 }))
+                        .await
+                        .status
+                }
+                _ => {
+                    lattice
+                        .get_as(&user, &format!("/List?user={}", orders_e2e::encode(&user)))
+                        .await
+                        .status
+                }
+            };
+            assert!(status == 200 || status == 202, "call {call}: {status}");
+            slowest = slowest.max(asked.elapsed());
+        }
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a call took {slowest:?} beside the stalled clients"
+    );
+
+    // The stalled requests are answered 408 once the body deadline passes; slow headers are cut.
+    let mut answer = String::new();
+    let first = &mut stalled[0];
+    tokio::time::timeout(Duration::from_secs(10), first.read_to_string(&mut answer))
+        .await
+        .expect("the stalled request is answered within the body deadline")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), slow[0].read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection that never finishes its headers is closed"
+    );
+    println!("stalled clients: 300 bodies never sent + 100 slow headers; every endpoint answered, slowest {slowest:?}; stalled bodies answered 408");
 }

@@ -1,0 +1,358 @@
+//! Our HTTP server capability provider for wasmCloud 1.x (`wasi:http/incoming-handler` toward the
+//! components), in path mode: one listener, and each link from the provider to a component names
+//! the exact path it serves (link config `path`).
+//!
+//! It stands where the upstream provider (`wasmcloud-provider-http-server`) stood, for what a public
+//! endpoint in front of a money-moving service needs and the upstream one lacks:
+//! - a request takes one of a component's `instances` places only once it is complete: the body
+//!   is read (bounded, within a deadline: 413, 408) before the component is invoked, headers must
+//!   arrive within a deadline too, and one IP address holds a bounded number of connections, so
+//!   idle or slow clients cannot stall a service;
+//! - rate limits per client address and per credential (429 with `Retry-After`);
+//! - every answer of its own is the API's JSON error (`orders_common::api`), including a component
+//!   that cannot be invoked (503 `service_unavailable`, never the transport's internals);
+//! - a call runs in its own task, so a client that goes away never leaves a call half-sent on the
+//!   host (which would hold a component place until the host's execution timeout);
+//! - its links are kept in step with the lattice like our other providers' (a link the host's one
+//!   fire-and-forget publication did not deliver is taken from the lattice).
+//!
+//! Settings: [`config`].
+
+pub mod config;
+mod limits;
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use orders_common::api::{ApiError, RequestError};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::RwLock;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use wasmcloud_provider_sdk::provider::WrpcClient;
+use wasmcloud_provider_sdk::{
+    get_connection, load_host_data, LinkConfig, LinkDeleteInfo, Provider,
+};
+use wrpc_interface_http::InvokeIncomingHandler as _;
+
+use config::ServerConfig;
+use limits::{Admitted, Buckets, Connections};
+use orders_provider_support::links::{End, ServesLinks};
+use orders_provider_support::LinkKey;
+
+/// Starts the listener and serves until the host stops the provider.
+pub async fn run() -> anyhow::Result<()> {
+    orders_provider_support::init_logging();
+    let host_data = load_host_data().context("failed to load host data")?;
+    let config = ServerConfig::from_map(&host_data.config)?;
+    let provider = HttpServer::start(config).await?;
+    orders_provider_support::serve_until_stopped!(provider, "http-server-provider")
+}
+
+/// The largest answer a component may give; ours are small JSON documents.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// How often buckets of clients that went quiet are dropped.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
+
+/// The component serving each path, and which path each link registered.
+#[derive(Default)]
+struct Routes {
+    by_path: HashMap<String, (String, Arc<WrpcClient>)>,
+    by_link: HashMap<LinkKey, String>,
+}
+
+/// What every request needs.
+struct Shared {
+    config: ServerConfig,
+    routes: RwLock<Routes>,
+    per_client: Buckets<IpAddr>,
+    per_credential: Buckets<[u8; 32]>,
+}
+
+#[derive(Clone)]
+pub struct HttpServer {
+    shared: Arc<Shared>,
+    tasks: Arc<[JoinHandle<()>; 2]>,
+}
+
+impl HttpServer {
+    async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.address)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.address))?;
+        info!(address = %config.address, "listening (path mode)");
+        let shared = Arc::new(Shared {
+            per_client: Buckets::new(config.per_client),
+            per_credential: Buckets::new(config.per_credential),
+            routes: RwLock::default(),
+            config,
+        });
+        let accepting = tokio::spawn(accept(listener, Arc::clone(&shared)));
+        let forgetting = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            async move {
+                loop {
+                    tokio::time::sleep(FORGET_IDLE_EVERY).await;
+                    shared.per_client.forget_idle();
+                    shared.per_credential.forget_idle();
+                }
+            }
+        });
+        Ok(Self {
+            shared,
+            tasks: Arc::new([accepting, forgetting]),
+        })
+    }
+}
+
+impl Provider for HttpServer {
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let Some(path) = link.config.get("path") else {
+            bail!("the link to {} needs `path` in its config", link.target_id);
+        };
+        let wrpc = get_connection()
+            .get_wrpc_client(link.target_id)
+            .await
+            .context("failed to create the wRPC client")?;
+        let key = (link.target_id.to_string(), link.link_name.to_string());
+        let mut routes = self.shared.routes.write().await;
+        match routes.by_path.get(path) {
+            Some((component, _)) if *component != link.target_id => {
+                bail!("{path} is served by {component} already")
+            }
+            _ => {}
+        }
+        if let Some(previous) = routes.by_link.insert(key, path.clone()) {
+            routes.by_path.remove(&previous);
+        }
+        routes
+            .by_path
+            .insert(path.clone(), (link.target_id.to_string(), Arc::new(wrpc)));
+        info!(%path, component = link.target_id, link = link.link_name, "serving path");
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        let key = (
+            link.get_target_id().to_string(),
+            link.get_link_name().to_string(),
+        );
+        let mut routes = self.shared.routes.write().await;
+        if let Some(path) = routes.by_link.remove(&key) {
+            routes.by_path.remove(&path);
+            info!(%path, component = key.0, "no longer serving path");
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        for task in self.tasks.iter() {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+impl ServesLinks for HttpServer {
+    const ENDS: &'static [End] = &[End::Source];
+
+    async fn served_links(&self, _end: End) -> HashSet<LinkKey> {
+        self.shared
+            .routes
+            .read()
+            .await
+            .by_link
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Accepts connections for as long as the provider runs, each client within its share.
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let connections = Connections::new(shared.config.max_connections_per_client);
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors or the like: pause rather than spin.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(place) = connections.admit(client.ip()) else {
+            debug!(%client, "connection refused: the client holds its share of connections");
+            continue;
+        };
+        tokio::spawn(serve_connection(stream, client, place, Arc::clone(&shared)));
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    client: SocketAddr,
+    _place: Admitted,
+    shared: Arc<Shared>,
+) {
+    let header_timeout = shared.config.header_timeout;
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(handle(&shared, client.ip(), request).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        debug!(%client, "connection ended: {e}");
+    }
+}
+
+type Response = hyper::Response<Full<Bytes>>;
+
+async fn handle(shared: &Shared, client: IpAddr, request: hyper::Request<Incoming>) -> Response {
+    route(shared, client, request)
+        .await
+        .unwrap_or_else(|error| error_response(&error))
+}
+
+/// Limits first (cheapest refusals first), then the whole body, then the component.
+async fn route(
+    shared: &Shared,
+    client: IpAddr,
+    request: hyper::Request<Incoming>,
+) -> Result<Response, RequestError> {
+    shared
+        .per_client
+        .take(&client)
+        .map_err(|wait| rate_limited("from this address", wait))?;
+    let path = request.uri().path().to_string();
+    let (component, wrpc) = shared
+        .routes
+        .read()
+        .await
+        .by_path
+        .get(&path)
+        .cloned()
+        .ok_or_else(|| RequestError::UnknownPath(path.clone()))?;
+    if let Some(credential) = request.headers().get(hyper::header::AUTHORIZATION) {
+        let credential: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        shared
+            .per_credential
+            .take(&credential)
+            .map_err(|wait| rate_limited("with this credential", wait))?;
+    }
+    let (mut parts, body) = request.into_parts();
+    let body = read_body(body, &shared.config).await?;
+    parts.uri = absolute_uri(&parts)?;
+    let request = hyper::Request::from_parts(parts, Full::new(body));
+    invoke(&component, wrpc, request, shared.config.invoke_timeout)
+        .await
+        .map_err(|e| {
+            warn!(%component, %path, "the component did not answer: {e:#}");
+            RequestError::ServiceUnavailable(path)
+        })
+}
+
+fn rate_limited(from: &'static str, wait: Duration) -> RequestError {
+    RequestError::RateLimited {
+        from,
+        retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
+/// The whole body, at most `max_body_bytes`, within `body_timeout`.
+async fn read_body(body: Incoming, config: &ServerConfig) -> Result<Bytes, RequestError> {
+    let reading = Limited::new(body, config.max_body_bytes).collect();
+    match tokio::time::timeout(config.body_timeout, reading).await {
+        Err(_) => Err(RequestError::Timeout {
+            seconds: config.body_timeout.as_secs().max(1),
+        }),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(RequestError::BodyTooLarge)
+        }
+        Ok(Err(e)) => Err(RequestError::MalformedJson(format!(
+            "could not read the body: {e}"
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// `wasi:http` requests carry scheme and authority; the listener speaks plain HTTP.
+fn absolute_uri(parts: &hyper::http::request::Parts) -> Result<hyper::Uri, RequestError> {
+    let mut uri = hyper::Uri::builder().scheme("http");
+    if let Some(host) = parts.headers.get(hyper::header::HOST) {
+        let authority = host
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<hyper::http::uri::Authority>().ok());
+        if let Some(authority) = authority {
+            uri = uri.authority(authority);
+        }
+    }
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    uri.path_and_query(path_and_query)
+        .build()
+        .map_err(|e| RequestError::MalformedJson(format!("unusable request target: {e}")))
+}
+
+/// Calls the component and reads its whole answer. The call runs in its own task: should the
+/// client go away or the deadline pass, the call still completes, so the host never holds a
+/// component place for a call left half-sent.
+async fn invoke(
+    component: &str,
+    wrpc: Arc<WrpcClient>,
+    request: hyper::Request<Full<Bytes>>,
+    deadline: Duration,
+) -> anyhow::Result<Response> {
+    let call = tokio::spawn(async move {
+        let (answer, body_errors, io) = wrpc.invoke_handle_http(None, request).await?;
+        if let Some(io) = io {
+            tokio::spawn(io);
+        }
+        let answer = answer.map_err(|code| anyhow::anyhow!("the component failed: {code:?}"))?;
+        let (parts, body) = answer.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("its answer could not be read: {e}"))?
+            .to_bytes();
+        // Kept until the answer is read: it reports failures to send the request body.
+        drop(body_errors);
+        anyhow::Ok(hyper::Response::from_parts(parts, Full::new(body)))
+    });
+    match tokio::time::timeout(deadline, call).await {
+        Ok(Ok(answered)) => answered,
+        Ok(Err(panicked)) => Err(anyhow::anyhow!(
+            "the call to {component} failed: {panicked}"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "no answer from {component} within {deadline:?}"
+        )),
+    }
+}
+
+/// The API's JSON error body with its status (and `Retry-After` for a 429).
+fn error_response(error: &RequestError) -> Response {
+    let body = serde_json::to_vec(&error.to_body()).expect("the error body always serialises");
+    let mut response = hyper::Response::builder()
+        .status(error.status())
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let RequestError::RateLimited { retry_after_s, .. } = error {
+        response = response.header(hyper::header::RETRY_AFTER, retry_after_s.to_string());
+    }
+    response
+        .body(Full::new(Bytes::from(body)))
+        .expect("a status from our table and fixed headers make a valid response")
+}
