@@ -98,13 +98,7 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use orders_provider_support::config_map as map;
 
     #[test]
     fn an_address_alone_gives_the_documented_defaults() {

@@ -142,10 +142,7 @@ impl Provider for HttpServer {
     }
 
     async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        let key = (
-            link.get_target_id().to_string(),
-            link.get_link_name().to_string(),
-        );
+        let key = orders_provider_support::key_of_target(&link);
         let mut routes = self.shared.routes.write().await;
         if let Some(path) = routes.by_link.remove(&key) {
             routes.by_path.remove(&path);

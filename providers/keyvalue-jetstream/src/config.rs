@@ -61,13 +61,7 @@ impl BucketConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use orders_provider_support::config_map as map;
 
     #[test]
     fn link_values_override_provider_defaults() {

@@ -106,10 +106,7 @@ impl Provider for KeyValueProvider {
     }
 
     async fn delete_link_as_target(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        let key = (
-            link.get_source_id().to_string(),
-            link.get_link_name().to_string(),
-        );
+        let key = orders_provider_support::key_of_source(&link);
         if self.buckets.write().await.remove(&key).is_none() {
             warn!(
                 component = key.0,

@@ -211,13 +211,7 @@ pub fn backoff(attempt: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use orders_provider_support::config_map as map;
 
     #[test]
     fn streams_are_read_from_one_line() {

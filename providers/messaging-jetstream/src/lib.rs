@@ -169,19 +169,13 @@ impl Provider for JetStreamMessaging {
     }
 
     async fn delete_link_as_target(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        let key = (
-            link.get_source_id().to_string(),
-            link.get_link_name().to_string(),
-        );
+        let key = orders_provider_support::key_of_source(&link);
         self.publishers.write().await.remove(&key);
         Ok(())
     }
 
     async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        let key = (
-            link.get_target_id().to_string(),
-            link.get_link_name().to_string(),
-        );
+        let key = orders_provider_support::key_of_target(&link);
         if let Some(task) = self.consumers.write().await.remove(&key) {
             task.abort();
         }

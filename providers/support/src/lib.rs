@@ -2,8 +2,36 @@
 
 pub mod links;
 
+use std::collections::HashMap;
+
+use wasmcloud_provider_sdk::LinkDeleteInfo;
+
 /// (component id, link name): what identifies a component's link to a provider.
 pub type LinkKey = (String, String);
+
+/// The key of a deleted link whose source is the component (the provider is the target).
+pub fn key_of_source(link: &impl LinkDeleteInfo) -> LinkKey {
+    (
+        link.get_source_id().to_string(),
+        link.get_link_name().to_string(),
+    )
+}
+
+/// The key of a deleted link whose target is the component (the provider is the source).
+pub fn key_of_target(link: &impl LinkDeleteInfo) -> LinkKey {
+    (
+        link.get_target_id().to_string(),
+        link.get_link_name().to_string(),
+    )
+}
+
+/// A configuration map from pairs, as the host hands one to a provider (config tests use it).
+pub fn config_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 /// `replicas` of a provider's config: how many NATS servers keep each stream or bucket it creates
 /// (1 on a single server; 3 on the Kubernetes cluster). JetStream allows 1 to 5.
