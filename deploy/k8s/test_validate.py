@@ -96,6 +96,14 @@ class AMistakeIsCaughtWhen(unittest.TestCase):
         self.expect("app/ingress.yaml", "          - path: /Order\n", "          - path: /Orders\n",
                     "paths")
 
+    def test_the_ingress_serves_plain_http(self):
+        self.expect("app/ingress.yaml", "  tls:\n    - hosts: [orders.example.com]\n      secretName: orders-tls\n",
+                    "", "must serve TLS")
+
+    def test_the_ingress_has_no_rate_limit(self):
+        self.expect("app/ingress.yaml", '    nginx.ingress.kubernetes.io/limit-rps: "50"\n', "",
+                    "limit-rps")
+
     def test_the_ingress_has_a_field_kubernetes_does_not_know(self):
         self.expect("app/ingress.yaml", "            pathType: Exact",
                     "            pathType: Exact\n            pathTypo: Exact", "pathTypo")

@@ -234,6 +234,22 @@ def check_references(b: Bundle) -> list[str]:
                 problems.append(f"ingress: {p.get('path')} does not lead to service "
                                 f"{dig(service, 'metadata.name')} by a port it has")
 
+    # TLS and per-client limits at the Ingress; the provider behind it leaves per-address limits to it
+    tls = dig(ingress, "spec.tls") or []
+    if [(t.get("hosts"), t.get("secretName")) for t in tls] != [([s["ingress_host"]], s["ingress_tls_secret"])]:
+        problems.append(f"ingress: must serve TLS for {s['ingress_host']} from Secret {s['ingress_tls_secret']!r} "
+                        "(cluster.yaml ingress_tls_secret)")
+    annotations = dig(ingress, "metadata.annotations") or {}
+    if annotations.get("nginx.ingress.kubernetes.io/limit-rps") != str(s["ingress_rate_per_client"]):
+        problems.append("ingress: nginx.ingress.kubernetes.io/limit-rps must be cluster.yaml "
+                        f"ingress_rate_per_client ({s['ingress_rate_per_client']})")
+    if annotations.get("nginx.ingress.kubernetes.io/force-ssl-redirect") != "true":
+        problems.append("ingress: plain HTTP must be redirected to HTTPS (force-ssl-redirect)")
+    per_address = [p.get("rate_per_client") for p in provider_config(app) if "address" in p]
+    if per_address != ["0"]:
+        problems.append("app/wadm.yaml: behind the Ingress the HTTP provider's rate_per_client must be 0 "
+                        f"(every request comes from the controller), found {per_address}")
+
     # Artifacts: pinned, one registry, pulled as the host is told to
     images = [dig(c, "properties.image") for c in dig(app, "spec.components") or []]
     for image in images:

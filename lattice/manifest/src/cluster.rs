@@ -61,7 +61,9 @@ impl ClusterSettings {
 
     /// The kept manifest, adapted: pinned OCI refs instead of local files, providers on every
     /// host, on the pod's leaf node but the hub's JetStream domain, HTTP on all interfaces (a
-    /// Service routes to the pods), the release tag as the manifest version.
+    /// Service routes to the pods) without the per-address rate limit (every request comes from
+    /// the ingress controller, which limits per client instead), the release tag as the manifest
+    /// version.
     pub fn adapt(&self, app: &mut Application) -> Result<()> {
         app.replace_local_images(|name| self.oci_ref(name))?;
         app.run_providers_on_every_host()?;
@@ -79,6 +81,7 @@ impl ClusterSettings {
                     "address".into(),
                     format!("0.0.0.0:{}", self.http_port).into(),
                 );
+                properties.insert("rate_per_client".into(), "0".into());
             }
         })?;
         app.set_version(&format!("v{}", self.tag))
@@ -128,6 +131,14 @@ mod tests {
         assert_eq!(yaml.matches("js_domain: default").count(), 2);
         assert_eq!(yaml.matches("replicas: '3'").count(), 2);
         assert!(yaml.contains("address: 0.0.0.0:8000"));
+        assert!(
+            yaml.contains("rate_per_client: '0'"),
+            "the Ingress limits per client"
+        );
+        assert!(
+            yaml.contains("rate_per_credential: '100'"),
+            "per key the provider still does"
+        );
     }
 
     #[test]
