@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 
 /// How long an asynchronous effect (a payment, a notification) may take before a test gives up.
@@ -235,6 +236,28 @@ impl Lattice {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The next message on `subscription` that decodes as `M` and satisfies `wanted`.
+pub async fn next_matching<M: prost::Message + Default>(
+    subscription: &mut async_nats::Subscriber,
+    wanted: impl Fn(&M) -> bool,
+) -> M {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = subscription
+                .next()
+                .await
+                .expect("the subscription stays open");
+            if let Ok(decoded) = M::decode(message.payload.as_ref()) {
+                if wanted(&decoded) {
+                    return decoded;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no matching message within {PATIENCE:?}"))
 }
 
 /// Publishes `order` on `orders.placed` straight into JetStream, as a NATS client with access to

@@ -1,10 +1,9 @@
 //! Who may do what: every endpoint but `POST /CreateUser` needs the user's API key (or, for views
 //! and key recovery, the admin token); everything refused changes nothing and publishes nothing.
 
-use futures::StreamExt as _;
-use orders_common::proto::OrderPlaced;
+use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_common::subjects;
-use orders_e2e::{encode, key_sha256, publish_order, unique, Answer, Lattice, PATIENCE};
+use orders_e2e::{encode, key_sha256, next_matching, publish_order, unique, Answer, Lattice};
 use reqwest::Method;
 use serde_json::json;
 
@@ -268,23 +267,10 @@ async fn an_order_forged_on_the_broker_without_the_users_key_charges_nothing() {
         key_sha256: key_sha256(&lattice.key(&thief)),
     };
     publish_order(&lattice, &forged).await;
-    let result = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let message = settled.next().await.unwrap();
-            if let Ok(result) = <orders_common::proto::PaymentResult as prost::Message>::decode(
-                message.payload.as_ref(),
-            ) {
-                if result.order_id == forged.order_id {
-                    return result;
-                }
-            }
-        }
+    let result = next_matching(&mut settled, |m: &PaymentResult| {
+        m.order_id == forged.order_id
     })
-    .await
-    .expect("the forged order is settled");
-    assert_eq!(
-        result.outcome(),
-        orders_common::proto::PaymentOutcome::KeyReplaced
-    );
+    .await;
+    assert_eq!(result.outcome(), PaymentOutcome::KeyReplaced);
     assert_eq!(lattice.balance(&victim).await, 100);
 }

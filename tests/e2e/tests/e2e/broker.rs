@@ -1,9 +1,8 @@
 //! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`.
 
-use futures::StreamExt as _;
 use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_common::subjects;
-use orders_e2e::{Lattice, PATIENCE};
+use orders_e2e::{next_matching, Lattice};
 use serde_json::json;
 
 #[tokio::test]
@@ -57,26 +56,4 @@ async fn refused_input_publishes_nothing() {
         first.order_id, marker,
         "the first order of this user on the broker is the valid one"
     );
-}
-
-/// The next message on `subscription` that decodes as `M` and satisfies `wanted`.
-async fn next_matching<M: prost::Message + Default>(
-    subscription: &mut async_nats::Subscriber,
-    wanted: impl Fn(&M) -> bool,
-) -> M {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let message = subscription
-                .next()
-                .await
-                .expect("the subscription stays open");
-            if let Ok(decoded) = M::decode(message.payload.as_ref()) {
-                if wanted(&decoded) {
-                    return decoded;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no matching message within {PATIENCE:?}"))
 }
