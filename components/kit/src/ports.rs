@@ -119,5 +119,9 @@ pub fn random_16() -> [u8; 16] {
 /// `wadm.yaml` links to it (created by `make run` / `make test`, or by the operator). Without it
 /// every authenticated request is a 503 `auth_unavailable`, never an open door.
 pub fn authenticator() -> Result<Authenticator, AuthError> {
-    Authenticator::from_config(|name| config::store::get(name).ok().flatten())
+    // One host call for both values, on every authenticated request.
+    let config: std::collections::HashMap<String, String> = config::store::get_all()
+        .map(|pairs| pairs.into_iter().collect())
+        .unwrap_or_default();
+    Authenticator::from_config(|name| config.get(name).cloned())
 }

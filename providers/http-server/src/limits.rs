@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimit;
@@ -66,7 +66,6 @@ impl Drop for Admitted {
 /// A token bucket per key (client address, credential); `None` inside means no limit.
 pub struct Buckets<K: Hash + Eq + Clone> {
     limiter: Option<DefaultKeyedRateLimiter<K>>,
-    clock: DefaultClock,
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
@@ -75,7 +74,6 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             limiter: limit.map(|limit| {
                 RateLimiter::keyed(Quota::per_second(limit.per_second).allow_burst(limit.burst))
             }),
-            clock: DefaultClock::default(),
         }
     }
 
@@ -85,7 +83,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             None => Ok(()),
             Some(limiter) => limiter
                 .check_key(key)
-                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+                .map_err(|not_until| not_until.wait_time_from(limiter.clock().now())),
         }
     }
 
