@@ -18,6 +18,7 @@ scripts/lattice.sh up bench
 mkdir -p "$results"
 out=$results/${started//:/}.json
 ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT ORDERS_NATS_URL=nats://127.0.0.1:$NATS_PORT \
+ORDERS_NATS_CREDS=$ROOT/.state/bench/nats/admin.creds \
 ORDERS_ADMIN_TOKEN=$(tr -d '\n' < "$ROOT/.state/bench/secrets/admin-token") \
 ORDERS_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) ORDERS_BENCH_STARTED=$started \
   "$RELEASE/orders-bench" --state-dir "$ROOT/.state/bench" --wrk-scripts "$ROOT/bench/wrk" \

@@ -18,6 +18,10 @@ LATTICE=default
 # NATS's HTTP monitoring (consumers, streams) listens 4000 above the client port: 8222 for `run`.
 MONITOR_PORT=$((NATS_PORT + 4000))
 CTL=(--ctl-host 127.0.0.1 --ctl-port "$NATS_PORT")
+# NATS credentials of this instance (README, Security): one creds file per identity, made by
+# orders-nats-auth. Every wash command here speaks as the admin identity.
+AUTH=$STATE/nats
+export WASH_CTL_CREDS=$AUTH/admin.creds
 
 running() { [[ -f $STATE/$1.pid ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
@@ -82,16 +86,44 @@ put_auth_config() {
     "admin_token_sha256=$admin_hash" "${CTL[@]}" >/dev/null
 }
 
+# The instance's NATS credentials: the authority (operator, accounts) made once, users issued
+# anew on every start with the permissions the current manifest implies (orders-manifest
+# data-plane: its streams, subjects, buckets and secret configs).
+issue_credentials() {
+  local plane
+  mapfile -t plane < <("$RELEASE/orders-manifest" data-plane "$ROOT/wadm.yaml")
+  "$RELEASE/orders-nats-auth" issue --dir "$AUTH" --lattice "$LATTICE" "${plane[@]}"
+}
+
+# State written while NATS was anonymous lives in its global account ($G); with authorization it
+# belongs to the lattice account. Moved once, before NATS starts, so no balance or order is left
+# behind in an account nobody can reach.
+adopt_anonymous_state() {
+  local store=$STATE/jetstream/jetstream account
+  account=$("$RELEASE/orders-nats-auth" account --dir "$AUTH")
+  if [[ -d $store/\$G && ! -e $store/$account ]]; then
+    mv "$store/\$G" "$store/$account"
+    say "JetStream state of the anonymous lattice moved into account $account"
+  fi
+}
+
 up() {
   mkdir -p "$LOGS" "$STATE/jetstream"
+  issue_credentials
+  running nats || adopt_anonymous_state
   # wRPC subscribes and unsubscribes a reply subject for every call; with NATS's subscription
   # cache on, each of those walks the whole cache (profile in README, Performance), so it is off.
-  printf 'disable_sublist_cache: true\n' > "$STATE/nats.conf"
+  # The included file makes NATS trust only our operator's accounts: no anonymous connection.
+  printf 'disable_sublist_cache: true\ninclude "nats/server.conf"\n' > "$STATE/nats.conf"
   start nats "$NATS_SERVER" -c "$STATE/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" \
     -js -sd "$STATE/jetstream" -n "orders-$instance"
   wait_for "NATS on port $NATS_PORT" 20 nats_listening
-  start wadm env RUST_LOG=info "$RELEASE/orders-wadm" --nats-server "127.0.0.1:$NATS_PORT"
+  start wadm env RUST_LOG=info "$RELEASE/orders-wadm" --nats-server "127.0.0.1:$NATS_PORT" \
+    --nats-creds-file "$AUTH/wadm.creds"
+  # The host's control connection is the host identity; its RPC connection, which it also hands
+  # to every provider, is the data plane (rpc).
   start host env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$NATS_PORT" \
+    WASMCLOUD_CTL_CREDS="$AUTH/host.creds" WASMCLOUD_RPC_CREDS="$AUTH/rpc.creds" \
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
     WASMCLOUD_LABEL_instance="$instance" "$RELEASE/orders-host"
   wait_for "the host to join the lattice" 60 host_up
@@ -107,8 +139,10 @@ up() {
     admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
                     curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
     NATS          nats://127.0.0.1:$NATS_PORT   (subjects orders.placed, payments.settled)
+                  no anonymous clients: creds files per identity in $AUTH (admin.creds for people)
     logs          $LOGS
-    look inside   $WASH get hosts ${CTL[*]}
+    look inside   export WASH_CTL_CREDS=$AUTH/admin.creds
+                  $WASH get hosts ${CTL[*]}
                   $WASH get inventory ${CTL[*]}
                   $WASH app list ${CTL[*]}
     stop          make down   (keeps state)   |   make clean (wipes it)

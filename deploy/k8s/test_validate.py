@@ -119,6 +119,22 @@ class AMistakeIsCaughtWhen(unittest.TestCase):
         self.expect("platform/values.yaml", "          enabled: true\n          size: 10Gi",
                     "          enabled: false\n          size: 10Gi", "persistent volumes")
 
+    def test_nats_admits_anonymous_clients(self):
+        self.expect("platform/values.yaml", "      00$include: ../nats-auth/server.conf\n", "",
+                    "admits anonymous clients")
+
+    def test_the_nats_authorization_is_mounted_where_nats_does_not_look(self):
+        self.expect("platform/values.yaml", "mountPath: /etc/nats-auth",
+                    "mountPath: /etc/nats-config/auth", "must be mounted at /etc/nats-auth")
+
+    def test_wadm_connects_without_credentials(self):
+        self.expect("platform/values.yaml", "secretName: orders-nats-wadm", "secretName: \"\"",
+                    "orders-nats-wadm")
+
+    def test_the_hosts_leaf_nodes_join_without_credentials(self):
+        self.expect("host/wasmcloudhostconfig.yaml", "  secretName: orders-nats-host\n", "",
+                    "orders-nats-host")
+
     def test_the_registry_service_listens_on_another_port(self):
         self.expect("registry/registry.yaml", "    - name: registry\n      port: 5000",
                     "    - name: registry\n      port: 5001", "no Service registry:5000")

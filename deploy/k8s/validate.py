@@ -9,7 +9,8 @@ No cluster, registry or network is needed. Each check prints one line; any probl
   core-kinds   Namespace, Service, Ingress, Secret with kubernetes-validate --strict
   host-config  the WasmCloudHostConfig against schemas/wasmcloudhostconfig-v1alpha1.json, its
                embedded Kubernetes types against Kubernetes' own schemas
-  platform     the wasmcloud-platform values: NATS cluster of 3, JetStream on volumes, domains
+  platform     the wasmcloud-platform values: NATS cluster of 3, JetStream on volumes, domains,
+               NATS authorization (server.conf from its Secret), wadm's creds
   references   names, ports, labels, paths, registry, lattice and namespace agree across files
   push-script  push.sh parses (bash -n)
 
@@ -156,6 +157,7 @@ def check_platform(b: Bundle) -> list[str]:
                         "(nats.config.jetstream.merge.domain)")
     if not dig(nats, "leafnodes.enabled"):
         problems.append("platform: leaf nodes must be on: every host pod joins through one")
+    problems += check_nats_authorization(v)
     if dig(v, "wadm.wadm.image.tag") != s["versions"]["wadm"]:
         problems.append(f"platform: wadm image tag must be {s['versions']['wadm']}")
     server = dig(v, "wadm.wadm.config.nats.server") or ""
@@ -166,6 +168,36 @@ def check_platform(b: Bundle) -> list[str]:
                         "(hosts come from host/wasmcloudhostconfig.yaml)")
     if not dig(v, "operator.enabled"):
         problems.append("platform: the operator must be on")
+    return problems
+
+
+# NATS resolves includes against its config's folder, /etc/nats-config (the chart's ConfigMap);
+# orders-nats-auth's server.conf is mounted beside it.
+NATS_AUTH_MOUNT = "/etc/nats-auth"
+NATS_AUTH_INCLUDE = "../nats-auth/server.conf"
+
+
+def check_nats_authorization(v: dict) -> list[str]:
+    """NATS admits only our operator's accounts: the include of orders-nats-auth's server.conf,
+    mounted from its Secret where the include looks; wadm connects with its creds."""
+    nats = dig(v, "nats") or {}
+    problems = []
+    includes = [value for key, value in (dig(nats, "config.merge") or {}).items()
+                if key.endswith("$include")]
+    if NATS_AUTH_INCLUDE not in includes:
+        problems.append(f"platform: NATS must include {NATS_AUTH_INCLUDE} (nats.config.merge "
+                        "00$include), else it admits anonymous clients")
+    mounts = {p["value"]["name"]: p["value"].get("mountPath") for p in dig(nats, "container.patch") or []
+              if p.get("path") == "/volumeMounts/-"}
+    volumes = {p["value"]["name"]: dig(p["value"], "secret.secretName")
+               for p in dig(nats, "podTemplate.patch") or [] if p.get("path") == "/spec/volumes/-"}
+    if not any(path == NATS_AUTH_MOUNT and volumes.get(name) == "orders-nats-server"
+               for name, path in mounts.items()):
+        problems.append(f"platform: Secret orders-nats-server must be mounted at {NATS_AUTH_MOUNT} "
+                        "(nats.container.patch and nats.podTemplate.patch)")
+    if dig(v, "wadm.wadm.config.nats.creds.secretName") != "orders-nats-wadm":
+        problems.append("platform: wadm must connect with Secret orders-nats-wadm "
+                        "(wadm.wadm.config.nats.creds.secretName)")
     return problems
 
 
@@ -265,6 +297,9 @@ def check_references(b: Bundle) -> list[str]:
     if list(registry_auths) != [s["registry"]]:
         problems.append(f"registry credentials: exactly one registry, {s['registry']}, "
                         f"(the operator accepts one), found {list(registry_auths)}")
+    if spec.get("secretName") != "orders-nats-host":
+        problems.append("host config: secretName must be orders-nats-host, the NATS creds each "
+                        "pod's leaf node joins the hub with (the hub admits no anonymous client)")
     if spec.get("registryCredentialsSecret") not in (None, dig(secret, "metadata.name")):
         problems.append("host config: registryCredentialsSecret names no Secret we ship")
     if s["registry"] not in (spec.get("allowedInsecure") or []) and not spec.get("registryCredentialsSecret"):

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wasmcloud_host::url::Url;
 use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
+
+/// A connection's user JWT and key pair, as the host library takes them.
+type Credentials = (Option<String>, Option<Arc<nkeys::KeyPair>>);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +45,83 @@ struct Args {
     /// Overrides the NATS port for RPC traffic between components and providers.
     #[arg(long, env = "WASMCLOUD_RPC_PORT")]
     rpc_port: Option<u16>,
+    /// User JWT for both NATS connections (with `--nats-seed`), unless `--ctl-*`/`--rpc-*` say otherwise.
+    #[arg(
+        long,
+        env = "WASMCLOUD_NATS_JWT",
+        requires = "nats_seed",
+        conflicts_with = "nats_creds",
+        hide_env_values = true
+    )]
+    nats_jwt: Option<String>,
+    /// The seed that goes with `--nats-jwt`.
+    #[arg(
+        long,
+        env = "WASMCLOUD_NATS_SEED",
+        requires = "nats_jwt",
+        conflicts_with = "nats_creds",
+        hide_env_values = true
+    )]
+    nats_seed: Option<String>,
+    /// A NATS creds file (JWT and seed) for both connections.
+    #[arg(long, env = "WASMCLOUD_NATS_CREDS")]
+    nats_creds: Option<PathBuf>,
+    /// User JWT of the control-interface connection (with `--ctl-seed`).
+    #[arg(
+        long,
+        env = "WASMCLOUD_CTL_JWT",
+        requires = "ctl_seed",
+        conflicts_with = "ctl_creds",
+        hide_env_values = true
+    )]
+    ctl_jwt: Option<String>,
+    /// The seed that goes with `--ctl-jwt`.
+    #[arg(
+        long,
+        env = "WASMCLOUD_CTL_SEED",
+        requires = "ctl_jwt",
+        conflicts_with = "ctl_creds",
+        hide_env_values = true
+    )]
+    ctl_seed: Option<String>,
+    /// A NATS creds file for the control-interface connection.
+    #[arg(long, env = "WASMCLOUD_CTL_CREDS")]
+    ctl_creds: Option<PathBuf>,
+    /// Require TLS on the control-interface connection.
+    #[arg(long, env = "WASMCLOUD_CTL_TLS")]
+    ctl_tls: bool,
+    /// User JWT of the RPC connection (with `--rpc-seed`); the host hands it to every provider.
+    #[arg(
+        long,
+        env = "WASMCLOUD_RPC_JWT",
+        requires = "rpc_seed",
+        conflicts_with = "rpc_creds",
+        hide_env_values = true
+    )]
+    rpc_jwt: Option<String>,
+    /// The seed that goes with `--rpc-jwt`.
+    #[arg(
+        long,
+        env = "WASMCLOUD_RPC_SEED",
+        requires = "rpc_jwt",
+        conflicts_with = "rpc_creds",
+        hide_env_values = true
+    )]
+    rpc_seed: Option<String>,
+    /// A NATS creds file for the RPC connection (and so for every provider).
+    #[arg(long, env = "WASMCLOUD_RPC_CREDS")]
+    rpc_creds: Option<PathBuf>,
+    /// Require TLS on the RPC connection.
+    #[arg(long, env = "WASMCLOUD_RPC_TLS")]
+    rpc_tls: bool,
+    /// Extra certificate authorities (PEM files, comma-separated) for OCI registries. NATS TLS
+    /// trusts the system's authorities and `SSL_CERT_FILE`, as upstream.
+    #[arg(
+        long = "tls-ca-path",
+        env = "WASMCLOUD_TLS_CA_PATH",
+        value_delimiter = ','
+    )]
+    tls_ca_paths: Vec<PathBuf>,
     /// Timeout of one RPC call, in milliseconds.
     #[arg(long, env = "WASMCLOUD_RPC_TIMEOUT_MS", default_value_t = 4000)]
     rpc_timeout_ms: u64,
@@ -118,6 +199,32 @@ impl Args {
         from_env.chain(from_flags).collect()
     }
 
+    /// The credentials of one connection: its own, else the shared `--nats-*` ones, else none.
+    fn credentials(
+        &self,
+        creds: &Option<PathBuf>,
+        jwt: &Option<String>,
+        seed: &Option<String>,
+    ) -> anyhow::Result<Credentials> {
+        let read = |creds: &Option<PathBuf>, jwt: &Option<String>, seed: &Option<String>| match (
+            creds, jwt, seed,
+        ) {
+            (Some(path), _, _) => Ok(Some(orders_nats_auth::Credentials::read(path)?)),
+            (None, Some(jwt), Some(seed)) => Ok(Some(orders_nats_auth::Credentials::new(
+                jwt.clone(),
+                seed.clone(),
+            ))),
+            _ => anyhow::Ok(None),
+        };
+        let Some(credentials) =
+            read(creds, jwt, seed)?.or(read(&self.nats_creds, &self.nats_jwt, &self.nats_seed)?)
+        else {
+            return Ok((None, None));
+        };
+        let key = credentials.key_pair()?;
+        Ok((Some(credentials.jwt), Some(Arc::new(key))))
+    }
+
     fn into_host_config(self) -> anyhow::Result<HostConfig> {
         let host_key = self
             .host_seed
@@ -126,14 +233,25 @@ impl Args {
             .transpose()
             .context("WASMCLOUD_HOST_SEED is not a valid seed")?
             .map(Arc::new);
+        let (ctl_jwt, ctl_key) =
+            self.credentials(&self.ctl_creds, &self.ctl_jwt, &self.ctl_seed)?;
+        let (rpc_jwt, rpc_key) =
+            self.credentials(&self.rpc_creds, &self.rpc_jwt, &self.rpc_seed)?;
         let oci_opts = wasmcloud_host::OciConfig {
+            additional_ca_paths: self.tls_ca_paths.clone(),
             allow_latest: self.allow_latest,
             allowed_insecure: self.allowed_insecure.clone(),
             ..Default::default()
         };
         Ok(HostConfig {
             ctl_nats_url: self.nats_url(&self.ctl_host, self.ctl_port)?,
+            ctl_jwt,
+            ctl_key,
+            ctl_tls: self.ctl_tls,
             rpc_nats_url: self.nats_url(&self.rpc_host, self.rpc_port)?,
+            rpc_jwt,
+            rpc_key,
+            rpc_tls: self.rpc_tls,
             rpc_timeout: Duration::from_millis(self.rpc_timeout_ms),
             lattice: self.lattice.as_str().into(),
             js_domain: self.js_domain.clone(),

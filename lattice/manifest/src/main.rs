@@ -5,8 +5,11 @@
 //!   orders-manifest cluster --settings deploy/k8s/cluster.yaml wadm.yaml           (Kubernetes)
 //!   orders-manifest refs    --settings deploy/k8s/cluster.yaml wadm.yaml           (what to push where)
 //!   orders-manifest schema                                                          (wadm's OAM JSON schema)
+//!   orders-manifest data-plane wadm.yaml          (the streams, subjects, buckets and secret configs the
+//!                                                  data plane's NATS permissions cover, as orders-nats-auth flags)
 
 mod cluster;
+mod data_plane;
 mod oam;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +56,8 @@ enum Command {
     },
     /// wadm's OAM JSON schema (draft-07), generated from wadm-types, the crate wadm itself parses with.
     Schema,
+    /// What the data plane uses on the broker, as `orders-nats-auth issue` flags, one per line.
+    DataPlane { manifest: PathBuf },
 }
 
 fn main() -> Result<()> {
@@ -88,6 +93,12 @@ fn main() -> Result<()> {
                     root.join(&artifact.relative_path).display(),
                     settings.oci_ref(&artifact.name)
                 );
+            }
+        }
+        Command::DataPlane { manifest } => {
+            let plane = data_plane::DataPlane::of(&Application::read(&manifest)?)?;
+            for arg in plane.to_args() {
+                println!("{arg}");
             }
         }
         Command::Schema => {

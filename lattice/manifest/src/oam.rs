@@ -51,6 +51,11 @@ impl Application {
         Ok(())
     }
 
+    /// The manifest as a YAML tree.
+    pub fn root(&self) -> &Value {
+        &self.root
+    }
+
     fn components(&self) -> Result<&Vec<Value>> {
         self.root
             .get("spec")

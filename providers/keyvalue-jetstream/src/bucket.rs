@@ -9,6 +9,7 @@ use futures::TryStreamExt as _;
 
 use crate::config::BucketConfig;
 use crate::key;
+use orders_provider_support::NatsCredentials;
 
 /// What went wrong, in the terms of `wasi:keyvalue`'s `error` variant.
 #[derive(Debug)]
@@ -49,11 +50,14 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// Connects and opens the configured bucket, creating it (file storage) when missing.
-    pub async fn open(config: &BucketConfig) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name("orders keyvalue-jetstream provider")
-            .connect(config.cluster_uri.as_str())
+    /// Connects with `credentials` and opens the configured bucket, creating it (file storage)
+    /// when missing.
+    pub async fn open(
+        config: &BucketConfig,
+        credentials: &NatsCredentials,
+    ) -> anyhow::Result<Self> {
+        let client = credentials
+            .connect(&config.cluster_uri, "orders keyvalue-jetstream provider")
             .await?;
         let js = match &config.js_domain {
             Some(domain) => async_nats::jetstream::with_domain(client, domain),

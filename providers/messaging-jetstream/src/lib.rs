@@ -31,7 +31,7 @@ use wasmcloud_provider_sdk::{
 
 use config::{backoff, ConsumerConfig, ProviderConfig, PublishPolicy, StreamSpec};
 use orders_provider_support::links::{End, ServesLinks};
-use orders_provider_support::LinkKey;
+use orders_provider_support::{LinkKey, NatsCredentials};
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -51,11 +51,9 @@ pub async fn run() -> anyhow::Result<()> {
     orders_provider_support::init_logging();
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ProviderConfig::from_map(&host_data.config)?;
-    let client = async_nats::ConnectOptions::new()
-        .name("orders messaging-jetstream provider")
-        .connect(config.cluster_uri.as_str())
-        .await
-        .with_context(|| format!("failed to connect to {}", config.cluster_uri))?;
+    let client = NatsCredentials::of_host()?
+        .connect(&config.cluster_uri, "orders messaging-jetstream provider")
+        .await?;
     let js = match &config.js_domain {
         Some(domain) => jetstream::with_domain(client.clone(), domain),
         None => jetstream::new(client.clone()),

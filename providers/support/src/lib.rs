@@ -1,6 +1,9 @@
 //! What our capability providers share, so it is written once.
 
 pub mod links;
+mod nats;
+
+pub use nats::NatsCredentials;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,8 @@
 //! Helpers for the end-to-end tests: a client for a running orders lattice.
 //!
 //! The lattice is started by `make test` (scripts/test.sh), which passes its addresses in
-//! `ORDERS_BASE_URL` and `ORDERS_NATS_URL`. Nothing here fakes any part of it.
+//! `ORDERS_BASE_URL` and `ORDERS_NATS_URL`, and the admin's NATS credentials in
+//! `ORDERS_NATS_CREDS`. Nothing here fakes any part of it.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub struct Lattice {
     pub base_url: String,
     pub nats_url: String,
+    /// The creds file the tests speak to NATS with (the lattice's admin identity).
+    pub nats_creds: String,
     /// The test lattice's admin token (`make test` reads it from the instance's secrets).
     pub admin_token: String,
     http: reqwest::Client,
@@ -44,6 +47,7 @@ impl Lattice {
         Self {
             base_url: var("ORDERS_BASE_URL"),
             nats_url: var("ORDERS_NATS_URL"),
+            nats_creds: var("ORDERS_NATS_CREDS"),
             admin_token: var("ORDERS_ADMIN_TOKEN"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -53,10 +57,23 @@ impl Lattice {
         }
     }
 
+    /// A NATS connection as the lattice's admin identity.
     pub async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.nats_url)
+        self.nats_as(&self.nats_creds)
             .await
-            .expect("the test lattice's NATS answers")
+            .expect("the test lattice's NATS lets the admin in")
+    }
+
+    /// A NATS connection with the credentials in `creds_file`.
+    pub async fn nats_as(
+        &self,
+        creds_file: &str,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        async_nats::ConnectOptions::with_credentials_file(creds_file)
+            .await
+            .expect("a readable creds file")
+            .connect(&self.nats_url)
+            .await
     }
 
     /// Sends a request, with `Authorization: Bearer <token>` when a token is given.

@@ -8,4 +8,5 @@ mod broker;
 mod concurrency;
 mod idempotency;
 mod limits;
+mod nats_access;
 mod scenario;
