@@ -25,6 +25,20 @@ pub struct DataPlane {
     pub secret_configs: Vec<String>,
 }
 
+#[cfg(test)]
+impl DataPlane {
+    /// A small plane for the crate's tests.
+    pub(crate) fn example() -> Self {
+        Self {
+            lattice: "default".into(),
+            streams: vec!["ORDERS".into()],
+            buckets: vec!["billing".into()],
+            subjects: vec!["orders.placed".into()],
+            secret_configs: vec!["orders-auth".into()],
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Identity {
     /// The host's control connection: control interface, events, the host's own buckets.
@@ -145,13 +159,7 @@ mod tests {
     use super::*;
 
     fn plane() -> DataPlane {
-        DataPlane {
-            lattice: "default".into(),
-            streams: vec!["ORDERS".into()],
-            buckets: vec!["billing".into()],
-            subjects: vec!["orders.placed".into()],
-            secret_configs: vec!["orders-auth".into()],
-        }
+        DataPlane::example()
     }
 
     #[test]

@@ -177,13 +177,7 @@ mod tests {
     use super::*;
 
     fn plane() -> DataPlane {
-        DataPlane {
-            lattice: "default".into(),
-            streams: vec!["ORDERS".into()],
-            buckets: vec!["billing".into()],
-            subjects: vec!["orders.placed".into()],
-            secret_configs: vec!["orders-auth".into()],
-        }
+        DataPlane::example()
     }
 
     fn scratch(name: &str) -> std::path::PathBuf {
