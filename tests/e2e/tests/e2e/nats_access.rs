@@ -55,7 +55,10 @@ async fn the_data_plane_may_ask_for_links_but_not_command_the_lattice() {
         .expect("the data plane may read the links");
     assert!(String::from_utf8_lossy(&links.payload).contains("keyvalue"));
     let path_config = rpc
-        .request("wasmbus.ctl.v1.default.config.get.orders-path_order", "".into())
+        .request(
+            "wasmbus.ctl.v1.default.config.get.orders-path_order",
+            "".into(),
+        )
         .await
         .expect("the data plane may read a link's config");
     assert!(String::from_utf8_lossy(&path_config.payload).contains("/Order"));
