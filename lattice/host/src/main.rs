@@ -300,3 +300,55 @@ async fn main() -> anyhow::Result<()> {
     }
     shutdown.await.context("failed to shut the host down")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A creds file for a new user whose JWT reads `h.<name>.s`; its path and the user's key.
+    fn creds_file(name: &str) -> (String, String) {
+        let user = nkeys::KeyPair::new_user();
+        let creds = orders_nats_auth::Credentials::new(format!("h.{name}.s"), user.seed().unwrap());
+        let path =
+            std::env::temp_dir().join(format!("orders-host-{name}-{}.creds", std::process::id()));
+        std::fs::write(&path, creds.to_creds_file()).unwrap();
+        (path.display().to_string(), user.public_key())
+    }
+
+    fn config(args: &[&str]) -> HostConfig {
+        Args::try_parse_from([&["orders-host"], args].concat())
+            .unwrap()
+            .into_host_config()
+            .unwrap()
+    }
+
+    #[test]
+    fn one_creds_file_authenticates_both_connections_as_upstream() {
+        let (path, user) = creds_file("both");
+        let config = config(&["--nats-creds", &path]);
+        assert_eq!(config.ctl_jwt.as_deref(), Some("h.both.s"));
+        assert_eq!(config.rpc_jwt.as_deref(), Some("h.both.s"));
+        assert_eq!(config.ctl_key.unwrap().public_key(), user);
+    }
+
+    #[test]
+    fn each_connection_may_have_an_identity_of_its_own() {
+        let (shared, _) = creds_file("shared");
+        let (rpc, rpc_user) = creds_file("rpc");
+        let config = config(&["--nats-creds", &shared, "--rpc-creds", &rpc]);
+        assert_eq!(config.ctl_jwt.as_deref(), Some("h.shared.s"));
+        assert_eq!(config.rpc_jwt.as_deref(), Some("h.rpc.s"));
+        assert_eq!(config.rpc_key.unwrap().public_key(), rpc_user);
+    }
+
+    #[test]
+    fn without_credentials_the_host_connects_anonymously() {
+        let config = config(&[]);
+        assert!(config.ctl_jwt.is_none() && config.rpc_key.is_none());
+    }
+
+    #[test]
+    fn a_jwt_without_its_seed_is_refused() {
+        assert!(Args::try_parse_from(["orders-host", "--nats-jwt", "h.x.s"]).is_err());
+    }
+}
