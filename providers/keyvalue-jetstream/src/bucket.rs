@@ -130,16 +130,18 @@ impl Bucket {
         expected: Option<u64>,
     ) -> Result<Option<u64>, BucketError> {
         let stored_key = encode(key)?;
-        let last_revision = match expected {
-            Some(revision) => revision,
-            // A deleted key keeps a tombstone: creating it again means updating the tombstone.
-            None => match self.store.entry(stored_key.as_str()).await.map_err(nats)? {
-                Some(e) if e.operation == Operation::Put => return Ok(None),
-                Some(tombstone) => tombstone.revision,
-                None => 0,
-            },
+        let Some(expected) = expected else {
+            // An optimistic create: one JetStream request when the key is new (notify's
+            // notifications, billing's payment records, order's idempotency keys); a read only
+            // after a conflict, to tell a live key from a deleted one's tombstone, which is
+            // created again over.
+            return match self.store.create(stored_key, value).await {
+                Ok(revision) => Ok(Some(revision)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(nats(e)),
+            };
         };
-        match self.store.update(stored_key, value, last_revision).await {
+        match self.store.update(stored_key, value, expected).await {
             Ok(revision) => Ok(Some(revision)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
             Err(e) => Err(nats(e)),
