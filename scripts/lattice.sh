@@ -230,11 +230,30 @@ no_providers() {
   [[ $("$WASH" get inventory "${CTL[@]}" -o json | json_field 'sum(len(i.get("providers", [])) for i in d["inventories"])') == 0 ]]
 }
 
+# What runs, what NATS holds (its monitoring endpoint: connections, streams, and each durable
+# consumer's backlog), and the application's state as wadm sees it.
 status() {
   for name in nats wadm host; do
     if running "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
   done
-  if running host; then "$WASH" app list "${CTL[@]}" || true; fi
+  if running nats; then
+    python3 - "http://127.0.0.1:$MONITOR_PORT" <<'PY' || true
+import json, sys, urllib.request
+monitor = sys.argv[1]
+get = lambda path: json.load(urllib.request.urlopen(monitor + path, timeout=5))
+print(f"NATS: {get('/connz')['num_connections']} connections")
+for account in get("/jsz?accounts=true&streams=true&consumers=true&config=true").get("account_details") or []:
+    for stream in sorted(account.get("stream_detail") or [], key=lambda s: s["name"]):
+        state = stream["state"]
+        print(f"  stream {stream['name']}: {state['messages']} messages")
+        for consumer in stream.get("consumer_detail") or []:
+            if not consumer.get("config", {}).get("durable_name"):
+                continue  # watchers and other ephemeral readers
+            print(f"    consumer {consumer['name']}: {consumer['num_pending']} waiting, "
+                  f"{consumer['num_ack_pending']} being handled, {consumer['num_redelivered']} redelivered")
+PY
+  fi
+  if running host; then "$WASH" app status orders "${CTL[@]}" || true; fi
 }
 
 case $action in
