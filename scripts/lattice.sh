@@ -118,13 +118,18 @@ up() {
   start nats "$NATS_SERVER" -c "$STATE/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" \
     -js -sd "$STATE/jetstream" -n "orders-$instance"
   wait_for "NATS on port $NATS_PORT" 20 nats_listening
-  start wadm env RUST_LOG=info "$RELEASE/orders-wadm" --nats-server "127.0.0.1:$NATS_PORT" \
-    --nats-creds-file "$AUTH/wadm.creds"
+  # LOG_FORMAT=json: wadm, the host and our providers log one JSON object a line (NATS has no
+  # such format and keeps its own).
+  local json_logs=false
+  [[ ${LOG_FORMAT:-text} == json ]] && json_logs=true
+  start wadm env RUST_LOG=info WADM_STRUCTURED_LOGGING="$json_logs" "$RELEASE/orders-wadm" \
+    --nats-server "127.0.0.1:$NATS_PORT" --nats-creds-file "$AUTH/wadm.creds"
   # The host's control connection is the host identity; its RPC connection, which it also hands
   # to every provider, is the data plane (rpc).
   start host env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$NATS_PORT" \
     WASMCLOUD_CTL_CREDS="$AUTH/host.creds" WASMCLOUD_RPC_CREDS="$AUTH/rpc.creds" \
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
+    WASMCLOUD_STRUCTURED_LOGGING_ENABLED="$json_logs" \
     WASMCLOUD_LABEL_instance="$instance" "$RELEASE/orders-host"
   wait_for "the host to join the lattice" 60 host_up
   ensure_secrets

@@ -48,14 +48,21 @@ pub fn replicas(value: Option<&str>) -> anyhow::Result<usize> {
     }
 }
 
-/// Logs to stderr, which the host collects into its own log; `RUST_LOG` overrides `info`.
+/// Logs to stderr, which the host collects into its own log: one JSON object a line when the
+/// host logs so (`WASMCLOUD_STRUCTURED_LOGGING_ENABLED`, which the host hands its providers in
+/// the host data), else text; `RUST_LOG` overrides `info`.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
+    let structured = wasmcloud_provider_sdk::load_host_data().is_ok_and(|d| d.structured_logging);
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if structured {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
 }
 
 /// Registers `$provider` with the host under `$name`, keeps its links in step with the lattice
