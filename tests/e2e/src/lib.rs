@@ -59,21 +59,26 @@ impl Lattice {
 
     /// A NATS connection as the lattice's admin identity.
     pub async fn nats(&self) -> async_nats::Client {
-        self.nats_as(&self.nats_creds)
-            .await
-            .expect("the test lattice's NATS lets the admin in")
+        self.nats_as(&self.nats_creds, None).await
     }
 
-    /// A NATS connection with the credentials in `creds_file`.
+    /// A NATS connection with the credentials in `creds_file`, whose requests wait
+    /// `request_timeout` for an answer (async-nats's default when `None`).
     pub async fn nats_as(
         &self,
         creds_file: &str,
-    ) -> Result<async_nats::Client, async_nats::ConnectError> {
-        async_nats::ConnectOptions::with_credentials_file(creds_file)
+        request_timeout: Option<Duration>,
+    ) -> async_nats::Client {
+        let mut options = async_nats::ConnectOptions::with_credentials_file(creds_file)
             .await
-            .expect("a readable creds file")
+            .unwrap_or_else(|e| panic!("cannot read the creds file {creds_file}: {e}"));
+        if request_timeout.is_some() {
+            options = options.request_timeout(request_timeout);
+        }
+        options
             .connect(&self.nats_url)
             .await
+            .unwrap_or_else(|e| panic!("the test lattice's NATS refused {creds_file}: {e}"))
     }
 
     /// Sends a request, with `Authorization: Bearer <token>` when a token is given.

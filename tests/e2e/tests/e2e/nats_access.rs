@@ -10,13 +10,7 @@ use orders_e2e::Lattice;
 async fn as_data_plane(lattice: &Lattice) -> async_nats::Client {
     let creds = std::env::var("ORDERS_NATS_RPC_CREDS")
         .expect("ORDERS_NATS_RPC_CREDS is not set: run through `make test`");
-    async_nats::ConnectOptions::with_credentials_file(creds)
-        .await
-        .unwrap()
-        .request_timeout(Some(Duration::from_secs(2)))
-        .connect(&lattice.nats_url)
-        .await
-        .expect("the data plane's credentials let it in")
+    lattice.nats_as(&creds, Some(Duration::from_secs(2))).await
 }
 
 #[tokio::test]
