@@ -35,10 +35,33 @@ pub fn caller(token: &str) -> Caller {
 pub struct MemoryStore {
     entries: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
     last_revision: Cell<u64>,
+    operations: Cell<StoreOperations>,
+}
+
+/// What a [`MemoryStore`] was asked to do, to show how many round trips a use case costs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOperations {
+    pub reads: u32,
+    pub writes: u32,
+    pub waits: u32,
+}
+
+impl MemoryStore {
+    /// The operations since the last call.
+    pub fn take_operations(&self) -> StoreOperations {
+        self.operations.take()
+    }
+
+    fn count(&self, operation: impl FnOnce(&mut StoreOperations)) {
+        let mut operations = self.operations.get();
+        operation(&mut operations);
+        self.operations.set(operations);
+    }
 }
 
 impl CasStore for MemoryStore {
     fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+        self.count(|o| o.reads += 1);
         Ok(self
             .entries
             .borrow()
@@ -52,6 +75,7 @@ impl CasStore for MemoryStore {
         value: &[u8],
         expected: Option<Revision>,
     ) -> Result<Option<Revision>, StoreError> {
+        self.count(|o| o.writes += 1);
         let mut entries = self.entries.borrow_mut();
         let current = entries.get(key).map(|(_, r)| Revision(*r));
         if current != expected {
@@ -73,6 +97,11 @@ impl CasStore for MemoryStore {
             .iter()
             .map(|k| entries.get(k).map(|(v, _)| v.clone()))
             .collect())
+    }
+
+    /// Counts the wait without sleeping: in one process nobody else writes meanwhile.
+    fn wait_after_conflict(&self, _conflicts: u32) {
+        self.count(|o| o.waits += 1);
     }
 }
 
@@ -117,7 +146,7 @@ impl Clock for FixedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{RecordStore, Update};
+    use crate::ports::{conflict_wait_ms, RecordStore, Update};
     use crate::proto::StoredAccount;
 
     #[test]
@@ -162,6 +191,9 @@ mod tests {
         fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             self.inner.get_many(keys)
         }
+        fn wait_after_conflict(&self, conflicts: u32) {
+            self.inner.wait_after_conflict(conflicts)
+        }
     }
 
     #[test]
@@ -186,5 +218,20 @@ mod tests {
             .unwrap();
         assert_eq!(seen, [None, Some(1)]);
         assert_eq!(balance, 11);
+        assert_eq!(
+            store.inner.take_operations().waits,
+            1,
+            "the retry waited after losing the race"
+        );
+    }
+
+    #[test]
+    fn the_wait_after_a_conflict_is_random_and_its_cap_doubles_up_to_64_ms() {
+        let longest = |conflicts| (0..200).map(|r| conflict_wait_ms(conflicts, r)).max();
+        assert_eq!(
+            [1, 2, 3, 6, 7, 50].map(longest),
+            [2, 4, 8, 64, 64, 64].map(Some)
+        );
+        assert_eq!(conflict_wait_ms(3, 0), 0);
     }
 }

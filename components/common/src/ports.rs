@@ -35,6 +35,19 @@ pub trait CasStore {
 
     /// The values of `keys`, in order; `None` for a key that does not exist.
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Waits before the retry that follows the `conflicts`-th lost compare-and-swap of one
+    /// update, so that writers racing for one hot key spread out instead of colliding again in
+    /// lockstep (a busy account's orders, settled by many instances at once).
+    fn wait_after_conflict(&self, conflicts: u32);
+}
+
+/// How long [`CasStore::wait_after_conflict`] waits at most: "full jitter", a uniformly random
+/// wait up to a cap that doubles from 1 ms with each conflict and stops at 64 ms. `random` is any
+/// uniformly distributed number.
+pub fn conflict_wait_ms(conflicts: u32, random: u64) -> u64 {
+    let cap = 1u64 << conflicts.min(6);
+    random % (cap + 1)
 }
 
 /// Protobuf records on top of any [`CasStore`].
@@ -68,7 +81,10 @@ pub trait RecordStore: CasStore {
         M: Message + Default,
         E: From<StoreError>,
     {
-        for _ in 0..MAX_CONFLICTS {
+        for conflicts in 0..MAX_CONFLICTS {
+            if conflicts > 0 {
+                self.wait_after_conflict(conflicts);
+            }
             let (current, revision) = match self.read_record::<M>(key)? {
                 Some((record, revision)) => (Some(record), Some(revision)),
                 None => (None, None),
@@ -110,7 +126,7 @@ impl<S: CasStore + ?Sized> RecordStore for S {}
 
 /// How many compare-and-swap conflicts one update tolerates before giving up. Each conflict means
 /// another writer succeeded, so this is only reached under pathological contention.
-const MAX_CONFLICTS: usize = 1000;
+const MAX_CONFLICTS: u32 = 1000;
 
 /// What [`RecordStore::update_record`]'s decision does.
 pub enum Update<M, T> {

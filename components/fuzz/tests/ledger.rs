@@ -1,9 +1,10 @@
 //! Property test of billing's ledger against a model: any mix of deposits, key rotations, orders
-//! placed with the key current at the time, and (re)deliveries of those orders.
+//! placed with the key current at the time, (re)deliveries of those orders, and time passing, with
+//! enough orders that the account's settlements overflow into records of their own or are forgotten.
 
 use std::collections::HashMap;
 
-use billing_core::{Billing, MAX_REPLACED_KEYS};
+use billing_core::{Billing, MAX_REPLACED_KEYS, REDELIVERY_HORIZON_MS};
 use orders_common::auth::{Caller, KeyHash};
 use orders_common::memory::{self, FixedClock, MemoryStore};
 use orders_common::ports::Clock as _;
@@ -17,22 +18,37 @@ enum Event {
     Deposit(i64),
     /// The user replaces their API key.
     Rotate,
-    /// Order `n` (of a fixed set) is placed now, with the key current now (once; later `Place`s
-    /// of the same order are ignored, as order gives every placement its own id).
-    Place(usize),
-    /// Order `n` reaches billing, if it was placed; the same order may arrive many times.
-    Deliver(usize),
+    /// The next order (of a fixed set) is placed now, with the key current now.
+    Place,
+    /// An order reaches billing, if it was placed; the same order may arrive many times.
+    Deliver(Pick),
+    /// An eighth of the redelivery horizon passes.
+    Wait,
 }
+
+/// Which order a delivery brings.
+#[derive(Debug, Clone)]
+enum Pick {
+    /// The `k`-th most recently placed: the broker's usual traffic.
+    Recent(usize),
+    /// Order `n`, however old: a redelivery, a replayed dead letter, a retried POST.
+    Any(usize),
+}
+
+/// More orders than an account remembers settlements (billing-core MAX_REMEMBERED_SETTLEMENTS).
+const ORDERS: usize = 80;
 
 fn events() -> impl Strategy<Value = Vec<Event>> {
     proptest::collection::vec(
         prop_oneof![
             4 => (1i64..60).prop_map(Event::Deposit),
-            3 => Just(Event::Rotate),
-            3 => (0usize..12).prop_map(Event::Place),
-            4 => (0usize..12).prop_map(Event::Deliver),
+            1 => Just(Event::Rotate),
+            6 => Just(Event::Place),
+            6 => (0usize..4).prop_map(|k| Event::Deliver(Pick::Recent(k))),
+            3 => (0usize..ORDERS).prop_map(|n| Event::Deliver(Pick::Any(n))),
+            1 => Just(Event::Wait),
         ],
-        0..100,
+        0..400,
     )
 }
 
@@ -47,10 +63,13 @@ proptest! {
     /// Deposits always count; each order id is settled once, and paid only if the key it was
     /// placed with is still one billing honours (current, or among the last MAX_REPLACED_KEYS
     /// replaced after the order was placed) and the balance covers it at that moment;
-    /// redeliveries change nothing; the balance never goes below zero.
+    /// redeliveries get the same outcome and change nothing; the balance never goes below zero.
+    /// Billing may answer `Expired` (charging nothing) only where it may have forgotten: for a
+    /// redelivery once its settlement is older than the redelivery horizon, or for an order that
+    /// a newer-placed order overtook and was settled that long ago.
     #[test]
     fn any_mix_of_deposits_rotations_and_redelivered_orders_matches_the_model_ledger(
-        sums in proptest::collection::vec(1u64..80, 12),
+        sums in proptest::collection::vec(1u64..80, ORDERS),
         events in events(),
     ) {
         let (store, clock) = (MemoryStore::default(), FixedClock::at(1));
@@ -63,7 +82,8 @@ proptest! {
         // The model: the balance, the key generation now, each placed order's key generation.
         let (mut balance, mut generation) = (0u64, 0usize);
         let mut placed: HashMap<usize, (OrderPlaced, usize)> = HashMap::new();
-        let mut settled: HashMap<usize, PaymentOutcome> = HashMap::new();
+        // Each delivered order's first outcome and when it was settled.
+        let mut settled: HashMap<usize, (PaymentOutcome, u64)> = HashMap::new();
         for (step, event) in events.into_iter().enumerate() {
             clock.advance(1);
             match event {
@@ -72,40 +92,68 @@ proptest! {
                     balance += u64::try_from(sum).unwrap();
                 }
                 Event::Rotate => {
-                    let nonce = [u8::try_from(step % 250).unwrap() + 1; 16];
+                    // Distinct from every other step's and from CreateUser's all-zero nonce.
+                    let mut nonce = [0xff; 16];
+                    nonce[..8].copy_from_slice(&(step as u64).to_le_bytes());
                     let rotated = billing
                         .rotate_key(&pavel, &RotateKeyRequest { user: "Pavel".into() }, &keys, nonce)
                         .unwrap();
                     pavel = memory::caller(&rotated.api_key);
                     generation += 1;
                 }
-                Event::Place(n) => {
-                    placed.entry(n).or_insert_with(|| {
-                        let order = OrderPlaced {
-                            order_id: format!("order-{n}"),
-                            user: "Pavel".into(),
-                            sum: sums[n],
-                            placed_at_ms: clock.now_ms(),
-                            key_sha256: hash_of(&pavel),
-                        };
-                        (order, generation)
-                    });
+                Event::Place if placed.len() < ORDERS => {
+                    let n = placed.len();
+                    let order = OrderPlaced {
+                        order_id: format!("order-{n}"),
+                        user: "Pavel".into(),
+                        sum: sums[n],
+                        placed_at_ms: clock.now_ms(),
+                        key_sha256: hash_of(&pavel),
+                    };
+                    placed.insert(n, (order, generation));
                 }
-                Event::Deliver(n) => {
-                    let Some((order, placed_with)) = placed.get(&n) else { continue };
+                Event::Place => {}
+                Event::Wait => clock.advance(REDELIVERY_HORIZON_MS / 8),
+                Event::Deliver(pick) => {
+                    let n = match pick {
+                        Pick::Recent(k) => placed.len().checked_sub(k + 1),
+                        Pick::Any(n) => Some(n),
+                    };
+                    let Some((order, placed_with)) = n.and_then(|n| placed.get(&n)) else { continue };
+                    let n = n.unwrap();
                     prop_assert!(KeyHash::from_bytes(&order.key_sha256).is_some());
                     let result = billing.settle(order).unwrap();
-                    let expected = *settled.entry(n).or_insert_with(|| {
-                        if generation - placed_with > MAX_REPLACED_KEYS {
-                            PaymentOutcome::KeyReplaced
-                        } else if balance >= sums[n] {
-                            balance -= sums[n];
-                            PaymentOutcome::Paid
-                        } else {
-                            PaymentOutcome::InsufficientFunds
+                    let now = clock.now_ms();
+                    let long_ago = |at: u64| now - at >= REDELIVERY_HORIZON_MS;
+                    match settled.get(&n) {
+                        Some(&(first, at)) if result.outcome() == PaymentOutcome::Expired
+                            && first != PaymentOutcome::Expired =>
+                        {
+                            prop_assert!(long_ago(at), "order {} forgotten {} ms after its settlement", n, now - at);
                         }
-                    });
-                    prop_assert_eq!(result.outcome(), expected);
+                        Some(&(first, _)) => prop_assert_eq!(result.outcome(), first),
+                        None if result.outcome() == PaymentOutcome::Expired => {
+                            let overtaken = settled.iter().any(|(other, &(outcome, at))| {
+                                outcome != PaymentOutcome::Expired
+                                    && placed[other].0.placed_at_ms >= order.placed_at_ms
+                                    && long_ago(at)
+                            });
+                            prop_assert!(overtaken, "order {} expired without being overtaken", n);
+                            settled.insert(n, (PaymentOutcome::Expired, now));
+                        }
+                        None => {
+                            let expected = if generation - placed_with > MAX_REPLACED_KEYS {
+                                PaymentOutcome::KeyReplaced
+                            } else if balance >= sums[n] {
+                                balance -= sums[n];
+                                PaymentOutcome::Paid
+                            } else {
+                                PaymentOutcome::InsufficientFunds
+                            };
+                            prop_assert_eq!(result.outcome(), expected);
+                            settled.insert(n, (expected, now));
+                        }
+                    }
                 }
             }
             prop_assert_eq!(billing.balance(&pavel, "Pavel").unwrap().balance, balance);

@@ -3,7 +3,9 @@
 //! configuration (`wasi:config`).
 
 use orders_common::auth::{AuthError, Authenticator};
-use orders_common::ports::{CasStore, Clock, PublishError, Publisher, Revision, StoreError};
+use orders_common::ports::{
+    conflict_wait_ms, CasStore, Clock, PublishError, Publisher, Revision, StoreError,
+};
 use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasi::keyvalue::{batch, store};
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
@@ -77,6 +79,14 @@ impl CasStore for KeyValue {
             .into_iter()
             .map(|entry| entry.map(|(_, value)| value))
             .collect())
+    }
+
+    /// Sleeps through `wasi:clocks` (std's sleep on wasm32-wasip2), which suspends only this
+    /// instance.
+    fn wait_after_conflict(&self, conflicts: u32) {
+        let random = wasmcloud_component::wasi::random::random::get_random_u64();
+        let wait = conflict_wait_ms(conflicts, random);
+        std::thread::sleep(std::time::Duration::from_millis(wait));
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! State lives in one key-value bucket through [`CasStore`]:
 //! - `account/<user>`: [`StoredAccount`], changed only by compare-and-swap, so concurrent deposits
-//!   and payments (parallel component instances) never lose an update nor overdraw;
-//! - `payment/<order id>`: the [`PaymentResult`] of each settled order, written once; a redelivered
-//!   order gets this stored result back instead of being charged again.
+//!   and payments (parallel component instances) never lose an update nor overdraw. It holds the
+//!   balance and the outcomes of the account's last [`MAX_REMEMBERED_SETTLEMENTS`] orders, written
+//!   together: a redelivered order finds its outcome there and is not charged again;
+//! - `payment/<order id>`: the [`PaymentResult`] of a settled order that had to leave the account
+//!   while the broker might still deliver it again (a busy account), written once.
 //!
 //! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
 //! current one in the account, in the same record as the balance: a deposit, a balance query and a
@@ -16,7 +18,8 @@ use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{CasStore, Clock, RecordStore, StoreError, Update};
 use orders_common::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, DepositCashRequest,
-    OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest, StoredAccount,
+    OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest, Settlement,
+    StoredAccount,
 };
 
 /// The highest balance an account may hold: a million times the largest deposit, far from overflow.
@@ -27,6 +30,17 @@ pub const MAX_BALANCE: u64 = 1_000_000_000_000_000;
 /// milliseconds) is still paid while its key is among these; past that it is refused, never paid
 /// wrongly.
 pub const MAX_REPLACED_KEYS: usize = 8;
+
+/// How many settled orders an account remembers in its own record. Enough that an account
+/// with a few orders a minute never needs more than its one record; small enough that rewriting it
+/// on every order stays cheap (about 60 bytes each).
+pub const MAX_REMEMBERED_SETTLEMENTS: usize = 32;
+
+/// How long after its settlement an order may still be delivered again by the broker: a lost
+/// acknowledgement is redelivered after 30 s (`ack_wait_ms`), a failed handler about 20 s of
+/// backoff before its dead letter (`max_attempts` 10). A settlement younger than this that must
+/// leave the account goes to its own record; an older one is forgotten.
+pub const REDELIVERY_HORIZON_MS: u64 = 10 * 60 * 1000;
 
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
 /// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503.
@@ -111,6 +125,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                     let account = StoredAccount {
                         user: user.to_string(),
                         key_sha256: issued.hash.as_bytes().to_vec(),
+                        keeps_settlements: true,
                         ..Default::default()
                     };
                     let response = CreateUserResponse {
@@ -196,96 +211,135 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
 
     /// Pays a placed order if the user exists and can afford it, at most once per order id however
     /// often the order is delivered, and returns the result to publish.
+    ///
+    /// One read and one compare-and-swap of the account: the balance and the order's outcome are
+    /// written together, so no crash can separate a debit from the record that it happened.
     pub fn settle(&self, order: &OrderPlaced) -> Result<PaymentResult, BillingError> {
         let id = OrderId::parse(&order.order_id)?;
         let user = UserName::parse(&order.user)?;
         let sum = Amount::parse_unsigned(order.sum)?;
-        let payment_key = payment_key(&id);
-        // No separate look for an earlier payment first: the update below reads the payment
-        // record anyway (after the account, which is what makes it safe), and one read fewer per
-        // order is one NATS round trip fewer (README, Performance).
-        let decided =
-            self.store
-                .update_record(&account_key(&user), |current: Option<StoredAccount>| {
-                    // Read after the account: a payment recorded by a concurrent delivery of this order
-                    // before this account revision is visible now, and then the order is not charged again.
-                    if let Some((settled, _)) =
-                        self.store.read_record::<PaymentResult>(&payment_key)?
-                    {
-                        return Ok(Update::Keep(Decision::AlreadySettled(settled)));
-                    }
-                    let outcome = match current {
-                        None => Update::Keep(Decision::Settle(PaymentOutcome::UnknownUser, None)),
-                        Some(account) if account.debited_orders.contains(&order.order_id) => {
-                            Update::Keep(Decision::Settle(
-                                PaymentOutcome::Paid,
-                                Some(account.balance),
-                            ))
-                        }
-                        Some(account) if !placed_with_a_valid_key(&account, order) => Update::Keep(
-                            Decision::Settle(PaymentOutcome::KeyReplaced, Some(account.balance)),
-                        ),
-                        Some(account) if account.balance < sum.get() => {
-                            Update::Keep(Decision::Settle(
-                                PaymentOutcome::InsufficientFunds,
-                                Some(account.balance),
-                            ))
-                        }
-                        Some(mut account) => {
-                            account.balance -= sum.get();
-                            account.debited_orders.push(id.to_string());
-                            let balance = account.balance;
-                            Update::Write(
-                                account,
-                                Decision::Settle(PaymentOutcome::Paid, Some(balance)),
-                            )
-                        }
-                    };
-                    Ok::<_, BillingError>(outcome)
-                })?;
-        let (outcome, balance) = match decided {
-            Decision::AlreadySettled(settled) => return Ok(settled),
-            Decision::Settle(outcome, balance) => (outcome, balance),
-        };
-
-        let result = PaymentResult {
+        let now = self.clock.now_ms();
+        let result = |outcome: PaymentOutcome, balance: Option<u64>| PaymentResult {
             order_id: id.to_string(),
             user: user.to_string(),
             sum: sum.get(),
             outcome: outcome.into(),
             balance,
-            settled_at_ms: self.clock.now_ms(),
+            settled_at_ms: now,
         };
-        // First writer wins: a concurrent delivery may have recorded this order a moment ago.
-        let settled = match self.store.write_record(&payment_key, &result, None)? {
-            Some(_) => result,
-            None => self
-                .store
-                .read_record::<PaymentResult>(&payment_key)?
-                .map(|(settled, _)| settled)
-                .ok_or_else(|| StoreError::Unavailable(format!("`{payment_key}` vanished")))?,
-        };
-        if outcome == PaymentOutcome::Paid {
-            self.forget_debit(&user, &id)?;
-        }
-        Ok(settled)
+        self.store
+            .update_record(&account_key(&user), |current: Option<StoredAccount>| {
+                // Accounts are created before any key of theirs exists and never deleted, so no
+                // later delivery of this order can find one: nothing to remember.
+                let Some(mut account) = current else {
+                    return Ok(Update::Keep(result(PaymentOutcome::UnknownUser, None)));
+                };
+                if let Some(earlier) = self.earlier_result(&account, &user, &id, order)? {
+                    return Ok(Update::Keep(earlier));
+                }
+                let legacy_debit = account.debited_orders.iter().any(|o| o == id.as_str());
+                let outcome = if legacy_debit {
+                    account.debited_orders.retain(|o| o != id.as_str());
+                    PaymentOutcome::Paid
+                } else if order.placed_at_ms <= account.forgotten_through_ms {
+                    // Uncharged and unrecorded: every later delivery is refused the same way.
+                    return Ok(Update::Keep(result(
+                        PaymentOutcome::Expired,
+                        Some(account.balance),
+                    )));
+                } else if !placed_with_a_valid_key(&account, order) {
+                    PaymentOutcome::KeyReplaced
+                } else if account.balance < sum.get() {
+                    PaymentOutcome::InsufficientFunds
+                } else {
+                    account.balance -= sum.get();
+                    PaymentOutcome::Paid
+                };
+                let settled = result(outcome, Some(account.balance));
+                account.settlements.push(Settlement {
+                    order_id: id.to_string(),
+                    sum: sum.get(),
+                    outcome: outcome.into(),
+                    balance: account.balance,
+                    settled_at_ms: now,
+                    placed_at_ms: order.placed_at_ms,
+                });
+                self.make_room(&mut account, &user, now)?;
+                Ok::<_, BillingError>(Update::Write(account, settled))
+            })
     }
 
-    /// Once the payment record exists it guards against double charges, so the account no longer
-    /// needs to remember the order.
-    fn forget_debit(&self, user: &UserName, id: &OrderId) -> Result<(), BillingError> {
-        self.store
-            .update_record(&account_key(user), |current: Option<StoredAccount>| {
-                Ok::<_, BillingError>(match current {
-                    Some(mut account)
-                        if account.debited_orders.iter().any(|o| o == id.as_str()) =>
-                    {
-                        account.debited_orders.retain(|o| o != id.as_str());
-                        Update::Write(account, ())
-                    }
-                    _ => Update::Keep(()),
-                })
-            })
+    /// The result this order already got, from the account's settlements or, for an order placed
+    /// early enough to have one, its own record.
+    fn earlier_result(
+        &self,
+        account: &StoredAccount,
+        user: &UserName,
+        id: &OrderId,
+        order: &OrderPlaced,
+    ) -> Result<Option<PaymentResult>, BillingError> {
+        if let Some(settlement) = account
+            .settlements
+            .iter()
+            .find(|s| s.order_id == id.as_str())
+        {
+            return Ok(Some(payment_result(settlement, user)));
+        }
+        let archived_through = if account.keeps_settlements {
+            account.archived_through_ms
+        } else {
+            u64::MAX
+        };
+        if order.placed_at_ms > archived_through {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .read_record::<PaymentResult>(&payment_key(id))?
+            .map(|(archived, _)| archived))
+    }
+
+    /// Keeps the account's settlements at [`MAX_REMEMBERED_SETTLEMENTS`]: the oldest leaves,
+    /// into a record of its own if a delivery of its order may still come, else forgotten. The
+    /// record is written before the account that no longer holds the settlement, so there is no
+    /// moment when neither has it.
+    fn make_room(
+        &self,
+        account: &mut StoredAccount,
+        user: &UserName,
+        now: u64,
+    ) -> Result<(), BillingError> {
+        if !account.keeps_settlements {
+            // Orders placed until shortly after this moment may have been settled by a billing
+            // that recorded them under payment/<id> only (clocks of hosts differ a little).
+            account.archived_through_ms = now + REDELIVERY_HORIZON_MS;
+            account.keeps_settlements = true;
+        }
+        while account.settlements.len() > MAX_REMEMBERED_SETTLEMENTS {
+            let oldest = account.settlements.remove(0);
+            if now.saturating_sub(oldest.settled_at_ms) < REDELIVERY_HORIZON_MS {
+                // First writer wins: an earlier attempt of this update may have written it.
+                let record = payment_result(&oldest, user);
+                let key = payment_key(&OrderId::parse(&oldest.order_id)?);
+                self.store.write_record(&key, &record, None)?;
+                account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
+            } else {
+                account.forgotten_through_ms =
+                    account.forgotten_through_ms.max(oldest.placed_at_ms);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn payment_result(settlement: &Settlement, user: &UserName) -> PaymentResult {
+    PaymentResult {
+        order_id: settlement.order_id.clone(),
+        user: user.to_string(),
+        sum: settlement.sum,
+        outcome: settlement.outcome,
+        balance: Some(settlement.balance),
+        settled_at_ms: settlement.settled_at_ms,
     }
 }
 
@@ -312,11 +366,6 @@ fn placed_with_a_valid_key(account: &StoredAccount, order: &OrderPlaced) -> bool
             .replaced_keys
             .iter()
             .any(|old| key.matches(&old.key_sha256) && old.replaced_at_ms > order.placed_at_ms)
-}
-
-enum Decision {
-    AlreadySettled(PaymentResult),
-    Settle(PaymentOutcome, Option<u64>),
 }
 
 #[cfg(test)]

@@ -402,9 +402,146 @@ fn a_redelivered_order_is_charged_once_and_gets_the_same_result() {
 }
 
 #[test]
-fn an_order_debited_before_a_crash_is_not_charged_again_on_redelivery() {
+fn an_order_is_settled_with_one_read_and_one_write_of_the_account_alone() {
     let world = World::with_user("Pavel", 100);
-    // The state a crash between the debit and the payment record leaves behind.
+    world.store.take_operations();
+    world.order("o-1", "Pavel", 10);
+    let operations = world.store.take_operations();
+    // The balance query of World::with_user is not counted: it comes after take_operations.
+    assert_eq!((operations.reads, operations.writes), (1, 1));
+    assert_eq!(world.store.keys().unwrap(), ["account/Pavel"]);
+}
+
+#[test]
+fn a_refused_order_is_remembered_too_so_a_later_deposit_cannot_turn_it_into_a_payment() {
+    let world = World::with_user("Pavel", 5);
+    let refused = world.order("o-1", "Pavel", 10);
+    world.deposit("Pavel", 100).unwrap();
+    let again = world
+        .billing()
+        .settle(&world.placed("o-1", "Pavel", 10, &world.key("Pavel")))
+        .unwrap();
+    assert_eq!(outcome(&again), PaymentOutcome::InsufficientFunds);
+    assert_eq!(again, refused);
+    assert_eq!(world.balance("Pavel"), 105);
+}
+
+/// Places and settles `count` orders of 1 named `<prefix>-<n>`, one millisecond apart.
+fn orders(world: &World, prefix: &str, count: usize) -> Vec<OrderPlaced> {
+    (0..count)
+        .map(|n| {
+            world.clock.advance(1);
+            let order = world.placed(&format!("{prefix}-{n}"), "Pavel", 1, &world.key("Pavel"));
+            world.billing().settle(&order).unwrap();
+            order
+        })
+        .collect()
+}
+
+fn account(world: &World, user: &str) -> StoredAccount {
+    world
+        .store
+        .read_record(&format!("account/{user}"))
+        .unwrap()
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_busy_accounts_oldest_settlements_move_to_their_own_records_and_still_stop_a_second_charge() {
+    let world = World::with_user("Pavel", 1_000);
+    let placed = orders(&world, "o", MAX_REMEMBERED_SETTLEMENTS + 3);
+    assert_eq!(
+        account(&world, "Pavel").settlements.len(),
+        MAX_REMEMBERED_SETTLEMENTS
+    );
+    assert_eq!(
+        world.store.keys().unwrap(),
+        ["account/Pavel", "payment/o-0", "payment/o-1", "payment/o-2"]
+    );
+    let balance = world.balance("Pavel");
+    world.clock.advance(5_000);
+    for order in &placed {
+        let again = world.billing().settle(order).unwrap();
+        assert_eq!(
+            (outcome(&again), again.order_id.as_str()),
+            (PaymentOutcome::Paid, order.order_id.as_str())
+        );
+    }
+    assert_eq!(world.balance("Pavel"), balance);
+    assert_eq!(balance, 1_000 - placed.len() as u64);
+}
+
+#[test]
+fn settlements_past_the_redelivery_horizon_are_forgotten_and_older_orders_expire_uncharged() {
+    let world = World::with_user("Pavel", 1_000);
+    let late = world.placed("late", "Pavel", 7, &world.key("Pavel"));
+    let early = orders(&world, "early", 1);
+    world.clock.advance(REDELIVERY_HORIZON_MS);
+    orders(&world, "recent", MAX_REMEMBERED_SETTLEMENTS);
+    let account = account(&world, "Pavel");
+    assert_eq!(account.forgotten_through_ms, early[0].placed_at_ms);
+    assert_eq!(
+        world.store.keys().unwrap(),
+        ["account/Pavel"],
+        "nothing archived"
+    );
+    let balance = world.balance("Pavel");
+
+    let forgotten = world.billing().settle(&early[0]).unwrap();
+    let overtaken = world.billing().settle(&late).unwrap();
+    assert_eq!(
+        [outcome(&forgotten), outcome(&overtaken)],
+        [PaymentOutcome::Expired, PaymentOutcome::Expired]
+    );
+    assert_eq!(overtaken.balance, Some(balance));
+    assert_eq!(world.balance("Pavel"), balance, "nothing charged");
+}
+
+#[test]
+fn an_account_written_before_settlements_lived_in_it_still_finds_its_payment_records() {
+    let world = World::with_user("Pavel", 100);
+    let old = world.placed("o-old", "Pavel", 10, &world.key("Pavel"));
+    // What an earlier billing left: the debit in the balance, the result in payment/<id>.
+    let mut legacy = account(&world, "Pavel");
+    legacy.keeps_settlements = false;
+    legacy.balance = 90;
+    let (_, revision) = world.store.read("account/Pavel").unwrap().unwrap();
+    world
+        .store
+        .write_record("account/Pavel", &legacy, Some(revision))
+        .unwrap()
+        .unwrap();
+    let recorded = PaymentResult {
+        order_id: "o-old".into(),
+        user: "Pavel".into(),
+        sum: 10,
+        outcome: PaymentOutcome::Paid.into(),
+        balance: Some(90),
+        settled_at_ms: world.clock.now_ms(),
+    };
+    world
+        .store
+        .write_record("payment/o-old", &recorded, None)
+        .unwrap()
+        .unwrap();
+
+    world.clock.advance(1_000);
+    assert_eq!(world.billing().settle(&old).unwrap(), recorded);
+    world.order("o-new", "Pavel", 10);
+    assert_eq!(
+        world.billing().settle(&old).unwrap(),
+        recorded,
+        "still found after the account moved on"
+    );
+    assert_eq!(world.balance("Pavel"), 80);
+    assert!(account(&world, "Pavel").keeps_settlements);
+}
+
+#[test]
+fn an_order_debited_by_an_earlier_billing_before_a_crash_is_not_charged_again() {
+    let world = World::with_user("Pavel", 100);
+    // The state a crash between the debit and the payment record left behind.
     let (mut account, revision) = world
         .store
         .read_record::<StoredAccount>("account/Pavel")
@@ -431,8 +568,9 @@ fn an_order_debited_before_a_crash_is_not_charged_again_on_redelivery() {
         .unwrap();
     assert!(
         account.debited_orders.is_empty(),
-        "the debit is forgotten once the payment is recorded"
+        "the debit is now one of the account's settlements"
     );
+    assert_eq!(account.settlements.len(), 1);
 }
 
 #[test]
