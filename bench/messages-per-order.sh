@@ -1,20 +1,61 @@
 #!/usr/bin/env bash
 # NATS messages per fully processed order, on the `make run` lattice: NATS's own counters
-# (monitoring endpoint /varz, in_msgs and out_msgs) before and after N orders placed one at a
-# time by a new, funded user, then a check that all N were paid and notified.
+# (monitoring endpoint /varz, in_msgs and out_msgs) before and after N orders, then a check that
+# every order was paid and notified. Three traffic shapes:
+#   spread    N orders for N different users, one at a time
+#   one user  N orders for one user, one at a time
+#   hot       N orders for one user from 4 concurrent clients (a busy account)
 #   bench/messages-per-order.sh [N]      (default 200)
 set -euo pipefail
 N=${1:-200}; BASE=http://127.0.0.1:8000; MON=http://127.0.0.1:8222
-user=probe$RANDOM$RANDOM
-KEY=$(curl -s -X POST $BASE/CreateUser -d "{\"user\":\"$user\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-curl -s -X POST $BASE/DepositCash -H "Authorization: Bearer $KEY" -d "{\"user\":\"$user\",\"sum\":1000000}" >/dev/null
-sleep 3
+export BASE
+
 varz() { curl -s $MON/varz | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["in_msgs"], d["out_msgs"])'; }
-read in0 out0 < <(varz)
-for i in $(seq $N); do curl -s -o /dev/null -X POST $BASE/Order -H "Authorization: Bearer $KEY" -d "{\"user\":\"$user\",\"sum\":1}"; done
-sleep 5
-read in1 out1 < <(varz)
-bal=$(curl -s "$BASE/Balance?user=$user" -H "Authorization: Bearer $KEY")
-n=$(curl -s "$BASE/List?user=$user" -H "Authorization: Bearer $KEY" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["notifications"]))')
-python3 -c "print(f'orders $N: messages into NATS per order {($in1-$in0)/$N:.1f}, out of NATS per order {($out1-$out0)/$N:.1f}')"
-echo "balance: $bal; notifications: $n"
+
+# Prints "<user> <key>" of a new user funded with 1,000,000.
+new_user() {
+  local user=probe$RANDOM$RANDOM key
+  key=$(curl -s -X POST $BASE/CreateUser -d "{\"user\":\"$user\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+  curl -s -o /dev/null -X POST $BASE/DepositCash -H "Authorization: Bearer $key" -d "{\"user\":\"$user\",\"sum\":1000000}"
+  echo "$user $key"
+}
+
+# Reads "<user> <key>" lines and places one order of 1 for each, with $1 clients at once.
+place() {
+  xargs -P "$1" -L 1 sh -c 'curl -s -o /dev/null -X POST $BASE/Order -H "Authorization: Bearer $1" -d "{\"user\":\"$0\",\"sum\":1}"'
+}
+
+# How many of the users' orders were paid: their balances' shortfall from 1,000,000.
+paid() {
+  sort -u | while read -r user key; do
+    curl -s "$BASE/Balance?user=$user" -H "Authorization: Bearer $key" | python3 -c 'import json,sys; print(1000000 - json.load(sys.stdin)["balance"])'
+  done | python3 -c 'import sys; print(sum(int(l) for l in sys.stdin))'
+}
+
+# Whether billing's and notify's durable consumers have nothing waiting or in hand, from the
+# monitoring endpoint (which sends no NATS messages, unlike asking the application).
+drained() {
+  curl -s "$MON/jsz?accounts=true&streams=true&consumers=true&config=true" | python3 -c '
+import json, sys
+consumers = [c for a in json.load(sys.stdin).get("account_details") or [] for s in a.get("stream_detail") or []
+             for c in s.get("consumer_detail") or [] if c.get("config", {}).get("durable_name")]
+sys.exit(0 if consumers and all(c["num_pending"] + c["num_ack_pending"] == 0 for c in consumers) else 1)'
+}
+
+measure() {
+  local name=$1 clients=$2 orders=$3
+  sleep 3
+  read -r in0 out0 < <(varz)
+  place "$clients" < "$orders"
+  for _ in $(seq 120); do sleep 0.5; drained && break; done
+  read -r in1 out1 < <(varz)
+  python3 -c "print(f'$name: {$N} orders, $(paid < "$orders") paid; NATS messages per order: {($in1-$in0)/$N:.1f} in, {($out1-$out0)/$N:.1f} out')"
+}
+
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+for _ in $(seq "$N"); do new_user; done > "$work/spread"
+measure "spread (one order per user)" 1 "$work/spread"
+one=$(new_user); for _ in $(seq "$N"); do echo "$one"; done > "$work/one"
+measure "one user, one at a time" 1 "$work/one"
+hot=$(new_user); for _ in $(seq "$N"); do echo "$hot"; done > "$work/hot"
+measure "one user, 4 clients at once" 4 "$work/hot"
