@@ -1,5 +1,7 @@
 //! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`.
 
+use std::collections::HashMap;
+
 use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_common::subjects;
 use orders_e2e::{next_matching, Lattice};
@@ -55,5 +57,62 @@ async fn refused_input_publishes_nothing() {
     assert_eq!(
         first.order_id, marker,
         "the first order of this user on the broker is the valid one"
+    );
+}
+
+/// The next `count` messages on `subscription` that decode as `M` and are `user`'s, by order id.
+async fn of_user<M: prost::Message + Default>(
+    subscription: &mut async_nats::Subscriber,
+    user: &str,
+    count: usize,
+    user_and_id: impl Fn(&M) -> (&str, &str),
+) -> HashMap<String, M> {
+    let mut found = HashMap::new();
+    while found.len() < count {
+        let message = next_matching(subscription, |m: &M| user_and_id(m).0 == user).await;
+        found.insert(user_and_id(&message).1.to_string(), message);
+    }
+    found
+}
+
+fn result_ids(result: &PaymentResult) -> (&str, &str) {
+    (&result.user, &result.order_id)
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn every_order_of_a_busy_account_delivered_again_gets_its_first_result_and_is_not_charged_again(
+) {
+    // More orders than an account keeps settlements of (billing-core MAX_REMEMBERED_SETTLEMENTS,
+    // 32), so the oldest have moved to payment records of their own by the time they come again.
+    const ORDERS: usize = 40;
+    let lattice = Lattice::from_env();
+    let nats = lattice.nats().await;
+    let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
+    let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
+    nats.flush().await.unwrap();
+    let user = lattice.new_user("Busy", 1_000).await;
+
+    futures::future::join_all((0..ORDERS).map(|_| lattice.order(&user, 1))).await;
+    let orders = of_user(&mut placed, &user, ORDERS, |m: &OrderPlaced| {
+        (&m.user, &m.order_id)
+    })
+    .await;
+    let first = of_user(&mut settled, &user, ORDERS, result_ids).await;
+    assert!(first.values().all(|r| r.outcome() == PaymentOutcome::Paid));
+    assert_eq!(lattice.balance(&user).await, 1_000 - ORDERS as u64);
+
+    for order in orders.values() {
+        orders_e2e::publish_order(&lattice, order).await;
+    }
+    let again = of_user(&mut settled, &user, ORDERS, result_ids).await;
+    assert_eq!(
+        again, first,
+        "the same results, settlement times and balances included"
+    );
+    assert_eq!(lattice.balance(&user).await, 1_000 - ORDERS as u64);
+    assert_eq!(
+        lattice.await_notifications(&user, ORDERS).await.len(),
+        ORDERS
     );
 }
