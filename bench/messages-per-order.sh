@@ -7,6 +7,7 @@
 #   hot       N orders for one user from 4 concurrent clients (a busy account)
 #   bench/messages-per-order.sh [N]      (default 200)
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-200}; BASE=http://127.0.0.1:8000; MON=http://127.0.0.1:8222
 export BASE
 
@@ -32,22 +33,13 @@ paid() {
   done | python3 -c 'import sys; print(sum(int(l) for l in sys.stdin))'
 }
 
-# Whether billing's and notify's durable consumers have nothing waiting or in hand, from the
-# monitoring endpoint (which sends no NATS messages, unlike asking the application).
-drained() {
-  curl -s "$MON/jsz?accounts=true&streams=true&consumers=true&config=true" | python3 -c '
-import json, sys
-consumers = [c for a in json.load(sys.stdin).get("account_details") or [] for s in a.get("stream_detail") or []
-             for c in s.get("consumer_detail") or [] if c.get("config", {}).get("durable_name")]
-sys.exit(0 if consumers and all(c["num_pending"] + c["num_ack_pending"] == 0 for c in consumers) else 1)'
-}
-
 measure() {
   local name=$1 clients=$2 orders=$3
   sleep 3
   read -r in0 out0 < <(varz)
   place "$clients" < "$orders"
-  for _ in $(seq 120); do sleep 0.5; drained && break; done
+  # Until billing's and notify's consumers have nothing waiting or in hand (at most 60 s).
+  for _ in $(seq 120); do sleep 0.5; "$ROOT/scripts/consumers.py" $MON drained && break; done
   read -r in1 out1 < <(varz)
   python3 -c "print(f'$name: {$N} orders, $(paid < "$orders") paid; NATS messages per order: {($in1-$in0)/$N:.1f} in, {($out1-$out0)/$N:.1f} out')"
 }

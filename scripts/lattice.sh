@@ -204,9 +204,9 @@ links_live() {
   local probes=("POST /CreateUser 400" "POST /DepositCash 401" "POST /Order 401" "POST /RotateKey 401"
     "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200")
   [[ $instance == bench ]] && probes+=("GET /Hello 200")
-  ADMIN_TOKEN=$(admin_token) python3 - "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$MONITOR_PORT" "${probes[@]}" <<'PY'
-import json, os, sys, urllib.error, urllib.request
-base, monitor, *probes = sys.argv[1:]
+  ADMIN_TOKEN=$(admin_token) python3 - "http://127.0.0.1:$HTTP_PORT" "${probes[@]}" <<'PY' || return 1
+import os, sys, urllib.error, urllib.request
+base, *probes = sys.argv[1:]
 def answer(method, path):
     # POSTs go without a key (refused before the body is read); GETs as the admin.
     headers = {} if method == "POST" else {"Authorization": "Bearer " + os.environ["ADMIN_TOKEN"]}
@@ -222,13 +222,8 @@ for probe in probes:
     status, body = answer(method, path)
     if status != int(expected) or b"unknown_path" in body:
         sys.exit(f"{method} {path}: {status} {body[:200]!r}")
-report = json.load(urllib.request.urlopen(monitor + "/jsz?accounts=true&streams=true&consumers=true", timeout=5))
-pulling = {c["name"] for a in report.get("account_details") or []
-           for s in a.get("stream_detail") or [] for c in s.get("consumer_detail") or []
-           if c.get("num_waiting", 0) > 0}
-if not {"billing", "notify"} <= pulling:
-    sys.exit(f"durable consumers pulling: {sorted(pulling)}")
 PY
+  "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" pulling billing notify
 }
 
 no_providers() {
@@ -242,21 +237,7 @@ status() {
     if running "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
   done
   if running nats; then
-    python3 - "http://127.0.0.1:$MONITOR_PORT" <<'PY' || true
-import json, sys, urllib.request
-monitor = sys.argv[1]
-get = lambda path: json.load(urllib.request.urlopen(monitor + path, timeout=5))
-print(f"NATS: {get('/connz')['num_connections']} connections")
-for account in get("/jsz?accounts=true&streams=true&consumers=true&config=true").get("account_details") or []:
-    for stream in sorted(account.get("stream_detail") or [], key=lambda s: s["name"]):
-        state = stream["state"]
-        print(f"  stream {stream['name']}: {state['messages']} messages")
-        for consumer in stream.get("consumer_detail") or []:
-            if not consumer.get("config", {}).get("durable_name"):
-                continue  # watchers and other ephemeral readers
-            print(f"    consumer {consumer['name']}: {consumer['num_pending']} waiting, "
-                  f"{consumer['num_ack_pending']} being handled, {consumer['num_redelivered']} redelivered")
-PY
+    "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" show || true
   fi
   if running host; then "$WASH" app status orders "${CTL[@]}" || true; fi
 }

@@ -42,9 +42,9 @@ pub trait CasStore {
     fn wait_after_conflict(&self, conflicts: u32);
 }
 
-/// How long [`CasStore::wait_after_conflict`] waits at most: "full jitter", a uniformly random
-/// wait up to a cap that doubles from 1 ms with each conflict and stops at 64 ms. `random` is any
-/// uniformly distributed number.
+/// How long [`CasStore::wait_after_conflict`] waits: "full jitter", a uniformly random wait up to
+/// a cap of 2 ms after the first conflict, doubling with each further one, at most 64 ms. `random`
+/// is any uniformly distributed number.
 pub fn conflict_wait_ms(conflicts: u32, random: u64) -> u64 {
     let cap = 1u64 << conflicts.min(6);
     random % (cap + 1)

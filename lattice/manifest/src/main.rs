@@ -96,7 +96,7 @@ fn main() -> Result<()> {
             }
         }
         Command::DataPlane { manifest } => {
-            let plane = data_plane::DataPlane::of(&Application::read(&manifest)?)?;
+            let plane = data_plane::of(&Application::read(&manifest)?)?;
             for arg in plane.to_args() {
                 println!("{arg}");
             }

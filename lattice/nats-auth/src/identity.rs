@@ -10,19 +10,44 @@
 use serde_json::{json, Value};
 
 /// What the application's data plane uses on the broker (from the manifest: `orders-manifest
-/// data-plane`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// data-plane` prints it as the flags `orders-nats-auth issue` reads).
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct DataPlane {
     /// The lattice name, the first token of its wRPC subjects.
+    #[arg(long, default_value = "default")]
     pub lattice: String,
-    /// JetStream streams the providers create and consume.
+    /// JetStream streams the providers create and consume (`--stream`, repeatable).
+    #[arg(long = "stream")]
     pub streams: Vec<String>,
-    /// Key-value buckets the providers open (JetStream streams `KV_<bucket>`).
+    /// Key-value buckets the providers open (JetStream streams `KV_<bucket>`; `--bucket`).
+    #[arg(long = "bucket")]
     pub buckets: Vec<String>,
-    /// Application subjects published into those streams.
+    /// Application subjects published into those streams (`--subject`).
+    #[arg(long = "subject")]
     pub subjects: Vec<String>,
-    /// Named configs that hold secrets, which the data plane may not read.
+    /// Named configs that hold secrets, which the data plane may not read (`--secret-config`).
+    #[arg(long = "secret-config")]
     pub secret_configs: Vec<String>,
+}
+
+impl DataPlane {
+    /// The flags that give this plane to `orders-nats-auth issue`, all but `--lattice`, which is
+    /// the caller's (one manifest serves every lattice).
+    pub fn to_args(&self) -> Vec<String> {
+        let flag = |flag: &str, values: &[String]| {
+            values
+                .iter()
+                .flat_map(|v| [format!("--{flag}"), v.clone()])
+                .collect::<Vec<_>>()
+        };
+        [
+            flag("stream", &self.streams),
+            flag("bucket", &self.buckets),
+            flag("subject", &self.subjects),
+            flag("secret-config", &self.secret_configs),
+        ]
+        .concat()
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +185,21 @@ mod tests {
 
     fn plane() -> DataPlane {
         DataPlane::example()
+    }
+
+    #[test]
+    fn a_plane_passed_as_flags_reads_back_the_same() {
+        #[derive(clap::Parser)]
+        struct Issue {
+            #[command(flatten)]
+            plane: DataPlane,
+        }
+        let plane = plane();
+        let args = [vec!["issue".to_string()], plane.to_args()].concat();
+        assert_eq!(
+            <Issue as clap::Parser>::try_parse_from(args).unwrap().plane,
+            plane
+        );
     }
 
     #[test]

@@ -28,20 +28,8 @@ enum Command {
     Issue {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "default")]
-        lattice: String,
-        /// A JetStream stream of the application (repeatable).
-        #[arg(long = "stream")]
-        streams: Vec<String>,
-        /// A key-value bucket of the application (repeatable).
-        #[arg(long = "bucket")]
-        buckets: Vec<String>,
-        /// An application subject the data plane publishes (repeatable).
-        #[arg(long = "subject")]
-        subjects: Vec<String>,
-        /// A named config holding secrets, which the data plane may not read (repeatable).
-        #[arg(long = "secret-config")]
-        secret_configs: Vec<String>,
+        #[command(flatten)]
+        plane: DataPlane,
     },
     /// Prints who a creds file is and what it may do (never its seed).
     Describe { creds: PathBuf },
@@ -54,22 +42,8 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Issue {
-            dir,
-            lattice,
-            streams,
-            buckets,
-            subjects,
-            secret_configs,
-        } => {
+        Command::Issue { dir, plane } => {
             create_private_dir(&dir)?;
-            let plane = DataPlane {
-                lattice,
-                streams,
-                buckets,
-                subjects,
-                secret_configs,
-            };
             Authority::load_or_create(&dir)?.issue(&dir, &plane)?;
         }
         Command::Account { dir } => {

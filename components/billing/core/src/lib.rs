@@ -255,16 +255,16 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                     account.balance -= sum.get();
                     PaymentOutcome::Paid
                 };
-                let settled = result(outcome, Some(account.balance));
-                account.settlements.push(Settlement {
+                let settlement = Settlement {
                     order_id: id.to_string(),
                     sum: sum.get(),
                     outcome: outcome.into(),
                     balance: account.balance,
                     settled_at_ms: now,
                     placed_at_ms: order.placed_at_ms,
-                });
-                self.make_room(&mut account, &user, now)?;
+                };
+                let settled = payment_result(&settlement, &user);
+                self.remember(&mut account, settlement, &user, now)?;
                 Ok::<_, BillingError>(Update::Write(account, settled))
             })
     }
@@ -299,16 +299,18 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             .map(|(archived, _)| archived))
     }
 
-    /// Keeps the account's settlements at [`MAX_REMEMBERED_SETTLEMENTS`]: the oldest leaves,
-    /// into a record of its own if a delivery of its order may still come, else forgotten. The
-    /// record is written before the account that no longer holds the settlement, so there is no
-    /// moment when neither has it.
-    fn make_room(
+    /// Adds `settlement` to the account's, which stay at [`MAX_REMEMBERED_SETTLEMENTS`]: the
+    /// oldest leaves, into a record of its own if a delivery of its order may still come, else
+    /// forgotten. The record is written before the account that no longer holds the settlement,
+    /// so there is no moment when neither has it.
+    fn remember(
         &self,
         account: &mut StoredAccount,
+        settlement: Settlement,
         user: &UserName,
         now: u64,
     ) -> Result<(), BillingError> {
+        account.settlements.push(settlement);
         if !account.keeps_settlements {
             // Orders placed until shortly after this moment may have been settled by a billing
             // that recorded them under payment/<id> only (clocks of hosts differ a little).
