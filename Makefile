@@ -15,7 +15,8 @@ TOOLS := $(ORDERS_CACHE)/tools
 WASH := $(TOOLS)/bin/wash
 VENV := $(ORDERS_CACHE)/venv
 NATS_SERVER := $(VENV)/bin/nats-server
-NEWMAN := $(ORDERS_CACHE)/node/node_modules/.bin/newman
+# Marks a complete install of the tests' node tools; a new name whenever their list changes.
+NODE_TOOLS := $(ORDERS_CACHE)/node/node_modules/.orders-node-tools-2
 RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
@@ -24,7 +25,7 @@ export WASH_KEYS := $(ORDERS_CACHE)/keys
 CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
-COMPONENTS := billing order notify
+COMPONENTS := billing order notify web
 # The benchmark's floor (bench/hello); deployed only on the `bench` lattice.
 BENCH_COMPONENTS := hello
 
@@ -32,7 +33,7 @@ BENCH_COMPONENTS := hello
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
-	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust + newman) on a private lattice"
+	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust, newman, the API contract, the console in chromium) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
 	@echo "make status what runs (NATS, wadm, host) and the application's state;  make logs  follow their logs"
 	@echo "make doctor is this machine ready: toolchain, NATS version, wash, disk, free ports"
@@ -86,10 +87,20 @@ $(WASH): | toolchain
 	CARGO_TARGET_DIR=$(ORDERS_CACHE)/wash-target cargo install --locked --root $(TOOLS) wash --version 0.43.0
 	rm -rf $(ORDERS_CACHE)/wash-target  # 2.4 GB of intermediate files, never needed again
 
-$(NEWMAN):
-	@echo "==> installing newman into $(ORDERS_CACHE)/node"
+# The tests' node tools, in one private prefix: newman (the Postman collection), puppeteer-core
+# (drives Debian's chromium for the console's test; 24.x runs on node 20 and never downloads a
+# browser), and the AsyncAPI parser with its protobuf schema parser (asyncapi/validate.cjs).
+$(NODE_TOOLS):
+	@echo "==> installing newman, puppeteer-core and the AsyncAPI parser into $(ORDERS_CACHE)/node"
 	mkdir -p $(ORDERS_CACHE)/node
-	npm install --silent --prefix $(ORDERS_CACHE)/node newman@6 >/dev/null
+	PUPPETEER_SKIP_DOWNLOAD=1 npm install --silent --prefix $(ORDERS_CACHE)/node newman@6 \
+	  puppeteer-core@24.43.1 @asyncapi/parser@3.6.6 @asyncapi/protobuf-schema-parser@3.9.0 js-yaml@4.1.0 >/dev/null
+	touch $@
+
+/usr/bin/chromium:
+	@echo "==> installing chromium (apt), for the console's browser test"
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null
 
 # ---------------------------------------------------------------- build
 
@@ -119,9 +130,13 @@ providers: native | $(WASH)
 
 # ---------------------------------------------------------------- tests
 
-test: build $(NEWMAN) $(VENV)/bin/kubernetes-validate
+test: build $(NODE_TOOLS) /usr/bin/chromium $(VENV)/bin/kubernetes-validate $(VENV)/bin/schemathesis
 	@echo "==> unit and integration tests, then end-to-end tests on a private lattice"
 	scripts/test.sh
+
+# The API contract's tools: the OpenAPI validator and the fuzzer that drives the API from it.
+$(VENV)/bin/schemathesis: $(NATS_SERVER)
+	$(VENV)/bin/pip install --quiet schemathesis==4.32.5 openapi-spec-validator==0.9.0
 
 # ---------------------------------------------------------------- Kubernetes
 

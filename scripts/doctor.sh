@@ -62,11 +62,11 @@ check_ports() {
     ok "$instance lattice is running (NATS $NATS_PORT, HTTP $HTTP_PORT; make status, make logs)"
     return
   fi
-  for port in "$NATS_PORT" "$HTTP_PORT" "$((NATS_PORT + 4000))"; do port_open "$port" && busy+=("$port"); done
+  for port in "$NATS_PORT" "$HTTP_PORT" "$MONITOR_PORT"; do port_open "$port" && busy+=("$port"); done
   if (( ${#busy[@]} )); then
     fix "ports ${busy[*]} of the $instance lattice are taken by another program (ss -ltnp | grep -E '${busy[*]// /|}')"
   else
-    ok "ports of the $instance lattice are free ($NATS_PORT, $HTTP_PORT, $((NATS_PORT + 4000)))"
+    ok "ports of the $instance lattice are free ($NATS_PORT, $HTTP_PORT, $MONITOR_PORT)"
   fi
 }
 for instance in run test bench; do

@@ -24,5 +24,7 @@ instance_ports() {
     bench) NATS_PORT=${NATS_PORT:-24222}; HTTP_PORT=${HTTP_PORT:-28000} ;;
     *) echo "unknown instance '$1' (run, test, bench)" >&2; return 1 ;;
   esac
+  # NATS's HTTP monitoring (consumers, streams) listens 4000 above the client port: 8222 for `run`.
+  MONITOR_PORT=$((NATS_PORT + 4000))
 }
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }

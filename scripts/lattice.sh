@@ -15,8 +15,6 @@ instance_ports "$instance"
 STATE=$ROOT/.state/$instance
 LOGS=$STATE/logs
 LATTICE=default
-# NATS's HTTP monitoring (consumers, streams) listens 4000 above the client port: 8222 for `run`.
-MONITOR_PORT=$((NATS_PORT + 4000))
 CTL=(--ctl-host 127.0.0.1 --ctl-port "$NATS_PORT")
 # NATS credentials of this instance (README, Security): one creds file per identity, made by
 # orders-nats-auth. Every wash command here speaks as the admin identity.
@@ -138,7 +136,9 @@ up() {
   cat <<TXT
 
   orders is up ($instance)
-    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /List)
+    console       http://127.0.0.1:$HTTP_PORT/   (open it in a browser)
+    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /List /OrderStatus?order_id=)
+    contract      http://127.0.0.1:$HTTP_PORT/openapi.json   (OpenAPI 3.1)
     API keys      POST /CreateUser answers the user's key once; send it as  Authorization: Bearer <key>
                     curl -s -X POST 127.0.0.1:$HTTP_PORT/CreateUser -d '{"user":"Pavel"}'
     admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
@@ -199,10 +199,11 @@ deploy() {
 # 400 or 401, not the provider's 404 `unknown_path`, and not 503 `auth_unavailable`, which would
 # mean the key configuration is missing), billing's and notify's buckets answer (an unknown user
 # asked by the admin is a 404 `unknown_user`, not 503 `store_unavailable`), and the messaging
-# provider pulls for both durable consumers.
+# provider pulls for every durable consumer.
 links_live() {
   local probes=("POST /CreateUser 400" "POST /DepositCash 401" "POST /Order 401" "POST /RotateKey 401"
-    "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200")
+    "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200"
+    "GET /OrderStatus?order_id=readiness-probe 404" "GET / 200" "GET /openapi.json 200")
   [[ $instance == bench ]] && probes+=("GET /Hello 200")
   ADMIN_TOKEN=$(admin_token) python3 - "http://127.0.0.1:$HTTP_PORT" "${probes[@]}" <<'PY' || return 1
 import os, sys, urllib.error, urllib.request
@@ -220,10 +221,10 @@ def answer(method, path):
 for probe in probes:
     method, path, expected = probe.split()
     status, body = answer(method, path)
-    if status != int(expected) or b"unknown_path" in body:
+    if status != int(expected) or b'"error":"unknown_path"' in body:
         sys.exit(f"{method} {path}: {status} {body[:200]!r}")
 PY
-  "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" pulling billing notify
+  "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" pulling billing notify notify-orders
 }
 
 no_providers() {

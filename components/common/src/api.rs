@@ -30,6 +30,11 @@ pub trait ApiError: std::fmt::Display {
     fn status(&self) -> u16;
     fn code(&self) -> &'static str;
 
+    /// Response headers the status calls for (RFC 9110: a 405 lists the allowed methods).
+    fn headers(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
     fn to_body(&self) -> ErrorResponse {
         ErrorResponse {
             status: false,
@@ -107,6 +112,13 @@ impl ApiError for RequestError {
             Self::Timeout { .. } => "request_timeout",
             Self::RateLimited { .. } => "rate_limited",
             Self::ServiceUnavailable(_) => "service_unavailable",
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Self::MethodNotAllowed { allowed, .. } => vec![("allow", allowed)],
+            _ => Vec::new(),
         }
     }
 }
@@ -220,6 +232,16 @@ mod tests {
         assert_eq!(query_param(query, "absent"), None);
         assert_eq!(query_param("user", "user").as_deref(), Some(""));
         assert_eq!(query_param("user=100%", "user").as_deref(), Some("100%"));
+    }
+
+    #[test]
+    fn a_method_not_allowed_names_the_allowed_one() {
+        let error = RequestError::MethodNotAllowed {
+            method: "TRACE".into(),
+            allowed: "GET",
+        };
+        assert_eq!(error.headers(), [("allow", "GET")]);
+        assert!(RequestError::BodyTooLarge.headers().is_empty());
     }
 
     #[test]

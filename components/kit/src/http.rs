@@ -1,5 +1,6 @@
-//! HTTP in, JSON out. One component serves several exact paths (the HTTP server provider routes by
-//! path); [`serve`] reads the request and turns any error into the JSON error body.
+//! HTTP in, JSON out (and the web component's documents). One component serves several exact paths
+//! (the HTTP server provider routes by path); [`serve`] reads the request and turns any error into
+//! the JSON error body.
 
 use orders_common::api::{ApiError, RequestError, MAX_BODY_BYTES};
 use orders_common::auth::{AuthError, Authenticator, Caller};
@@ -46,20 +47,46 @@ impl Request {
     }
 }
 
-/// A JSON reply: a status and a serialisable body.
+/// A reply: a status, a body and its content type (JSON unless said otherwise), and any further
+/// headers.
 pub struct Reply {
     status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
     body: Vec<u8>,
 }
 
 impl Reply {
     pub fn json(status: u16, body: &impl Serialize) -> Self {
         let body = serde_json::to_vec(body).expect("our response types always serialise");
-        Self { status, body }
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// A document built into the component, answered 200.
+    pub fn document(content_type: &'static str, body: &'static str) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            headers: vec![("x-content-type-options", "nosniff")],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     pub fn error(error: &dyn ApiError) -> Self {
-        Self::json(error.status(), &error.to_body())
+        Self {
+            headers: error.headers(),
+            ..Self::json(error.status(), &error.to_body())
+        }
     }
 
     /// What a component answers on `/`: its name and endpoints. No HTTP route leads there; it is
@@ -95,7 +122,12 @@ pub fn serve(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+        .insert("content-type", HeaderValue::from_static(reply.content_type));
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     if reply.status == 401 {
         // RFC 9110: a 401 names the scheme that would be accepted.
         response.headers_mut().insert(

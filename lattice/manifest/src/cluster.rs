@@ -114,6 +114,7 @@ mod tests {
             "billing",
             "order",
             "notify",
+            "web",
             "http-server",
             "messaging",
             "keyvalue",

@@ -350,6 +350,7 @@ mod tests {
                 "billing",
                 "order",
                 "notify",
+                "web",
                 "http-server",
                 "messaging",
                 "keyvalue"

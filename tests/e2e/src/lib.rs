@@ -24,10 +24,11 @@ pub struct Lattice {
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
-/// An HTTP answer: status and JSON body (`Value::Null` when the body is not JSON).
+/// An HTTP answer: status, headers and JSON body (`Value::Null` when the body is not JSON).
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -237,6 +238,37 @@ impl Lattice {
             .clone()
     }
 
+    /// Where order `id` stands, asked with `user`'s key (the admin token for a user this client has
+    /// no key for).
+    pub async fn order_status(&self, user: &str, id: &str) -> Answer {
+        let key = self.keys.lock().unwrap().get(user).cloned();
+        let token = key.unwrap_or_else(|| self.admin_token.clone());
+        let path = format!("/OrderStatus?order_id={}", encode(id));
+        self.send(reqwest::Method::GET, &path, Some(&token), None)
+            .await
+    }
+
+    /// Polls `/OrderStatus` until order `id` is settled (`paid` or `refused`), then returns the
+    /// answer; on the way it may be unknown for a moment (notify has not read it from the broker
+    /// yet) or pending, and nothing else.
+    pub async fn await_settled(&self, user: &str, id: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let answer = self.order_status(user, id).await;
+            match (answer.status, answer.body["state"].as_str()) {
+                (200, Some("paid" | "refused")) => return answer.body,
+                (200, Some("pending")) => {}
+                (404, _) if answer.error_code() == "unknown_order" => {}
+                _ => panic!("order {id}: {answer:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {id} not settled after {PATIENCE:?}: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `/List?user=` until `count` notifications are there (never fewer, and never more
     /// appear while waiting a moment longer), then returns them.
     pub async fn await_notifications(&self, user: &str, count: usize) -> Vec<Value> {
@@ -303,11 +335,14 @@ pub fn key_sha256(key: &str) -> Vec<u8> {
     sha2::Sha256::digest(key.as_bytes()).to_vec()
 }
 
-async fn answer(response: reqwest::Response) -> Answer {
+/// A response read whole: status, headers, and the body as JSON (`Null` when it is not JSON).
+pub async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
     Answer {
         status,
+        headers,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
     }
 }

@@ -1,9 +1,12 @@
 //! notify as a wasmCloud component: payment results from the broker (`wasmcloud:messaging/handler`)
-//! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them.
+//! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them. Placed
+//! orders from the broker are remembered as pending, and `GET /OrderStatus?order_id=` tells where
+//! an order stands.
 
 use notify_core::{Delivery, Notify};
 use orders_common::api::{query_param, RequestError};
-use orders_common::proto::PaymentResult;
+use orders_common::proto::{OrderPlaced, PaymentResult};
+use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
 use orders_component_kit::ports::{authenticator, KeyValue, WallClock};
 use prost::Message as _;
@@ -33,35 +36,55 @@ impl http::Server for NotifyComponent {
 }
 
 fn route(request: &Request) -> Handled {
+    let store = KeyValue::new();
+    let notify = Notify {
+        store: &store,
+        clock: &WallClock,
+    };
     match request.path.as_str() {
         // The seed's Postman request sends a JSON body with GET /List; the body is ignored.
         "/List" => {
             request.require(Method::GET)?;
             let caller = request.caller(&authenticator()?)?;
-            let store = KeyValue::new();
             let user = query_param(&request.query, "user");
-            let notify = Notify {
-                store: &store,
-                clock: &WallClock,
-            };
             Ok(Reply::json(200, &notify.list(&caller, user.as_deref())?))
         }
-        "/" => Ok(Reply::index("notify", &["GET /List", "GET /List?user="])),
+        "/OrderStatus" => {
+            request.require(Method::GET)?;
+            let caller = request.caller(&authenticator()?)?;
+            let order_id = query_param(&request.query, "order_id")
+                .ok_or(RequestError::MissingParameter("order_id"))?;
+            Ok(Reply::json(200, &notify.order_status(&caller, &order_id)?))
+        }
+        "/" => Ok(Reply::index(
+            "notify",
+            &["GET /List", "GET /List?user=", "GET /OrderStatus?order_id="],
+        )),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),
     }
 }
 
 impl MessageHandler for NotifyComponent {
+    /// A placed order (remembered as pending) or a payment result (notified), by subject.
     fn handle_message(message: BrokerMessage) -> Result<(), String> {
-        let result = PaymentResult::decode(message.body.as_slice())
-            .map_err(|e| format!("{} carried no PaymentResult: {e}", message.subject))?;
         let store = KeyValue::new();
-        let delivery = Notify {
+        let notify = Notify {
             store: &store,
             clock: &WallClock,
+        };
+        if message.subject == subjects::ORDER_PLACED {
+            let order = OrderPlaced::decode(message.body.as_slice())
+                .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;
+            notify
+                .record_placed(&order)
+                .map_err(|e| format!("order {} not recorded as pending: {e}", order.order_id))?;
+            return Ok(());
         }
-        .deliver(&result)
-        .map_err(|e| format!("no notification for order {}: {e}", result.order_id))?;
+        let result = PaymentResult::decode(message.body.as_slice())
+            .map_err(|e| format!("{} carried no PaymentResult: {e}", message.subject))?;
+        let delivery = notify
+            .deliver(&result)
+            .map_err(|e| format!("no notification for order {}: {e}", result.order_id))?;
         match delivery {
             Delivery::Sent(sent) => {
                 orders_component_kit::info!("notification sent to {}: {}", sent.user, sent.message)

@@ -1,21 +1,28 @@
 //! notify's rules, free of any host: turn each payment result into a notification, "send" it once
-//! however often the result is delivered, and list what was sent.
+//! however often the result is delivered, list what was sent, and tell where an order stands.
 //!
-//! State: key `notification/<order id>` holds the [`Notification`], created once (compare-and-swap
-//! against "absent"), so a redelivered result neither sends nor stores a second notification.
+//! State, each record created once (compare-and-swap against "absent"), so a redelivery neither
+//! sends nor stores anything a second time:
+//! - `notification/<order id>`: the [`Notification`] sent for the order's payment result;
+//! - `order/<order id>`: the order as placed ([`PlacedOrder`], from `orders.placed`), so that an
+//!   order accepted but not yet settled can be shown as pending.
 //!
-//! Who may read: a user's notifications need that user's API key or the admin token; everyone's
-//! need the admin token ([`orders_common::auth`]).
+//! Who may read: a user's notifications and orders need that user's API key or the admin token;
+//! everyone's notifications need the admin token ([`orders_common::auth`]). An order of another
+//! user is answered as unknown, like an order that does not exist.
 
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{CasStore, Clock, RecordStore, StoreError};
-use orders_common::proto::{ListResponse, Notification, PaymentOutcome, PaymentResult};
+use orders_common::proto::{
+    ListResponse, Notification, OrderPlaced, OrderStatusResponse, PaymentOutcome, PaymentResult,
+    PlacedOrder,
+};
 
 /// notify's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
-/// [`orders_common::auth`]), `Store` 503. `UnknownOutcome` comes only from the broker (a result we
-/// cannot word) and never reaches HTTP.
+/// [`orders_common::auth`]), `UnknownOrder` 404, `Store` 503. `UnknownOutcome` comes only from the
+/// broker (a result we cannot word) and never reaches HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error(transparent)]
@@ -24,6 +31,8 @@ pub enum NotifyError {
     Auth(#[from] AuthError),
     #[error("payment result for order `{0}` has no known outcome")]
     UnknownOutcome(String),
+    #[error("no order `{0}` is known to you; an order accepted a moment ago shows up once notify has read it from the broker")]
+    UnknownOrder(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,6 +43,7 @@ impl ApiError for NotifyError {
             Self::Invalid(invalid) => invalid.status(),
             Self::Auth(auth) => auth.status(),
             Self::UnknownOutcome(_) => 422,
+            Self::UnknownOrder(_) => 404,
             Self::Store(_) => 503,
         }
     }
@@ -43,12 +53,14 @@ impl ApiError for NotifyError {
             Self::Invalid(invalid) => invalid.code(),
             Self::Auth(auth) => auth.code(),
             Self::UnknownOutcome(_) => "unknown_outcome",
+            Self::UnknownOrder(_) => "unknown_order",
             Self::Store(_) => "store_unavailable",
         }
     }
 }
 
 const KEY_PREFIX: &str = "notification/";
+const PLACED_PREFIX: &str = "order/";
 
 /// What handling a payment result did.
 #[derive(Debug, PartialEq)]
@@ -98,6 +110,67 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             .read_record::<Notification>(&key)?
             .ok_or_else(|| StoreError::Unavailable(format!("`{key}` vanished")))?;
         Ok(Delivery::AlreadySent(earlier))
+    }
+
+    /// Remembers an order seen on `orders.placed` as pending; `false` when it was seen before.
+    pub fn record_placed(&self, placed: &OrderPlaced) -> Result<bool, NotifyError> {
+        let id = OrderId::parse(&placed.order_id)?;
+        let record = PlacedOrder {
+            order_id: id.to_string(),
+            user: UserName::parse(&placed.user)?.to_string(),
+            sum: Amount::parse_unsigned(placed.sum)?.get(),
+            placed_at_ms: placed.placed_at_ms,
+        };
+        let created = self
+            .store
+            .write_record(&format!("{PLACED_PREFIX}{id}"), &record, None)?;
+        Ok(created.is_some())
+    }
+
+    /// Where one order stands: settled (paid or refused, from its notification), pending (placed
+    /// but not settled yet), or unknown to this caller.
+    pub fn order_status(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<OrderStatusResponse, NotifyError> {
+        let id = OrderId::parse(order_id)?;
+        let notified = self
+            .store
+            .read_record::<Notification>(&format!("{KEY_PREFIX}{id}"))?
+            .map(|(notification, _)| notification);
+        let placed = self
+            .store
+            .read_record::<PlacedOrder>(&format!("{PLACED_PREFIX}{id}"))?
+            .map(|(placed, _)| placed);
+        let (user, sum) = match (&notified, &placed) {
+            (Some(notification), _) => (&notification.user, notification.sum),
+            (None, Some(placed)) => (&placed.user, placed.sum),
+            (None, None) => return Err(NotifyError::UnknownOrder(id.to_string())),
+        };
+        let owner = UserName::parse(user)?;
+        match caller.require_user_or_admin(&owner) {
+            Err(AuthError::AnotherUsersKey) => {
+                return Err(NotifyError::UnknownOrder(id.to_string()))
+            }
+            other => other.map(drop)?,
+        }
+        let state = match &notified {
+            None => "pending",
+            Some(notification) if notification.paid => "paid",
+            Some(_) => "refused",
+        };
+        Ok(OrderStatusResponse {
+            status: true,
+            order_id: id.to_string(),
+            user: owner.to_string(),
+            sum,
+            state: state.to_string(),
+            placed_at_ms: placed.map(|placed| placed.placed_at_ms),
+            reason: notified.as_ref().map(|n| n.reason.clone()),
+            balance: notified.as_ref().and_then(|n| n.balance),
+            notified_at_ms: notified.as_ref().map(|n| n.sent_at_ms),
+        })
     }
 
     /// Every notification (for the admin), or one user's (for that user or the admin), oldest first.
@@ -369,6 +442,147 @@ mod tests {
             .notify()
             .deliver(&result("o-2", "", PaymentOutcome::Paid, None))
             .is_err());
+        assert!(world.store.keys().unwrap().is_empty());
+    }
+
+    fn placed(id: &str, user: &str) -> OrderPlaced {
+        OrderPlaced {
+            order_id: id.into(),
+            user: user.into(),
+            sum: 10,
+            placed_at_ms: 500,
+            key_sha256: vec![],
+        }
+    }
+
+    #[test]
+    fn an_order_placed_but_not_settled_is_pending() {
+        let world = World::new();
+        assert!(world
+            .notify()
+            .record_placed(&placed("o-1", "Pavel"))
+            .unwrap());
+        let status = world
+            .notify()
+            .order_status(&key_of("Pavel"), "o-1")
+            .unwrap();
+        assert_eq!(
+            (status.state.as_str(), status.user.as_str(), status.sum),
+            ("pending", "Pavel", 10)
+        );
+        assert_eq!(
+            (status.placed_at_ms, status.reason, status.balance),
+            (Some(500), None, None)
+        );
+    }
+
+    #[test]
+    fn a_settled_order_shows_its_outcome_and_the_balance_after_it() {
+        let world = World::new();
+        world
+            .notify()
+            .record_placed(&placed("o-1", "Pavel"))
+            .unwrap();
+        world
+            .notify()
+            .record_placed(&placed("o-2", "Pavel"))
+            .unwrap();
+        world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
+            .unwrap();
+        world
+            .notify()
+            .deliver(&result(
+                "o-2",
+                "Pavel",
+                PaymentOutcome::InsufficientFunds,
+                Some(90),
+            ))
+            .unwrap();
+        let paid = world.notify().order_status(&admin(), "o-1").unwrap();
+        assert_eq!(
+            (paid.state.as_str(), paid.reason.as_deref(), paid.balance),
+            ("paid", Some("paid"), Some(90))
+        );
+        assert_eq!(
+            (paid.placed_at_ms, paid.notified_at_ms),
+            (Some(500), Some(1_000))
+        );
+        let refused = world.notify().order_status(&admin(), "o-2").unwrap();
+        assert_eq!(
+            (refused.state.as_str(), refused.reason.as_deref()),
+            ("refused", Some("insufficient_funds"))
+        );
+    }
+
+    #[test]
+    fn a_result_that_overtakes_its_order_stays_settled() {
+        let world = World::new();
+        world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
+            .unwrap();
+        let before = world.notify().order_status(&admin(), "o-1").unwrap();
+        assert_eq!((before.state.as_str(), before.placed_at_ms), ("paid", None));
+        world
+            .notify()
+            .record_placed(&placed("o-1", "Pavel"))
+            .unwrap();
+        let after = world.notify().order_status(&admin(), "o-1").unwrap();
+        assert_eq!(
+            (after.state.as_str(), after.placed_at_ms),
+            ("paid", Some(500))
+        );
+    }
+
+    #[test]
+    fn an_order_seen_again_is_recorded_once() {
+        let world = World::new();
+        assert!(world
+            .notify()
+            .record_placed(&placed("o-1", "Pavel"))
+            .unwrap());
+        assert!(!world
+            .notify()
+            .record_placed(&placed("o-1", "Pavel"))
+            .unwrap());
+        assert_eq!(world.store.keys().unwrap(), ["order/o-1"]);
+    }
+
+    #[test]
+    fn an_order_nobody_placed_is_unknown() {
+        let world = World::new();
+        let unknown = world.notify().order_status(&admin(), "o-9").unwrap_err();
+        assert_eq!((unknown.status(), unknown.code()), (404, "unknown_order"));
+    }
+
+    #[test]
+    fn another_users_order_is_as_unknown_to_them_as_one_that_does_not_exist() {
+        let world = World::new();
+        world
+            .notify()
+            .record_placed(&placed("o-1", "Pavel"))
+            .unwrap();
+        let hidden = world
+            .notify()
+            .order_status(&key_of("Anna"), "o-1")
+            .unwrap_err();
+        assert_eq!((hidden.status(), hidden.code()), (404, "unknown_order"));
+    }
+
+    #[test]
+    fn a_malformed_order_id_is_refused_and_a_malformed_order_is_not_recorded() {
+        let world = World::new();
+        let refused = world
+            .notify()
+            .order_status(&admin(), "not an id")
+            .unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (422, "invalid_order_id")
+        );
+        assert!(world.notify().record_placed(&placed("o-1", " ")).is_err());
         assert!(world.store.keys().unwrap().is_empty());
     }
 

@@ -121,14 +121,15 @@ async fn a_body_over_16_kib_is_413() {
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_wrong_method_is_405() {
+async fn a_wrong_method_is_405_naming_the_allowed_one() {
     let lattice = Lattice::from_env();
-    for (method, path) in [
-        (reqwest::Method::GET, "/CreateUser"),
-        (reqwest::Method::GET, "/DepositCash"),
-        (reqwest::Method::GET, "/Order"),
-        (reqwest::Method::POST, "/List"),
-        (reqwest::Method::DELETE, "/Balance"),
+    for (method, path, allowed) in [
+        (reqwest::Method::GET, "/CreateUser", "POST"),
+        (reqwest::Method::GET, "/DepositCash", "POST"),
+        (reqwest::Method::GET, "/Order", "POST"),
+        (reqwest::Method::POST, "/List", "GET"),
+        (reqwest::Method::DELETE, "/Balance", "GET"),
+        (reqwest::Method::TRACE, "/OrderStatus", "GET"),
     ] {
         let answer = lattice.request(method.clone(), path).await;
         assert_eq!(
@@ -136,6 +137,7 @@ async fn a_wrong_method_is_405() {
             (405, "method_not_allowed"),
             "{method} {path}"
         );
+        assert_eq!(answer.headers["allow"], allowed, "{method} {path}");
     }
 }
 

@@ -12,11 +12,7 @@ async fn order_with_key(lattice: &Lattice, key: &str, user: &str, sum: i64) -> o
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    orders_e2e::Answer {
-        status,
-        body: response.json().await.unwrap(),
-    }
+    orders_e2e::answer(response).await
 }
 
 #[tokio::test]

@@ -46,7 +46,7 @@ async fn every_order_delivered_twice_is_charged_once() {
 
 #[tokio::test]
 #[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn orders_accepted_while_billing_is_stopped_are_all_paid_once_it_is_back() {
+async fn orders_accepted_while_billing_is_stopped_are_pending_then_all_paid_once_it_is_back() {
     let lattice = Lattice::from_env();
     let operator = Operator::from_env();
     let user = lattice.new_user("Outage", 1000).await;
@@ -73,12 +73,26 @@ async fn orders_accepted_while_billing_is_stopped_are_all_paid_once_it_is_back()
         lattice.notifications(&user).await.is_empty(),
         "nothing is paid while billing is stopped"
     );
+    for id in &accepted {
+        let status = lattice.order_status(&user, id).await;
+        assert_eq!(
+            (status.status, &status.body["state"]),
+            (200, &json!("pending")),
+            "an accepted order waits as pending while billing is stopped: {status:?}"
+        );
+    }
 
     let restarted = Instant::now();
     operator.restore().await;
     let listed = lattice.await_notifications(&user, 100).await;
     let drained = restarted.elapsed();
     assert!(listed.iter().all(|n| n["paid"] == json!(true)));
+    for id in &accepted {
+        assert_eq!(
+            lattice.await_settled(&user, id).await["state"],
+            json!("paid")
+        );
+    }
     assert_eq!(
         lattice.balance(&user).await,
         0,

@@ -1,0 +1,209 @@
+// The console drives the public HTTP API of this lattice, same origin, exactly as any client would:
+// nothing here is privileged. The user and API key live in this tab's sessionStorage only.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const FINAL = new Set(["paid", "refused"]);
+const POLL_MS = 400;
+// Under the per-credential rate limit (100 requests/s): at most this many status asks per poll.
+const STATUS_ASKS_PER_POLL = 20;
+
+const session = {
+  user: sessionStorage.getItem("orders.user"),
+  key: sessionStorage.getItem("orders.key"),
+  save(user, key) {
+    this.user = user;
+    this.key = key;
+    sessionStorage.setItem("orders.user", user);
+    sessionStorage.setItem("orders.key", key);
+  },
+};
+// order id -> { sum, state, reason, balance, row }, in the order they were placed.
+const orders = new Map();
+
+async function api(method, path, body) {
+  const headers = {};
+  if (session.key) headers.Authorization = `Bearer ${session.key}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  return apiWith(method, path, headers, body);
+}
+
+async function apiWith(method, path, headers, body) {
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    return { status: 0, body: { status: false, error: "network_error", message: `the lattice did not answer: ${error.message}` } };
+  }
+  let json;
+  try {
+    json = await response.json();
+  } catch {
+    json = { status: false, error: "not_json", message: `HTTP ${response.status} without a JSON body` };
+  }
+  return { status: response.status, body: json };
+}
+
+let messageTimer;
+function say(text, isError = false) {
+  const box = $("message");
+  box.textContent = text;
+  box.className = isError ? "shown error" : "shown";
+  clearTimeout(messageTimer);
+  messageTimer = setTimeout(() => { box.className = isError ? "error" : ""; }, isError ? 8000 : 3000);
+}
+
+// The API's own words: status, machine code and message.
+function sayError(answer) {
+  say(`${answer.status} ${answer.body.error}: ${answer.body.message}`, true);
+}
+
+// A sum as the user typed it: a JSON number when it is one, else the text itself, so that the API
+// (not this page) decides and explains what is wrong with it.
+function sumOf(input) {
+  const text = input.value.trim();
+  return /^-?\d+$/.test(text) ? Number(text) : text;
+}
+
+function showWho() {
+  $("who").textContent = session.user ? `Signed in as ${session.user}` : "No user yet: create one, or use a key you have.";
+  if (session.key) $("api-key").value = session.key;
+}
+
+async function refreshBalance() {
+  if (!session.user) return;
+  const answer = await api("GET", `/Balance?user=${encodeURIComponent(session.user)}`);
+  if (answer.status === 200) $("balance").textContent = answer.body.balance;
+}
+
+async function refreshNotifications() {
+  if (!session.user) return;
+  const answer = await api("GET", `/List?user=${encodeURIComponent(session.user)}`);
+  if (answer.status !== 200) return;
+  const list = $("notifications");
+  list.replaceChildren(...answer.body.notifications.map((n) => {
+    const item = document.createElement("li");
+    item.className = n.paid ? "paid" : "refused";
+    item.dataset.orderId = n.order_id;
+    item.textContent = n.message;
+    return item;
+  }));
+}
+
+function renderOrder(id) {
+  const order = orders.get(id);
+  if (!order.row) {
+    order.row = document.createElement("tr");
+    order.row.dataset.orderId = id;
+    order.row.innerHTML = "<td></td><td></td><td><span class=state></span></td><td></td><td></td>";
+    $("orders").tBodies[0].prepend(order.row);
+  }
+  const cells = order.row.cells;
+  cells[0].textContent = id;
+  cells[1].textContent = order.sum;
+  const state = cells[2].firstChild;
+  state.textContent = order.state;
+  state.className = `state ${order.state}`;
+  cells[3].textContent = order.reason ?? "";
+  cells[4].textContent = order.balance ?? "";
+}
+
+async function placeOne(sum) {
+  // One key per order, reused on a retry: the order is never placed twice.
+  const headers = { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() };
+  if (session.key) headers.Authorization = `Bearer ${session.key}`;
+  let answer = await apiWith("POST", "/Order", headers, { user: session.user, sum });
+  if (answer.status === 0 || answer.status === 503) {
+    answer = await apiWith("POST", "/Order", headers, { user: session.user, sum });
+  }
+  if (answer.status !== 202) return answer;
+  orders.set(answer.body.order_id, { sum: answer.body.sum, state: "pending" });
+  renderOrder(answer.body.order_id);
+  return answer;
+}
+
+let polling = false;
+async function poll() {
+  if (polling) return;
+  polling = true;
+  try {
+    const waiting = [...orders].filter(([, o]) => !FINAL.has(o.state)).slice(0, STATUS_ASKS_PER_POLL);
+    const answers = await Promise.all(waiting.map(([id]) => api("GET", `/OrderStatus?order_id=${id}`)));
+    let settled = false;
+    answers.forEach((answer, i) => {
+      // 404 for a moment: notify has not read the order from the broker yet; it stays pending.
+      if (answer.status !== 200) return;
+      const [id, order] = waiting[i];
+      Object.assign(order, { state: answer.body.state, reason: answer.body.reason, balance: answer.body.balance });
+      settled ||= FINAL.has(order.state);
+      renderOrder(id);
+    });
+    if (settled) await Promise.all([refreshBalance(), refreshNotifications()]);
+  } finally {
+    polling = false;
+  }
+}
+
+$("create-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const answer = await apiWith("POST", "/CreateUser", { "Content-Type": "application/json" }, { user: $("user").value });
+  if (answer.status !== 201) return sayError(answer);
+  session.save(answer.body.user, answer.body.api_key);
+  orders.clear();
+  $("orders").tBodies[0].replaceChildren();
+  $("key-details").open = true;
+  showWho();
+  $("balance").textContent = answer.body.balance;
+  await refreshNotifications();
+  say(`Created ${answer.body.user}. Keep the API key shown under "API key": it is not shown again.`);
+});
+
+$("key-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  // The key names its user: olk_<base64url of the name>.<nonce>.<mac>.
+  const encoded = key.startsWith("olk_") ? key.slice(4).split(".")[0] : "";
+  let user;
+  try {
+    const bytes = Uint8Array.from(atob(encoded.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    user = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return say("That is not an API key of this lattice (they start with olk_).", true);
+  }
+  session.save(user, key);
+  showWho();
+  const answer = await api("GET", `/Balance?user=${encodeURIComponent(user)}`);
+  if (answer.status !== 200) return sayError(answer);
+  $("balance").textContent = answer.body.balance;
+  await refreshNotifications();
+});
+
+$("deposit-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!session.user) return say("Create a user first.", true);
+  const answer = await api("POST", "/DepositCash", { user: session.user, sum: sumOf($("deposit-sum")) });
+  if (answer.status !== 200) return sayError(answer);
+  $("balance").textContent = answer.body.balance;
+  say(`Deposited. Balance ${answer.body.balance}.`);
+});
+
+$("order-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!session.user) return say("Create a user first.", true);
+  const count = Math.min(Math.max(Number($("order-count").value) || 1, 1), 100);
+  const sum = sumOf($("order-sum"));
+  $("place").disabled = true;
+  try {
+    const answers = await Promise.all(Array.from({ length: count }, () => placeOne(sum)));
+    const refused = answers.filter((a) => a.status !== 202);
+    if (refused.length) return sayError(refused[0]);
+    say(count === 1 ? "Order accepted: pending until billing settles it." : `${count} orders accepted.`);
+  } finally {
+    $("place").disabled = false;
+  }
+});
+
+showWho();
+refreshBalance();
+refreshNotifications();
+setInterval(poll, POLL_MS);

@@ -1,0 +1,40 @@
+//! web as a wasmCloud component: the console, one self-contained page, at `/`, and the API's
+//! contract at `/openapi.json`. Both are built into the component (build.rs), so the lattice
+//! serves them with nothing fetched from anywhere; the page talks to the API on the same origin.
+
+use orders_common::api::RequestError;
+use orders_component_kit::http::{serve, Handled, Reply, Request};
+use wasmcloud_component::http::{self, Method};
+
+const CONSOLE: &str = include_str!(concat!(env!("OUT_DIR"), "/console.html"));
+/// Allows exactly the page's own style and script, and requests to its own origin.
+const CONSOLE_POLICY: &str = include_str!(concat!(env!("OUT_DIR"), "/console.csp"));
+const OPENAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
+struct WebComponent;
+
+http::export!(WebComponent);
+
+impl http::Server for WebComponent {
+    fn handle(
+        request: http::IncomingRequest,
+    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
+        Ok(serve(request, route))
+    }
+}
+
+fn route(request: &Request) -> Handled {
+    match request.path.as_str() {
+        "/" => {
+            request.require(Method::GET)?;
+            Ok(Reply::document("text/html; charset=utf-8", CONSOLE)
+                .with_header("content-security-policy", CONSOLE_POLICY)
+                .with_header("referrer-policy", "no-referrer"))
+        }
+        "/openapi.json" => {
+            request.require(Method::GET)?;
+            Ok(Reply::document("application/json", OPENAPI))
+        }
+        other => Err(RequestError::UnknownPath(other.to_string()).into()),
+    }
+}
