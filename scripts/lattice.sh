@@ -203,7 +203,7 @@ deploy() {
 links_live() {
   local probes=("POST /CreateUser 400" "POST /DepositCash 401" "POST /Order 401" "POST /RotateKey 401"
     "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200"
-    "GET /OrderStatus?order_id=readiness-probe 404" "GET / 200" "GET /openapi.json 200")
+    "GET /OrderStatus?order_id=readiness-probe 404" "GET /DeadLetters 200" "GET / 200" "GET /openapi.json 200")
   [[ $instance == bench ]] && probes+=("GET /Hello 200")
   ADMIN_TOKEN=$(admin_token) python3 - "http://127.0.0.1:$HTTP_PORT" "${probes[@]}" <<'PY' || return 1
 import os, sys, urllib.error, urllib.request
@@ -224,7 +224,7 @@ for probe in probes:
     if status != int(expected) or b'"error":"unknown_path"' in body:
         sys.exit(f"{method} {path}: {status} {body[:200]!r}")
 PY
-  "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" pulling billing notify notify-orders
+  "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" pulling billing notify notify-orders notify-deadletters
 }
 
 no_providers() {

@@ -124,15 +124,33 @@ test("the API's refusals are shown in its own words and change nothing", async (
   await submit("#user", " ", "#create");
   await until("the empty name to be explained", async () => (await text("#message")).startsWith("422 invalid_user"));
   assert.equal(await text("#balance"), "85");
-  await page.screenshot({ path: process.env.ORDERS_SCREENSHOT ?? "console.png", fullPage: true });
 });
 
-test("a reload keeps the user, the balance and the notifications", async () => {
+test("a reload keeps the user, the balance, the orders and the notifications", async () => {
   const who = await text("#who");
+  const before = await rowStates();
   await page.reload({ waitUntil: "networkidle0" });
   assert.equal(await text("#who"), who);
   await until("the balance after the reload", async () => (await text("#balance")) === "85");
   await until("the notifications after the reload", async () => (await page.$$("#notifications li")).length === 7);
+  const after = await until("the orders after the reload", async () => {
+    const rows = await rowStates();
+    return rows.length === 7 && rows;
+  });
+  const byId = (rows) => Object.fromEntries(rows.map((row) => [row.id, [row.sum, row.state, row.reason, row.balance]]));
+  assert.deepEqual(byId(after), byId(before));
+});
+
+test("the admin sees how many dead letters there are, and a user's key is refused there", async () => {
+  await submit("#admin-token", process.env.ORDERS_ADMIN_TOKEN, "#admin-form button");
+  const expected = await page.evaluate(async (token) => {
+    const response = await fetch("/DeadLetters", { headers: { Authorization: `Bearer ${token}` } });
+    return (await response.json()).count;
+  }, process.env.ORDERS_ADMIN_TOKEN);
+  await until("the dead letters count", async () => (await text("#dead-letters")) === String(expected));
+  await page.screenshot({ path: process.env.ORDERS_SCREENSHOT ?? "console.png", fullPage: true });
+  await submit("#admin-token", await page.$eval("#api-key", (input) => input.value), "#admin-form button");
+  await until("the key to be refused", async () => (await text("#message")).startsWith("403 forbidden"));
 });
 
 test("nothing went wrong in the page", () => {

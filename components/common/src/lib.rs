@@ -19,8 +19,11 @@ pub mod proto {
 
 /// Broker subjects.
 pub mod subjects {
-    /// order -> billing: [`crate::proto::OrderPlaced`].
+    /// order -> billing and notify: [`crate::proto::OrderPlaced`].
     pub const ORDER_PLACED: &str = "orders.placed";
     /// billing -> notify: [`crate::proto::PaymentResult`].
     pub const PAYMENT_SETTLED: &str = "payments.settled";
+    /// The messaging provider -> notify: `deadletter.<consumer>`, a message that consumer gave up
+    /// on, its payload as published.
+    pub const DEAD_LETTER_PREFIX: &str = "deadletter.";
 }

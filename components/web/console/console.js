@@ -18,6 +18,8 @@ const session = {
     sessionStorage.setItem("orders.key", key);
   },
 };
+// The admin token, for the dead letters only: in this page's memory, never stored.
+let adminToken = "";
 // order id -> { sum, state, reason, balance, row }, in the order they were placed.
 const orders = new Map();
 
@@ -80,6 +82,12 @@ async function refreshNotifications() {
   if (!session.user) return;
   const answer = await api("GET", `/List?user=${encodeURIComponent(session.user)}`);
   if (answer.status !== 200) return;
+  // Orders placed before a reload (or elsewhere) come back into the table from their notifications.
+  for (const n of answer.body.notifications) {
+    if (orders.has(n.order_id)) continue;
+    orders.set(n.order_id, { sum: n.sum, state: n.paid ? "paid" : "refused", reason: n.reason, balance: n.balance });
+    renderOrder(n.order_id);
+  }
   const list = $("notifications");
   list.replaceChildren(...answer.body.notifications.map((n) => {
     const item = document.createElement("li");
@@ -120,6 +128,17 @@ async function placeOne(sum) {
   orders.set(answer.body.order_id, { sum: answer.body.sum, state: "pending" });
   renderOrder(answer.body.order_id);
   return answer;
+}
+
+async function refreshDeadLetters() {
+  if (!adminToken) return;
+  const answer = await apiWith("GET", "/DeadLetters", { Authorization: `Bearer ${adminToken}` });
+  if (answer.status !== 200) {
+    adminToken = "";
+    return sayError(answer);
+  }
+  $("dead-letters").textContent = answer.body.count;
+  $("dead-letters-unsettled").textContent = answer.body.unsettled ? `(${answer.body.unsettled} not settled)` : "";
 }
 
 let polling = false;
@@ -203,7 +222,14 @@ $("order-form").addEventListener("submit", async (event) => {
   }
 });
 
+$("admin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  adminToken = $("admin-token").value.trim();
+  await refreshDeadLetters();
+});
+
 showWho();
 refreshBalance();
 refreshNotifications();
 setInterval(poll, POLL_MS);
+setInterval(refreshDeadLetters, 2000);

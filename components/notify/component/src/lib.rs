@@ -1,7 +1,7 @@
 //! notify as a wasmCloud component: payment results from the broker (`wasmcloud:messaging/handler`)
 //! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them. Placed
 //! orders from the broker are remembered as pending, and `GET /OrderStatus?order_id=` tells where
-//! an order stands.
+//! an order stands; dead letters from the broker are recorded for `GET /DeadLetters`.
 
 use notify_core::{Delivery, Notify};
 use orders_common::api::{query_param, RequestError};
@@ -49,6 +49,11 @@ fn route(request: &Request) -> Handled {
             let user = query_param(&request.query, "user");
             Ok(Reply::json(200, &notify.list(&caller, user.as_deref())?))
         }
+        "/DeadLetters" => {
+            request.require(Method::GET)?;
+            let caller = request.caller(&authenticator()?)?;
+            Ok(Reply::json(200, &notify.dead_letters(&caller)?))
+        }
         "/OrderStatus" => {
             request.require(Method::GET)?;
             let caller = request.caller(&authenticator()?)?;
@@ -58,20 +63,35 @@ fn route(request: &Request) -> Handled {
         }
         "/" => Ok(Reply::index(
             "notify",
-            &["GET /List", "GET /List?user=", "GET /OrderStatus?order_id="],
+            &[
+                "GET /List",
+                "GET /List?user=",
+                "GET /OrderStatus?order_id=",
+                "GET /DeadLetters",
+            ],
         )),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),
     }
 }
 
 impl MessageHandler for NotifyComponent {
-    /// A placed order (remembered as pending) or a payment result (notified), by subject.
+    /// A placed order (remembered as pending), a dead letter (recorded) or a payment result
+    /// (notified), by subject.
     fn handle_message(message: BrokerMessage) -> Result<(), String> {
         let store = KeyValue::new();
         let notify = Notify {
             store: &store,
             clock: &WallClock,
         };
+        if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
+            if notify
+                .record_dead_letter(consumer, &message.body)
+                .map_err(|e| format!("dead letter of {consumer} not recorded: {e}"))?
+            {
+                orders_component_kit::info!("{consumer} gave up on a message: recorded");
+            }
+            return Ok(());
+        }
         if message.subject == subjects::ORDER_PLACED {
             let order = OrderPlaced::decode(message.body.as_slice())
                 .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;

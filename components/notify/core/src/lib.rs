@@ -5,10 +5,12 @@
 //! sends nor stores anything a second time:
 //! - `notification/<order id>`: the [`Notification`] sent for the order's payment result;
 //! - `order/<order id>`: the order as placed ([`PlacedOrder`], from `orders.placed`), so that an
-//!   order accepted but not yet settled can be shown as pending.
+//!   order accepted but not yet settled can be shown as pending;
+//! - `deadletter/<consumer>/<SHA-256 of the payload>`: a message a consumer gave up on
+//!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck.
 //!
 //! Who may read: a user's notifications and orders need that user's API key or the admin token;
-//! everyone's notifications need the admin token ([`orders_common::auth`]). An order of another
+//! everyone's notifications and the dead letters need the admin token ([`orders_common::auth`]). An order of another
 //! user is answered as unknown, like an order that does not exist.
 
 use orders_common::api::ApiError;
@@ -16,9 +18,11 @@ use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{CasStore, Clock, RecordStore, StoreError};
 use orders_common::proto::{
-    ListResponse, Notification, OrderPlaced, OrderStatusResponse, PaymentOutcome, PaymentResult,
-    PlacedOrder,
+    DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
+    OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, StoredDeadLetter,
 };
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
 
 /// notify's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
 /// [`orders_common::auth`]), `UnknownOrder` 404, `Store` 503. `UnknownOutcome` comes only from the
@@ -61,6 +65,7 @@ impl ApiError for NotifyError {
 
 const KEY_PREFIX: &str = "notification/";
 const PLACED_PREFIX: &str = "order/";
+const DEAD_LETTER_PREFIX: &str = "deadletter/";
 
 /// What handling a payment result did.
 #[derive(Debug, PartialEq)]
@@ -170,6 +175,64 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             reason: notified.as_ref().map(|n| n.reason.clone()),
             balance: notified.as_ref().and_then(|n| n.balance),
             notified_at_ms: notified.as_ref().map(|n| n.sent_at_ms),
+        })
+    }
+
+    /// Remembers a message `consumer` gave up on; `false` when this payload was recorded before.
+    /// A payload that is not an order or a payment result is recorded too, without order fields.
+    pub fn record_dead_letter(&self, consumer: &str, payload: &[u8]) -> Result<bool, NotifyError> {
+        let order = OrderReference::decode(payload).unwrap_or_default();
+        let record = StoredDeadLetter {
+            consumer: consumer.to_string(),
+            order_id: order.order_id,
+            user: order.user,
+            sum: order.sum,
+            recorded_at_ms: self.clock.now_ms(),
+        };
+        let key = format!(
+            "{DEAD_LETTER_PREFIX}{consumer}/{}",
+            hex::encode(Sha256::digest(payload))
+        );
+        Ok(self.store.write_record(&key, &record, None)?.is_some())
+    }
+
+    /// The dead letters, oldest first, each with whether its order has been notified since.
+    pub fn dead_letters(&self, caller: &Caller) -> Result<DeadLettersResponse, NotifyError> {
+        caller.require_admin()?;
+        let notified: std::collections::HashSet<String> = self
+            .store
+            .keys()?
+            .into_iter()
+            .filter(|key| key.starts_with(KEY_PREFIX))
+            .collect();
+        let mut dead_letters: Vec<DeadLetter> = self
+            .store
+            .records_with_prefix::<StoredDeadLetter>(DEAD_LETTER_PREFIX)?
+            .into_iter()
+            .map(|stored| DeadLetter {
+                settled: notified.contains(&format!("{KEY_PREFIX}{}", stored.order_id)),
+                consumer: stored.consumer,
+                order_id: stored.order_id,
+                user: stored.user,
+                sum: stored.sum,
+                recorded_at_ms: stored.recorded_at_ms,
+            })
+            .collect();
+        dead_letters.sort_by(|a, b| {
+            (a.recorded_at_ms, &a.consumer, &a.order_id).cmp(&(
+                b.recorded_at_ms,
+                &b.consumer,
+                &b.order_id,
+            ))
+        });
+        let count = u32::try_from(dead_letters.len()).unwrap_or(u32::MAX);
+        let unsettled =
+            u32::try_from(dead_letters.iter().filter(|d| !d.settled).count()).unwrap_or(u32::MAX);
+        Ok(DeadLettersResponse {
+            status: true,
+            count,
+            unsettled,
+            dead_letters,
         })
     }
 
@@ -584,6 +647,65 @@ mod tests {
         );
         assert!(world.notify().record_placed(&placed("o-1", " ")).is_err());
         assert!(world.store.keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dead_letter_is_recorded_once_and_shown_to_the_admin_only() {
+        let world = World::new();
+        let order = placed("o-1", "Pavel").encode_to_vec();
+        assert!(world
+            .notify()
+            .record_dead_letter("billing", &order)
+            .unwrap());
+        assert!(!world
+            .notify()
+            .record_dead_letter("billing", &order)
+            .unwrap());
+        assert!(world
+            .notify()
+            .record_dead_letter("notify-orders", &order)
+            .unwrap());
+        let listed = world.notify().dead_letters(&admin()).unwrap();
+        assert_eq!((listed.count, listed.unsettled), (2, 2));
+        let first = &listed.dead_letters[0];
+        assert_eq!(
+            (
+                first.consumer.as_str(),
+                first.order_id.as_str(),
+                first.user.as_str(),
+                first.sum
+            ),
+            ("billing", "o-1", "Pavel", 10)
+        );
+        let refused = world.notify().dead_letters(&key_of("Pavel")).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
+    }
+
+    #[test]
+    fn a_dead_letter_whose_order_was_notified_since_is_settled() {
+        let world = World::new();
+        let result = result("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
+        world
+            .notify()
+            .record_dead_letter("notify", &result.encode_to_vec())
+            .unwrap();
+        assert_eq!(world.notify().dead_letters(&admin()).unwrap().unsettled, 1);
+        world.notify().deliver(&result).unwrap();
+        let listed = world.notify().dead_letters(&admin()).unwrap();
+        assert_eq!((listed.count, listed.unsettled), (1, 0));
+        assert!(listed.dead_letters[0].settled);
+    }
+
+    #[test]
+    fn a_dead_letter_that_is_no_order_is_recorded_without_order_fields() {
+        let world = World::new();
+        world
+            .notify()
+            .record_dead_letter("billing", b"\xff\xff not protobuf")
+            .unwrap();
+        let listed = world.notify().dead_letters(&admin()).unwrap();
+        assert_eq!(listed.count, 1);
+        assert_eq!(listed.dead_letters[0].order_id, "");
     }
 
     #[test]

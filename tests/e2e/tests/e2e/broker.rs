@@ -1,11 +1,13 @@
-//! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`.
+//! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`, and what
+//! becomes of a message no consumer can handle.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_common::subjects;
-use orders_e2e::{next_matching, Lattice};
-use serde_json::json;
+use orders_e2e::{next_matching, publish_order, unique, Lattice};
+use serde_json::{json, Value};
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
@@ -115,4 +117,58 @@ async fn every_order_of_a_busy_account_delivered_again_gets_its_first_result_and
         lattice.await_notifications(&user, ORDERS).await.len(),
         ORDERS
     );
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn an_order_no_consumer_can_handle_becomes_a_dead_letter_the_admin_sees_and_nothing_is_charged(
+) {
+    let lattice = Lattice::from_env();
+    // A user name billing and notify refuse: both give up on it after their 10 attempts (~20 s).
+    let order = OrderPlaced {
+        order_id: unique("dead"),
+        user: " ".into(),
+        sum: 5,
+        placed_at_ms: 1,
+        key_sha256: vec![],
+    };
+    publish_order(&lattice, &order).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mine = loop {
+        let answer = lattice.get_as_admin("/DeadLetters").await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let mine: Vec<Value> = answer.body["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["order_id"] == json!(order.order_id))
+            .cloned()
+            .collect();
+        if mine.len() == 2 {
+            break mine;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead letters of {} after 60 s: {mine:?}",
+            order.order_id
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let consumers: Vec<_> = mine.iter().map(|d| d["consumer"].clone()).collect();
+    assert_eq!(consumers.len(), 2);
+    assert!(consumers.contains(&json!("billing")) && consumers.contains(&json!("notify-orders")));
+    assert!(mine
+        .iter()
+        .all(|d| d["settled"] == json!(false) && d["sum"] == json!(5)));
+    let status = lattice
+        .get_as_admin(&format!("/OrderStatus?order_id={}", order.order_id))
+        .await;
+    assert_eq!(
+        (status.status, status.error_code()),
+        (404, "unknown_order"),
+        "an order nobody could handle has no status: {status:?}"
+    );
+    let someone = lattice.new_user("NotDead", 0).await;
+    let refused = lattice.get_as(&someone, "/DeadLetters").await;
+    assert_eq!((refused.status, refused.error_code()), (403, "forbidden"));
 }
