@@ -26,4 +26,8 @@ pub mod subjects {
     /// The messaging provider -> notify: `deadletter.<consumer>`, a message that consumer gave up
     /// on, its payload as published.
     pub const DEAD_LETTER_PREFIX: &str = "deadletter.";
+    /// A dead letter's header: the subject its message was first published on.
+    pub const ORIGINAL_SUBJECT_HEADER: &str = "Orders-Original-Subject";
+    /// A dead letter's header: the handler's last error.
+    pub const FAILURE_HEADER: &str = "Orders-Failure";
 }

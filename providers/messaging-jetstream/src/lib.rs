@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use bytes::Bytes;
 use futures::StreamExt as _;
+use orders_common::subjects;
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -348,8 +349,11 @@ async fn dead_letter(
     reason: &str,
 ) -> anyhow::Result<()> {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Orders-Original-Subject", message.subject.as_str());
-    headers.insert("Orders-Failure", reason.replace(['\r', '\n'], " ").as_str());
+    headers.insert(subjects::ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
+    headers.insert(
+        subjects::FAILURE_HEADER,
+        reason.replace(['\r', '\n'], " ").as_str(),
+    );
     js.publish_with_headers(
         config.dead_letter_subject.clone(),
         headers,

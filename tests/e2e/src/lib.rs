@@ -358,6 +358,28 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:x}-{n}", nanos % (1 << 48))
 }
 
+/// Runs `orders-admin` (`ORDERS_ADMIN_TOOL`, which `make test` sets) with `args` against the test
+/// lattice (`ORDERS_NATS_URL`, `ORDERS_NATS_CREDS`) and returns what it printed, one JSON value a
+/// line.
+pub async fn orders_admin(args: &[&str]) -> Vec<Value> {
+    let tool = std::env::var("ORDERS_ADMIN_TOOL").expect("ORDERS_ADMIN_TOOL");
+    let output = tokio::process::Command::new(&tool)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    assert!(
+        output.status.success(),
+        "orders-admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
 /// Percent-encodes a query value.
 pub fn encode(value: &str) -> String {
     value

@@ -2,6 +2,7 @@
 //! through HTTP and NATS exactly as a user would. `make test` starts the lattice and runs these
 //! (`cargo test --test e2e -- --ignored`); a plain `cargo test` lists them as ignored.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod broker;

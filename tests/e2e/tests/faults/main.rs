@@ -1,13 +1,14 @@
 //! Fault tests on the real lattice: duplicated deliveries, a consumer stopped while orders pile up,
-//! and a handler that fails until its store comes back. They stop parts of the application through
+//! a handler that fails until its store comes back, and one that fails long enough for its order to
+//! become a dead letter, replayed with orders-admin. They stop parts of the application through
 //! wadm, so `make test` runs them alone, after the other end-to-end tests.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use orders_common::proto::OrderPlaced;
-use orders_e2e::{key_sha256, publish_order, traits_of, unique, Lattice, Operator};
-use serde_json::json;
+use orders_e2e::{key_sha256, orders_admin, publish_order, traits_of, unique, Lattice, Operator};
+use serde_json::{json, Value};
 
 #[tokio::test]
 #[ignore = "stops parts of a running lattice: `make test` runs these alone"]
@@ -130,6 +131,119 @@ async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once() {
     let dead = tokio::time::timeout(Duration::from_millis(500), dead_letters.next()).await;
     assert!(dead.is_err(), "nothing was dead-lettered: {dead:?}");
     println!("failing handler: 1 order redelivered until billing could settle it: paid once, 0 dead letters");
+}
+
+#[tokio::test]
+#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
+async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_orders_admin_and_charged_once(
+) {
+    let lattice = Lattice::from_env();
+    let operator = Operator::from_env();
+    let user = lattice.new_user("Replayed", 1000).await;
+
+    // billing's link may no longer publish payment results: billing debits each order, then fails
+    // to announce it, and after its 10 attempts (~20 s) the order becomes a dead letter.
+    confine_publishing(&operator, "billing", "nothing.allowed").await;
+    // Until the provider takes the new link, orders are paid and announced; the first one that
+    // is not announced within 3 s is the one that will be dead-lettered.
+    let (deadline, mut placed) = (Instant::now() + Duration::from_secs(60), Vec::new());
+    let muted = loop {
+        let order_id = lattice.order(&user, 10).await;
+        placed.push(order_id.clone());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if lattice.notifications(&user).await.len() < placed.len() {
+            break order_id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider never applied the new link"
+        );
+    };
+    let of_muted = |letters: Vec<Value>| -> Vec<Value> {
+        letters
+            .into_iter()
+            .filter(|l| l["message"]["order_id"] == json!(muted))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let dead = loop {
+        let dead = of_muted(orders_admin(&["dlq", "list"]).await);
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter of {muted} after 90 s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(dead.len(), 1, "only billing gave up: {dead:?}");
+    assert_eq!(
+        (&dead[0]["subject"], &dead[0]["original_subject"]),
+        (&json!("deadletter.billing"), &json!("orders.placed"))
+    );
+    assert!(dead[0]["failure"]
+        .as_str()
+        .unwrap()
+        .contains("settled but not announced"));
+    let charged = 1000 - 10 * placed.len() as u64;
+    assert_eq!(
+        lattice.balance(&user).await,
+        charged,
+        "the dead-lettered order was debited before its result could not be announced"
+    );
+    operator.restore().await;
+
+    // Replayed twice over: billing finds the order settled, announces the same result, and charges
+    // nothing more.
+    let seq = dead[0]["seq"].as_u64().unwrap().to_string();
+    let replayed = orders_admin(&["dlq", "replay", &seq]).await;
+    assert_eq!(replayed[0]["to"], json!("orders.placed"));
+    publish_order(
+        &lattice,
+        &OrderPlaced {
+            order_id: muted.clone(),
+            user: user.clone(),
+            sum: 10,
+            placed_at_ms: 0,
+            key_sha256: vec![],
+        },
+    )
+    .await;
+    let listed = lattice.await_notifications(&user, placed.len()).await;
+    assert!(listed.iter().all(|n| n["paid"] == json!(true)));
+    assert_eq!(
+        lattice.await_settled(&user, &muted).await["balance"],
+        json!(charged)
+    );
+    assert_eq!(lattice.balance(&user).await, charged, "charged once");
+    assert!(
+        of_muted(orders_admin(&["dlq", "list"]).await).is_empty(),
+        "a replayed dead letter is removed"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lattice.notifications(&user).await.len(), placed.len());
+    println!(
+        "dead letter: 1 order of {} paid but not announced, dead-lettered, replayed with orders-admin (and once more by hand): announced once, charged once",
+        placed.len()
+    );
+}
+
+/// Deploys the application with `component`'s link to the messaging provider allowing only
+/// `subjects` to be published.
+async fn confine_publishing(operator: &Operator, component: &str, subjects: &str) {
+    operator
+        .deploy_edited(&format!("{component}-confined"), |manifest| {
+            let link = traits_of(manifest, component)
+                .iter_mut()
+                .find(|t| t["properties"]["target"]["name"].as_str() == Some("messaging"))
+                .expect("the component's link to the messaging provider");
+            link["properties"]["target"]["config"] = serde_yaml::from_str(&format!(
+                "[{{name: {component}-publishes-confined, properties: {{publish: {subjects}}}}}]"
+            ))
+            .unwrap();
+        })
+        .await;
 }
 
 /// What a provider hears when the host deletes a link: the provider forgets it. Sent by the test
@@ -284,18 +398,7 @@ async fn a_component_may_publish_only_what_its_link_allows() {
 
     // order's link now allows only payments.settled: as if order had been compromised and tried
     // to publish what its operator did not mean it to.
-    operator
-        .deploy_edited("order-confined", |manifest| {
-            let link = traits_of(manifest, "order")
-                .iter_mut()
-                .find(|t| t["properties"]["target"]["name"].as_str() == Some("messaging"))
-                .expect("order's link to the messaging provider");
-            link["properties"]["target"]["config"] = serde_yaml::from_str(
-                "[{name: order-publishes-confined, properties: {publish: payments.settled}}]",
-            )
-            .unwrap();
-        })
-        .await;
+    confine_publishing(&operator, "order", "payments.settled").await;
     // Until the provider takes the new link, orders still go through; count them.
     let (deadline, mut accepted) = (Instant::now() + orders_e2e::PATIENCE, 0);
     let refused = loop {

@@ -1,0 +1,299 @@
+//! orders-admin: what an operator does with a lattice's broker, from outside, as the admin NATS
+//! identity. Messages are protobuf on the wire and JSON here.
+//!
+//! - `dlq list`, `dlq show <seq>`, `dlq replay <seq>`: the messages consumers gave up on (stream
+//!   DEADLETTER). A replay publishes the payload again where it was first published, waits for the
+//!   stream's acknowledgement, then removes the dead letter; billing charges an order at most once,
+//!   so replaying one that was paid after all changes nothing.
+//! - `streams`: each stream and durable consumer: messages, waiting, being handled, redelivered.
+//! - `tail <subject>`: messages as they are published (NATS wildcards allowed), decoded.
+//! - `kv export <bucket>`, `kv import <bucket>`: a key-value bucket as JSON lines (key, value in
+//!   base64), to standard output and from standard input; an import writes every key it reads.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use async_nats::jetstream::{self, stream::Stream};
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use futures::StreamExt as _;
+use orders_common::proto::{OrderPlaced, PaymentResult};
+use orders_common::subjects;
+use prost::Message as _;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The lattice's NATS (`make test`'s: nats://127.0.0.1:14222).
+    #[arg(long, env = "ORDERS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// A creds file allowed everywhere: the `admin` identity of the instance.
+    #[arg(
+        long,
+        env = "ORDERS_NATS_CREDS",
+        default_value = ".state/run/nats/admin.creds"
+    )]
+    creds: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dead letters: messages a consumer gave up on after its attempts.
+    Dlq {
+        #[command(subcommand)]
+        command: Dlq,
+    },
+    /// Streams and their durable consumers: counts and backlog.
+    Streams,
+    /// Prints each message published on SUBJECT (wildcards allowed) until interrupted.
+    Tail { subject: String },
+    /// Key-value buckets as JSON lines.
+    Kv {
+        #[command(subcommand)]
+        command: Kv,
+    },
+}
+
+#[derive(Subcommand)]
+enum Kv {
+    /// Every key of BUCKET and its value, one JSON object a line, sorted by key.
+    Export { bucket: String },
+    /// Writes every line of an export (standard input) into BUCKET, creating it if missing.
+    Import { bucket: String },
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// Every dead letter, oldest first, one JSON object a line.
+    List,
+    /// One dead letter by its sequence number in DEADLETTER.
+    Show { seq: u64 },
+    /// Publishes a dead letter again where it was first published, then removes it.
+    Replay { seq: u64 },
+}
+
+const DEAD_LETTER_STREAM: &str = "DEADLETTER";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = async_nats::ConnectOptions::with_credentials_file(&cli.creds)
+        .await
+        .with_context(|| format!("reading {}", cli.creds.display()))?
+        .name("orders-admin")
+        .connect(&cli.nats)
+        .await
+        .with_context(|| format!("connecting to {}", cli.nats))?;
+    let js = jetstream::new(client.clone());
+    match cli.command {
+        Command::Dlq { command } => {
+            let mut stream = js
+                .get_stream(DEAD_LETTER_STREAM)
+                .await
+                .context("stream DEADLETTER")?;
+            match command {
+                Dlq::List => {
+                    for letter in dead_letters(&mut stream).await? {
+                        emit(letter);
+                    }
+                }
+                Dlq::Show { seq } => {
+                    emit(format!("{:#}", dead_letter(&stream, seq).await?));
+                }
+                Dlq::Replay { seq } => replay(&js, &stream, seq).await?,
+            }
+        }
+        Command::Streams => streams(&js).await?,
+        Command::Kv {
+            command: Kv::Export { bucket },
+        } => export(&js, &bucket).await?,
+        Command::Kv {
+            command: Kv::Import { bucket },
+        } => import(&js, &bucket).await?,
+        Command::Tail { subject } => {
+            let mut messages = client.subscribe(subject).await?;
+            while let Some(message) = messages.next().await {
+                let origin = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(subjects::ORIGINAL_SUBJECT_HEADER))
+                    .map(|v| v.as_str().to_string());
+                let subject = message.subject.to_string();
+                let decoded = decode(origin.as_deref().unwrap_or(&subject), &message.payload);
+                emit(json!({ "subject": subject, "message": decoded }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints one line. A reader that went away (`orders-admin dlq list | head`) ends the program
+/// quietly, as it does for any command-line tool.
+fn emit(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("cannot write to standard output: {e}");
+    }
+}
+
+/// A payload as JSON, by the subject it was published on; unknown payloads as their bytes.
+fn decode(subject: &str, payload: &[u8]) -> Value {
+    let decoded = match subject {
+        subjects::ORDER_PLACED => OrderPlaced::decode(payload).map(|m| json!(m)),
+        subjects::PAYMENT_SETTLED => PaymentResult::decode(payload).map(|m| json!(m)),
+        _ => return json!({ "bytes": payload }),
+    };
+    decoded.unwrap_or_else(|e| json!({ "undecodable": e.to_string(), "bytes": payload }))
+}
+
+async fn dead_letter(stream: &Stream, seq: u64) -> anyhow::Result<Value> {
+    let message = stream
+        .get_raw_message(seq)
+        .await
+        .with_context(|| format!("no dead letter {seq}"))?;
+    let header = |name: &str| {
+        message
+            .headers
+            .get(name)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default()
+    };
+    let original = header(subjects::ORIGINAL_SUBJECT_HEADER);
+    Ok(json!({
+        "seq": seq,
+        "subject": message.subject.as_str(),
+        "original_subject": original,
+        "failure": header(subjects::FAILURE_HEADER),
+        "stored_at": message.time.to_string(),
+        "message": decode(&original, &message.payload),
+    }))
+}
+
+async fn dead_letters(stream: &mut Stream) -> anyhow::Result<Vec<Value>> {
+    let state = &stream.info().await?.state;
+    let (messages, first, last) = (state.messages, state.first_sequence, state.last_sequence);
+    let mut letters = Vec::new();
+    if messages == 0 {
+        return Ok(letters);
+    }
+    for seq in first..=last {
+        // Removed (replayed) messages leave gaps in the sequence.
+        if let Ok(letter) = dead_letter(stream, seq).await {
+            letters.push(letter);
+        }
+    }
+    Ok(letters)
+}
+
+async fn replay(js: &jetstream::Context, stream: &Stream, seq: u64) -> anyhow::Result<()> {
+    let message = stream
+        .get_raw_message(seq)
+        .await
+        .with_context(|| format!("no dead letter {seq}"))?;
+    let Some(original) = message.headers.get(subjects::ORIGINAL_SUBJECT_HEADER) else {
+        bail!("dead letter {seq} does not say where it was first published");
+    };
+    let original = original.as_str().to_string();
+    js.publish(original.clone(), message.payload.clone())
+        .await?
+        .await
+        .with_context(|| format!("{original} did not store the replay"))?;
+    stream.delete_message(seq).await?;
+    emit(json!({ "replayed": seq, "to": original }));
+    Ok(())
+}
+
+async fn streams(js: &jetstream::Context) -> anyhow::Result<()> {
+    let mut names = js.stream_names();
+    let mut all = Vec::new();
+    while let Some(name) = names.next().await {
+        all.push(name?);
+    }
+    all.sort();
+    for name in all {
+        let stream = js.get_stream(&name).await?;
+        let info = stream.cached_info();
+        let mut consumers = Vec::new();
+        let mut infos = stream.consumers();
+        while let Some(consumer) = infos.next().await {
+            let consumer = consumer?;
+            if consumer.config.durable_name.is_none() {
+                continue;
+            }
+            consumers.push(json!({
+                "name": consumer.name,
+                "waiting": consumer.num_pending,
+                "being_handled": consumer.num_ack_pending,
+                "redelivered": consumer.num_redelivered,
+            }));
+        }
+        emit(json!({
+            "stream": name,
+            "messages": info.state.messages,
+            "subjects": info.config.subjects,
+            "replicas": info.config.num_replicas,
+            "consumers": consumers,
+        }));
+    }
+    Ok(())
+}
+
+async fn export(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
+    let store = js
+        .get_key_value(bucket)
+        .await
+        .with_context(|| format!("bucket {bucket}"))?;
+    let mut keys = Vec::new();
+    let mut listed = store.keys().await?;
+    while let Some(key) = listed.next().await {
+        keys.push(key?);
+    }
+    keys.sort();
+    for key in keys {
+        // A key deleted between listing and reading is simply not exported.
+        if let Some(value) = store.get(&key).await? {
+            let value = base64::engine::general_purpose::STANDARD.encode(value);
+            emit(json!({ "key": key, "value": value }));
+        }
+    }
+    Ok(())
+}
+
+async fn import(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
+    let store = match js.get_key_value(bucket).await {
+        Ok(store) => store,
+        Err(_) => {
+            js.create_key_value(jetstream::kv::Config {
+                bucket: bucket.to_string(),
+                history: 1,
+                ..Default::default()
+            })
+            .await?
+        }
+    };
+    let mut written = 0;
+    for line in std::io::stdin().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry: Value =
+            serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
+        let (Some(key), Some(value)) = (entry["key"].as_str(), entry["value"].as_str()) else {
+            bail!("a line needs \"key\" and \"value\": {line}");
+        };
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .with_context(|| format!("the value of {key} is not base64"))?;
+        store.put(key, value.into()).await?;
+        written += 1;
+    }
+    eprintln!("{written} keys written to {bucket}");
+    Ok(())
+}
