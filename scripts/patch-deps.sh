@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Prepares patched copies of an upstream crate and a cargo config that substitutes them. The
+# Prepares patched copies of upstream crates and a cargo config that substitutes them. The
 # copies are made from cargo's registry (the crate is our dependency anyway) into
 # $ORDERS_CACHE/patches, outside the checkout; nothing of them is committed. `make` passes the
-# generated config to cargo with `--config`. The patch is ours, applied below.
+# generated config to cargo with `--config`. The patches are ours, applied below.
 #
 # wrpc-transport-nats 0.29.0 (the wRPC NATS transport of the wasmCloud 1.9 host and
 # the provider SDKs). Its client routes incoming NATS messages to in-flight calls in one task
@@ -12,19 +12,27 @@
 # sees "unexpected end of file" (or waits forever). Seen on the first burst after a deployment.
 # The patch makes the select `biased` toward registrations, which are always enqueued before
 # their replies can arrive.
+#
+# wasmcloud-host 0.27.1 (wasmCloud 1.9's host library). For every call a component makes (to a
+# provider or another component) it builds a new wRPC client: a wildcard subscription to a fresh
+# inbox, a demultiplexing task, and an unsubscription when the call ends, i.e. two extra NATS
+# protocol operations per call and a walk of NATS's subscription structures for each. The patch
+# keeps one client per target (lattice and target id) and shares it among all calls, as the
+# provider SDK does for a provider's calls; replies are told apart by their subjects inside it.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 PATCHES=$ORDERS_CACHE/patches
 CONFIG=$PATCHES/config.toml
 # Bumped whenever a patch below changes, so caches made by an earlier version are redone.
-PATCH_SET=3
+PATCH_SET=4
 STAMP=$PATCHES/patch-set
 TRANSPORT_VERSIONS=(0.29.0)
+HOST_VERSION=0.27.1
 [[ -f $CONFIG && $(cat "$STAMP" 2>/dev/null) == "$PATCH_SET" ]] && exit 0
 mkdir -p "$PATCHES"
 registry_copy() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1-$2" 2>/dev/null | head -1; }
-if [[ -z $(registry_copy wrpc-transport-nats 0.29.0) ]]; then
-  # Fetch the exact version through a throwaway manifest (the workspace may not resolve yet).
+if [[ -z $(registry_copy wrpc-transport-nats 0.29.0) || -z $(registry_copy wasmcloud-host "$HOST_VERSION") ]]; then
+  # Fetch the exact versions through a throwaway manifest (the workspace may not resolve yet).
   fetcher=$(mktemp -d)
   mkdir -p "$fetcher/src" && touch "$fetcher/src/lib.rs"
   cat > "$fetcher/Cargo.toml" <<TOML
@@ -34,6 +42,7 @@ version = "0.0.0"
 edition = "2021"
 [dependencies]
 a = { package = "wrpc-transport-nats", version = "=0.29.0" }
+b = { package = "wasmcloud-host", version = "=$HOST_VERSION" }
 TOML
   (cd "$fetcher" && cargo fetch --quiet)
   rm -rf "$fetcher"
@@ -56,6 +65,30 @@ EDITS = {
                         biased;
                         Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),
                         Some(msg) = sub.next() => handle_message(&mut subs, msg).await,"""),
+    "wasmcloud-host": ("src/wasmbus/handler.rs", "the outgoing call's client", """        let nats = wrpc_transport_nats::Client::new(
+            Arc::clone(&self.nats),
+            format!("{}.{id}", &self.lattice),
+            None,
+        )
+        .await
+        .map_err(Error::Handler)?;""", """        // orders-lattice: one client per target, shared by every call (scripts/patch-deps.sh).
+        static CLIENTS: std::sync::OnceLock<
+            std::sync::Mutex<HashMap<String, wrpc_transport_nats::Client>>,
+        > = std::sync::OnceLock::new();
+        let clients = CLIENTS.get_or_init(Default::default);
+        let prefix = format!("{}.{id}", &self.lattice);
+        let cached = clients.lock().unwrap().get(&prefix).cloned();
+        let nats = match cached {
+            Some(client) => client,
+            None => {
+                let client =
+                    wrpc_transport_nats::Client::new(Arc::clone(&self.nats), prefix.clone(), None)
+                        .await
+                        .map_err(Error::Handler)?;
+                // A client made meanwhile by a concurrent first call wins; this one is dropped.
+                clients.lock().unwrap().entry(prefix).or_insert(client).clone()
+            }
+        };"""),
 }
 file, what, upstream, ours = EDITS[crate]
 path = f"{dest}/{file}"
@@ -74,7 +107,8 @@ PY
 for version in "${TRANSPORT_VERSIONS[@]}"; do
   patch_crate wrpc-transport-nats "$version"
 done
+patch_crate wasmcloud-host "$HOST_VERSION"
 
 mv "$CONFIG.tmp" "$CONFIG"
 echo "$PATCH_SET" > "$STAMP"
-say "patched wrpc-transport-nats ${TRANSPORT_VERSIONS[*]} into $PATCHES"
+say "patched wrpc-transport-nats ${TRANSPORT_VERSIONS[*]} and wasmcloud-host $HOST_VERSION into $PATCHES"
