@@ -114,7 +114,12 @@ pub trait RecordStore: CasStore {
             .into_iter()
             .filter(|k| k.starts_with(prefix))
             .collect();
-        let values = self.get_many(&keys)?;
+        self.records(&keys)
+    }
+
+    /// The records at `keys` that exist, in order, read in one batch.
+    fn records<M: Message + Default>(&self, keys: &[String]) -> Result<Vec<M>, StoreError> {
+        let values = self.get_many(keys)?;
         keys.iter()
             .zip(values)
             .filter_map(|(key, value)| value.map(|bytes| decode(key, &bytes)))

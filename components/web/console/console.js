@@ -23,8 +23,8 @@ let adminToken = "";
 // order id -> { sum, state, reason, balance, row }, in the order they were placed.
 const orders = new Map();
 
-async function api(method, path, body) {
-  const headers = {};
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders };
   if (session.key) headers.Authorization = `Bearer ${session.key}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   return apiWith(method, path, headers, body);
@@ -118,11 +118,10 @@ function renderOrder(id) {
 
 async function placeOne(sum) {
   // One key per order, reused on a retry: the order is never placed twice.
-  const headers = { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() };
-  if (session.key) headers.Authorization = `Bearer ${session.key}`;
-  let answer = await apiWith("POST", "/Order", headers, { user: session.user, sum });
+  const key = { "Idempotency-Key": crypto.randomUUID() };
+  let answer = await api("POST", "/Order", { user: session.user, sum }, key);
   if (answer.status === 0 || answer.status === 503) {
-    answer = await apiWith("POST", "/Order", headers, { user: session.user, sum });
+    answer = await api("POST", "/Order", { user: session.user, sum }, key);
   }
   if (answer.status !== 202) return answer;
   orders.set(answer.body.order_id, { sum: answer.body.sum, state: "pending" });

@@ -226,8 +226,7 @@ impl Lattice {
     /// client has no key for (one that exists only in orders published on the broker).
     pub async fn notifications(&self, user: &str) -> Vec<Value> {
         let path = format!("/List?user={}", encode(user));
-        let key = self.keys.lock().unwrap().get(user).cloned();
-        let token = key.unwrap_or_else(|| self.admin_token.clone());
+        let token = self.key_or_admin_token(user);
         let answer = self
             .send(reqwest::Method::GET, &path, Some(&token), None)
             .await;
@@ -238,11 +237,16 @@ impl Lattice {
             .clone()
     }
 
+    /// `user`'s key, or the admin token for a user this client has no key for.
+    fn key_or_admin_token(&self, user: &str) -> String {
+        let key = self.keys.lock().unwrap().get(user).cloned();
+        key.unwrap_or_else(|| self.admin_token.clone())
+    }
+
     /// Where order `id` stands, asked with `user`'s key (the admin token for a user this client has
     /// no key for).
     pub async fn order_status(&self, user: &str, id: &str) -> Answer {
-        let key = self.keys.lock().unwrap().get(user).cloned();
-        let token = key.unwrap_or_else(|| self.admin_token.clone());
+        let token = self.key_or_admin_token(user);
         let path = format!("/OrderStatus?order_id={}", encode(id));
         self.send(reqwest::Method::GET, &path, Some(&token), None)
             .await
@@ -362,12 +366,10 @@ pub fn unique(prefix: &str) -> String {
 /// lattice (`ORDERS_NATS_URL`, `ORDERS_NATS_CREDS`) and returns what it printed, one JSON value a
 /// line.
 pub async fn orders_admin(args: &[&str]) -> Vec<Value> {
-    let tool = std::env::var("ORDERS_ADMIN_TOOL").expect("ORDERS_ADMIN_TOOL");
-    let output = tokio::process::Command::new(&tool)
-        .args(args)
+    let output = orders_admin_command(args)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        .unwrap_or_else(|e| panic!("orders-admin: {e}"));
     assert!(
         output.status.success(),
         "orders-admin {args:?}: {}",
@@ -378,6 +380,15 @@ pub async fn orders_admin(args: &[&str]) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
         .collect()
+}
+
+/// `orders-admin` (`ORDERS_ADMIN_TOOL`) with `args`, to run or spawn.
+pub fn orders_admin_command(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(
+        std::env::var("ORDERS_ADMIN_TOOL").expect("ORDERS_ADMIN_TOOL"),
+    );
+    command.args(args);
+    command
 }
 
 /// Percent-encodes a query value.

@@ -199,15 +199,19 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
     /// The dead letters, oldest first, each with whether its order has been notified since.
     pub fn dead_letters(&self, caller: &Caller) -> Result<DeadLettersResponse, NotifyError> {
         caller.require_admin()?;
-        let notified: std::collections::HashSet<String> = self
+        // One listing of the bucket serves both: which orders are notified, and the dead letters.
+        let (dead_letter_keys, others): (Vec<String>, Vec<String>) = self
             .store
             .keys()?
+            .into_iter()
+            .partition(|key| key.starts_with(DEAD_LETTER_PREFIX));
+        let notified: std::collections::HashSet<String> = others
             .into_iter()
             .filter(|key| key.starts_with(KEY_PREFIX))
             .collect();
         let mut dead_letters: Vec<DeadLetter> = self
             .store
-            .records_with_prefix::<StoredDeadLetter>(DEAD_LETTER_PREFIX)?
+            .records::<StoredDeadLetter>(&dead_letter_keys)?
             .into_iter()
             .map(|stored| DeadLetter {
                 settled: notified.contains(&format!("{KEY_PREFIX}{}", stored.order_id)),

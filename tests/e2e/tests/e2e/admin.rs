@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orders_e2e::{orders_admin, unique, Lattice};
+use orders_e2e::{orders_admin, orders_admin_command, unique, Lattice};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
 
@@ -35,8 +35,7 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
 async fn tail_shows_an_order_as_it_is_placed_decoded() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Tailed", 100).await;
-    let mut tail = tokio::process::Command::new(std::env::var("ORDERS_ADMIN_TOOL").unwrap())
-        .args(["tail", "orders.placed"])
+    let mut tail = orders_admin_command(&["tail", "orders.placed"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -77,9 +76,7 @@ async fn a_bucket_exported_and_imported_elsewhere_holds_the_same_keys_and_values
     );
 
     let copy = unique("billing-copy");
-    let tool = std::env::var("ORDERS_ADMIN_TOOL").unwrap();
-    let mut import = tokio::process::Command::new(&tool)
-        .args(["kv", "import", &copy])
+    let mut import = orders_admin_command(&["kv", "import", &copy])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
