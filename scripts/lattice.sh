@@ -3,13 +3,15 @@
 # host, and the orders application on it.
 #
 #   scripts/lattice.sh up|down|clean|status [run|test|bench]
+#   scripts/lattice.sh backup [instance] [archive]     (of a stopped instance)
+#   scripts/lattice.sh restore [instance] <archive>    (into a stopped instance)
 #
 # Processes are started in their own sessions and stopped by the pids recorded in .state/<instance>
 # (the host's providers are its children and stop with it); nothing else is ever signalled.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-action=${1:?usage: lattice.sh up|down|clean|status [instance]}
+action=${1:?usage: lattice.sh up|down|clean|status|backup|restore [instance] [archive]}
 instance=${2:-run}
 instance_ports "$instance"
 STATE=$ROOT/.state/$instance
@@ -243,10 +245,69 @@ status() {
   if running host; then "$WASH" app status orders "${CTL[@]}" || true; fi
 }
 
+# A backup is what a restart keeps: JetStream's store (streams, key-value buckets, wadm's and the
+# host's state), the authority whose account names that store, and the API key secret and admin
+# token (without them every user's key would stop working). Credentials are issued anew at every
+# start and logs are not state, so neither is kept. NATS must be stopped: its store is only
+# consistent on disk when no server writes it.
+BACKUPS=$ROOT/.state/backups
+STATE_PARTS=(jetstream nats/authority.json secrets)
+refuse_if_running() {
+  local name
+  for name in nats wadm host; do
+    if running "$name"; then
+      echo "the '$instance' lattice is running ($name, pid $(cat "$STATE/$name.pid")): stop it first (make down)" >&2
+      exit 1
+    fi
+  done
+}
+
+backup() {
+  local archive=${1:-$BACKUPS/orders-$instance-$(date -u +%Y%m%dT%H%M%SZ).tar.gz}
+  refuse_if_running
+  [[ -d $STATE/jetstream && -f $STATE/nats/authority.json ]] || { echo "'$instance' has no state to back up ($STATE)" >&2; exit 1; }
+  mkdir -p "$(dirname "$archive")"
+  # A description first, so `tar -xOf <archive> orders-backup.json` tells what an archive holds.
+  local about; about=$(mktemp -d)
+  python3 - "$instance" "$("$NATS_SERVER" --version)" > "$about/orders-backup.json" <<'PY'
+import datetime, json, sys
+print(json.dumps({"instance": sys.argv[1], "nats_server": sys.argv[2],
+                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}))
+PY
+  (umask 077 && tar -czf "$archive.partial" -C "$about" orders-backup.json -C "$STATE" "${STATE_PARTS[@]}")
+  rm -rf "$about"
+  mv "$archive.partial" "$archive"
+  say "backed up '$instance' to $archive ($(du -h "$archive" | cut -f1))"
+}
+
+restore() {
+  local archive=${1:?usage: lattice.sh restore <instance> <archive>}
+  refuse_if_running
+  [[ -f $archive ]] || { echo "no such backup: $archive" >&2; exit 1; }
+  local unpacked; unpacked=$(mktemp -d)
+  trap 'rm -rf "$unpacked"' RETURN
+  tar -xzf "$archive" -C "$unpacked" 2>/dev/null || { echo "$archive is not an orders backup (not a readable .tar.gz)" >&2; exit 1; }
+  local part
+  for part in orders-backup.json "${STATE_PARTS[@]}"; do
+    [[ -e $unpacked/$part ]] || { echo "$archive is not an orders backup (it lacks $part)" >&2; exit 1; }
+  done
+  # The state being replaced is backed up first, so a restore can itself be undone.
+  if [[ -d $STATE/jetstream && -f $STATE/nats/authority.json ]]; then
+    backup "$BACKUPS/orders-$instance-before-restore-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
+  fi
+  rm -rf "$STATE/jetstream" "$STATE/secrets" "$STATE/nats" "$STATE/deployed"
+  mkdir -p "$STATE/nats"
+  mv "$unpacked/jetstream" "$unpacked/secrets" "$STATE/"
+  mv "$unpacked/nats/authority.json" "$STATE/nats/"
+  say "restored '$instance' from $archive ($(tr -d '\n' < "$unpacked/orders-backup.json")); start it with make run"
+}
+
 case $action in
   up) up ;;
   down) stop host; stop wadm; stop nats ;;
   clean) stop host; stop wadm; stop nats; rm -rf "$STATE"; say "state of '$instance' wiped" ;;
   status) status ;;
+  backup) backup "${3:-}" ;;
+  restore) restore "${3:-}" ;;
   *) echo "unknown action '$action'" >&2; exit 2 ;;
 esac
