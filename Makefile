@@ -1,8 +1,8 @@
 # orders-lattice. The two commands: `make run` and `make test`. Each installs or builds whatever is
 # missing first (toolchain, NATS, wash, host, wadm, providers, components), so a fresh machine needs
 # nothing else. Builds go to $(ORDERS_CACHE) (default ~/.cache/orders-lattice), outside the checkout.
-# A cold start compiles for about 50 minutes on 2 cores (wash ~23, host, wadm and providers ~22,
-# components ~1; docs/build-times.md); every step prints cargo's progress.
+# A cold `make run` takes about 35 minutes on 2 cores (COLD_START below; docs/build-times.md), almost
+# all of it one cargo build of the host, wadm, the providers and wash; every step prints its progress.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,6 +15,8 @@ TOOLS := $(ORDERS_CACHE)/tools
 WASH := $(TOOLS)/bin/wash
 VENV := $(ORDERS_CACHE)/venv
 NATS_SERVER := $(VENV)/bin/nats-server
+# What a cold start takes on 2 cores, measured (docs/build-times.md); said once, when nothing is built.
+COLD_START := about 35 minutes on 2 cores (measured: 33 min 13 s)
 # Marks a complete install of the tests' node tools; a new name whenever their list changes.
 NODE_TOOLS := $(ORDERS_CACHE)/node/node_modules/.orders-node-tools-2
 RELEASE := $(CARGO_TARGET_DIR)/release
@@ -53,7 +55,7 @@ status:
 
 # The lattice's own logs; components and providers log through the host. Ctrl-C stops following.
 logs:
-	tail -n 30 -F .state/run/logs/nats.log .state/run/logs/wadm.log .state/run/logs/host.log
+	tail -n 30 -F .state/run/logs/nats.log .state/run/logs/wadm.log .state/run/logs/host.log .state/run/logs/telemetry.log
 
 doctor:
 	@scripts/doctor.sh
@@ -95,7 +97,8 @@ $(NATS_SERVER):
 # wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry as part of this workspace's
 # dependency graph (lattice/wash): the crates it shares with the host (wasmtime, async-nats, the
 # control interface, ...) are the ones `native` just compiled, with the same features, so only
-# wash's own crates and its binary are left to build.
+# wash's own crates and its binary are left to build. It runs after every `native` (cargo takes a
+# second to find it current), so wash always matches the patched crates it shares with the host.
 $(WASH): native
 	@echo "==> $$(date +%T) building wash (lattice/wash) from the host's dependency graph: ~3 minutes cold"
 	$(CARGO) build --release -p wash --bin wash
@@ -121,6 +124,7 @@ $(NODE_TOOLS):
 build: tools native components providers
 
 native: patches
+	@[ -x $(RELEASE)/orders-host ] || echo "==> cold start: nothing is built yet; expect $(COLD_START) in all"
 	@echo "==> $$(date +%T) building the host, wadm, the providers and wash's crates (~900 crates; most of a cold start)"
 	$(CARGO) build --release
 

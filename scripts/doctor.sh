@@ -41,16 +41,16 @@ fi
 if [[ -x $WASH ]]; then
   ok "$("$WASH" --version | head -1 | tr -s ' ') ($WASH)"
 else
-  later "wash is not built: make builds $WASH_VERSION (the longest step of a cold start, ~23 minutes)"
+  later "wash is not built: make builds $WASH_VERSION with the host (lattice/wash; a cold start takes about 35 minutes)"
 fi
 
 free_gb=$(df -Pk "$(dirname "$ORDERS_CACHE")" | awk 'NR==2 {print int($4 / 1048576)}')
 if [[ -d $CARGO_TARGET_DIR/release ]]; then
   ok "build cache present ($ORDERS_CACHE), ${free_gb} GB free"
 elif (( free_gb >= 10 )); then
-  ok "${free_gb} GB free for a cold build (it needs about 8: cache 2.8 GB, cargo registry 1.3 GB, wash's 2.4 GB of intermediates)"
+  ok "${free_gb} GB free for a cold build (it needs about 6: cache 4.1 GB, cargo registry 1.1 GB)"
 else
-  fix "only ${free_gb} GB free where $ORDERS_CACHE lives; a cold build needs about 8"
+  fix "only ${free_gb} GB free where $ORDERS_CACHE lives; a cold build needs about 6"
 fi
 
 # Each instance's ports are free, or held by that instance's own NATS (a running lattice).
@@ -62,11 +62,11 @@ check_ports() {
     ok "$instance lattice is running (NATS $NATS_PORT, HTTP $HTTP_PORT; make status, make logs)"
     return
   fi
-  for port in "$NATS_PORT" "$HTTP_PORT" "$MONITOR_PORT"; do port_open "$port" && busy+=("$port"); done
+  for port in "$NATS_PORT" "$HTTP_PORT" "$MONITOR_PORT" "$TELEMETRY_PORT"; do port_open "$port" && busy+=("$port"); done
   if (( ${#busy[@]} )); then
     fix "ports ${busy[*]} of the $instance lattice are taken by another program (ss -ltnp | grep -E '${busy[*]// /|}')"
   else
-    ok "ports of the $instance lattice are free ($NATS_PORT, $HTTP_PORT, $MONITOR_PORT)"
+    ok "ports of the $instance lattice are free ($NATS_PORT, $HTTP_PORT, $MONITOR_PORT, $TELEMETRY_PORT)"
   fi
 }
 for instance in run test bench; do

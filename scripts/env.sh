@@ -26,5 +26,7 @@ instance_ports() {
   esac
   # NATS's HTTP monitoring (consumers, streams) listens 4000 above the client port: 8222 for `run`.
   MONITOR_PORT=$((NATS_PORT + 4000))
+  # Our OTLP/HTTP trace receiver (orders-telemetry) listens 96 above: 4318, OTLP/HTTP's usual port, for `run`.
+  TELEMETRY_PORT=$((NATS_PORT + 96))
 }
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }

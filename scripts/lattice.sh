@@ -122,6 +122,18 @@ up() {
   # such format and keeps its own).
   local json_logs=false
   [[ ${LOG_FORMAT:-text} == json ]] && json_logs=true
+  # Traces (README, Traces): the host and our providers export their spans over OTLP/HTTP, to our
+  # receiver unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector of the user's; ORDERS_TRACES=off
+  # exports nothing (the benchmark's default, so its figures are the application's alone).
+  local otlp_endpoint=${OTEL_EXPORTER_OTLP_ENDPOINT:-} traces=${ORDERS_TRACES:-on}
+  [[ $instance == bench ]] && traces=${ORDERS_TRACES:-off}
+  if [[ $traces == on && -z $otlp_endpoint ]]; then
+    # It also serves /metrics: NATS's monitoring endpoint for the streams' lag, and payment results
+    # read as the admin identity (the one identity that may subscribe to them besides notify).
+    start telemetry "$RELEASE/orders-telemetry" --listen "127.0.0.1:$TELEMETRY_PORT" \
+      --nats-monitor "http://127.0.0.1:$MONITOR_PORT" --nats "nats://127.0.0.1:$NATS_PORT" --creds "$AUTH/admin.creds"
+    otlp_endpoint=http://127.0.0.1:$TELEMETRY_PORT
+  fi
   start wadm env RUST_LOG=info WADM_STRUCTURED_LOGGING="$json_logs" "$RELEASE/orders-wadm" \
     --nats-server "127.0.0.1:$NATS_PORT" --nats-creds-file "$AUTH/wadm.creds"
   # The host's control connection is the host identity; its RPC connection, which it also hands
@@ -130,6 +142,9 @@ up() {
     WASMCLOUD_CTL_CREDS="$AUTH/host.creds" WASMCLOUD_RPC_CREDS="$AUTH/rpc.creds" \
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
     WASMCLOUD_STRUCTURED_LOGGING_ENABLED="$json_logs" \
+    WASMCLOUD_OBSERVABILITY_ENABLED="$([[ $traces == on ]] && echo true || echo false)" \
+    WASMCLOUD_METRICS_ENABLED=false WASMCLOUD_LOGS_ENABLED=false \
+    OTEL_EXPORTER_OTLP_ENDPOINT="${otlp_endpoint:-http://127.0.0.1:$TELEMETRY_PORT}" \
     WASMCLOUD_LABEL_instance="$instance" "$RELEASE/orders-host"
   wait_for "the host to join the lattice" 60 host_up
   ensure_secrets
@@ -147,6 +162,7 @@ up() {
                     curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
     NATS          nats://127.0.0.1:$NATS_PORT   (subjects orders.placed, payments.settled)
                   no anonymous clients: creds files per identity in $AUTH (admin.creds for people)
+    traces        $(trace_hint)
     logs          $LOGS
     look inside   export WASH_CTL_CREDS=$AUTH/admin.creds
                   $WASH get hosts ${CTL[*]}
@@ -154,6 +170,16 @@ up() {
                   $WASH app list ${CTL[*]}
     stop          make down   (keeps state)   |   make clean (wipes it)
 TXT
+}
+
+trace_hint() {
+  if running telemetry; then
+    echo "curl -s 'http://127.0.0.1:$TELEMETRY_PORT/traces?order_id=<id>&format=tree'   (orders-telemetry)"
+  elif [[ ${ORDERS_TRACES:-on} == on && -n ${OTEL_EXPORTER_OTLP_ENDPOINT:-} ]]; then
+    echo "exported to $OTEL_EXPORTER_OTLP_ENDPOINT"
+  else
+    echo "off (ORDERS_TRACES=off)"
+  fi
 }
 
 # Deploys the manifest rendered for this instance, unless that exact manifest and those exact
@@ -236,7 +262,7 @@ no_providers() {
 # What runs, what NATS holds (its monitoring endpoint: connections, streams, and each durable
 # consumer's backlog), and the application's state as wadm sees it.
 status() {
-  for name in nats wadm host; do
+  for name in nats wadm host telemetry; do
     if running "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
   done
   if running nats; then
@@ -254,7 +280,7 @@ BACKUPS=$ROOT/.state/backups
 STATE_PARTS=(jetstream nats/authority.json secrets)
 refuse_if_running() {
   local name
-  for name in nats wadm host; do
+  for name in nats wadm host telemetry; do
     if running "$name"; then
       echo "the '$instance' lattice is running ($name, pid $(cat "$STATE/$name.pid")): stop it first (make down)" >&2
       exit 1
@@ -304,8 +330,8 @@ restore() {
 
 case $action in
   up) up ;;
-  down) stop host; stop wadm; stop nats ;;
-  clean) stop host; stop wadm; stop nats; rm -rf "$STATE"; say "state of '$instance' wiped" ;;
+  down) stop host; stop wadm; stop nats; stop telemetry ;;
+  clean) stop host; stop wadm; stop nats; stop telemetry; rm -rf "$STATE"; say "state of '$instance' wiped" ;;
   status) status ;;
   backup) backup "${3:-}" ;;
   restore) restore "${3:-}" ;;

@@ -19,19 +19,28 @@
 # protocol operations per call and a walk of NATS's subscription structures for each. The patch
 # keeps one client per target (lattice and target id) and shares it among all calls, as the
 # provider SDK does for a provider's calls; replies are told apart by their subjects inside it.
+#
+# wasmcloud-runtime 0.12.0 (the host's component runtime). A component's execution runs in a span
+# of the runtime's (`handle` for HTTP, `handle_message` for messaging) made at debug level, so at
+# the usual info level it does not exist; and where it does, it is linked to the invocation's
+# span by `set_parent` after it was entered, which tracing-opentelemetry 0.32 ignores. Either way
+# every invocation's work starts a trace of its own (README, Traces). The patch makes those two
+# spans info level and children of the invocation's span from the start: one order, one trace.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 PATCHES=$ORDERS_CACHE/patches
 CONFIG=$PATCHES/config.toml
 # Bumped whenever a patch below changes, so caches made by an earlier version are redone.
-PATCH_SET=4
+PATCH_SET=6
 STAMP=$PATCHES/patch-set
 TRANSPORT_VERSIONS=(0.29.0)
 HOST_VERSION=0.27.1
+RUNTIME_VERSION=0.12.0
 [[ -f $CONFIG && $(cat "$STAMP" 2>/dev/null) == "$PATCH_SET" ]] && exit 0
 mkdir -p "$PATCHES"
 registry_copy() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1-$2" 2>/dev/null | head -1; }
-if [[ -z $(registry_copy wrpc-transport-nats 0.29.0) || -z $(registry_copy wasmcloud-host "$HOST_VERSION") ]]; then
+if [[ -z $(registry_copy wrpc-transport-nats 0.29.0) || -z $(registry_copy wasmcloud-host "$HOST_VERSION") ||
+      -z $(registry_copy wasmcloud-runtime "$RUNTIME_VERSION") ]]; then
   # Fetch the exact versions through a throwaway manifest (the workspace may not resolve yet).
   fetcher=$(mktemp -d)
   mkdir -p "$fetcher/src" && touch "$fetcher/src/lib.rs"
@@ -43,6 +52,7 @@ edition = "2021"
 [dependencies]
 a = { package = "wrpc-transport-nats", version = "=0.29.0" }
 b = { package = "wasmcloud-host", version = "=$HOST_VERSION" }
+c = { package = "wasmcloud-runtime", version = "=$RUNTIME_VERSION" }
 TOML
   (cd "$fetcher" && cargo fetch --quiet)
   rm -rf "$fetcher"
@@ -57,15 +67,15 @@ patch_crate() {
   python3 - "$1" "$dest" <<'PY'
 import sys
 crate, dest = sys.argv[1:]
-# crate -> (file, what it is, upstream text, our text)
+# crate -> [(file, what it is, upstream text, our text)]
 EDITS = {
-    "wrpc-transport-nats": ("src/lib.rs", "the demultiplexer loop", """                    select! {
+    "wrpc-transport-nats": [("src/lib.rs", "the demultiplexer loop", """                    select! {
                         Some(msg) = sub.next() => handle_message(&mut subs, msg).await,
                         Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),""", """                    select! {
                         biased;
                         Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),
-                        Some(msg) = sub.next() => handle_message(&mut subs, msg).await,"""),
-    "wasmcloud-host": ("src/wasmbus/handler.rs", "the outgoing call's client", """        let nats = wrpc_transport_nats::Client::new(
+                        Some(msg) = sub.next() => handle_message(&mut subs, msg).await,""")],
+    "wasmcloud-host": [("src/wasmbus/handler.rs", "the outgoing call's client", """        let nats = wrpc_transport_nats::Client::new(
             Arc::clone(&self.nats),
             format!("{}.{id}", &self.lattice),
             None,
@@ -88,14 +98,32 @@ EDITS = {
                 // A client made meanwhile by a concurrent first call wins; this one is dropped.
                 clients.lock().unwrap().entry(prefix).or_insert(client).clone()
             }
-        };"""),
+        };""")],
+    "wasmcloud-runtime": [
+        ("src/component/http.rs", "the HTTP invocation's span", """    #[instrument(level = "debug", skip_all)]
+    async fn handle(
+        &self,
+        cx: C,""", """    // orders-lattice: the invocation's span as parent, so its trace reaches the component.
+    #[instrument(level = "info", skip_all, parent = cx.deref())]
+    async fn handle(
+        &self,
+        cx: C,"""),
+        ("src/component/messaging/mod.rs", "the message invocation's span", """    #[instrument(level = "debug", skip_all)]
+    async fn handle_message(
+        &self,
+        cx: C,""", """    // orders-lattice: the invocation's span as parent, so its trace reaches the component.
+    #[instrument(level = "info", skip_all, parent = cx.deref())]
+    async fn handle_message(
+        &self,
+        cx: C,"""),
+    ],
 }
-file, what, upstream, ours = EDITS[crate]
-path = f"{dest}/{file}"
-source = open(path).read()
-if source.count(upstream) != 1:
-    sys.exit(f"{path}: {what} is not as expected; patch not applied")
-open(path, "w").write(source.replace(upstream, ours))
+for file, what, upstream, ours in EDITS[crate]:
+    path = f"{dest}/{file}"
+    source = open(path).read()
+    if source.count(upstream) != 1:
+        sys.exit(f"{path}: {what} is not as expected; patch not applied")
+    open(path, "w").write(source.replace(upstream, ours))
 PY
   echo "$1-${2//./-} = { package = \"$1\", path = \"$dest\" }" >> "$CONFIG.tmp"
 }
@@ -108,7 +136,8 @@ for version in "${TRANSPORT_VERSIONS[@]}"; do
   patch_crate wrpc-transport-nats "$version"
 done
 patch_crate wasmcloud-host "$HOST_VERSION"
+patch_crate wasmcloud-runtime "$RUNTIME_VERSION"
 
 mv "$CONFIG.tmp" "$CONFIG"
 echo "$PATCH_SET" > "$STAMP"
-say "patched wrpc-transport-nats ${TRANSPORT_VERSIONS[*]} and wasmcloud-host $HOST_VERSION into $PATCHES"
+say "patched wrpc-transport-nats ${TRANSPORT_VERSIONS[*]}, wasmcloud-host $HOST_VERSION and wasmcloud-runtime $RUNTIME_VERSION into $PATCHES"

@@ -47,7 +47,7 @@ scripts/lattice.sh up test
 export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT
 export ORDERS_NATS_URL=nats://127.0.0.1:$NATS_PORT
 export ORDERS_CTL_PORT=$NATS_PORT ORDERS_MANIFEST=$ROOT/.state/test/wadm.yaml
-export ORDERS_ADMIN_TOOL=$RELEASE/orders-admin
+export ORDERS_ADMIN_TOOL=$RELEASE/orders-admin ORDERS_TELEMETRY_URL=http://127.0.0.1:$TELEMETRY_PORT
 # The tests speak to NATS and wash as the admin identity; the security tests also try the data
 # plane's (rpc) credentials.
 export ORDERS_NATS_CREDS=$ROOT/.state/test/nats/admin.creds WASH_CTL_CREDS=$ROOT/.state/test/nats/admin.creds

@@ -52,7 +52,7 @@ impl Request {
 pub struct Reply {
     status: u16,
     content_type: &'static str,
-    headers: Vec<(&'static str, &'static str)>,
+    headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
 }
 
@@ -72,19 +72,23 @@ impl Reply {
         Self {
             status: 200,
             content_type,
-            headers: vec![("x-content-type-options", "nosniff")],
+            headers: vec![("x-content-type-options", "nosniff".into())],
             body: body.as_bytes().to_vec(),
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
-        self.headers.push((name, value));
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
     pub fn error(error: &dyn ApiError) -> Self {
         Self {
-            headers: error.headers(),
+            headers: error
+                .headers()
+                .into_iter()
+                .map(|(name, value)| (name, value.to_string()))
+                .collect(),
             ..Self::json(error.status(), &error.to_body())
         }
     }
@@ -124,9 +128,10 @@ pub fn serve(
         .headers_mut()
         .insert("content-type", HeaderValue::from_static(reply.content_type));
     for (name, value) in reply.headers {
-        response
-            .headers_mut()
-            .insert(name, HeaderValue::from_static(value));
+        // Our values are ASCII we wrote ourselves (an order id is a UUID); anything else is dropped.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
     }
     if reply.status == 401 {
         // RFC 9110: a 401 names the scheme that would be accepted.

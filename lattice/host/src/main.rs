@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use wasmcloud_host::url::Url;
 use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 
@@ -145,9 +145,11 @@ struct Args {
     /// JSON logs instead of human-readable lines.
     #[arg(long, env = "WASMCLOUD_STRUCTURED_LOGGING_ENABLED")]
     enable_structured_logging: bool,
-    /// Log filter, e.g. `info` or `info,wasmcloud_host=debug`.
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` adds per-crate directives.
     #[arg(long, env = "WASMCLOUD_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    log_level: tracing::Level,
+    #[command(flatten)]
+    observability: Observability,
     /// Comma-separated experimental features (e.g. `builtin-http-server,builtin-messaging-nats`).
     #[arg(long, env = "WASMCLOUD_EXPERIMENTAL_FEATURES", value_delimiter = ',')]
     experimental_features: Vec<String>,
@@ -177,6 +179,85 @@ struct Args {
     /// Comma-separated OCI registries reachable over plain HTTP.
     #[arg(long, env = "WASMCLOUD_OCI_ALLOWED_INSECURE", value_delimiter = ',')]
     allowed_insecure: Vec<String>,
+}
+
+/// OpenTelemetry export (OTLP), with the official host's flags and variables. The host hands the
+/// same settings to every provider it starts, so they export to the same place.
+#[derive(Debug, clap::Args)]
+struct Observability {
+    /// Export traces, metrics and logs (each can be switched off below).
+    #[arg(long, env = "WASMCLOUD_OBSERVABILITY_ENABLED")]
+    enable_observability: bool,
+    /// Export traces (on with `--enable-observability` unless `false`).
+    #[arg(long, env = "WASMCLOUD_TRACING_ENABLED")]
+    enable_traces: Option<bool>,
+    /// Export metrics.
+    #[arg(long, env = "WASMCLOUD_METRICS_ENABLED")]
+    enable_metrics: Option<bool>,
+    /// Export logs.
+    #[arg(long, env = "WASMCLOUD_LOGS_ENABLED")]
+    enable_logs: Option<bool>,
+    /// The OTLP endpoint of every signal (default `http://127.0.0.1:4318`).
+    #[arg(
+        long = "override-observability-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    endpoint: Option<String>,
+    /// The OTLP endpoint of traces.
+    #[arg(
+        long = "override-traces-endpoint",
+        env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )]
+    traces_endpoint: Option<String>,
+    /// The OTLP endpoint of metrics.
+    #[arg(
+        long = "override-metrics-endpoint",
+        env = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+    )]
+    metrics_endpoint: Option<String>,
+    /// The OTLP endpoint of logs.
+    #[arg(
+        long = "override-logs-endpoint",
+        env = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+    )]
+    logs_endpoint: Option<String>,
+    /// `http` (OTLP/HTTP with protobuf) or `grpc`.
+    #[arg(
+        long = "observability-protocol",
+        env = "WASMCLOUD_OBSERVABILITY_PROTOCOL",
+        default_value = "http"
+    )]
+    protocol: wasmcloud_core::OtelProtocol,
+    /// The most detailed spans exported. Upstream's default is `debug` (a dozen spans per call);
+    /// `info` keeps one span per invocation and per call a component makes.
+    #[arg(long, env = "WASMCLOUD_TRACE_LEVEL", default_value = "info")]
+    trace_level: tracing::Level,
+    /// A sampler by its OpenTelemetry name (e.g. `parentbased_traceidratio`).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER")]
+    traces_sampler: Option<String>,
+    /// The sampler's argument (e.g. `0.1`).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+    traces_sampler_arg: Option<String>,
+}
+
+impl Observability {
+    fn otel_config(&self) -> wasmcloud_core::OtelConfig {
+        wasmcloud_core::OtelConfig {
+            enable_observability: self.enable_observability,
+            enable_traces: self.enable_traces,
+            enable_metrics: self.enable_metrics,
+            enable_logs: self.enable_logs,
+            observability_endpoint: self.endpoint.clone(),
+            traces_endpoint: self.traces_endpoint.clone(),
+            metrics_endpoint: self.metrics_endpoint.clone(),
+            logs_endpoint: self.logs_endpoint.clone(),
+            protocol: self.protocol,
+            trace_level: self.trace_level.into(),
+            traces_sampler: self.traces_sampler.clone(),
+            traces_sampler_arg: self.traces_sampler_arg.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Args {
@@ -261,6 +342,8 @@ impl Args {
             oci_opts,
             allow_file_load: self.allow_file_load,
             enable_structured_logging: self.enable_structured_logging,
+            log_level: self.log_level.into(),
+            otel_config: self.observability.otel_config(),
             experimental_features: self
                 .experimental_features
                 .iter()
@@ -273,21 +356,21 @@ impl Args {
     }
 }
 
-fn init_logging(filter: &str, structured: bool) {
-    // Cranelift is chatty at info while compiling components.
-    let filter = EnvFilter::new(format!("{filter},cranelift_codegen=warn,wasmtime=warn"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
-    if structured {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_level, args.enable_structured_logging);
+    // Logs to stderr, plus the OpenTelemetry export when it is on (wasmCloud's own set-up, so the
+    // host's spans, metrics and logs are what upstream's binary exports).
+    let (dispatch, _flush_on_exit) = wasmcloud_tracing::configure_observability(
+        "wasmcloud-host",
+        &args.observability.otel_config(),
+        args.enable_structured_logging,
+        None::<&std::path::Path>,
+        Some(&args.log_level.into()),
+        Some(&args.observability.trace_level.into()),
+    )
+    .context("failed to set up logging and OpenTelemetry")?;
+    dispatch.try_init().context("logging set up twice")?;
     let (host, shutdown) = Host::new(args.into_host_config()?)
         .await
         .context("failed to start the wasmCloud host")?;
@@ -345,6 +428,27 @@ mod tests {
     fn without_credentials_the_host_connects_anonymously() {
         let config = config(&[]);
         assert!(config.ctl_jwt.is_none() && config.rpc_key.is_none());
+    }
+
+    #[test]
+    fn the_otlp_endpoint_reaches_the_host_config_which_hands_it_to_every_provider() {
+        let config = config(&[
+            "--enable-observability",
+            "--enable-metrics=false",
+            "--override-observability-endpoint",
+            "http://127.0.0.1:14318",
+        ]);
+        assert!(config.otel_config.traces_enabled());
+        assert!(!config.otel_config.metrics_enabled());
+        assert_eq!(
+            config.otel_config.traces_endpoint(),
+            "http://127.0.0.1:14318/v1/traces"
+        );
+    }
+
+    #[test]
+    fn without_observability_nothing_is_exported() {
+        assert!(!config(&[]).otel_config.traces_enabled());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument as _};
 use wasmcloud_provider_sdk::provider::WrpcClient;
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, LinkConfig, LinkDeleteInfo, Provider,
@@ -51,7 +51,7 @@ use orders_provider_support::LinkKey;
 
 /// Starts the listener and serves until the host stops the provider.
 pub async fn run() -> anyhow::Result<()> {
-    orders_provider_support::init_logging();
+    let _observability = orders_provider_support::init_observability("http-server-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ServerConfig::from_map(&host_data.config)?;
     let provider = HttpServer::start(config).await?;
@@ -218,10 +218,35 @@ async fn serve_connection(
 
 type Response = hyper::Response<Full<Bytes>>;
 
+/// One span per request (OpenTelemetry's HTTP names), continuing the client's trace when it sent a
+/// W3C `traceparent`; its status and `Location` (where an accepted order's status is) are
+/// recorded once answered, so an order's trace can be found by its id.
 async fn handle(shared: &Shared, client: IpAddr, request: hyper::Request<Incoming>) -> Response {
-    route(shared, client, request)
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        http.response.header.location = tracing::field::Empty,
+    );
+    orders_provider_support::continue_trace(&span, |name| {
+        request.headers().get(name).and_then(|v| v.to_str().ok())
+    });
+    let response = route(shared, client, request)
+        .instrument(span.clone())
         .await
-        .unwrap_or_else(|error| error_response(&error))
+        .unwrap_or_else(|error| error_response(&error));
+    span.record("http.response.status_code", response.status().as_u16());
+    if let Some(location) = response
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("http.response.header.location", location);
+    }
+    response
 }
 
 /// Limits first (cheapest refusals first), then the whole body, then the component.
@@ -313,8 +338,12 @@ async fn invoke(
     request: hyper::Request<Full<Bytes>>,
     deadline: Duration,
 ) -> anyhow::Result<Response> {
+    // Taken here, inside the request's span: the component's invocation becomes its child.
+    let trace_context = orders_provider_support::trace_headers();
     let call = tokio::spawn(async move {
-        let (answer, body_errors, io) = wrpc.invoke_handle_http(None, request).await?;
+        let (answer, body_errors, io) = wrpc
+            .invoke_handle_http(Some(trace_context), request)
+            .await?;
         if let Some(io) = io {
             tokio::spawn(io);
         }

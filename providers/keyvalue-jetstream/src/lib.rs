@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::sync::RwLock;
+use tracing::Instrument as _;
 use tracing::{info, warn};
 use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider};
 
@@ -36,7 +37,8 @@ use bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 
 /// Starts the provider and serves its exports until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
-    orders_provider_support::init_logging();
+    let _observability =
+        orders_provider_support::init_observability("keyvalue-jetstream-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
     let provider = KeyValueProvider {
         defaults: Arc::new(host_data.config.clone()),
@@ -158,6 +160,32 @@ impl_error_mapping!(keyvalue_cas::Error);
 
 type StoreResult<T> = anyhow::Result<Result<T, store::Error>>;
 
+/// The keys of a batch as a span shows them: the first few, and how many there were.
+fn keys_summary<'k>(keys: impl ExactSizeIterator<Item = &'k str>) -> String {
+    let count = keys.len();
+    let shown: Vec<&str> = keys.take(4).collect();
+    match count {
+        0..=4 => shown.join(","),
+        _ => format!("{},... ({count} keys)", shown.join(",")),
+    }
+}
+
+/// One span per operation, a child of the calling component's span (the host sends its trace
+/// context with the call); the key names the account, order or payment it touched.
+fn operation_span(cx: &Option<Context>, operation: &str, bucket: &str, key: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "keyvalue",
+        otel.name = %format!("keyvalue {operation}"),
+        otel.kind = "server",
+        db.operation.name = %operation,
+        // What the component named; empty for the bucket its link configures.
+        db.namespace = %bucket,
+        key = %key,
+    );
+    orders_provider_support::continue_callers_trace(&span, cx);
+    span
+}
+
 impl store::Handler<Option<Context>> for KeyValueProvider {
     async fn get(
         &self,
@@ -165,7 +193,12 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         key: String,
     ) -> StoreResult<Option<Bytes>> {
-        Ok(async { Ok(self.bucket(&cx, &bucket).await?.get(&key).await?) }.await)
+        let span = operation_span(&cx, "get", &bucket, &key);
+        Ok(
+            async { Ok(self.bucket(&cx, &bucket).await?.get(&key).await?) }
+                .instrument(span)
+                .await,
+        )
     }
 
     async fn set(
@@ -175,15 +208,30 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         key: String,
         value: Bytes,
     ) -> StoreResult<()> {
-        Ok(async { Ok(self.bucket(&cx, &bucket).await?.set(&key, value).await?) }.await)
+        let span = operation_span(&cx, "set", &bucket, &key);
+        Ok(
+            async { Ok(self.bucket(&cx, &bucket).await?.set(&key, value).await?) }
+                .instrument(span)
+                .await,
+        )
     }
 
     async fn delete(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<()> {
-        Ok(async { Ok(self.bucket(&cx, &bucket).await?.delete(&key).await?) }.await)
+        let span = operation_span(&cx, "delete", &bucket, &key);
+        Ok(
+            async { Ok(self.bucket(&cx, &bucket).await?.delete(&key).await?) }
+                .instrument(span)
+                .await,
+        )
     }
 
     async fn exists(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<bool> {
-        Ok(async { Ok(self.bucket(&cx, &bucket).await?.exists(&key).await?) }.await)
+        let span = operation_span(&cx, "exists", &bucket, &key);
+        Ok(
+            async { Ok(self.bucket(&cx, &bucket).await?.exists(&key).await?) }
+                .instrument(span)
+                .await,
+        )
     }
 
     /// All keys in one page: JetStream lists keys as a stream without a stable cursor.
@@ -193,10 +241,12 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         _cursor: Option<u64>,
     ) -> StoreResult<store::KeyResponse> {
+        let span = operation_span(&cx, "list_keys", &bucket, "");
         Ok(async {
             let keys = self.bucket(&cx, &bucket).await?.keys().await?;
             Ok(store::KeyResponse { keys, cursor: None })
         }
+        .instrument(span)
         .await)
     }
 }
@@ -209,6 +259,7 @@ impl atomics::Handler<Option<Context>> for KeyValueProvider {
         key: String,
         delta: u64,
     ) -> StoreResult<u64> {
+        let span = operation_span(&cx, "increment", &bucket, &key);
         Ok(async {
             Ok(self
                 .bucket(&cx, &bucket)
@@ -216,6 +267,7 @@ impl atomics::Handler<Option<Context>> for KeyValueProvider {
                 .increment(&key, delta)
                 .await?)
         }
+        .instrument(span)
         .await)
     }
 }
@@ -227,6 +279,12 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         keys: Vec<String>,
     ) -> StoreResult<Vec<Option<(String, Bytes)>>> {
+        let span = operation_span(
+            &cx,
+            "get_many",
+            &bucket,
+            &keys_summary(keys.iter().map(String::as_str)),
+        );
         Ok(async {
             let bucket = self.bucket(&cx, &bucket).await?;
             let reads =
@@ -238,6 +296,7 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
                 });
             Ok(futures::future::try_join_all(reads).await?)
         }
+        .instrument(span)
         .await)
     }
 
@@ -247,6 +306,12 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         items: Vec<(String, Bytes)>,
     ) -> StoreResult<()> {
+        let span = operation_span(
+            &cx,
+            "set_many",
+            &bucket,
+            &keys_summary(items.iter().map(|(k, _)| k.as_str())),
+        );
         Ok(async {
             let bucket = self.bucket(&cx, &bucket).await?;
             let writes = items.into_iter().map(|(key, value)| {
@@ -256,6 +321,7 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
             futures::future::try_join_all(writes).await?;
             Ok(())
         }
+        .instrument(span)
         .await)
     }
 
@@ -265,6 +331,12 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         keys: Vec<String>,
     ) -> StoreResult<()> {
+        let span = operation_span(
+            &cx,
+            "delete_many",
+            &bucket,
+            &keys_summary(keys.iter().map(String::as_str)),
+        );
         Ok(async {
             let bucket = self.bucket(&cx, &bucket).await?;
             let deletes = keys.into_iter().map(|key| {
@@ -274,6 +346,7 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
             futures::future::try_join_all(deletes).await?;
             Ok(())
         }
+        .instrument(span)
         .await)
     }
 }
@@ -287,6 +360,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         key: String,
     ) -> CasResult<Option<keyvalue_cas::Versioned>> {
+        let span = operation_span(&cx, "read", &bucket, &key);
         Ok(async {
             let found = self.bucket(&cx, &bucket).await?.read(&key).await?;
             Ok(found.map(|v| keyvalue_cas::Versioned {
@@ -294,6 +368,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
                 revision: v.revision,
             }))
         }
+        .instrument(span)
         .await)
     }
 
@@ -305,6 +380,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         value: Bytes,
         expected: Option<u64>,
     ) -> CasResult<Option<u64>> {
+        let span = operation_span(&cx, "write", &bucket, &key);
         Ok(async {
             Ok(self
                 .bucket(&cx, &bucket)
@@ -312,6 +388,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
                 .write(&key, value, expected)
                 .await?)
         }
+        .instrument(span)
         .await)
     }
 }

@@ -25,7 +25,7 @@ use futures::StreamExt as _;
 use orders_common::subjects;
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument as _};
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
@@ -49,7 +49,8 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 /// Starts the provider: connects, ensures the configured streams, serves `consumer` and runs one
 /// durable consumer per handler link until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
-    orders_provider_support::init_logging();
+    let _observability =
+        orders_provider_support::init_observability("messaging-jetstream-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ProviderConfig::from_map(&host_data.config)?;
     let client = NatsCredentials::of_host()?
@@ -283,10 +284,29 @@ async fn consume(
                 Arc::clone(&wrpc),
                 component.clone(),
             );
-            tokio::spawn(async move {
-                deliver(&js, &config, &wrpc, &component, message).await;
-                drop(slot);
+            // One span per delivery, a child of the span that published the message (its W3C
+            // trace context travels in the message's headers): an order stays one trace across
+            // the broker.
+            let span = tracing::info_span!(
+                "deliver",
+                otel.name = %format!("{} process", message.subject),
+                otel.kind = "consumer",
+                messaging.system = "nats",
+                messaging.destination.name = %message.subject,
+                messaging.consumer.group.name = %config.durable,
+                component = %component,
+                outcome = tracing::field::Empty,
+            );
+            orders_provider_support::continue_trace(&span, |name| {
+                message.headers.as_ref()?.get(name).map(|v| v.as_str())
             });
+            tokio::spawn(
+                async move {
+                    deliver(&js, &config, &wrpc, &component, message).await;
+                    drop(slot);
+                }
+                .instrument(span),
+            );
         }
     }
 }
@@ -310,11 +330,17 @@ async fn deliver(
         body: message.payload.clone(),
         reply_to: None,
     };
-    let outcome = handler::handle_message(wrpc, None, &broker_message).await;
+    let trace_context = orders_provider_support::trace_headers();
+    let outcome = handler::handle_message(wrpc, Some(trace_context), &broker_message).await;
+    let span = tracing::Span::current();
     let settled = match outcome {
-        Ok(Ok(())) => message.double_ack().await,
+        Ok(Ok(())) => {
+            span.record("outcome", "acked");
+            message.double_ack().await
+        }
         Ok(Err(reason)) if attempt >= config.max_attempts => {
             warn!(%component, subject = %broker_message.subject, attempt, %reason, "handler failed for the last time: dead-lettering");
+            span.record("outcome", "dead_lettered");
             match dead_letter(js, config, &broker_message, &reason).await {
                 Ok(()) => message.ack_with(AckKind::Term).await,
                 Err(e) => {
@@ -325,12 +351,14 @@ async fn deliver(
         }
         Ok(Err(reason)) => {
             warn!(%component, subject = %broker_message.subject, attempt, %reason, "handler failed: redelivering");
+            span.record("outcome", "retried");
             message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
         }
         Err(unreachable) => {
             // Not the message's fault: retry soon, so a restarted component drains its backlog at
             // once instead of after each message's growing backoff.
             warn!(%component, attempt, "component unreachable, message waits: {unreachable:#}");
+            span.record("outcome", "unreachable");
             message
                 .ack_with(AckKind::Nak(Some(UNREACHABLE_RETRY)))
                 .await
@@ -348,7 +376,8 @@ async fn dead_letter(
     message: &BrokerMessage,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let mut headers = async_nats::HeaderMap::new();
+    // In the delivery's trace, so the dead letter's trace context points at the failed attempts.
+    let mut headers = orders_provider_support::trace_headers();
     headers.insert(subjects::ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
     headers.insert(
         subjects::FAILURE_HEADER,
@@ -372,28 +401,15 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
         cx: Option<Context>,
         message: BrokerMessage,
     ) -> anyhow::Result<Result<(), String>> {
-        let BrokerMessage {
-            subject,
-            body,
-            reply_to,
-        } = message;
-        if let Err(refused) = self.authorize(&cx, &subject).await {
-            return Ok(Err(refused));
-        }
-        if let Some(reply_to) = reply_to {
-            return Ok(self
-                .client
-                .publish_with_reply(subject, reply_to, body)
-                .await
-                .map_err(|e| format!("publish failed: {e}")));
-        }
-        let stored = async {
-            self.js.publish(subject.clone(), body).await?.await?;
-            Ok::<_, async_nats::Error>(())
-        };
-        Ok(stored
-            .await
-            .map_err(|e| format!("message to {subject} not stored by JetStream: {e}")))
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format!("{} publish", message.subject),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = %message.subject,
+        );
+        orders_provider_support::continue_callers_trace(&span, &cx);
+        self.publish_traced(cx, message).instrument(span).await
     }
 
     async fn request(
@@ -421,5 +437,41 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
                 )),
             },
         )
+    }
+}
+
+impl JetStreamMessaging {
+    /// `publish`, inside its span: the message carries the span's trace context in its headers.
+    async fn publish_traced(
+        &self,
+        cx: Option<Context>,
+        message: BrokerMessage,
+    ) -> anyhow::Result<Result<(), String>> {
+        let BrokerMessage {
+            subject,
+            body,
+            reply_to,
+        } = message;
+        if let Err(refused) = self.authorize(&cx, &subject).await {
+            return Ok(Err(refused));
+        }
+        if let Some(reply_to) = reply_to {
+            return Ok(self
+                .client
+                .publish_with_reply(subject, reply_to, body)
+                .await
+                .map_err(|e| format!("publish failed: {e}")));
+        }
+        let stored = async {
+            let headers = orders_provider_support::trace_headers();
+            self.js
+                .publish_with_headers(subject.clone(), headers, body)
+                .await?
+                .await?;
+            Ok::<_, async_nats::Error>(())
+        };
+        Ok(stored
+            .await
+            .map_err(|e| format!("message to {subject} not stored by JetStream: {e}")))
     }
 }

@@ -48,20 +48,69 @@ pub fn replicas(value: Option<&str>) -> anyhow::Result<usize> {
     }
 }
 
-/// Logs to stderr, which the host collects into its own log: one JSON object a line when the
-/// host logs so (`WASMCLOUD_STRUCTURED_LOGGING_ENABLED`, which the host hands its providers in
-/// the host data), else text; `RUST_LOG` overrides `info`.
-pub fn init_logging() {
-    let structured = wasmcloud_provider_sdk::load_host_data().is_ok_and(|d| d.structured_logging);
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+/// Logs to stderr, which the host collects into its own log, and exports spans over OpenTelemetry
+/// when the host does: the host hands its providers its settings (structured logging, log level,
+/// `WASMCLOUD_OBSERVABILITY_ENABLED` and the OTLP endpoint) in the host data, and this is
+/// wasmCloud's own set-up for them, as the host uses it. `RUST_LOG` adds per-crate directives.
+/// Keep the returned guard for as long as the provider runs: dropping it stops the log writer.
+pub fn init_observability(service: &str) -> anyhow::Result<impl Sized> {
+    use anyhow::Context as _;
+    let host_data = wasmcloud_provider_sdk::load_host_data().context("failed to load host data")?;
+    let (dispatch, guard) = wasmcloud_provider_sdk::wasmcloud_tracing::configure_observability(
+        service,
+        &host_data.otel_config,
+        host_data.structured_logging,
+        None::<&std::path::Path>,
+        host_data.log_level.as_ref(),
+        Some(&host_data.otel_config.trace_level),
+    )?;
+    wasmcloud_provider_sdk::tracing_subscriber::util::SubscriberInitExt::try_init(dispatch)
+        .context("logging set up twice")?;
+    Ok(guard)
+}
+
+/// The W3C trace context (`traceparent`, `tracestate`) of the current span, as NATS headers: what
+/// a provider sends with a call to a component, or stores with a message, so the next span joins
+/// the same trace.
+pub fn trace_headers() -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in
+        wasmcloud_provider_sdk::wasmcloud_tracing::context::TraceContextInjector::default_with_span(
         )
-        .with_writer(std::io::stderr);
-    if structured {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
+        .iter()
+    {
+        headers.insert(name.as_str(), value.as_str());
+    }
+    headers
+}
+
+/// Makes `span` a child of the W3C trace context `header` finds (in a stored message's headers,
+/// an HTTP request's); without one it stays a root. Called before the span is first entered.
+pub fn continue_trace<'h>(span: &tracing::Span, header: impl Fn(&str) -> Option<&'h str>) {
+    let context: Vec<(String, String)> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), header(name)?.to_string())))
+        .collect();
+    set_parent(span, context);
+}
+
+/// Makes `span` a child of the calling component's span: the host sends the trace context with
+/// every call it makes to a provider.
+pub fn continue_callers_trace(span: &tracing::Span, cx: &Option<wasmcloud_provider_sdk::Context>) {
+    let context: Vec<(String, String)> = cx
+        .iter()
+        .flat_map(|cx| cx.tracing.iter())
+        .filter(|(name, _)| matches!(name.as_str(), "traceparent" | "tracestate"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    set_parent(span, context);
+}
+
+fn set_parent(span: &tracing::Span, context: Vec<(String, String)>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !context.is_empty() {
+        let parent = wasmcloud_provider_sdk::wasmcloud_tracing::context::get_span_context(&context);
+        let _ = span.set_parent(parent);
     }
 }
 

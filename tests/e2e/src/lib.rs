@@ -208,10 +208,16 @@ impl Lattice {
             .post_as(user, "/Order", json!({ "user": user, "sum": sum }))
             .await;
         assert_eq!(placed.status, 202, "{placed:?}");
-        placed.body["order_id"]
+        let id = placed.body["order_id"]
             .as_str()
             .expect("an order id")
-            .to_string()
+            .to_string();
+        assert_eq!(
+            placed.headers.get("location").map(|l| l.to_str().unwrap()),
+            Some(format!("/OrderStatus?order_id={id}").as_str()),
+            "an accepted order says where its outcome will be"
+        );
+        id
     }
 
     pub async fn balance(&self, user: &str) -> u64 {

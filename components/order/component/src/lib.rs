@@ -42,8 +42,10 @@ fn route(request: &Request) -> Handled {
                 broker: &Broker,
             };
             let placed = order.place_order(&caller, &body, key, random_16())?;
-            // 202: the order is accepted; billing settles it asynchronously.
-            Ok(Reply::json(202, &placed))
+            // 202: the order is accepted; billing settles it asynchronously. Location says
+            // where its outcome will be (and lets its trace be found by the order id).
+            let status = format!("/OrderStatus?order_id={}", placed.order_id);
+            Ok(Reply::json(202, &placed).with_header("location", status))
         }
         "/" => Ok(Reply::index("order", &["POST /Order"])),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),

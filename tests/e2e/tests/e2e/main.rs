@@ -13,3 +13,4 @@ mod limits;
 mod nats_access;
 mod order_status;
 mod scenario;
+mod telemetry;
