@@ -97,13 +97,9 @@ pub fn continue_trace<'h>(span: &tracing::Span, header: impl Fn(&str) -> Option<
 /// Makes `span` a child of the calling component's span: the host sends the trace context with
 /// every call it makes to a provider.
 pub fn continue_callers_trace(span: &tracing::Span, cx: &Option<wasmcloud_provider_sdk::Context>) {
-    let context: Vec<(String, String)> = cx
-        .iter()
-        .flat_map(|cx| cx.tracing.iter())
-        .filter(|(name, _)| matches!(name.as_str(), "traceparent" | "tracestate"))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    set_parent(span, context);
+    continue_trace(span, |name| {
+        cx.as_ref()?.tracing.get(name).map(String::as_str)
+    });
 }
 
 fn set_parent(span: &tracing::Span, context: Vec<(String, String)>) {
