@@ -35,6 +35,7 @@ BENCH_COMPONENTS := hello
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
+	@echo "            LATTICE=ha: the replicated lattice instead (3 NATS servers keeping 3 replicas, 2 hosts)"
 	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust, newman, the API contract, the console in chromium) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
 	@echo "make status what runs (NATS, wadm, host) and the application's state;  make logs  follow their logs"
@@ -44,18 +45,23 @@ help:
 	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
 	@echo "make lint   clippy (native and wasm32-wasip2) and rustfmt --check"
 
+# Which lattice run, down, status, logs, backup and restore act on: `run` (one NATS server, one
+# host), or `ha`, the replicated one (three NATS servers keeping 3 replicas, two hosts each with
+# its own HTTP listener): `make run LATTICE=ha`.
+LATTICE ?= run
+
 run: build
-	scripts/lattice.sh up run
+	scripts/lattice.sh up $(LATTICE)
 
 down:
-	scripts/lattice.sh down run
+	scripts/lattice.sh down $(LATTICE)
 
 status:
-	scripts/lattice.sh status run
+	scripts/lattice.sh status $(LATTICE)
 
 # The lattice's own logs; components and providers log through the host. Ctrl-C stops following.
 logs:
-	tail -n 30 -F .state/run/logs/nats.log .state/run/logs/wadm.log .state/run/logs/host.log .state/run/logs/telemetry.log
+	tail -n 30 -F .state/$(LATTICE)/logs/*.log
 
 doctor:
 	@scripts/doctor.sh
@@ -64,15 +70,16 @@ doctor:
 # the admin token), as one archive; both refuse while the lattice runs. A restore first backs up
 # the state it replaces.
 backup:
-	scripts/lattice.sh backup run $(BACKUP)
+	scripts/lattice.sh backup $(LATTICE) $(BACKUP)
 
 restore:
 	@[ -n "$(BACKUP)" ] || { echo "usage: make restore BACKUP=<archive> (make backup writes them to .state/backups)" >&2; exit 2; }
-	scripts/lattice.sh restore run $(BACKUP)
+	scripts/lattice.sh restore $(LATTICE) $(BACKUP)
 
 clean:
 	scripts/lattice.sh clean run
 	scripts/lattice.sh clean test
+	scripts/lattice.sh clean ha
 	scripts/lattice.sh clean bench
 	rm -rf build
 

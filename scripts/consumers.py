@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The durable consumers of a lattice's NATS, from its monitoring endpoint (/jsz), which costs no
-NATS messages and needs no credentials (it listens on 127.0.0.1 only).
+NATS messages and needs no credentials (it listens on 127.0.0.1 only). MONITOR_URL may list a
+cluster's servers, comma-separated: each stream and consumer is then reported by its leader, the
+one server that knows who pulls from it, and a server that is down is skipped.
 
   consumers.py MONITOR_URL show               connections, streams, each durable consumer's backlog
   consumers.py MONITOR_URL drained            exit 0 when no durable consumer has work waiting or in hand
@@ -15,10 +17,41 @@ def get(monitor, path):
     return json.load(urllib.request.urlopen(monitor + path, timeout=5))
 
 
-def streams(monitor):
-    report = get(monitor, "/jsz?accounts=true&streams=true&consumers=true&config=true")
-    for account in report.get("account_details") or []:
-        yield from account.get("stream_detail") or []
+def streams(monitors):
+    found, leading = {}, {}
+    for monitor in monitors.split(","):
+        try:
+            server = get(monitor, "/varz")["server_name"]
+            report = get(monitor, "/jsz?accounts=true&streams=true&consumers=true&config=true")
+        except OSError:
+            continue
+        for account in report.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                # A stream's consumers have leaders of their own.
+                consumers = {c["name"]: c for c in stream.get("consumer_detail") or []}
+                kept = found.setdefault(stream["name"], dict(stream, consumer_detail={}))
+                if led_by(stream, server):
+                    kept.update(stream, consumer_detail=kept["consumer_detail"])
+                for name, consumer in consumers.items():
+                    if name not in kept["consumer_detail"] or led_by(consumer, server):
+                        kept["consumer_detail"][name] = consumer
+    for stream in found.values():
+        yield dict(stream, consumer_detail=list(stream["consumer_detail"].values()))
+
+
+def connections(monitors):
+    total = 0
+    for monitor in monitors.split(","):
+        try:
+            total += get(monitor, "/connz")["num_connections"]
+        except OSError:
+            continue
+    return total
+
+
+def led_by(asset, server):
+    # A single server's assets carry no cluster information: that server leads them all.
+    return (asset.get("cluster") or {}).get("leader", server) == server
 
 
 def durable(stream):
@@ -28,7 +61,7 @@ def durable(stream):
 
 def main(monitor, command, *names):
     if command == "show":
-        print(f"NATS: {get(monitor, '/connz')['num_connections']} connections")
+        print(f"NATS: {connections(monitor)} connections")
         for stream in sorted(streams(monitor), key=lambda s: s["name"]):
             print(f"  stream {stream['name']}: {stream['state']['messages']} messages")
             for c in durable(stream):

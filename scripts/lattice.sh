@@ -2,9 +2,10 @@
 # Starts, deploys, inspects and stops one lattice instance: NATS (JetStream), wadm, the wasmCloud
 # host, and the orders application on it.
 #
-#   scripts/lattice.sh up|down|clean|status [run|test|bench]
+#   scripts/lattice.sh up|down|clean|status [run|test|bench|ha]
 #   scripts/lattice.sh backup [instance] [archive]     (of a stopped instance)
 #   scripts/lattice.sh restore [instance] <archive>    (into a stopped instance)
+#   scripts/lattice.sh kill|revive <instance> <process>  (SIGKILL, as a crash; start it again)
 #
 # Processes are started in their own sessions and stopped by the pids recorded in .state/<instance>
 # (the host's providers are its children and stop with it); nothing else is ever signalled.
@@ -22,6 +23,14 @@ CTL=(--ctl-host 127.0.0.1 --ctl-port "$NATS_PORT")
 # orders-nats-auth. Every wash command here speaks as the admin identity.
 AUTH=$STATE/nats
 export WASH_CTL_CREDS=$AUTH/admin.creds
+# The instance's processes by name: one NATS server, wadm and one host; the `ha` instance runs
+# nats-1..3, one wadm and host-1..2 (scripts/env.sh). One wadm: its state is in JetStream (3
+# replicas), so it survives any one server, and a wadm restarted carries on from that state.
+numbered() { if (($2 == 1)); then echo "$1"; else seq -f "$1-%g" "$2"; fi; }
+mapfile -t NATS_NAMES < <(numbered nats "$NATS_SERVERS")
+WADM_NAMES=(wadm)
+mapfile -t HOST_NAMES < <(numbered host "$HOSTS")
+PROCESSES=("${NATS_NAMES[@]}" "${WADM_NAMES[@]}" "${HOST_NAMES[@]}" telemetry)
 
 running() { [[ -f $STATE/$1.pid ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
@@ -49,21 +58,38 @@ stop() {
   say "$name stopped"
 }
 
-wait_for() {
-  local what=$1 seconds=$2; shift 2
+# True once the command succeeds, trying 4 times a second for `seconds`.
+within() {
+  local seconds=$1; shift
   for _ in $(seq "$((seconds * 4))"); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.25
   done
+  return 1
+}
+
+wait_for() {
+  local what=$1 seconds=$2; shift 2
+  within "$seconds" "$@" && return 0
   echo "timed out after ${seconds}s waiting for $what; logs in $LOGS" >&2
   return 1
 }
 
-nats_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; }
-host_up() { "$WASH" get hosts "${CTL[@]}" -o json | grep -q '"id"'; }
+nats_listening() {
+  local port
+  for port in $(seq "$NATS_PORT" $((NATS_PORT + NATS_SERVERS - 1))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
+  done
+}
+# A cluster takes JetStream requests once its servers have elected a meta leader.
+jetstream_clustered() {
+  curl -sf "http://127.0.0.1:$MONITOR_PORT/jsz" | json_field "d['meta_cluster'].get('leader') and d['meta_cluster']['cluster_size'] == $NATS_SERVERS or sys.exit(1)"
+}
+hosts_up() { [[ $("$WASH" get hosts "${CTL[@]}" -o json | json_field 'len(d["hosts"])') -ge $HOSTS ]]; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 app_status() { "$WASH" app status orders "${CTL[@]}" -o json 2>/dev/null | json_field 'd["status"]["status"]["type"]'; }
 app_deployed() { [[ $(app_status) == deployed ]]; }
+app_live() { app_deployed && links_live; }
 
 # The instance's key configuration (README, Security): an HMAC secret for API keys and an admin
 # token, made on first start from the OS's random source, kept in $STATE/secrets (0700, files 0600)
@@ -107,60 +133,128 @@ adopt_anonymous_state() {
   fi
 }
 
-up() {
-  mkdir -p "$LOGS" "$STATE/jetstream"
-  issue_credentials
-  running nats || adopt_anonymous_state
+# One NATS server, or the `ha` instance's cluster: each server with its own store, routes to the
+# others on loopback, and JetStream clustered (a stream or bucket of 3 replicas lives on all three).
+start_nats() {
   # wRPC subscribes and unsubscribes a reply subject for every call; with NATS's subscription
   # cache on, each of those walks the whole cache (profile in README, Performance), so it is off.
   # The included file makes NATS trust only our operator's accounts: no anonymous connection.
   printf 'disable_sublist_cache: true\ninclude "nats/server.conf"\n' > "$STATE/nats.conf"
-  start nats "$NATS_SERVER" -c "$STATE/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" \
-    -js -sd "$STATE/jetstream" -n "orders-$instance"
-  wait_for "NATS on port $NATS_PORT" 20 nats_listening
-  # LOG_FORMAT=json: wadm, the host and our providers log one JSON object a line (NATS has no
-  # such format and keeps its own).
-  local json_logs=false
-  [[ ${LOG_FORMAT:-text} == json ]] && json_logs=true
-  # Traces (README, Traces): the host and our providers export their spans over OTLP/HTTP, to our
-  # receiver unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector of the user's; ORDERS_TRACES=off
-  # exports nothing (the benchmark's default, so its figures are the application's alone).
-  local otlp_endpoint=${OTEL_EXPORTER_OTLP_ENDPOINT:-} traces=${ORDERS_TRACES:-on}
-  [[ $instance == bench ]] && traces=${ORDERS_TRACES:-off}
-  if [[ $traces == on && -z $otlp_endpoint ]]; then
-    # It also serves /metrics: NATS's monitoring endpoint for the streams' lag, and payment results
-    # read as the admin identity (the one identity that may subscribe to them besides notify).
-    start telemetry "$RELEASE/orders-telemetry" --listen "127.0.0.1:$TELEMETRY_PORT" \
-      --nats-monitor "http://127.0.0.1:$MONITOR_PORT" --nats "nats://127.0.0.1:$NATS_PORT" --creds "$AUTH/admin.creds"
-    otlp_endpoint=http://127.0.0.1:$TELEMETRY_PORT
+  ((NATS_SERVERS > 1)) || running nats || adopt_anonymous_state
+  local i
+  for i in "${!NATS_NAMES[@]}"; do start_nats_server "$i"; done
+  wait_for "NATS on ports $NATS_PORT-$((NATS_PORT + NATS_SERVERS - 1))" 20 nats_listening
+  ((NATS_SERVERS == 1)) && return
+  wait_for "the NATS cluster to elect its JetStream leader" 60 jetstream_clustered
+  # A restarted cluster answers for a stream once the stream's replicas have elected its leader;
+  # before that, the host and wadm would take their buckets for missing and fail to create them
+  # ("stream name already in use with a different configuration").
+  wait_for "every stream and bucket to elect its leader" 60 \
+    "$RELEASE/orders-admin" --nats "$NATS_URLS" --creds "$AUTH/admin.creds" streams
+}
+
+start_nats_server() {
+  local i=$1
+  if ((NATS_SERVERS == 1)); then
+    start nats "$NATS_SERVER" -c "$STATE/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$MONITOR_PORT" \
+      -js -sd "$STATE/jetstream" -n "orders-$instance"
+    return
   fi
-  start wadm env RUST_LOG=info WADM_STRUCTURED_LOGGING="$json_logs" "$RELEASE/orders-wadm" \
-    --nats-server "127.0.0.1:$NATS_PORT" --nats-creds-file "$AUTH/wadm.creds"
-  # The host's control connection is the host identity; its RPC connection, which it also hands
-  # to every provider, is the data plane (rpc).
-  start host env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$NATS_PORT" \
+  local routes
+  routes=$(seq -s, -f 'nats-route://127.0.0.1:%g' $((NATS_PORT + 10)) $((NATS_PORT + 9 + NATS_SERVERS)))
+  start "${NATS_NAMES[i]}" "$NATS_SERVER" -c "$STATE/nats.conf" -a 127.0.0.1 -p $((NATS_PORT + i)) \
+    -m $((MONITOR_PORT + i)) -js -sd "$STATE/jetstream/$((i + 1))" -n "orders-$instance-$((i + 1))" \
+    --cluster_name "orders-$instance" --cluster "nats://127.0.0.1:$((NATS_PORT + 10 + i))" --routes "$routes"
+}
+
+# wadm and the host create their streams and buckets with one replica whatever the cluster (ours
+# are created with the instance's REPLICAS: `replicas` in the providers' config). On a cluster,
+# theirs are raised to REPLICAS the first time, with wadm and the hosts stopped (a stream changed
+# under a running wadm loses its events), so losing one server loses no deployment state either.
+replicate_lattice_state() {
+  ((REPLICAS > 1)) || return 0
+  local admin=("$RELEASE/orders-admin" --nats "$NATS_URLS" --creds "$AUTH/admin.creds") i name
+  "${admin[@]}" streams | python3 -c "import json, sys; sys.exit(any(json.loads(l)['replicas'] < $REPLICAS for l in sys.stdin))" && return
+  say "keeping $REPLICAS replicas of wadm's and the hosts' streams (created with one): restarting them once"
+  for name in "${HOST_NAMES[@]}"; do stop "$name"; done
+  # wadm reads that the hosts stopped before it stops too; a host it still believed in would get
+  # its commands until wadm gave up on it, a minute later.
+  sleep 3
+  for name in "${WADM_NAMES[@]}"; do stop "$name"; done
+  "${admin[@]}" replicate "$REPLICAS" >/dev/null
+  for i in "${!WADM_NAMES[@]}"; do start_wadm "$i"; done
+  for i in "${!HOST_NAMES[@]}"; do start_host "$i"; done
+  wait_for "the hosts to join the lattice" 60 hosts_up
+}
+
+# LOG_FORMAT=json: wadm, the host and our providers log one JSON object a line (NATS has no such
+# format and keeps its own).
+JSON_LOGS=false
+[[ ${LOG_FORMAT:-text} == json ]] && JSON_LOGS=true
+# Traces (README, Traces): the host and our providers export their spans over OTLP/HTTP, to our
+# receiver unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector of the user's; ORDERS_TRACES=off
+# exports nothing (the benchmark's default, so its figures are the application's alone).
+TRACES=${ORDERS_TRACES:-on}
+[[ $instance == bench ]] && TRACES=${ORDERS_TRACES:-off}
+OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$TELEMETRY_PORT}
+
+# Our receiver also serves /metrics: NATS's monitoring endpoint for the streams' lag, and payment
+# results read as the admin identity (the one identity that may subscribe to them besides notify).
+start_telemetry() {
+  [[ $TRACES == on && -z ${OTEL_EXPORTER_OTLP_ENDPOINT:-} ]] || return 0
+  start telemetry "$RELEASE/orders-telemetry" --listen "127.0.0.1:$TELEMETRY_PORT" \
+    --nats-monitor "http://127.0.0.1:$MONITOR_PORT" --nats "$NATS_URLS" --creds "$AUTH/admin.creds"
+}
+
+# The i-th wadm, or host, speaks to the i-th server of a cluster (and moves to another if that one
+# goes).
+start_wadm() {
+  local i=$1
+  start "${WADM_NAMES[i]}" env RUST_LOG=info WADM_STRUCTURED_LOGGING="$JSON_LOGS" "$RELEASE/orders-wadm" \
+    --nats-server "127.0.0.1:$((NATS_PORT + i % NATS_SERVERS))" --nats-creds-file "$AUTH/wadm.creds"
+}
+
+# The host's control connection is the host identity; its RPC connection, which it also hands to
+# every provider, is the data plane (rpc). Label `host` tells the hosts apart, for what is placed
+# on one of them (the `ha` instance's HTTP listeners).
+start_host() {
+  local i=$1
+  start "${HOST_NAMES[i]}" env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$((NATS_PORT + i % NATS_SERVERS))" \
     WASMCLOUD_CTL_CREDS="$AUTH/host.creds" WASMCLOUD_RPC_CREDS="$AUTH/rpc.creds" \
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
-    WASMCLOUD_STRUCTURED_LOGGING_ENABLED="$json_logs" \
-    WASMCLOUD_OBSERVABILITY_ENABLED="$([[ $traces == on ]] && echo true || echo false)" \
-    WASMCLOUD_METRICS_ENABLED=false WASMCLOUD_LOGS_ENABLED=false \
-    OTEL_EXPORTER_OTLP_ENDPOINT="${otlp_endpoint:-http://127.0.0.1:$TELEMETRY_PORT}" \
-    WASMCLOUD_LABEL_instance="$instance" "$RELEASE/orders-host"
-  wait_for "the host to join the lattice" 60 host_up
+    WASMCLOUD_STRUCTURED_LOGGING_ENABLED="$JSON_LOGS" \
+    WASMCLOUD_OBSERVABILITY_ENABLED="$([[ $TRACES == on ]] && echo true || echo false)" \
+    WASMCLOUD_METRICS_ENABLED=false WASMCLOUD_LOGS_ENABLED=false OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_ENDPOINT" \
+    WASMCLOUD_LABEL_instance="$instance" WASMCLOUD_LABEL_host="$((i + 1))" "$RELEASE/orders-host"
+}
+
+up() {
+  mkdir -p "$LOGS" "$STATE/jetstream"
+  issue_credentials
+  start_nats
+  start_telemetry
+  local i
+  for i in "${!WADM_NAMES[@]}"; do start_wadm "$i"; done
+  for i in "${!HOST_NAMES[@]}"; do start_host "$i"; done
+  wait_for "the hosts to join the lattice" 60 hosts_up
+  replicate_lattice_state
   ensure_secrets
   put_auth_config
   deploy
+  local every_host="" make_lattice=""
+  [[ $instance == run ]] || make_lattice=" LATTICE=$instance"
+  ((HOSTS == 1)) || every_host=$'\n'"    every host    $HTTP_URLS   (each host's own HTTP listener: any one serves the whole API)"
   cat <<TXT
 
   orders is up ($instance)
     console       http://127.0.0.1:$HTTP_PORT/   (open it in a browser)
     base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /List /OrderStatus?order_id=)
-    contract      http://127.0.0.1:$HTTP_PORT/openapi.json   (OpenAPI 3.1)
+    contract      http://127.0.0.1:$HTTP_PORT/openapi.json   (OpenAPI 3.1)$every_host
     API keys      POST /CreateUser answers the user's key once; send it as  Authorization: Bearer <key>
                     curl -s -X POST 127.0.0.1:$HTTP_PORT/CreateUser -d '{"user":"Pavel"}'
     admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
                     curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
-    NATS          nats://127.0.0.1:$NATS_PORT   (subjects orders.placed, payments.settled)
+    NATS          $NATS_URLS   (subjects orders.placed, payments.settled)
                   no anonymous clients: creds files per identity in $AUTH (admin.creds for people)
     traces        $(trace_hint)
     logs          $LOGS
@@ -168,7 +262,7 @@ up() {
                   $WASH get hosts ${CTL[*]}
                   $WASH get inventory ${CTL[*]}
                   $WASH app list ${CTL[*]}
-    stop          make down   (keeps state)   |   make clean (wipes it)
+    stop          make down$make_lattice   (keeps state)   |   make clean (wipes it)
 TXT
 }
 
@@ -188,10 +282,12 @@ deploy() {
   local manifest=$STATE/wadm.yaml overlay=()
   # The benchmark's lattice also serves the hello-world floor behind the same HTTP provider.
   [[ $instance == bench ]] && overlay=(--overlay "$ROOT/bench/hello.wadm.yaml")
-  "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" "${overlay[@]}" \
+  "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" \
+    --nats-servers "$NATS_SERVERS" --replicas "$REPLICAS" --hosts "$HOSTS" "${overlay[@]}" \
     "$ROOT/wadm.yaml" > "$manifest"
   local fingerprint; fingerprint=$(cat "$manifest" "$BUILD"/components/*.wasm "$BUILD"/providers/*.par.gz | sha256sum | cut -c1-16)
-  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && app_deployed && links_live; then
+  # A lattice started again redeploys what wadm kept: give it a moment before replacing anything.
+  if [[ -f $STATE/deployed && $(cat "$STATE/deployed") == "$fingerprint" ]] && within 30 app_live; then
     say "application unchanged and deployed"
     return
   fi
@@ -233,9 +329,9 @@ links_live() {
     "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200"
     "GET /OrderStatus?order_id=readiness-probe 404" "GET /DeadLetters 200" "GET / 200" "GET /openapi.json 200")
   [[ $instance == bench ]] && probes+=("GET /Hello 200")
-  ADMIN_TOKEN=$(admin_token) python3 - "http://127.0.0.1:$HTTP_PORT" "${probes[@]}" <<'PY' || return 1
+  ADMIN_TOKEN=$(admin_token) python3 - "$HTTP_URLS" "${probes[@]}" <<'PY' || return 1
 import os, sys, urllib.error, urllib.request
-base, *probes = sys.argv[1:]
+bases, *probes = sys.argv[1:]
 def answer(method, path):
     # POSTs go without a key (refused before the body is read); GETs as the admin.
     headers = {} if method == "POST" else {"Authorization": "Bearer " + os.environ["ADMIN_TOKEN"]}
@@ -246,13 +342,14 @@ def answer(method, path):
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-for probe in probes:
-    method, path, expected = probe.split()
-    status, body = answer(method, path)
-    if status != int(expected) or b'"error":"unknown_path"' in body:
-        sys.exit(f"{method} {path}: {status} {body[:200]!r}")
+for base in bases.split(","):
+    for probe in probes:
+        method, path, expected = probe.split()
+        status, body = answer(method, path)
+        if status != int(expected) or b'"error":"unknown_path"' in body:
+            sys.exit(f"{base}: {method} {path}: {status} {body[:200]!r}")
 PY
-  "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" pulling billing notify notify-orders notify-deadletters
+  "$ROOT/scripts/consumers.py" "$MONITOR_URLS" pulling billing notify notify-orders notify-deadletters
 }
 
 no_providers() {
@@ -262,13 +359,14 @@ no_providers() {
 # What runs, what NATS holds (its monitoring endpoint: connections, streams, and each durable
 # consumer's backlog), and the application's state as wadm sees it.
 status() {
-  for name in nats wadm host telemetry; do
+  local name
+  for name in "${PROCESSES[@]}"; do
     if running "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
   done
-  if running nats; then
-    "$ROOT/scripts/consumers.py" "http://127.0.0.1:$MONITOR_PORT" show || true
+  if running "${NATS_NAMES[0]}"; then
+    "$ROOT/scripts/consumers.py" "$MONITOR_URLS" show || true
   fi
-  if running host; then "$WASH" app status orders "${CTL[@]}" || true; fi
+  if running "${HOST_NAMES[0]}"; then "$WASH" app status orders "${CTL[@]}" || true; fi
 }
 
 # A backup is what a restart keeps: JetStream's store (streams, key-value buckets, wadm's and the
@@ -280,7 +378,7 @@ BACKUPS=$ROOT/.state/backups
 STATE_PARTS=(jetstream nats/authority.json secrets)
 refuse_if_running() {
   local name
-  for name in nats wadm host telemetry; do
+  for name in "${PROCESSES[@]}"; do
     if running "$name"; then
       echo "the '$instance' lattice is running ($name, pid $(cat "$STATE/$name.pid")): stop it first (make down)" >&2
       exit 1
@@ -328,12 +426,40 @@ restore() {
   say "restored '$instance' from $archive ($(tr -d '\n' < "$unpacked/orders-backup.json")); start it with make run"
 }
 
+# Hosts first (their providers stop with them), then wadm, NATS and the trace receiver.
+stop_all() {
+  local name
+  for name in "${HOST_NAMES[@]}" "${WADM_NAMES[@]}" "${NATS_NAMES[@]}" telemetry; do stop "$name"; done
+}
+
+# A crash, for the fault tests: the process and everything it started (a host's providers) are
+# killed at once, without a chance to clean up.
+crash() {
+  local name=${1:?usage: lattice.sh kill <instance> <process>}
+  running "$name" || { echo "'$name' of '$instance' is not running (${PROCESSES[*]})" >&2; exit 1; }
+  kill -KILL -- "-$(cat "$STATE/$name.pid")"
+  rm -f "$STATE/$name.pid"
+  say "$name killed"
+}
+
+# Starts one crashed process again, as it was started (`kill` above; the fault tests).
+revive() {
+  local name=${1:?usage: lattice.sh revive <instance> <process>} i
+  for i in "${!NATS_NAMES[@]}"; do [[ ${NATS_NAMES[i]} == "$name" ]] && { start_nats_server "$i"; return; }; done
+  for i in "${!WADM_NAMES[@]}"; do [[ ${WADM_NAMES[i]} == "$name" ]] && { start_wadm "$i"; return; }; done
+  for i in "${!HOST_NAMES[@]}"; do [[ ${HOST_NAMES[i]} == "$name" ]] && { start_host "$i"; return; }; done
+  echo "'$instance' has no process '$name' (${PROCESSES[*]})" >&2
+  exit 1
+}
+
 case $action in
   up) up ;;
-  down) stop host; stop wadm; stop nats; stop telemetry ;;
-  clean) stop host; stop wadm; stop nats; stop telemetry; rm -rf "$STATE"; say "state of '$instance' wiped" ;;
+  down) stop_all ;;
+  clean) stop_all; rm -rf "$STATE"; say "state of '$instance' wiped" ;;
   status) status ;;
   backup) backup "${3:-}" ;;
   restore) restore "${3:-}" ;;
+  kill) crash "${3:-}" ;;
+  revive) revive "${3:-}" ;;
   *) echo "unknown action '$action'" >&2; exit 2 ;;
 esac

@@ -3,7 +3,8 @@
 # provider's integration tests on a real nats-server), then end-to-end tests on a private lattice
 # on non-default ports (Rust through HTTP and NATS, newman, the console in chromium, the OpenAPI
 # contract fuzzed by schemathesis; the AsyncAPI and OpenAPI documents are validated first), which is
-# torn down at the end, pass or fail. JUnit reports of
+# torn down at the end, pass or fail; last, the fault tests of the replicated lattice (`ha`: three
+# NATS servers, two hosts), killing servers and hosts while orders flow. JUnit reports of
 # newman, the browser test and schemathesis go to .state/test/reports.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -33,13 +34,15 @@ scripts/lattice.sh clean test >/dev/null
 # After a failure the last warnings and errors of the lattice are printed too, as CI keeps only
 # the output (a clean clone's .state is gone with it).
 after_tests() {
-  local status=$?
-  if [[ $status != 0 ]]; then
-    say "the lattice's last warnings and errors (.state/test/logs)"
-    grep -h -E 'WARN|ERROR' .state/test/logs/*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-400 | tail -40 || true
-  fi
-  say "stopping the test lattice (logs kept in .state/test/logs)"
-  scripts/lattice.sh down test >/dev/null
+  local status=$? instance
+  for instance in test ha; do
+    if [[ $status != 0 && -d .state/$instance/logs ]]; then
+      say "the $instance lattice's last warnings and errors (.state/$instance/logs)"
+      grep -h -E 'WARN|ERROR' .state/$instance/logs/*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-400 | tail -40 || true
+    fi
+    say "stopping the $instance lattice (logs kept in .state/$instance/logs)"
+    scripts/lattice.sh down "$instance" >/dev/null
+  done
 }
 trap after_tests EXIT
 scripts/lattice.sh up test
@@ -88,3 +91,15 @@ fuzz_key=$(curl -sf -X POST "$ORDERS_BASE_URL/CreateUser" -d "{\"user\":\"$ORDER
   --exclude-checks positive_data_acceptance --workers 1 --max-examples 50 --rate-limit 80/s \
   --generation-database "$ORDERS_CACHE/schemathesis-examples" \
   --report junit --report-junit-path reports/schemathesis.xml)
+
+say "the replicated lattice (3 NATS servers, 2 hosts): a server, a host, and both, killed while orders flow"
+scripts/lattice.sh down test >/dev/null
+unset NATS_PORT HTTP_PORT
+instance_ports ha
+scripts/lattice.sh clean ha >/dev/null
+scripts/lattice.sh up ha
+export ORDERS_BASE_URL=http://127.0.0.1:$HTTP_PORT ORDERS_NATS_URL=$NATS_URLS
+export ORDERS_HA_LISTENERS=$HTTP_URLS ORDERS_HA_MONITORS=$MONITOR_URLS
+export ORDERS_NATS_CREDS=$ROOT/.state/ha/nats/admin.creds
+ORDERS_ADMIN_TOKEN=$(tr -d '\n' < "$ROOT/.state/ha/secrets/admin-token")
+cargo test --release --test ha -- --ignored --test-threads 1 --nocapture

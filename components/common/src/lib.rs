@@ -17,6 +17,31 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/orders.v1.rs"));
 }
 
+/// Where the broker is.
+pub mod broker {
+    /// The servers of a NATS URL list as every part of the lattice is given it
+    /// (`nats://127.0.0.1:25222,nats://127.0.0.1:25223`): a client tries them in turn, so it
+    /// connects while any one server of a cluster is up (and then learns the others from it).
+    pub fn servers(urls: &str) -> Vec<&str> {
+        urls.split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_url_list_names_each_server_once_and_one_url_names_one() {
+            assert_eq!(
+                super::servers("nats://a:1, nats://b:2,"),
+                ["nats://a:1", "nats://b:2"]
+            );
+            assert_eq!(super::servers("nats://a:1"), ["nats://a:1"]);
+        }
+    }
+}
+
 /// Broker subjects.
 pub mod subjects {
     /// order -> billing and notify: [`crate::proto::OrderPlaced`].

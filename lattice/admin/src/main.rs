@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// The lattice's NATS (`make test`'s: nats://127.0.0.1:14222).
+    /// The lattice's NATS (`make test`'s: nats://127.0.0.1:14222), or a comma-separated list of
+    /// a cluster's servers.
     #[arg(long, env = "ORDERS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats: String,
     /// A creds file allowed everywhere: the `admin` identity of the instance.
@@ -46,8 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: Dlq,
     },
-    /// Streams and their durable consumers: counts and backlog.
+    /// Streams and their durable consumers: counts, backlog, replicas and each stream's leader.
     Streams,
+    /// Keeps REPLICAS copies of every stream and bucket on a NATS cluster: raises those with fewer
+    /// (wadm and the host create theirs with one, whatever the cluster).
+    Replicate { replicas: usize },
     /// Prints each message published on SUBJECT (wildcards allowed) until interrupted.
     Tail { subject: String },
     /// Key-value buckets as JSON lines.
@@ -84,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading {}", cli.creds.display()))?
         .name("orders-admin")
-        .connect(&cli.nats)
+        .connect(orders_common::broker::servers(&cli.nats))
         .await
         .with_context(|| format!("connecting to {}", cli.nats))?;
     let js = jetstream::new(client.clone());
@@ -107,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Streams => streams(&js).await?,
+        Command::Replicate { replicas } => replicate(&js, replicas).await?,
         Command::Kv {
             command: Kv::Export { bucket },
         } => export(&js, &bucket).await?,
@@ -209,14 +214,34 @@ async fn replay(js: &jetstream::Context, stream: &Stream, seq: u64) -> anyhow::R
     Ok(())
 }
 
-async fn streams(js: &jetstream::Context) -> anyhow::Result<()> {
+/// Every stream of the account (key-value buckets are streams `KV_<bucket>`), sorted.
+async fn stream_names(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
     let mut names = js.stream_names();
     let mut all = Vec::new();
     while let Some(name) = names.next().await {
         all.push(name?);
     }
     all.sort();
-    for name in all {
+    Ok(all)
+}
+
+async fn replicate(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
+    for name in stream_names(js).await? {
+        let mut config = js.get_stream(&name).await?.cached_info().config.clone();
+        let before = config.num_replicas;
+        if before < replicas {
+            config.num_replicas = replicas;
+            js.update_stream(&config)
+                .await
+                .with_context(|| format!("raising {name} to {replicas} replicas"))?;
+        }
+        emit(json!({ "stream": name, "replicas": before.max(replicas), "before": before }));
+    }
+    Ok(())
+}
+
+async fn streams(js: &jetstream::Context) -> anyhow::Result<()> {
+    for name in stream_names(js).await? {
         let stream = js.get_stream(&name).await?;
         let info = stream.cached_info();
         let mut consumers = Vec::new();
@@ -238,6 +263,7 @@ async fn streams(js: &jetstream::Context) -> anyhow::Result<()> {
             "messages": info.state.messages,
             "subjects": info.config.subjects,
             "replicas": info.config.num_replicas,
+            "leader": info.cluster.as_ref().and_then(|c| c.leader.clone()),
             "consumers": consumers,
         }));
     }

@@ -356,6 +356,9 @@ impl Args {
     }
 }
 
+/// How many times a start that found JetStream electing a leader is tried (a second apart).
+const START_ATTEMPTS: u32 = 30;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -371,9 +374,29 @@ async fn main() -> anyhow::Result<()> {
     )
     .context("failed to set up logging and OpenTelemetry")?;
     dispatch.try_init().context("logging set up twice")?;
-    let (host, shutdown) = Host::new(args.into_host_config()?)
-        .await
-        .context("failed to start the wasmCloud host")?;
+    let config = args.into_host_config()?;
+    // On a NATS cluster a bucket answers only once its replicas have a leader: a host started
+    // while one is being elected (a server just lost, or back) can neither read its buckets nor
+    // create them ("stream name already in use with a different configuration"). That passes
+    // within seconds, so the start is tried again, as a supervisor would.
+    let mut attempt = 1;
+    let (host, shutdown) = loop {
+        match Host::new(config.clone()).await {
+            Ok(started) => break started,
+            Err(e)
+                if attempt < START_ATTEMPTS
+                    && format!("{e:#}").contains("failed to create bucket") =>
+            {
+                tracing::warn!(
+                    attempt,
+                    "the host's buckets are not available yet, trying again in 1 s: {e:#}"
+                );
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("failed to start the wasmCloud host"),
+        }
+    };
     tracing::info!("host started");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -66,7 +66,7 @@ impl ClusterSettings {
     /// version.
     pub fn adapt(&self, app: &mut Application) -> Result<()> {
         app.replace_local_images(|name| self.oci_ref(name))?;
-        app.run_providers_on_every_host()?;
+        app.run_on_every_host(|part| part["type"] == "capability")?;
         app.edit_provider_config(|properties| {
             if properties.contains_key("cluster_uri") {
                 properties.insert("cluster_uri".into(), self.leaf_nats_url.clone().into());

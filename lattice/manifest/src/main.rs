@@ -1,7 +1,8 @@
 //! `orders-manifest`: every deployed copy of `wadm.yaml` is derived from the one we keep, never
 //! edited by hand.
 //!
-//!   orders-manifest render  --nats-port P --http-port P [--overlay FILE] wadm.yaml   (a local instance)
+//!   orders-manifest render  --nats-port P --http-port P [--nats-servers N --replicas N --hosts N]
+//!                           [--overlay FILE] wadm.yaml                               (a local instance)
 //!   orders-manifest cluster --settings deploy/k8s/cluster.yaml wadm.yaml           (Kubernetes)
 //!   orders-manifest refs    --settings deploy/k8s/cluster.yaml wadm.yaml           (what to push where)
 //!   orders-manifest schema                                                          (wadm's OAM JSON schema)
@@ -18,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::cluster::ClusterSettings;
-use crate::oam::Application;
+use crate::oam::{Application, LocalInstance};
 
 #[derive(Parser)]
 #[command(about = "Derives the deployed copies of wadm.yaml")]
@@ -35,6 +36,16 @@ enum Command {
         nats_port: u16,
         #[arg(long)]
         http_port: u16,
+        /// NATS servers of the instance's cluster, on consecutive ports from `nats_port`.
+        #[arg(long, default_value_t = 1)]
+        nats_servers: u16,
+        /// Copies the JetStream providers keep of each stream and bucket they create.
+        #[arg(long, default_value_t = 1)]
+        replicas: u16,
+        /// Hosts of the instance (labelled `host: "1"`, `"2"`...): with more than one, everything
+        /// runs on every host and each host has its own HTTP listener, from `http_port` on.
+        #[arg(long, default_value_t = 1)]
+        hosts: u16,
         /// An application fragment merged in: its new components are added, the traits of
         /// components that already exist are appended (the benchmark adds hello world this way).
         #[arg(long)]
@@ -65,6 +76,9 @@ fn main() -> Result<()> {
         Command::Render {
             nats_port,
             http_port,
+            nats_servers,
+            replicas,
+            hosts,
             overlay,
             manifest,
         } => {
@@ -73,7 +87,13 @@ fn main() -> Result<()> {
                 app.merge(Application::read(&overlay)?)?;
             }
             app.resolve_local_files(&directory_of(&manifest)?)?;
-            app.use_local_ports(nats_port, http_port)?;
+            app.use_local_instance(&LocalInstance {
+                nats_port,
+                nats_servers,
+                replicas,
+                http_port,
+                hosts,
+            })?;
             print!("{}", app.to_yaml()?);
         }
         Command::Cluster { settings, manifest } => {

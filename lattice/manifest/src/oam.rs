@@ -159,24 +159,88 @@ impl Application {
         Ok(())
     }
 
-    /// The local instance's ports: providers reach NATS on 127.0.0.1:`nats_port`, the HTTP
-    /// server listens on 127.0.0.1:`http_port`.
-    pub fn use_local_ports(&mut self, nats_port: u16, http_port: u16) -> Result<()> {
+    /// The local instance's NATS servers and HTTP listeners (scripts/env.sh): providers reach
+    /// NATS on 127.0.0.1 from `nats_port` on, and keep `replicas` of what they create; the HTTP
+    /// server listens on 127.0.0.1:`http_port`. With several hosts, every part runs on every host,
+    /// except the HTTP server: one on each host, the n-th listening on `http_port + n - 1` (they
+    /// share one machine's ports).
+    pub fn use_local_instance(&mut self, instance: &LocalInstance) -> Result<()> {
+        let cluster_uri: Vec<String> = (0..instance.nats_servers)
+            .map(|i| format!("nats://127.0.0.1:{}", instance.nats_port + i))
+            .collect();
         let mut listeners = 0;
         self.edit_provider_config(|properties| {
             if properties.contains_key("cluster_uri") {
-                properties.insert(
-                    "cluster_uri".into(),
-                    format!("nats://127.0.0.1:{nats_port}").into(),
-                );
+                properties.insert("cluster_uri".into(), cluster_uri.join(",").into());
+                properties.insert("replicas".into(), instance.replicas.to_string().into());
             }
             if properties.contains_key("address") {
-                properties.insert("address".into(), format!("127.0.0.1:{http_port}").into());
+                properties.insert(
+                    "address".into(),
+                    format!("127.0.0.1:{}", instance.http_port).into(),
+                );
                 listeners += 1;
             }
         })?;
         if listeners != 1 {
             bail!("expected one HTTP listener (`address`) in the providers' config, found {listeners}");
+        }
+        if instance.hosts > 1 {
+            self.run_on_every_host(|_| true)?;
+            self.listen_on_every_host(instance.http_port, instance.hosts)?;
+        }
+        Ok(())
+    }
+
+    /// The HTTP server provider replaced by one copy per host (`<name>-<n>`, on each host
+    /// labelled `host: "<n>"`), each with its listener config (`<config>-<n>`) on its own
+    /// port, `http_port + n - 1`, and the same links.
+    fn listen_on_every_host(&mut self, http_port: u16, hosts: u16) -> Result<()> {
+        let components = self.components_mut()?;
+        let position = components
+            .iter_mut()
+            .position(|c| listener_config(c).is_some())
+            .ok_or_else(|| anyhow!("no HTTP listener (`address`) in the providers' config"))?;
+        let server = components.remove(position);
+        for n in 1..=hosts {
+            let mut copy = server.clone();
+            let name = format!("{}-{n}", name_of(&server)?);
+            let config = listener_config(&mut copy).expect("found above");
+            let config_name = format!("{}-{n}", name_of(config)?);
+            config["name"] = config_name.into();
+            config["properties"]["address"] = format!("127.0.0.1:{}", http_port + n - 1).into();
+            copy["name"] = name.into();
+            let traits = copy["traits"]
+                .as_sequence_mut()
+                .ok_or_else(|| anyhow!("the HTTP server has no traits"))?;
+            let scaler = traits
+                .iter_mut()
+                .find(|t| t["type"].as_str().is_some_and(|t| t.ends_with("scaler")))
+                .ok_or_else(|| anyhow!("the HTTP server has no scaler"))?;
+            // A daemonscaler: placed at once on a host that (re)joins with the label, where a
+            // spreadscaler would wait for a killed host's instance to expire first.
+            *scaler = serde_yaml::from_str(&format!(
+                "{{type: daemonscaler, properties: {{instances: 1, spread: \
+                 [{{name: host-{n}, weight: 100, requirements: {{host: '{n}'}}}}]}}}}"
+            ))?;
+            // wadm wants each link's inline config (one with properties) named once in the whole
+            // manifest; configs named only by reference stay as they are.
+            let links = traits.iter_mut().filter(|t| t["type"] == "link");
+            for link in links {
+                for side in ["source", "target"] {
+                    let configs = link
+                        .get_mut("properties")
+                        .and_then(|p| p.get_mut(side))
+                        .and_then(|s| s.get_mut("config"))
+                        .and_then(Value::as_sequence_mut);
+                    for config in configs.into_iter().flatten() {
+                        if config.get("properties").is_some() {
+                            config["name"] = format!("{}-{n}", name_of(config)?).into();
+                        }
+                    }
+                }
+            }
+            components.insert(position + usize::from(n - 1), copy);
         }
         Ok(())
     }
@@ -202,11 +266,12 @@ impl Application {
         Ok(())
     }
 
-    /// Providers run on every host (a daemonscaler) instead of a fixed number of instances:
-    /// each host pod then serves HTTP and reaches the broker and the store locally.
-    pub fn run_providers_on_every_host(&mut self) -> Result<()> {
+    /// The parts `which` selects run on every host (a daemonscaler) instead of a fixed number
+    /// of instances somewhere: each host then serves them on its own, and losing a host leaves
+    /// the others serving.
+    pub fn run_on_every_host(&mut self, which: impl Fn(&Value) -> bool) -> Result<()> {
         for component in self.components_mut()? {
-            if component.get("type").and_then(Value::as_str) != Some("capability") {
+            if !which(component) {
                 continue;
             }
             let traits = component.get_mut("traits").and_then(Value::as_sequence_mut);
@@ -255,6 +320,25 @@ fn merge_config_properties(existing: &mut Value, addition: &Value) -> Result<()>
     Ok(())
 }
 
+/// A local instance's NATS servers, hosts and HTTP port (see [`Application::use_local_instance`]).
+pub struct LocalInstance {
+    pub nats_port: u16,
+    pub nats_servers: u16,
+    pub replicas: u16,
+    pub http_port: u16,
+    pub hosts: u16,
+}
+
+/// The named config of `component` that holds an HTTP listener's `address`.
+fn listener_config(component: &mut Value) -> Option<&mut Value> {
+    component
+        .get_mut("properties")?
+        .get_mut("config")?
+        .as_sequence_mut()?
+        .iter_mut()
+        .find(|c| c.get("properties").and_then(|p| p.get("address")).is_some())
+}
+
 fn name_of(component: &Value) -> Result<&str> {
     component
         .get("name")
@@ -287,13 +371,78 @@ mod tests {
     fn a_local_instance_gets_its_own_ports_and_absolute_paths() {
         let mut app = kept();
         app.resolve_local_files(Path::new("/checkout")).unwrap();
-        app.use_local_ports(14222, 18000).unwrap();
+        app.use_local_instance(&LocalInstance {
+            nats_port: 14222,
+            nats_servers: 1,
+            replicas: 1,
+            http_port: 18000,
+            hosts: 1,
+        })
+        .unwrap();
         let yaml = yaml_of(&app);
         assert!(yaml.contains("address: 127.0.0.1:18000"));
         assert!(yaml.contains("cluster_uri: nats://127.0.0.1:14222"));
         assert!(!yaml.contains(":4222\n") && !yaml.contains(":8000\n"));
         assert!(yaml.contains("file:///checkout/build/components/billing.wasm"));
         assert!(!yaml.contains("file://./"));
+    }
+
+    #[test]
+    fn a_replicated_instance_runs_everything_on_every_host_and_one_http_listener_per_host() {
+        let links = |component: &Value| {
+            component["traits"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter(|t| t["type"] == "link")
+                .count()
+        };
+        let kept = kept();
+        let kept_server = kept
+            .components()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "http-server")
+            .unwrap();
+        let mut app = Application::parse(&kept.to_yaml().unwrap()).unwrap();
+        app.use_local_instance(&LocalInstance {
+            nats_port: 25222,
+            nats_servers: 3,
+            replicas: 3,
+            http_port: 29000,
+            hosts: 2,
+        })
+        .unwrap();
+        let yaml = yaml_of(&app);
+        assert!(yaml.contains(
+            "cluster_uri: nats://127.0.0.1:25222,nats://127.0.0.1:25223,nats://127.0.0.1:25224"
+        ));
+        assert_eq!(yaml.matches("replicas: '3'").count(), 2, "{yaml}");
+        let components = app.components().unwrap();
+        assert!(!components.iter().any(|c| c["name"] == "http-server"));
+        for (n, port) in [(1, 29000), (2, 29001)] {
+            let server = components
+                .iter()
+                .find(|c| c["name"] == format!("http-server-{n}").as_str())
+                .unwrap();
+            let config = &server["properties"]["config"][0];
+            assert_eq!(config["name"], format!("http-server-listener-{n}").as_str());
+            assert_eq!(
+                config["properties"]["address"],
+                format!("127.0.0.1:{port}").as_str()
+            );
+            let spread = &server["traits"][0]["properties"]["spread"][0];
+            assert_eq!(spread["requirements"]["host"], format!("{n}").as_str());
+            assert_eq!(links(server), links(kept_server));
+        }
+        // wadm wants each inline link config named once.
+        assert!(
+            yaml.contains("name: path-create-user-1") && yaml.contains("name: path-create-user-2")
+        );
+        assert!(!yaml.contains("name: path-create-user\n"));
+        // Every part on every host, but each listener on its own.
+        assert_eq!(yaml.matches("type: spreadscaler").count(), 0);
+        assert_eq!(yaml.matches("type: daemonscaler").count(), components.len());
     }
 
     #[test]

@@ -47,7 +47,8 @@ struct Args {
     /// NATS's monitoring endpoint, read at each scrape of /metrics for streams and consumer lag.
     #[arg(long, env = "ORDERS_TELEMETRY_NATS_MONITOR")]
     nats_monitor: Option<String>,
-    /// The lattice's NATS, to count the orders billing settles (payments.settled).
+    /// The lattice's NATS (one server, or a cluster's comma-separated), to count the orders
+    /// billing settles (payments.settled).
     #[arg(long, env = "ORDERS_TELEMETRY_NATS", requires = "creds")]
     nats: Option<String>,
     /// A creds file allowed to subscribe to payments.settled (the admin identity's).
@@ -85,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", creds.display()))?
             .name("orders-telemetry")
             .retry_on_initial_connect()
-            .connect(nats.as_str())
+            .connect(orders_common::broker::servers(nats))
             .await?;
         tokio::spawn(count_settled_orders(client, Arc::clone(&state)));
     }

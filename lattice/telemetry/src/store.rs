@@ -201,6 +201,7 @@ pub fn render_tree(trace: &Trace) -> String {
             "url.path",
             "messaging.destination.name",
             "key",
+            "outcome",
         ]
         .iter()
         .filter_map(|k| span.attributes.get(*k).map(|v| format!("{k}={v}")))

@@ -376,21 +376,37 @@ async fn dead_letter(
     message: &BrokerMessage,
     reason: &str,
 ) -> anyhow::Result<()> {
-    // In the delivery's trace, so the dead letter's trace context points at the failed attempts.
-    let mut headers = orders_provider_support::trace_headers();
-    headers.insert(subjects::ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
-    headers.insert(
-        subjects::FAILURE_HEADER,
-        reason.replace(['\r', '\n'], " ").as_str(),
-    );
-    js.publish_with_headers(
-        config.dead_letter_subject.clone(),
-        headers,
-        message.body.clone(),
+    // A child of the last delivery: the order's trace shows where its message went, and the dead
+    // letter's trace context points at the failed attempts.
+    async {
+        let mut headers = orders_provider_support::trace_headers();
+        headers.insert(subjects::ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
+        headers.insert(
+            subjects::FAILURE_HEADER,
+            reason.replace(['\r', '\n'], " ").as_str(),
+        );
+        js.publish_with_headers(
+            config.dead_letter_subject.clone(),
+            headers,
+            message.body.clone(),
+        )
+        .await?
+        .await?;
+        Ok(())
+    }
+    .instrument(publish_span(&config.dead_letter_subject))
+    .await
+}
+
+/// The span of one publication to `subject` (OpenTelemetry's messaging conventions).
+fn publish_span(subject: &str) -> tracing::Span {
+    tracing::info_span!(
+        "publish",
+        otel.name = %format!("{subject} publish"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = %subject,
     )
-    .await?
-    .await?;
-    Ok(())
 }
 
 impl consumer::Handler<Option<Context>> for JetStreamMessaging {
@@ -401,13 +417,7 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
         cx: Option<Context>,
         message: BrokerMessage,
     ) -> anyhow::Result<Result<(), String>> {
-        let span = tracing::info_span!(
-            "publish",
-            otel.name = %format!("{} publish", message.subject),
-            otel.kind = "producer",
-            messaging.system = "nats",
-            messaging.destination.name = %message.subject,
-        );
+        let span = publish_span(&message.subject);
         orders_provider_support::continue_callers_trace(&span, &cx);
         self.publish_traced(cx, message).instrument(span).await
     }

@@ -27,7 +27,8 @@ impl NatsCredentials {
         })))
     }
 
-    /// Connects to `url` as `name` (shown in NATS's connection list), with these credentials.
+    /// Connects to `url` (one server, or a comma-separated list of a cluster's) as `name` (shown
+    /// in NATS's connection list), with these credentials.
     pub async fn connect(&self, url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
         let options = match &self.0 {
             None => async_nats::ConnectOptions::new(),
@@ -45,7 +46,7 @@ impl NatsCredentials {
         };
         options
             .name(name)
-            .connect(url)
+            .connect(orders_common::broker::servers(url))
             .await
             .with_context(|| format!("failed to connect to {url}"))
     }

@@ -77,7 +77,7 @@ impl Lattice {
             options = options.request_timeout(request_timeout);
         }
         options
-            .connect(&self.nats_url)
+            .connect(orders_common::broker::servers(&self.nats_url))
             .await
             .unwrap_or_else(|e| panic!("the test lattice's NATS refused {creds_file}: {e}"))
     }
@@ -410,6 +410,19 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// Runs `scripts/lattice.sh` with `args` (the script `make run`, `make down`, `make backup` and
+/// the fault tests call) and returns whether it succeeded, with what it printed.
+pub fn lattice_script(args: &[&str]) -> (bool, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new(root.join("scripts/lattice.sh"))
+        .args(args)
+        .output()
+        .expect("scripts/lattice.sh runs");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), printed)
+}
+
 /// The traits (links, scalers) of the manifest's part `name`.
 pub fn traits_of<'m>(
     manifest: &'m mut serde_yaml::Value,
@@ -536,4 +549,71 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The test lattice's trace receiver and metrics endpoint, orders-telemetry
+/// (`ORDERS_TELEMETRY_URL`, which `make test` sets).
+pub struct Telemetry {
+    pub url: String,
+}
+
+impl Telemetry {
+    pub fn from_env() -> Self {
+        Self {
+            url: std::env::var("ORDERS_TELEMETRY_URL")
+                .expect("ORDERS_TELEMETRY_URL is not set: run through `make test`"),
+        }
+    }
+
+    /// The Prometheus metrics, as a scraper reads them.
+    pub async fn scrape(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The traces that mention `order_id`, once `complete` accepts them. Each process (the host,
+    /// each provider) exports its spans in batches every few seconds, so a trace fills up over
+    /// time; gives up after `PATIENCE`, saying it waited for `what`.
+    pub async fn await_traces(
+        &self,
+        order_id: &str,
+        what: &str,
+        complete: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let traces: Vec<Value> =
+                reqwest::get(format!("{}/traces?order_id={}", self.url, encode(order_id)))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+            if complete(&traces) {
+                return traces;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no trace of order {order_id} {what} within {PATIENCE:?}: {:#}",
+                Value::from(traces)
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// The spans of a trace as orders-telemetry serves it.
+pub fn spans(trace: &Value) -> impl Iterator<Item = &Value> {
+    trace["spans"].as_array().into_iter().flatten()
+}
+
+/// The trace (of those served for an order id) that its `POST /Order` request started.
+pub fn placing_trace(traces: &[Value]) -> Option<&Value> {
+    traces
+        .iter()
+        .find(|t| spans(t).any(|s| s["name"] == "POST /Order"))
 }

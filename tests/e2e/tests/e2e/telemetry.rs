@@ -5,13 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use orders_e2e::Lattice;
+use orders_e2e::{spans, Lattice, Telemetry};
 use serde_json::Value;
-
-fn telemetry_url() -> String {
-    std::env::var("ORDERS_TELEMETRY_URL")
-        .expect("ORDERS_TELEMETRY_URL is not set: run through `make test`")
-}
 
 /// The value of the series `series` (name and labels, exactly as exposed) in a scrape, 0 if absent.
 fn sample(scrape: &str, series: &str) -> f64 {
@@ -19,15 +14,6 @@ fn sample(scrape: &str, series: &str) -> f64 {
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
-}
-
-async fn scrape() -> String {
-    reqwest::get(format!("{}/metrics", telemetry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// The ids of the components whose invocations the trace holds.
@@ -38,21 +24,14 @@ fn invoked_components(trace: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn spans(trace: &Value) -> impl Iterator<Item = &Value> {
-    trace["spans"].as_array().into_iter().flatten()
-}
-
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
 async fn an_order_is_one_connected_trace_from_its_request_through_order_billing_and_notify() {
     let lattice = Lattice::from_env();
-    let telemetry = telemetry_url();
     let user = lattice.new_user("Traced", 100).await;
     let order_id = lattice.order(&user, 10).await;
     lattice.await_settled(&user, &order_id).await;
 
-    // Each process (the host, each provider) exports its spans in batches every few seconds:
-    // wait until every one of them has sent its part.
     let wanted = ["orders-billing", "orders-notify", "orders-order"];
     let services = [
         "wasmcloud-host",
@@ -60,29 +39,21 @@ async fn an_order_is_one_connected_trace_from_its_request_through_order_billing_
         "messaging-jetstream-provider",
         "keyvalue-jetstream-provider",
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let traces = loop {
-        let traces: Vec<Value> = reqwest::get(format!("{telemetry}/traces?order_id={order_id}"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let complete = traces.iter().any(|t| {
-            let invoked = invoked_components(t);
-            let sent: BTreeSet<&str> = spans(t).filter_map(|s| s["service"].as_str()).collect();
-            wanted.iter().all(|c| invoked.contains(*c)) && services.iter().all(|s| sent.contains(s))
-        });
-        if complete {
-            break traces;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no trace of order {order_id} through {wanted:?} from {services:?} within 30 s: {:#}",
-            Value::from(traces)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let traces = Telemetry::from_env()
+        .await_traces(
+            &order_id,
+            &format!("through {wanted:?} from {services:?}"),
+            |traces| {
+                traces.iter().any(|t| {
+                    let invoked = invoked_components(t);
+                    let sent: BTreeSet<&str> =
+                        spans(t).filter_map(|s| s["service"].as_str()).collect();
+                    wanted.iter().all(|c| invoked.contains(*c))
+                        && services.iter().all(|s| sent.contains(s))
+                })
+            },
+        )
+        .await;
 
     // Besides the order's own trace, each status query that read the order mentions it too.
     let placed: Vec<&Value> = traces
@@ -120,7 +91,8 @@ async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag() {
     let lattice = Lattice::from_env();
     let paid = r#"orders_settled_total{outcome="paid"}"#;
     let accepted = r#"orders_http_requests_total{method="POST",path="/Order",status="202"}"#;
-    let before = scrape().await;
+    let telemetry = Telemetry::from_env();
+    let before = telemetry.scrape().await;
     let user = lattice.new_user("Measured", 100).await;
     let order_id = lattice.order(&user, 10).await;
     lattice.await_settled(&user, &order_id).await;
@@ -128,7 +100,7 @@ async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag() {
     // The request is counted once its span is exported (in batches, every few seconds).
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {
-        let after = scrape().await;
+        let after = telemetry.scrape().await;
         if sample(&after, accepted) > sample(&before, accepted) {
             break after;
         }

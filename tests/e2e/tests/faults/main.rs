@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use orders_common::proto::OrderPlaced;
-use orders_e2e::{key_sha256, orders_admin, publish_order, traits_of, unique, Lattice, Operator};
+use orders_e2e::{
+    key_sha256, lattice_script, orders_admin, placing_trace, publish_order, spans, traits_of,
+    unique, Lattice, Operator, Telemetry,
+};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -192,6 +195,36 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
         charged,
         "the dead-lettered order was debited before its result could not be announced"
     );
+
+    // The failed order is found by its id in one trace: the request that placed it, then each of
+    // billing's deliveries, the last of which dead-lettered it.
+    let traces = Telemetry::from_env()
+        .await_traces(&muted, "with its dead-lettering delivery", |traces| {
+            placing_trace(traces).is_some_and(|t| {
+                spans(t).any(|s| s["attributes"]["outcome"] == json!("dead_lettered"))
+            })
+        })
+        .await;
+    let trace = placing_trace(&traces).unwrap();
+    let billing_outcomes: Vec<&str> = spans(trace)
+        .filter(|s| s["attributes"]["messaging.consumer.group.name"] == json!("billing"))
+        .filter_map(|s| s["attributes"]["outcome"].as_str())
+        .collect();
+    assert_eq!(
+        billing_outcomes.last(),
+        Some(&"dead_lettered"),
+        "{billing_outcomes:?}"
+    );
+    assert_eq!(
+        billing_outcomes.len(),
+        10,
+        "billing's 10 deliveries, in the order's trace: {billing_outcomes:?}"
+    );
+    assert!(
+        spans(trace).any(|s| s["name"] == json!("deadletter.billing publish")),
+        "the dead letter's publication is in the order's trace: {trace:#}"
+    );
+    assert_eq!(trace["connected"], json!(true), "{trace:#}");
     operator.restore().await;
 
     // Replayed twice over: billing finds the order settled, announces the same result, and charges
@@ -224,8 +257,9 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(lattice.notifications(&user).await.len(), placed.len());
     println!(
-        "dead letter: 1 order of {} paid but not announced, dead-lettered, replayed with orders-admin (and once more by hand): announced once, charged once",
-        placed.len()
+        "dead letter: 1 order of {} paid but not announced, dead-lettered (its trace: {}), replayed with orders-admin (and once more by hand): announced once, charged once",
+        placed.len(),
+        billing_outcomes.join(", ")
     );
 }
 
@@ -539,24 +573,15 @@ async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
     println!("stalled clients: 300 bodies never sent + 100 slow headers; every endpoint answered, slowest {slowest:?}; stalled bodies answered 408");
 }
 
-/// Runs `scripts/lattice.sh <action> test [archive]` (the scripts `make backup`, `make restore`,
-/// `make down` and `make run` call) and returns whether it succeeded, with what it printed.
-fn lattice_script(action: &str, archive: Option<&std::path::Path>) -> (bool, String) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::process::Command::new(root.join("scripts/lattice.sh"))
-        .arg(action)
-        .arg("test")
-        .args(archive)
-        .output()
-        .expect("scripts/lattice.sh runs");
-    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), printed)
+/// `scripts/lattice.sh <action> test [archive]`, which must succeed.
+fn must(action: &str, archive: Option<&std::path::Path>) {
+    let (succeeded, printed) = on_test_lattice(action, archive);
+    assert!(succeeded, "lattice.sh {action} test failed:\n{printed}");
 }
 
-fn must(action: &str, archive: Option<&std::path::Path>) {
-    let (succeeded, printed) = lattice_script(action, archive);
-    assert!(succeeded, "lattice.sh {action} test failed:\n{printed}");
+fn on_test_lattice(action: &str, archive: Option<&std::path::Path>) -> (bool, String) {
+    let archive = archive.map(|a| a.to_str().unwrap());
+    lattice_script(&[[action, "test"].as_slice(), archive.as_slice()].concat())
 }
 
 #[tokio::test]
@@ -586,7 +611,7 @@ async fn a_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_ke
     assert!(!accounts.is_empty() && !notifications.is_empty());
     let archive = std::env::temp_dir().join(format!("{}.tar.gz", unique("orders-backup")));
 
-    let (succeeded, printed) = lattice_script("backup", Some(&archive));
+    let (succeeded, printed) = on_test_lattice("backup", Some(&archive));
     assert!(
         !succeeded && printed.contains("stop it first"),
         "a running lattice is not backed up: {printed}"
