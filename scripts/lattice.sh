@@ -295,7 +295,7 @@ deploy() {
     say "replacing the deployed application"
     "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
     "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
-    wait_for "the old providers to stop" 60 no_providers
+    within 60 no_providers || stop_leftover_providers
   fi
   for attempt in 1 2 3; do
     say "deploying $manifest"
@@ -350,6 +350,22 @@ for base in bases.split(","):
             sys.exit(f"{base}: {method} {path}: {status} {body[:200]!r}")
 PY
   "$ROOT/scripts/consumers.py" "$MONITOR_URLS" pulling billing notify notify-orders notify-deadletters
+}
+
+# A lattice started from kept (or restored) state has wadm placing the application again while it
+# is being replaced: a provider whose start was under way when the application was undeployed
+# keeps running with nobody to stop it. Those are stopped by hand.
+stop_leftover_providers() {
+  say "stopping providers started while the application was undeployed"
+  "$WASH" get inventory "${CTL[@]}" -o json | python3 -c '
+import json, sys
+for inventory in json.load(sys.stdin)["inventories"]:
+    for provider in inventory.get("providers", []):
+        print(inventory["host_id"], provider["id"])' |
+    while read -r host provider; do
+      "$WASH" stop provider "$provider" --host-id "$host" "${CTL[@]}" >/dev/null || true
+    done
+  wait_for "the old providers to stop" 30 no_providers
 }
 
 no_providers() {
