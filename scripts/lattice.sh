@@ -2,10 +2,11 @@
 # Starts, deploys, inspects and stops one lattice instance: NATS (JetStream), wadm, the wasmCloud
 # host, and the orders application on it.
 #
-#   scripts/lattice.sh up|down|clean|status [run|test|bench|ha]
+#   scripts/lattice.sh up|down|clean|status [run|test|bench|ha|bench-ha]
 #   scripts/lattice.sh backup [instance] [archive]     (of a stopped instance)
 #   scripts/lattice.sh restore [instance] <archive>    (into a stopped instance)
 #   scripts/lattice.sh kill|revive <instance> <process>  (SIGKILL, as a crash; start it again)
+#   scripts/lattice.sh ready [instance]                (waits until every link is served)
 #
 # Processes are started in their own sessions and stopped by the pids recorded in .state/<instance>
 # (the host's providers are its children and stop with it); nothing else is ever signalled.
@@ -195,7 +196,7 @@ JSON_LOGS=false
 # receiver unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector of the user's; ORDERS_TRACES=off
 # exports nothing (the benchmark's default, so its figures are the application's alone).
 TRACES=${ORDERS_TRACES:-on}
-[[ $instance == bench ]] && TRACES=${ORDERS_TRACES:-off}
+[[ $instance == bench* ]] && TRACES=${ORDERS_TRACES:-off}
 OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$TELEMETRY_PORT}
 
 # Our receiver also serves /metrics: NATS's monitoring endpoint for the streams' lag, and payment
@@ -281,7 +282,7 @@ trace_hint() {
 deploy() {
   local manifest=$STATE/wadm.yaml overlay=()
   # The benchmark's lattice also serves the hello-world floor behind the same HTTP provider.
-  [[ $instance == bench ]] && overlay=(--overlay "$ROOT/bench/hello.wadm.yaml")
+  [[ $instance == bench* ]] && overlay=(--overlay "$ROOT/bench/hello.wadm.yaml")
   "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" \
     --nats-servers "$NATS_SERVERS" --replicas "$REPLICAS" --hosts "$HOSTS" "${overlay[@]}" \
     "$ROOT/wadm.yaml" > "$manifest"
@@ -328,7 +329,7 @@ links_live() {
   local probes=("POST /CreateUser 400" "POST /DepositCash 401" "POST /Order 401" "POST /RotateKey 401"
     "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200"
     "GET /OrderStatus?order_id=readiness-probe 404" "GET /DeadLetters 200" "GET / 200" "GET /openapi.json 200")
-  [[ $instance == bench ]] && probes+=("GET /Hello 200")
+  [[ $instance == bench* ]] && probes+=("GET /Hello 200")
   ADMIN_TOKEN=$(admin_token) python3 - "$HTTP_URLS" "${probes[@]}" <<'PY' || return 1
 import os, sys, urllib.error, urllib.request
 bases, *probes = sys.argv[1:]
@@ -443,9 +444,16 @@ restore() {
 }
 
 # Hosts first (their providers stop with them), then wadm, NATS and the trace receiver.
+# The layout's processes, hosts first; then any other pid file of the instance: a process of an
+# older layout (e.g. the wadm-1 and wadm-2 of a two-wadm `ha`) that would otherwise go on beside
+# the next start.
 stop_all() {
-  local name
+  local name file
   for name in "${HOST_NAMES[@]}" "${WADM_NAMES[@]}" "${NATS_NAMES[@]}" telemetry; do stop "$name"; done
+  for file in "$STATE"/*.pid; do
+    [[ -e $file ]] && stop "$(basename "$file" .pid)"
+  done
+  return 0
 }
 
 # A crash, for the fault tests: the process and everything it started (a host's providers) are
@@ -477,5 +485,6 @@ case $action in
   restore) restore "${3:-}" ;;
   kill) crash "${3:-}" ;;
   revive) revive "${3:-}" ;;
+  ready) wait_for "the providers to serve every link" 60 links_live ;;
   *) echo "unknown action '$action'" >&2; exit 2 ;;
 esac

@@ -445,6 +445,8 @@ pub struct Operator {
     wash: String,
     ctl_port: String,
     manifest: serde_yaml::Value,
+    /// The lattice instance (`scripts/lattice.sh`), named by the directory of its manifest.
+    instance: String,
 }
 
 impl Operator {
@@ -453,12 +455,14 @@ impl Operator {
             std::env::var(name)
                 .unwrap_or_else(|_| panic!("{name} is not set: run through `make test`"))
         };
-        let manifest =
-            std::fs::read_to_string(var("ORDERS_MANIFEST")).expect("the deployed manifest");
+        let path = std::path::PathBuf::from(var("ORDERS_MANIFEST"));
+        let manifest = std::fs::read_to_string(&path).expect("the deployed manifest");
+        let instance = path.parent().and_then(|dir| dir.file_name());
         Self {
             wash: var("ORDERS_WASH"),
             ctl_port: var("ORDERS_CTL_PORT"),
             manifest: serde_yaml::from_str(&manifest).unwrap(),
+            instance: instance.unwrap().to_string_lossy().into_owned(),
         }
     }
 
@@ -513,11 +517,19 @@ impl Operator {
         self.await_deployed(version).await;
     }
 
-    /// Deploys the manifest `make test` deployed, and waits until it is deployed again.
+    /// Deploys the manifest `make test` deployed, and waits until it is deployed again and every
+    /// link is served: wadm reports a version deployed once its parts are started, while a
+    /// provider started again may still be connecting (its callers get 503 until then).
     pub async fn restore(&self) {
         let version = self.original_version();
         self.wash(&["app", "deploy", "orders", &version]).await;
         self.await_deployed(&version).await;
+        let instance = self.instance.clone();
+        let (served, printed) =
+            tokio::task::spawn_blocking(move || lattice_script(&["ready", &instance]))
+                .await
+                .unwrap();
+        assert!(served, "after the redeploy: {printed}");
     }
 
     async fn await_deployed(&self, version: &str) {
