@@ -113,7 +113,22 @@ class AMistakeIsCaughtWhen(unittest.TestCase):
                     '{"auths": {"ghcr.io": {"username": "x", "password": "y"}, ', "exactly one registry")
 
     def test_nats_runs_a_single_server(self):
-        self.expect("platform/values.yaml", "replicas: 3", "replicas: 1", "cluster of at least 3")
+        self.expect("platform/values.yaml", "replicas: 3", "replicas: 1", "nats_servers (3) servers")
+
+    def test_the_settings_ask_for_one_host(self):
+        self.expect("cluster.yaml", "hosts: 2", "hosts: 1", "hosts must be at least 2")
+
+    def test_the_settings_keep_more_replicas_than_there_are_servers(self):
+        self.expect("cluster.yaml", "jetstream_replicas: 3", "jetstream_replicas: 5",
+                    "between 1 and nats_servers")
+
+    def test_the_operator_runs_fewer_hosts_than_the_settings_say(self):
+        self.expect("host/wasmcloudhostconfig.yaml", "hostReplicas: 2", "hostReplicas: 1",
+                    "hostReplicas must be cluster.yaml hosts (2)")
+
+    def test_a_provider_runs_on_one_host_only(self):
+        self.expect("app/wadm.yaml", "    - type: daemonscaler", "    - type: spreadscaler",
+                    "must run on every host")
 
     def test_jetstream_stores_on_the_pods_disk(self):
         self.expect("platform/values.yaml", "          enabled: true\n          size: 10Gi",

@@ -3,15 +3,17 @@
 
 No cluster, registry or network is needed. Each check prints one line; any problem fails the run:
 
+  settings     cluster.yaml itself: at least 3 NATS servers, replicas within them, at least 2 hosts
   generated    app/wadm.yaml is exactly what `orders-manifest cluster` derives from wadm.yaml
   wadm         `wash app validate` finds no error and no warning in app/wadm.yaml
   oam-schema   app/wadm.yaml against wadm's OAM JSON schema (generated from wadm-types)
   core-kinds   Namespace, Service, Ingress, Secret with kubernetes-validate --strict
   host-config  the WasmCloudHostConfig against schemas/wasmcloudhostconfig-v1alpha1.json, its
                embedded Kubernetes types against Kubernetes' own schemas
-  platform     the wasmcloud-platform values: NATS cluster of 3, JetStream on volumes, domains,
+  platform     the wasmcloud-platform values: NATS cluster of nats_servers, JetStream on volumes, domains,
                NATS authorization (server.conf from its Secret), wadm's creds
-  references   names, ports, labels, paths, registry, lattice and namespace agree across files
+  references   names, ports, labels, paths, registry, lattice, namespace, host count, providers on
+               every host and replicas agree across files
   push-script  push.sh parses (bash -n)
 
 usage: validate.py [--root DIR]   (DIR: the checkout; default: this file's ../..)
@@ -120,6 +122,18 @@ def check_core_kinds(b: Bundle) -> list[str]:
     return problems
 
 
+def check_settings(b: Bundle) -> list[str]:
+    s = b.settings
+    problems = []
+    if s["nats_servers"] < 3:
+        problems.append("cluster.yaml: nats_servers must be at least 3 (a majority survives one lost)")
+    if not 1 <= s["jetstream_replicas"] <= s["nats_servers"]:
+        problems.append("cluster.yaml: jetstream_replicas must be between 1 and nats_servers")
+    if s["hosts"] < 2:
+        problems.append("cluster.yaml: hosts must be at least 2 (one host lost leaves another serving)")
+    return problems
+
+
 def check_host_config(b: Bundle) -> list[str]:
     whc = b.host_config
     with open(b.k8s / "schemas" / "wasmcloudhostconfig-v1alpha1.json") as f:
@@ -144,9 +158,9 @@ def check_platform(b: Bundle) -> list[str]:
     s, v = b.settings, b.platform
     nats = dig(v, "nats.config") or {}
     problems = []
-    if not dig(nats, "cluster.enabled") or (dig(nats, "cluster.replicas") or 0) < max(3, s["jetstream_replicas"]):
-        problems.append("platform: NATS must run as a cluster of at least 3, and of at least "
-                        "jetstream_replicas servers (nats.config.cluster)")
+    if not dig(nats, "cluster.enabled") or dig(nats, "cluster.replicas") != s["nats_servers"]:
+        problems.append(f"platform: NATS must run as a cluster of cluster.yaml nats_servers "
+                        f"({s['nats_servers']}) servers (nats.config.cluster)")
     if not dig(nats, "jetstream.enabled"):
         problems.append("platform: JetStream is off (nats.config.jetstream.enabled)")
     if not dig(nats, "jetstream.fileStore.pvc.enabled"):
@@ -222,6 +236,13 @@ def check_references(b: Bundle) -> list[str]:
         problems.append(f"host config: version must be {s['versions']['host']!r}")
     if spec.get("jetstreamDomain", "default") != s["jetstream_domain"]:
         problems.append("host config: jetstreamDomain differs from cluster.yaml jetstream_domain")
+    if spec.get("hostReplicas") != s["hosts"]:
+        problems.append(f"host config: hostReplicas must be cluster.yaml hosts ({s['hosts']})")
+    for component in dig(app, "spec.components") or []:
+        scalers = {t.get("type") for t in component.get("traits") or []} & {"spreadscaler", "daemonscaler"}
+        if component.get("type") == "capability" and scalers != {"daemonscaler"}:
+            problems.append(f"app/wadm.yaml: provider {component.get('name')} must run on every host "
+                            "(one daemonscaler), so that losing a host loses none of its links")
     address = spec.get("natsAddress", "")
     if not re.fullmatch(rf"nats://nats\.{re.escape(s['namespace'])}\.svc(\.cluster\.local)?", address):
         problems.append(f"host config: natsAddress {address!r} must be nats://nats.<namespace>.svc"
@@ -340,6 +361,7 @@ def check_push_script(b: Bundle) -> list[str]:
 
 
 CHECKS: list[tuple[str, Callable[[Bundle], list[str]]]] = [
+    ("settings", check_settings),
     ("generated", check_generated),
     ("wadm", check_wadm),
     ("oam-schema", check_oam_schema),
