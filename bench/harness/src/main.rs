@@ -1,14 +1,21 @@
 //! `make bench`: what an order costs on the lattice compared with the platform's floor, measured
 //! side by side in one run on one machine (only ratios travel between machines).
 //!
+//! After a warm-up, each of `--runs` rounds measures, one after the other:
 //! 1. `GET /Hello` (a hello-world component behind the same HTTP provider) with wrk: the floor;
-//! 2. `POST /Order` with wrk, same connections, users pre-funded so every order is paid;
-//! 3. the whole pipeline: N orders at max rate, then at a fixed rate of half the sustained max,
-//!    timed from POST to payment result on the broker and to the notification stored for `/List`;
-//! 4. peak RSS and CPU seconds of NATS, wadm, the host and each provider.
+//! 2. `POST /Order` with wrk, same connections, users pre-funded so every order is paid (billing
+//!    and notify settle the orders meanwhile), then the backlog drained;
+//! 3. the whole pipeline: N orders at max rate, each timed from POST to payment result on the
+//!    broker and to the notification stored for `/List`;
+//!
+//! each phase with the CPU seconds of every lattice process (NATS, wadm, the hosts, each
+//! provider) and the messages NATS received. Then once, N orders at a fixed rate of half the
+//! median max rate (latency at a load the lattice keeps up with). The report gives every run and
+//! the medians with their min–max, which say more than any single run on a shared machine.
 //!
 //! scripts/bench.sh starts the lattice and runs this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
 
+mod nats_counters;
 mod pipeline;
 mod processes;
 mod report;
@@ -22,14 +29,16 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use orders_e2e::Lattice;
 
+use crate::nats_counters::NatsCounters;
 use crate::pipeline::{Pace, Pipeline};
-use crate::report::{Machine, PhaseCpu, Report, Settings};
+use crate::processes::Process;
+use crate::report::{Machine, PhaseCpu, Report, Run, Settings, Summary};
 use crate::wrk::Load;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks the orders lattice against a hello-world floor")]
 struct Args {
-    /// The lattice instance's state directory (pid files of NATS, wadm and the host).
+    /// The lattice instance's state directory (pid files of NATS, wadm and the hosts).
     #[arg(long)]
     state_dir: PathBuf,
     /// Directory of the wrk Lua scripts.
@@ -38,20 +47,26 @@ struct Args {
     /// Where the JSON report is written.
     #[arg(long)]
     out: PathBuf,
+    /// NATS monitoring endpoints, comma-separated (every server of the lattice).
+    #[arg(long, env = "ORDERS_MONITOR_URLS")]
+    nats_monitors: String,
+    /// Rounds of hello, POST /Order and pipeline phases; the report gives their medians.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
     /// HTTP connections (wrk) and concurrent clients (pipeline at max rate).
     #[arg(long, default_value_t = 50)]
     connections: usize,
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
     #[arg(long, default_value_t = 5)]
     warmup_seconds: u64,
-    /// Orders pushed through the pipeline per pace.
-    #[arg(long, default_value_t = 10_000)]
+    /// Orders pushed through the pipeline in each run at max rate, and at the fixed rate.
+    #[arg(long, default_value_t = 4_000)]
     orders: usize,
     /// The fixed-rate phase lasts at most this long (fewer orders when the rate is low).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 30)]
     fixed_rate_max_seconds: u64,
-    /// Orders per second for the fixed-rate phase (default: half the sustained max).
+    /// Orders per second for the fixed-rate phase (default: half the median max rate).
     #[arg(long)]
     fixed_rate: Option<f64>,
     #[arg(long, default_value_t = 64)]
@@ -61,32 +76,66 @@ struct Args {
     /// When the run began (UTC, RFC 3339), for the record.
     #[arg(long, env = "ORDERS_BENCH_STARTED", default_value = "unknown")]
     started_at: String,
+    /// The lattice's layout, for the record (scripts/bench.sh: instance, servers, hosts, replicas).
+    #[arg(long, env = "ORDERS_BENCH_LATTICE", default_value = "unknown")]
+    lattice: String,
 }
 
 /// Each user gets the largest deposit allowed; orders are of 1, so none is refused for money.
 const DEPOSIT: i64 = 1_000_000_000;
 
+/// What the lattice had spent at one moment: CPU seconds per process and messages NATS received.
+struct Snapshot {
+    at: Instant,
+    cpu: BTreeMap<String, f64>,
+    messages: u64,
+}
+
+/// Takes snapshots; the difference of two is what a phase cost.
+struct Meter {
+    processes: Vec<Process>,
+    nats: NatsCounters,
+}
+
+impl Meter {
+    async fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            at: Instant::now(),
+            cpu: processes::cpu_snapshot(&self.processes),
+            messages: self.nats.messages_in().await?,
+        })
+    }
+
+    /// Ends a phase that began at `before` and served `units` requests or orders (0: not per
+    /// unit); returns the phase and the snapshot the next phase begins at.
+    async fn phase(&self, name: &str, units: u64, before: &Snapshot) -> Result<(PhaseCpu, Snapshot)> {
+        let after = self.snapshot().await?;
+        let spent = after
+            .cpu
+            .iter()
+            .map(|(p, s)| (p.clone(), s - before.cpu.get(p).copied().unwrap_or(0.0)))
+            .collect();
+        let phase = PhaseCpu::new(
+            name,
+            units,
+            (after.at - before.at).as_secs_f64(),
+            spent,
+            after.messages.saturating_sub(before.messages),
+        );
+        Ok((phase, after))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     let lattice = Lattice::from_env();
-    let processes = processes::of_instance(&args.state_dir)?;
-    let mut cpu_seconds = Vec::new();
-    // Ends a phase: what each process spent since `before` (a snapshot and its time), and per
-    // request or order when the phase served `units` of them.
-    let mut phase = |name: &str, units: u64, before: &(Instant, BTreeMap<String, f64>)| {
-        let after = (Instant::now(), processes::cpu_snapshot(&processes));
-        cpu_seconds.push(PhaseCpu::new(
-            name,
-            units,
-            (after.0 - before.0).as_secs_f64(),
-            after
-                .1
-                .iter()
-                .map(|(p, s)| (p.clone(), s - before.1.get(p).copied().unwrap_or(0.0)))
-                .collect(),
-        ));
-        after
+    let meter = Meter {
+        processes: processes::of_instance(&args.state_dir)?,
+        nats: NatsCounters::new(&args.nats_monitors),
     };
 
     let user_prefix = orders_e2e::unique("bench");
@@ -116,86 +165,96 @@ async fn main() -> Result<()> {
         keys.clone(),
     ]
     .concat();
-
-    let mut cpu = (Instant::now(), processes::cpu_snapshot(&processes));
-    step("GET /Hello: warm-up, then measured");
-    load("/Hello", "report.lua", vec![], args.warmup_seconds)?;
-    cpu = phase("warm-up hello", 0, &cpu);
-    let hello = load("/Hello", "report.lua", vec![], args.seconds)?;
-    cpu = phase("GET /Hello", hello.requests, &cpu);
-    println!("    {hello:?}");
-
-    step("POST /Order: warm-up, then measured");
-    load(
-        "/Order",
-        "order.lua",
-        order_args.clone(),
-        args.warmup_seconds,
-    )?;
     let pipeline = Pipeline {
         base_url: lattice.base_url.clone(),
         nats: lattice.nats().await,
         user_prefix: user_prefix.clone(),
         keys,
     };
-    drain(&pipeline.nats).await?;
-    cpu = phase("warm-up order", 0, &cpu);
-    let order = load("/Order", "order.lua", order_args, args.seconds)?;
-    // Not per order: the pipeline settles these orders during and after this phase.
-    cpu = phase("POST /Order", 0, &cpu);
-    println!("    {order:?}");
-    step("waiting for billing and notify to settle the orders wrk placed");
-    drain(&pipeline.nats).await?;
-    cpu = phase("drain after wrk", 0, &cpu);
 
-    step(&format!("pipeline: {} orders at max rate", args.orders));
-    let max_rate = pipeline
-        .run(
-            Pace::MaxRate {
-                concurrency: args.connections,
-            },
-            args.orders,
-        )
-        .await?;
-    cpu = phase("pipeline max rate", max_rate.orders as u64, &cpu);
-    println!("    {max_rate:?}");
+    step("warm-up: GET /Hello, then POST /Order, then the backlog drained");
+    let mut other_phases = Vec::new();
+    let mut at = meter.snapshot().await?;
+    load("/Hello", "report.lua", vec![], args.warmup_seconds)?;
+    load("/Order", "order.lua", order_args.clone(), args.warmup_seconds)?;
+    drain(&pipeline.nats).await?;
+    let (warm_up, next) = meter.phase("warm-up", 0, &at).await?;
+    other_phases.push(warm_up);
+    at = next;
+
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        step(&format!("run {run} of {}: GET /Hello for {} s", args.runs, args.seconds));
+        let hello = load("/Hello", "report.lua", vec![], args.seconds)?;
+        let (hello_cost, next) = meter.phase("GET /Hello", hello.requests, &at).await?;
+        println!("    {}", hello.in_words());
+
+        step(&format!("run {run}: POST /Order for {} s, the pipeline settling them meanwhile", args.seconds));
+        let order = load("/Order", "order.lua", order_args.clone(), args.seconds)?;
+        // Not per order: billing and notify settle these orders during and after the phase.
+        let (order_cost, _) = meter.phase("POST /Order", 0, &next).await?;
+        println!("    {}", order.in_words());
+        drain(&pipeline.nats).await?;
+        let before_pipeline = meter.snapshot().await?;
+
+        step(&format!("run {run}: the pipeline, {} orders at max rate", args.orders));
+        let max_rate = pipeline
+            .run(Pace::MaxRate { concurrency: args.connections }, args.orders)
+            .await?;
+        let (pipeline_cost, next) = meter
+            .phase("pipeline max rate", max_rate.orders as u64, &before_pipeline)
+            .await?;
+        println!("    {}", max_rate.in_words());
+        at = next;
+        runs.push(Run {
+            hello,
+            order,
+            pipeline_max_rate: max_rate,
+            phases: vec![hello_cost, order_cost, pipeline_cost],
+        });
+    }
+    let summary = Summary::of(&runs);
 
     let rate = args
         .fixed_rate
-        .unwrap_or((max_rate.processed_per_s / 2.0).max(1.0));
+        .unwrap_or((summary.orders_per_s.median / 2.0).max(1.0));
     let fixed_orders = args
         .orders
         .min((rate * args.fixed_rate_max_seconds as f64) as usize)
         .max(1);
-    step(&format!("pipeline: {fixed_orders} orders at {rate:.0}/s"));
+    step(&format!("the pipeline, {fixed_orders} orders at {rate:.0}/s (half the median max rate)"));
     let fixed_rate = pipeline
         .run(Pace::FixedRate { per_second: rate }, fixed_orders)
         .await?;
-    phase("pipeline fixed rate", fixed_rate.orders as u64, &cpu);
-    println!("    {fixed_rate:?}");
+    let (fixed_cost, _) = meter
+        .phase("pipeline fixed rate", fixed_rate.orders as u64, &at)
+        .await?;
+    other_phases.push(fixed_cost);
+    println!("    {}", fixed_rate.in_words());
 
-    let ratios = Report::ratios(&hello, &order, &max_rate);
     let report = Report {
         started_at: args.started_at,
         commit: args.commit,
         machine: machine()?,
         settings: Settings {
+            lattice: args.lattice,
+            runs: args.runs,
             connections: args.connections,
             seconds_per_http_phase: args.seconds,
             warmup_seconds: args.warmup_seconds,
+            orders_per_pipeline_run: args.orders,
             users: args.users,
         },
-        targets_met: Report::targets(&ratios, &fixed_rate),
-        ratios,
-        hello,
-        order,
-        pipeline_max_rate: max_rate,
+        targets_met: Report::targets(&summary, &fixed_rate),
+        summary,
+        runs,
         pipeline_fixed_rate: fixed_rate,
-        peak_rss_mib: processes
+        other_phases,
+        peak_rss_mib: meter
+            .processes
             .iter()
             .filter_map(|p| Some((p.name.clone(), p.peak_rss_mib()?)))
             .collect(),
-        cpu_seconds,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

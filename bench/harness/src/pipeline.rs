@@ -53,6 +53,24 @@ pub struct PipelineFigures {
     pub unfinished: usize,
 }
 
+impl PipelineFigures {
+    pub fn in_words(&self) -> String {
+        format!(
+            "{} orders, {:.0} settled/s; POST -> paid p50 {:.1} ms, p99 {:.1} ms; \
+             POST -> notified p50 {:.1} ms, p99 {:.1} ms; {} refused, {} not paid, {} unfinished",
+            self.orders,
+            self.processed_per_s,
+            self.paid_p50_ms,
+            self.paid_p99_ms,
+            self.notified_p50_ms,
+            self.notified_p99_ms,
+            self.refused,
+            self.not_paid,
+            self.unfinished
+        )
+    }
+}
+
 #[derive(Default)]
 struct Observed {
     posted: HashMap<String, (Instant, Instant)>,

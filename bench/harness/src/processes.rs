@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every architecture we run on.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -14,35 +14,49 @@ pub struct Process {
     pid: u32,
 }
 
-/// NATS, wadm and the host from the instance's pid files, then the host's children: the providers,
-/// named by their executable.
+/// Every process of the instance from its pid files (NATS, wadm, the hosts, the trace receiver:
+/// `nats`, `host` on one node, `nats-1`.. and `host-1`.. on the replicated lattice), then each
+/// host's children: the providers, named by their executable and, with several hosts, their host.
 pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
     let mut processes = Vec::new();
-    for name in ["nats", "wadm", "host"] {
-        let file = state_dir.join(format!("{name}.pid"));
-        let pid = std::fs::read_to_string(&file)
-            .with_context(|| format!("no {} (is the bench lattice up?)", file.display()))?
-            .trim()
-            .parse()?;
-        processes.push(Process {
-            name: name.to_string(),
-            pid,
-        });
+    for entry in std::fs::read_dir(state_dir)
+        .with_context(|| format!("no {} (is the bench lattice up?)", state_dir.display()))?
+        .flatten()
+    {
+        let file = entry.path();
+        if file.extension().is_some_and(|e| e == "pid") {
+            let name = file.file_stem().unwrap_or_default().to_string_lossy();
+            processes.push(Process {
+                name: name.into_owned(),
+                pid: std::fs::read_to_string(&file)?.trim().parse()?,
+            });
+        }
     }
-    let host = processes[2].pid;
+    let hosts: Vec<(String, u32)> = processes
+        .iter()
+        .filter(|p| p.name.starts_with("host"))
+        .map(|p| (p.name.clone(), p.pid))
+        .collect();
+    if hosts.is_empty() {
+        bail!("no host pid file in {} (is the bench lattice up?)", state_dir.display());
+    }
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if stat_field(pid, 4) == Some(u64::from(host)) {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            let file = exe.file_name().unwrap_or_default().to_string_lossy();
-            processes.push(Process {
-                name: provider_name(&file).unwrap_or_else(|| format!("pid {pid}")),
-                pid,
-            });
-        }
+        let parent = stat_field(pid, 4);
+        let Some((host, _)) = hosts.iter().find(|(_, h)| parent == Some(u64::from(*h))) else {
+            continue;
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let file = exe.file_name().unwrap_or_default().to_string_lossy();
+        let name = provider_name(&file).unwrap_or_else(|| format!("pid {pid}"));
+        processes.push(Process {
+            name: if hosts.len() > 1 { format!("{name} ({host})") } else { name },
+            pid,
+        });
     }
+    processes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(processes)
 }
 

@@ -48,6 +48,15 @@ pub struct Load<'a> {
     pub duration: Duration,
 }
 
+impl HttpFigures {
+    pub fn in_words(&self) -> String {
+        format!(
+            "{} requests, {:.0}/s; p50 {:.2} ms, p99 {:.2} ms, slowest {:.1} ms; {} errors",
+            self.requests, self.requests_per_s, self.p50_ms, self.p99_ms, self.max_ms, self.errors
+        )
+    }
+}
+
 impl Load<'_> {
     pub fn run(&self, scripts_dir: &Path) -> Result<HttpFigures> {
         let output = Command::new("wrk")
