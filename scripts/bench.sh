@@ -49,9 +49,11 @@ import json, sys
 runs = [json.load(open(path)) for path in sys.argv[1:]]
 rows = [
     ("GET /Hello per s", "hello_per_s", "{:.0f}"),
-    ("POST /Order per s", "order_posts_per_s", "{:.0f}"),
+    ("POST /Order per s, alone", "order_posts_alone_per_s", "{:.0f}"),
     ("orders settled per s (max rate)", "orders_per_s", "{:.0f}"),
+    ("busy account's orders per s", "busy_account_orders_per_s", "{:.0f}"),
     ("CPU ms per hello request", "cpu_ms_per_hello", "{:.2f}"),
+    ("CPU ms per POST /Order alone", "cpu_ms_per_order_post_alone", "{:.2f}"),
     ("CPU ms per settled order", "cpu_ms_per_order", "{:.2f}"),
     ("NATS messages per settled order", "nats_messages_per_order", "{:.1f}"),
 ]

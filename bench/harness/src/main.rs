@@ -3,10 +3,13 @@
 //!
 //! After a warm-up, each of `--runs` rounds measures, one after the other:
 //! 1. `GET /Hello` (a hello-world component behind the same HTTP provider) with wrk: the floor;
-//! 2. `POST /Order` with wrk, same connections, users pre-funded so every order is paid (billing
-//!    and notify settle the orders meanwhile), then the backlog drained;
-//! 3. the whole pipeline: N orders at max rate, each timed from POST to payment result on the
+//! 2. `POST /Order` alone with wrk, same connections, users pre-funded so every order is paid:
+//!    billing's and notify's consumers paused meanwhile, then resumed and the backlog drained;
+//! 3. `POST /Order` again, billing and notify settling the orders meanwhile; the backlog drained;
+//! 4. the whole pipeline: N orders at max rate, each timed from POST to payment result on the
 //!    broker and to the notification stored for `/List`;
+//! 5. a busy account: M orders of one user from 8 clients at once (its orders contend for one
+//!    balance);
 //!
 //! each phase with the CPU seconds of every lattice process (NATS, wadm, the hosts, each
 //! provider) and the messages NATS received. Then once, N orders at a fixed rate of half the
@@ -16,6 +19,7 @@
 //! scripts/bench.sh starts the lattice and runs this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
 
 mod nats_counters;
+mod pause;
 mod pipeline;
 mod processes;
 mod report;
@@ -63,6 +67,9 @@ struct Args {
     /// Orders pushed through the pipeline in each run at max rate, and at the fixed rate.
     #[arg(long, default_value_t = 4_000)]
     orders: usize,
+    /// Orders of one account, placed by 8 clients at once, in each run.
+    #[arg(long, default_value_t = 1_000)]
+    hot_orders: usize,
     /// The fixed-rate phase lasts at most this long (fewer orders when the rate is low).
     #[arg(long, default_value_t = 30)]
     fixed_rate_max_seconds: u64,
@@ -80,6 +87,9 @@ struct Args {
     #[arg(long, env = "ORDERS_BENCH_LATTICE", default_value = "unknown")]
     lattice: String,
 }
+
+/// Clients placing the busy account's orders at once.
+const HOT_CLIENTS: usize = 8;
 
 /// Each user gets the largest deposit allowed; orders are of 1, so none is refused for money.
 const DEPOSIT: i64 = 1_000_000_000;
@@ -107,22 +117,21 @@ impl Meter {
     }
 
     /// Ends a phase that began at `before` and served `units` requests or orders (0: not per
-    /// unit); returns the phase and the snapshot the next phase begins at.
-    async fn phase(&self, name: &str, units: u64, before: &Snapshot) -> Result<(PhaseCpu, Snapshot)> {
+    /// unit).
+    async fn phase(&self, name: &str, units: u64, before: &Snapshot) -> Result<PhaseCpu> {
         let after = self.snapshot().await?;
         let spent = after
             .cpu
             .iter()
             .map(|(p, s)| (p.clone(), s - before.cpu.get(p).copied().unwrap_or(0.0)))
             .collect();
-        let phase = PhaseCpu::new(
+        Ok(PhaseCpu::new(
             name,
             units,
             (after.at - before.at).as_secs_f64(),
             spent,
             after.messages.saturating_sub(before.messages),
-        );
-        Ok((phase, after))
+        ))
     }
 }
 
@@ -171,46 +180,111 @@ async fn main() -> Result<()> {
         user_prefix: user_prefix.clone(),
         keys,
     };
+    // The busy account: every order for user 0 (a merchant, or a user with many devices).
+    let hot_account = Pipeline {
+        keys: pipeline.keys[..1].to_vec(),
+        ..pipeline.clone()
+    };
+    let js = async_nats::jetstream::new(pipeline.nats.clone());
 
     step("warm-up: GET /Hello, then POST /Order, then the backlog drained");
-    let mut other_phases = Vec::new();
-    let mut at = meter.snapshot().await?;
+    let before = meter.snapshot().await?;
     load("/Hello", "report.lua", vec![], args.warmup_seconds)?;
-    load("/Order", "order.lua", order_args.clone(), args.warmup_seconds)?;
+    load(
+        "/Order",
+        "order.lua",
+        order_args.clone(),
+        args.warmup_seconds,
+    )?;
     drain(&pipeline.nats).await?;
-    let (warm_up, next) = meter.phase("warm-up", 0, &at).await?;
-    other_phases.push(warm_up);
-    at = next;
+    let mut other_phases = vec![meter.phase("warm-up", 0, &before).await?];
 
     let mut runs = Vec::new();
     for run in 1..=args.runs {
-        step(&format!("run {run} of {}: GET /Hello for {} s", args.runs, args.seconds));
+        step(&format!(
+            "run {run} of {}: GET /Hello for {} s",
+            args.runs, args.seconds
+        ));
+        let before = meter.snapshot().await?;
         let hello = load("/Hello", "report.lua", vec![], args.seconds)?;
-        let (hello_cost, next) = meter.phase("GET /Hello", hello.requests, &at).await?;
+        let hello_cost = meter.phase("GET /Hello", hello.requests, &before).await?;
         println!("    {}", hello.in_words());
 
-        step(&format!("run {run}: POST /Order for {} s, the pipeline settling them meanwhile", args.seconds));
+        step(&format!(
+            "run {run}: POST /Order alone for {} s (billing and notify paused)",
+            args.seconds
+        ));
+        pause::pause_settling(&js, Duration::from_secs(args.seconds + 60)).await?;
+        let before = meter.snapshot().await?;
+        let order_alone = load("/Order", "order.lua", order_args.clone(), args.seconds)?;
+        let order_alone_cost = meter
+            .phase("POST /Order alone", order_alone.requests, &before)
+            .await?;
+        pause::resume_settling(&js).await?;
+        println!("    {}", order_alone.in_words());
+        drain(&pipeline.nats).await?;
+
+        step(&format!(
+            "run {run}: POST /Order for {} s, the pipeline settling them meanwhile",
+            args.seconds
+        ));
+        let before = meter.snapshot().await?;
         let order = load("/Order", "order.lua", order_args.clone(), args.seconds)?;
         // Not per order: billing and notify settle these orders during and after the phase.
-        let (order_cost, _) = meter.phase("POST /Order", 0, &next).await?;
+        let order_cost = meter.phase("POST /Order", 0, &before).await?;
         println!("    {}", order.in_words());
         drain(&pipeline.nats).await?;
-        let before_pipeline = meter.snapshot().await?;
 
-        step(&format!("run {run}: the pipeline, {} orders at max rate", args.orders));
+        step(&format!(
+            "run {run}: the pipeline, {} orders at max rate",
+            args.orders
+        ));
+        let before = meter.snapshot().await?;
         let max_rate = pipeline
-            .run(Pace::MaxRate { concurrency: args.connections }, args.orders)
+            .run(
+                Pace::MaxRate {
+                    concurrency: args.connections,
+                },
+                args.orders,
+            )
             .await?;
-        let (pipeline_cost, next) = meter
-            .phase("pipeline max rate", max_rate.orders as u64, &before_pipeline)
+        let pipeline_cost = meter
+            .phase("pipeline max rate", max_rate.orders as u64, &before)
             .await?;
         println!("    {}", max_rate.in_words());
-        at = next;
+        drain(&pipeline.nats).await?;
+
+        step(&format!(
+            "run {run}: a busy account, {} orders of one user from {HOT_CLIENTS} clients",
+            args.hot_orders
+        ));
+        let before = meter.snapshot().await?;
+        let hot = hot_account
+            .run(
+                Pace::MaxRate {
+                    concurrency: HOT_CLIENTS,
+                },
+                args.hot_orders,
+            )
+            .await?;
+        let hot_cost = meter
+            .phase("busy account", hot.orders as u64, &before)
+            .await?;
+        println!("    {}", hot.in_words());
+        drain(&pipeline.nats).await?;
         runs.push(Run {
             hello,
+            order_alone,
             order,
             pipeline_max_rate: max_rate,
-            phases: vec![hello_cost, order_cost, pipeline_cost],
+            busy_account: hot,
+            phases: vec![
+                hello_cost,
+                order_alone_cost,
+                order_cost,
+                pipeline_cost,
+                hot_cost,
+            ],
         });
     }
     let summary = Summary::of(&runs);
@@ -222,14 +296,18 @@ async fn main() -> Result<()> {
         .orders
         .min((rate * args.fixed_rate_max_seconds as f64) as usize)
         .max(1);
-    step(&format!("the pipeline, {fixed_orders} orders at {rate:.0}/s (half the median max rate)"));
+    step(&format!(
+        "the pipeline, {fixed_orders} orders at {rate:.0}/s (half the median max rate)"
+    ));
+    let before = meter.snapshot().await?;
     let fixed_rate = pipeline
         .run(Pace::FixedRate { per_second: rate }, fixed_orders)
         .await?;
-    let (fixed_cost, _) = meter
-        .phase("pipeline fixed rate", fixed_rate.orders as u64, &at)
-        .await?;
-    other_phases.push(fixed_cost);
+    other_phases.push(
+        meter
+            .phase("pipeline fixed rate", fixed_rate.orders as u64, &before)
+            .await?,
+    );
     println!("    {}", fixed_rate.in_words());
 
     let report = Report {
@@ -243,6 +321,7 @@ async fn main() -> Result<()> {
             seconds_per_http_phase: args.seconds,
             warmup_seconds: args.warmup_seconds,
             orders_per_pipeline_run: args.orders,
+            busy_account_orders_per_run: args.hot_orders,
             users: args.users,
         },
         targets_met: Report::targets(&summary, &fixed_rate),

@@ -80,6 +80,7 @@ struct Observed {
     refusals: BTreeMap<String, usize>,
 }
 
+#[derive(Clone)]
 pub struct Pipeline {
     pub base_url: String,
     pub nats: async_nats::Client,
@@ -138,7 +139,7 @@ impl Pipeline {
                                 .ok_or_else(|| "202 without order_id".to_string())
                         }),
                     Ok(response) => Err(format!("HTTP {}", response.status())),
-                    Err(error) => Err(format!("client error: {error}")),
+                    Err(error) => Err(format!("client error: {}", with_causes(&error))),
                 };
                 let mut observed = observed.lock().unwrap();
                 match order_id {
@@ -234,6 +235,18 @@ impl Pipeline {
             }),
         ])
     }
+}
+
+/// An error and every error beneath it ("error sending request" says little; its causes say
+/// whether the connection was refused, reset or closed).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 fn all_notified(observed: &Mutex<Observed>) -> bool {

@@ -38,7 +38,10 @@ pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
         .map(|p| (p.name.clone(), p.pid))
         .collect();
     if hosts.is_empty() {
-        bail!("no host pid file in {} (is the bench lattice up?)", state_dir.display());
+        bail!(
+            "no host pid file in {} (is the bench lattice up?)",
+            state_dir.display()
+        );
     }
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -52,7 +55,11 @@ pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
         let file = exe.file_name().unwrap_or_default().to_string_lossy();
         let name = provider_name(&file).unwrap_or_else(|| format!("pid {pid}"));
         processes.push(Process {
-            name: if hosts.len() > 1 { format!("{name} ({host})") } else { name },
+            name: if hosts.len() > 1 {
+                format!("{name} ({host})")
+            } else {
+                name
+            },
             pid,
         });
     }
