@@ -93,9 +93,7 @@ impl Pipeline {
     pub async fn run(&self, pace: Pace, orders: usize) -> Result<PipelineFigures> {
         let observed = Arc::new(Mutex::new(Observed::default()));
         let watchers = self.watch(&observed).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let http = orders_e2e::http_client(Duration::from_secs(30));
         let started = Instant::now();
         let sent = Arc::new(AtomicUsize::new(0));
         let progress = tokio::spawn(show_progress(observed.clone(), sent.clone(), orders));

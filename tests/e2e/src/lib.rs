@@ -50,10 +50,7 @@ impl Lattice {
             nats_url: var("ORDERS_NATS_URL"),
             nats_creds: var("ORDERS_NATS_CREDS"),
             admin_token: var("ORDERS_ADMIN_TOKEN"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: http_client(Duration::from_secs(30)),
             keys: Default::default(),
         }
     }
@@ -421,6 +418,21 @@ pub fn lattice_script(args: &[&str]) -> (bool, String) {
     let printed = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), printed)
+}
+
+/// How long our HTTP server keeps an idle keep-alive connection open (its `header_timeout_ms`,
+/// 5 s by default: a connection waiting for its next request is waiting for headers).
+const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP client that gives up on a request after `timeout` and never sends one on a connection
+/// the server is about to close: it lets idle connections go 1 s before the server does (a
+/// request written just as the server closes the connection would be reset, answer unknown).
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(SERVER_IDLE_TIMEOUT - Duration::from_secs(1))
+        .build()
+        .expect("an HTTP client")
 }
 
 /// The traits (links, scalers) of the manifest's part `name`.

@@ -48,10 +48,7 @@ struct Seen {
 /// never left unknown.
 async fn place_orders(user: String, key: String, first: usize, stop: Arc<AtomicBool>) -> Seen {
     // A request in the hands of a killed host is given up after 2 s and sent to the other one.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = orders_e2e::http_client(Duration::from_secs(2));
     let listeners = listeners();
     let mut listener = first % listeners.len();
     let mut seen = Seen {
