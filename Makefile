@@ -82,6 +82,7 @@ clean:
 	scripts/lattice.sh clean test
 	scripts/lattice.sh clean ha
 	scripts/lattice.sh clean bench
+	scripts/lattice.sh clean bench-ha
 	rm -rf build
 
 # ---------------------------------------------------------------- set-up
