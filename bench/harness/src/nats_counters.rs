@@ -15,10 +15,9 @@ impl NatsCounters {
     pub fn new(monitors: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
-            monitors: monitors
-                .split(',')
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
+            // The same comma-separated form as the lattice's NATS URLs.
+            monitors: orders_common::broker::servers(monitors)
+                .into_iter()
                 .map(str::to_string)
                 .collect(),
         }
