@@ -1,6 +1,9 @@
 //! `make bench`: what an order costs on the lattice compared with the platform's floor, measured
 //! side by side in one run on one machine (only ratios travel between machines).
 //!
+//! First, `GET /List?user=` of one user while notify's bucket holds 1,000 notifications, then
+//! 100,000 (`--list-sizes`): listing one user's must not slow down with everyone's.
+//!
 //! After a warm-up, each of `--runs` rounds measures, one after the other:
 //! 1. `GET /Hello` (a hello-world component behind the same HTTP provider) with wrk: the floor;
 //! 2. `POST /Order` alone with wrk, same connections, users pre-funded so every order is paid:
@@ -18,6 +21,7 @@
 //!
 //! scripts/bench.sh starts the lattice and runs this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
 
+mod listing;
 mod nats_counters;
 mod pause;
 mod pipeline;
@@ -78,6 +82,12 @@ struct Args {
     fixed_rate: Option<f64>,
     #[arg(long, default_value_t = 64)]
     users: usize,
+    /// Notifications stored in all when `GET /List?user=` is timed, ascending.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    list_sizes: Vec<usize>,
+    /// `GET /List?user=` requests timed at each size.
+    #[arg(long, default_value_t = 200)]
+    list_requests: usize,
     #[arg(long, env = "ORDERS_COMMIT", default_value = "unknown")]
     commit: String,
     /// When the run began (UTC, RFC 3339), for the record.
@@ -87,6 +97,9 @@ struct Args {
     #[arg(long, env = "ORDERS_BENCH_LATTICE", default_value = "unknown")]
     lattice: String,
 }
+
+/// Orders of the user whose notifications are listed.
+const LISTED_ORDERS: usize = 20;
 
 /// Clients placing the busy account's orders at once.
 const HOT_CLIENTS: usize = 8;
@@ -154,6 +167,23 @@ async fn main() -> Result<()> {
             .create_user(&format!("{user_prefix}-{n}"), DEPOSIT)
             .await;
     }
+
+    step(&format!(
+        "GET /List?user= of one user with {LISTED_ORDERS} notifications, among {} notifications in all",
+        args.list_sizes
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", then ")
+    ));
+    let list = listing::Listing {
+        lattice: &lattice,
+        reader: format!("{user_prefix}-reader"),
+        readers_orders: LISTED_ORDERS,
+        requests: args.list_requests,
+    }
+    .run(&args.list_sizes)
+    .await?;
 
     let load = |url: &str, script: &'static str, script_args: Vec<String>, seconds: u64| {
         let url = format!("{}{url}", lattice.base_url);
@@ -324,7 +354,8 @@ async fn main() -> Result<()> {
             busy_account_orders_per_run: args.hot_orders,
             users: args.users,
         },
-        targets_met: Report::targets(&summary, &fixed_rate),
+        targets_met: Report::targets(&summary, &fixed_rate, &list),
+        list,
         summary,
         runs,
         pipeline_fixed_rate: fixed_rate,

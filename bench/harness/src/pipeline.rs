@@ -1,6 +1,6 @@
 //! The whole pipeline under load: orders posted over HTTP, their payment results watched on the
 //! broker (`payments.settled`) and their notifications watched where `/List` reads them (the
-//! notify bucket's JetStream KV subject `$KV.notify.notification/<order id>`). Every time is
+//! notify bucket's JetStream KV subject `$KV.notify.notification.<user>.<order id>`). Every time is
 //! taken by this process on one monotonic clock.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,8 +15,8 @@ use orders_common::subjects::PAYMENT_SETTLED;
 use prost::Message;
 use serde::Serialize;
 
-/// Keys are one subject token (`notification/<id>`), so only `>` matches them.
-const NOTIFICATION_SUBJECTS: &str = "$KV.notify.>";
+/// A notification's key is `notification␟<user>␟<order id>`, stored as these subject tokens.
+const NOTIFICATION_SUBJECTS: &str = "$KV.notify.notification.*.*";
 /// How long after the last order was accepted every notification must have appeared.
 const COMPLETION_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -220,8 +220,8 @@ impl Pipeline {
             tokio::spawn(async move {
                 while let Some(message) = notifications.next().await {
                     let seen = Instant::now();
-                    let key = message.subject.as_str();
-                    if let Some(order_id) = key.strip_prefix("$KV.notify.notification/") {
+                    // Order ids are letters, digits and dashes: stored as they are.
+                    if let Some((_, order_id)) = message.subject.rsplit_once('.') {
                         on_notification
                             .lock()
                             .unwrap()
@@ -325,7 +325,7 @@ fn figures(
 }
 
 /// The `q` quantile (nearest rank) in milliseconds; 0 for no samples.
-fn percentile_ms(samples: &mut [Duration], q: f64) -> f64 {
+pub fn percentile_ms(samples: &mut [Duration], q: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }

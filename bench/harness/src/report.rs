@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::listing::ListFigures;
 use crate::pipeline::PipelineFigures;
 use crate::wrk::HttpFigures;
 
@@ -16,6 +17,7 @@ pub const ORDER_TO_HELLO_TARGET: f64 = 0.70;
 pub const MESSAGES_PER_ORDER_TARGET: f64 = 40.0;
 pub const BUSY_ACCOUNT_MESSAGES_TARGET: f64 = 2.0;
 pub const NOTIFIED_P99_TARGET_MS: f64 = 50.0;
+pub const LIST_GROWTH_TARGET: f64 = 2.0;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -26,6 +28,8 @@ pub struct Report {
     /// Medians over the runs, with min and max.
     pub summary: Summary,
     pub targets_met: Targets,
+    /// `GET /List?user=` at each bucket size.
+    pub list: ListFigures,
     pub runs: Vec<Run>,
     pub pipeline_fixed_rate: PipelineFigures,
     /// What the warm-up and the fixed-rate phase cost.
@@ -244,10 +248,11 @@ pub struct Targets {
     pub nats_messages_per_order_at_most_40: bool,
     pub busy_account_messages_at_most_2_times_spread_out: bool,
     pub notified_p99_at_most_50_ms_at_half_max_rate: bool,
+    pub list_at_largest_size_at_most_2_times_smallest: bool,
 }
 
 impl Report {
-    pub fn targets(summary: &Summary, half_rate: &PipelineFigures) -> Targets {
+    pub fn targets(summary: &Summary, half_rate: &PipelineFigures, list: &ListFigures) -> Targets {
         Targets {
             cpu_per_order_at_most_3_times_hello: summary.cpu_per_order_to_cpu_per_hello.median
                 <= CPU_PER_ORDER_TO_HELLO_TARGET,
@@ -265,6 +270,8 @@ impl Report {
                 <= BUSY_ACCOUNT_MESSAGES_TARGET,
             notified_p99_at_most_50_ms_at_half_max_rate: half_rate.notified_p99_ms
                 <= NOTIFIED_P99_TARGET_MS,
+            list_at_largest_size_at_most_2_times_smallest: list.largest_to_smallest
+                <= LIST_GROWTH_TARGET,
         }
     }
 
@@ -356,6 +363,18 @@ impl Report {
             "orders refused, not paid or unfinished", s.lost_or_refused
         );
 
+        let _ = writeln!(
+            t,
+            "\nGET /List?user= of one user as the notify bucket grows"
+        );
+        for size in &self.list.sizes {
+            let _ = writeln!(
+                t,
+                "  {:>7} notifications stored, {} the user's: median {:.2} ms, p99 {:.2} ms",
+                size.stored_notifications, size.readers_notifications, size.median_ms, size.p99_ms
+            );
+        }
+
         let f = &self.pipeline_fixed_rate;
         let _ = writeln!(
             t,
@@ -415,6 +434,12 @@ impl Report {
                 format!("{:.1} ms", f.notified_p99_ms),
                 format!("<= {NOTIFIED_P99_TARGET_MS} ms"),
                 g.notified_p99_at_most_50_ms_at_half_max_rate,
+            ),
+            (
+                "GET /List?user=, most / fewest stored",
+                format!("{:.2}x", self.list.largest_to_smallest),
+                format!("<= {LIST_GROWTH_TARGET}x"),
+                g.list_at_largest_size_at_most_2_times_smallest,
             ),
         ];
         let _ = writeln!(t, "\nratios (medians of each run's own) and targets");

@@ -54,6 +54,8 @@ impl ApiError for InvalidValue {
         match self.field() {
             "user" => "invalid_user",
             "sum" => "invalid_sum",
+            "after" => "invalid_cursor",
+            "limit" => "invalid_limit",
             _ => "invalid_order_id",
         }
     }

@@ -17,6 +17,10 @@ pub enum InvalidValue {
     SumTooLarge,
     #[error("order id must be 1 to 64 letters, digits or dashes")]
     MalformedOrderId,
+    #[error("after must be the next_after of a page you were given (a whole number)")]
+    MalformedCursor,
+    #[error("limit must be a whole number from 1 to {max}", max = PageRequest::MAX_LIMIT)]
+    LimitOutOfRange,
 }
 
 impl InvalidValue {
@@ -28,6 +32,8 @@ impl InvalidValue {
             }
             Self::SumNotPositive | Self::SumTooLarge => "sum",
             Self::MalformedOrderId => "order_id",
+            Self::MalformedCursor => "after",
+            Self::LimitOutOfRange => "limit",
         }
     }
 }
@@ -133,9 +139,77 @@ impl fmt::Display for OrderId {
     }
 }
 
+/// Which page of a list to read: the entries after the cursor `after` (a previous page's
+/// `next_after`; absent: from the first), at most `limit` of them (1 to 1000, default 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<u64>,
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// One page's bound: what the key-value provider returns from one scan at most.
+    pub const MAX_LIMIT: u32 = 1000;
+
+    pub fn parse(after: Option<&str>, limit: Option<&str>) -> Result<Self, InvalidValue> {
+        let after = after
+            .map(|raw| {
+                raw.parse::<u64>()
+                    .map_err(|_| InvalidValue::MalformedCursor)
+            })
+            .transpose()?;
+        let limit = match limit {
+            None => Self::DEFAULT_LIMIT,
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|limit| (1..=Self::MAX_LIMIT).contains(limit))
+                .ok_or(InvalidValue::LimitOutOfRange)?,
+        };
+        Ok(Self { after, limit })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_request_defaults_to_the_first_hundred() {
+        assert_eq!(
+            PageRequest::parse(None, None),
+            Ok(PageRequest {
+                after: None,
+                limit: 100
+            })
+        );
+        assert_eq!(
+            PageRequest::parse(Some("17"), Some("1000")),
+            Ok(PageRequest {
+                after: Some(17),
+                limit: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn a_page_request_refuses_cursors_and_limits_it_cannot_serve() {
+        for after in ["", "-1", "x", "1.5"] {
+            assert_eq!(
+                PageRequest::parse(Some(after), None),
+                Err(InvalidValue::MalformedCursor),
+                "{after:?}"
+            );
+        }
+        for limit in ["0", "1001", "", "ten", "-5"] {
+            assert_eq!(
+                PageRequest::parse(None, Some(limit)),
+                Err(InvalidValue::LimitOutOfRange),
+                "{limit:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_user_name_is_trimmed() {

@@ -6,7 +6,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use crate::auth::{config_keys, Authenticator, Caller};
-use crate::ports::{CasStore, Clock, PublishError, Publisher, Revision, StoreError};
+use crate::keys;
+use crate::ports::{
+    CasStore, Clock, Entry, PublishError, Publisher, Revision, ScanBy, ScanPage, StoreError,
+};
 
 /// The admin token of [`authenticator`].
 pub const ADMIN_TOKEN: &str = "ola_test-admin-token";
@@ -97,6 +100,37 @@ impl CasStore for MemoryStore {
             .iter()
             .map(|k| entries.get(k).map(|(v, _)| v.clone()))
             .collect())
+    }
+
+    /// Both ways of finding entries answer the same here.
+    fn scan(
+        &self,
+        filter: &str,
+        _by: ScanBy,
+        after: Option<Revision>,
+        limit: u32,
+    ) -> Result<ScanPage, StoreError> {
+        self.count(|o| o.reads += 1);
+        let after = after.map_or(0, |r| r.0);
+        let mut matching: Vec<Entry> = self
+            .entries
+            .borrow()
+            .iter()
+            .filter(|(key, (_, revision))| *revision > after && keys::matches(filter, key))
+            .map(|(key, (value, revision))| Entry {
+                key: key.clone(),
+                value: value.clone(),
+                revision: Revision(*revision),
+            })
+            .collect();
+        matching.sort_by_key(|entry| entry.revision.0);
+        let limit = limit.max(1) as usize;
+        let next = (matching.len() > limit).then(|| matching[limit - 1].revision);
+        matching.truncate(limit);
+        Ok(ScanPage {
+            entries: matching,
+            next,
+        })
     }
 
     /// Counts the wait without sleeping: in one process nobody else writes meanwhile.
@@ -190,6 +224,15 @@ mod tests {
         }
         fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             self.inner.get_many(keys)
+        }
+        fn scan(
+            &self,
+            filter: &str,
+            by: ScanBy,
+            after: Option<Revision>,
+            limit: u32,
+        ) -> Result<ScanPage, StoreError> {
+            self.inner.scan(filter, by, after, limit)
         }
         fn wait_after_conflict(&self, conflicts: u32) {
             self.inner.wait_after_conflict(conflicts)

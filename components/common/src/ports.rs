@@ -36,10 +36,46 @@ pub trait CasStore {
     /// The values of `keys`, in order; `None` for a key that does not exist.
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
+    /// Up to `limit` entries whose keys match `filter` (see [`crate::keys`]), written after
+    /// `after` (`None`: from the first), oldest first; `by` says how to find them cheaply.
+    fn scan(
+        &self,
+        filter: &str,
+        by: ScanBy,
+        after: Option<Revision>,
+        limit: u32,
+    ) -> Result<ScanPage, StoreError>;
+
     /// Waits before the retry that follows the `conflicts`-th lost compare-and-swap of one
     /// update, so that writers racing for one hot key spread out instead of colliding again in
     /// lockstep (a busy account's orders, settled by many instances at once).
     fn wait_after_conflict(&self, conflicts: u32);
+}
+
+/// How [`CasStore::scan`] finds its entries. The page is the same either way; the cost is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanBy {
+    /// Walks the bucket in write order from the cursor: the cost grows with what was written
+    /// after it until the page is full. For filters most keys match.
+    WriteOrder,
+    /// Looks the matching keys up in JetStream's subject index, then reads them: the cost grows
+    /// with the matching keys only, whatever the bucket holds. For filters few keys match.
+    KeyIndex,
+}
+
+/// A key with its value and the revision it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub revision: Revision,
+}
+
+/// One page of [`CasStore::scan`]: `next`, when present, is the `after` of the page that follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub entries: Vec<Entry>,
+    pub next: Option<Revision>,
 }
 
 /// How long [`CasStore::wait_after_conflict`] waits: "full jitter", a uniformly random wait up to
@@ -115,6 +151,24 @@ pub trait RecordStore: CasStore {
             .filter(|k| k.starts_with(prefix))
             .collect();
         self.records(&keys)
+    }
+
+    /// One page of the records whose keys match `filter`, oldest first, and the `after` of the
+    /// next page.
+    fn scan_records<M: Message + Default>(
+        &self,
+        filter: &str,
+        by: ScanBy,
+        after: Option<Revision>,
+        limit: u32,
+    ) -> Result<(Vec<M>, Option<Revision>), StoreError> {
+        let page = self.scan(filter, by, after, limit)?;
+        let records = page
+            .entries
+            .iter()
+            .map(|entry| decode(&entry.key, &entry.value))
+            .collect::<Result<_, _>>()?;
+        Ok((records, page.next))
     }
 
     /// The records at `keys` that exist, in order, read in one batch.

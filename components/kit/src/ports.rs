@@ -4,7 +4,8 @@
 
 use orders_common::auth::{AuthError, Authenticator};
 use orders_common::ports::{
-    conflict_wait_ms, CasStore, Clock, PublishError, Publisher, Revision, StoreError,
+    conflict_wait_ms, CasStore, Clock, Entry, PublishError, Publisher, Revision, ScanBy, ScanPage,
+    StoreError,
 };
 use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasi::keyvalue::{batch, store};
@@ -79,6 +80,33 @@ impl CasStore for KeyValue {
             .into_iter()
             .map(|entry| entry.map(|(_, value)| value))
             .collect())
+    }
+
+    fn scan(
+        &self,
+        filter: &str,
+        by: ScanBy,
+        after: Option<Revision>,
+        limit: u32,
+    ) -> Result<ScanPage, StoreError> {
+        let by = match by {
+            ScanBy::WriteOrder => cas::ScanBy::WriteOrder,
+            ScanBy::KeyIndex => cas::ScanBy::KeyIndex,
+        };
+        let page = cas::scan(LINKED_BUCKET, filter, by, after.map_or(0, |r| r.0), limit)
+            .map_err(|e| unavailable(&e))?;
+        Ok(ScanPage {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|entry| Entry {
+                    key: entry.key,
+                    value: entry.value,
+                    revision: Revision(entry.revision),
+                })
+                .collect(),
+            next: page.next.map(Revision),
+        })
     }
 
     /// Sleeps through `wasi:clocks` (std's sleep on wasm32-wasip2), which suspends only this

@@ -78,18 +78,32 @@ async function refreshBalance() {
   if (answer.status === 200) $("balance").textContent = answer.body.balance;
 }
 
+// Every notification of the signed-in user, oldest first, page by page.
+async function userNotifications() {
+  const base = `/List?user=${encodeURIComponent(session.user)}&limit=1000`;
+  const all = [];
+  let path = base;
+  for (;;) {
+    const answer = await api("GET", path);
+    if (answer.status !== 200) return null;
+    all.push(...answer.body.notifications);
+    if (answer.body.next_after === null) return all;
+    path = `${base}&after=${answer.body.next_after}`;
+  }
+}
+
 async function refreshNotifications() {
   if (!session.user) return;
-  const answer = await api("GET", `/List?user=${encodeURIComponent(session.user)}`);
-  if (answer.status !== 200) return;
+  const notifications = await userNotifications();
+  if (notifications === null) return;
   // Orders placed before a reload (or elsewhere) come back into the table from their notifications.
-  for (const n of answer.body.notifications) {
+  for (const n of notifications) {
     if (orders.has(n.order_id)) continue;
     orders.set(n.order_id, { sum: n.sum, state: n.paid ? "paid" : "refused", reason: n.reason, balance: n.balance });
     renderOrder(n.order_id);
   }
   const list = $("notifications");
-  list.replaceChildren(...answer.body.notifications.map((n) => {
+  list.replaceChildren(...notifications.map((n) => {
     const item = document.createElement("li");
     item.className = n.paid ? "paid" : "refused";
     item.dataset.orderId = n.order_id;

@@ -9,6 +9,8 @@
 //! - `tail <subject>`: messages as they are published (NATS wildcards allowed), decoded.
 //! - `kv export <bucket>`, `kv import <bucket>`: a key-value bucket as JSON lines (key, value in
 //!   base64), to standard output and from standard input; an import writes every key it reads.
+//! - `kv migrate-notifications [bucket]`: moves notifications stored by an older notify under
+//!   `notification/<order id>` to `notification␟<user>␟<order id>`, where `GET /List` reads them.
 
 use std::path::PathBuf;
 
@@ -17,7 +19,7 @@ use async_nats::jetstream::{self, stream::Stream};
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
-use orders_common::proto::{OrderPlaced, PaymentResult};
+use orders_common::proto::{Notification, OrderPlaced, PaymentResult};
 use orders_common::subjects;
 use prost::Message as _;
 use serde_json::{json, Value};
@@ -67,6 +69,12 @@ enum Kv {
     Export { bucket: String },
     /// Writes every line of an export (standard input) into BUCKET, creating it if missing.
     Import { bucket: String },
+    /// Moves the notifications an older notify stored as `notification/<order id>` to the
+    /// per-user keys `GET /List` reads, oldest first; safe to run again and while notify runs.
+    MigrateNotifications {
+        #[arg(default_value = "notify")]
+        bucket: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Kv {
             command: Kv::Import { bucket },
         } => import(&js, &bucket).await?,
+        Command::Kv {
+            command: Kv::MigrateNotifications { bucket },
+        } => migrate_notifications(&js, &bucket).await?,
         Command::Tail { subject } => {
             let mut messages = client.subscribe(subject).await?;
             while let Some(message) = messages.next().await {
@@ -321,5 +332,55 @@ async fn import(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
         written += 1;
     }
     eprintln!("{written} keys written to {bucket}");
+    Ok(())
+}
+
+/// The one-token key under which notify stored a notification before keys had user tokens.
+const LEGACY_NOTIFICATION_PREFIX: &str = "notification/";
+
+async fn migrate_notifications(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
+    let store = js
+        .get_key_value(bucket)
+        .await
+        .with_context(|| format!("bucket {bucket}"))?;
+    let mut legacy = Vec::new();
+    let mut listed = store.keys().await?;
+    while let Some(key) = listed.next().await {
+        let key = key?;
+        if !key.starts_with(LEGACY_NOTIFICATION_PREFIX) {
+            continue;
+        }
+        // A key deleted between listing and reading has nothing left to move.
+        if let Some(value) = store.get(&key).await? {
+            let notification = Notification::decode(value.as_ref())
+                .with_context(|| format!("{key} holds no notification"))?;
+            legacy.push((key, notification, value));
+        }
+    }
+    // Written in the order they were sent, so that lists stay oldest first.
+    legacy.sort_by(|(_, a, _), (_, b, _)| {
+        (a.sent_at_ms, &a.order_id).cmp(&(b.sent_at_ms, &b.order_id))
+    });
+    let (mut moved, mut present) = (0, 0);
+    for (old_key, notification, value) in legacy {
+        let tokens =
+            orders_common::keys::of(&["notification", &notification.user, &notification.order_id]);
+        let new_key = keyvalue_jetstream_provider::key::encode(&tokens)
+            .map_err(|why| anyhow::anyhow!("{old_key}: {}", why.0))?;
+        // Created only if absent: notify may have stored this order's notification again
+        // (a redelivered result), and the one stored first is the one that was sent.
+        match store.create(&new_key, value).await {
+            Ok(_) => moved += 1,
+            Err(e) if e.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => present += 1,
+            Err(e) => return Err(e).with_context(|| format!("writing {new_key}")),
+        }
+        store
+            .purge(&old_key)
+            .await
+            .with_context(|| format!("removing {old_key}"))?;
+    }
+    eprintln!(
+        "{moved} notifications moved to per-user keys in {bucket}, {present} were there already"
+    );
     Ok(())
 }

@@ -1,8 +1,15 @@
 //! Key encoding: JetStream KV keys allow only `[-/_=.A-Za-z0-9]` with no empty `.` tokens, while
 //! `wasi:keyvalue` keys are any string (user names may be Cyrillic). We keep `[-/_A-Za-z0-9]` as
 //! they are, so keys stay readable in `nats kv ls`, and write every other byte as `=XX` (hex).
+//!
+//! One byte is special: U+001F (the ASCII unit separator) separates a key's tokens and is stored
+//! as JetStream's `.`, so that a scan can name a group of keys (`notification␟Pavel␟>`) and
+//! JetStream filters them without reading any other key. No key written before the separator
+//! existed held it: user names refuse control characters and order ids are `[A-Za-z0-9-]`.
 
 use std::fmt::Write as _;
+
+use orders_common::keys::{ALL_FOLLOWING, ANY_TOKEN, TOKEN_SEPARATOR};
 
 /// Why a key cannot be stored.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,8 +24,38 @@ pub fn encode(key: &str) -> Result<String, InvalidKey> {
     if key.is_empty() {
         return Err(InvalidKey("a key must not be empty"));
     }
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
+    let tokens: Vec<String> = key
+        .split(TOKEN_SEPARATOR)
+        .map(encode_token)
+        .collect::<Result<_, _>>()?;
+    Ok(tokens.join("."))
+}
+
+/// Turns a scan's filter into a JetStream subject filter: tokens as in [`encode`], except that a
+/// token `*` matches any one token and a last token `>` matches one or more.
+pub fn encode_filter(filter: &str) -> Result<String, InvalidKey> {
+    let tokens: Vec<&str> = filter.split(TOKEN_SEPARATOR).collect();
+    let last = tokens.len() - 1;
+    let mut encoded = Vec::with_capacity(tokens.len());
+    for (position, token) in tokens.into_iter().enumerate() {
+        encoded.push(match token {
+            ANY_TOKEN => "*".to_string(),
+            ALL_FOLLOWING if position == last => ">".to_string(),
+            ALL_FOLLOWING => return Err(InvalidKey("`>` may only be a filter's last token")),
+            literal => encode_token(literal)?,
+        });
+    }
+    Ok(encoded.join("."))
+}
+
+fn encode_token(token: &str) -> Result<String, InvalidKey> {
+    if token.is_empty() {
+        return Err(InvalidKey(
+            "a key must not be empty, nor any of its tokens (U+001F separates them)",
+        ));
+    }
+    let mut encoded = String::with_capacity(token.len());
+    for byte in token.bytes() {
         if kept_as_is(byte) {
             encoded.push(char::from(byte));
         } else {
@@ -37,6 +74,9 @@ pub fn decode(stored: &str) -> Option<String> {
             let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
             bytes.push(u8::from_str_radix(hex, 16).ok()?);
             rest = &tail[2..];
+        } else if first == b'.' {
+            bytes.push(TOKEN_SEPARATOR as u8);
+            rest = tail;
         } else if kept_as_is(first) {
             bytes.push(first);
             rest = tail;
@@ -68,13 +108,37 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_key_is_refused() {
-        assert!(encode("").is_err());
+    fn the_unit_separator_splits_a_key_into_jetstream_tokens() {
+        let key = "notification\u{1f}Павел\u{1f}o-1";
+        assert_eq!(
+            encode(key).unwrap(),
+            "notification.=D0=9F=D0=B0=D0=B2=D0=B5=D0=BB.o-1"
+        );
+        assert_eq!(decode(&encode(key).unwrap()).as_deref(), Some(key));
+    }
+
+    #[test]
+    fn empty_keys_and_empty_tokens_are_refused() {
+        for key in ["", "\u{1f}a", "a\u{1f}", "a\u{1f}\u{1f}b"] {
+            assert!(encode(key).is_err(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn a_filter_keeps_its_wildcard_tokens_and_escapes_the_rest() {
+        assert_eq!(
+            encode_filter("notification\u{1f}a.b\u{1f}>").unwrap(),
+            "notification.a=2Eb.>"
+        );
+        assert_eq!(encode_filter("n\u{1f}*\u{1f}o-1").unwrap(), "n.*.o-1");
+        assert_eq!(encode_filter("n\u{1f}x*").unwrap(), "n.x=2A");
+        assert!(encode_filter(">\u{1f}n").is_err());
+        assert!(encode_filter("").is_err());
     }
 
     #[test]
     fn keys_written_by_someone_else_are_not_decoded() {
-        assert_eq!(decode("a.b"), None);
+        assert_eq!(decode("a b"), None);
         assert_eq!(decode("=G1"), None);
         assert_eq!(decode("=4"), None);
     }

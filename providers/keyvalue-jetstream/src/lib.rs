@@ -7,7 +7,7 @@
 
 pub mod bucket;
 pub mod config;
-mod key;
+pub mod key;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -387,6 +387,43 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
                 .await?
                 .write(&key, value, expected)
                 .await?)
+        }
+        .instrument(span)
+        .await)
+    }
+
+    async fn scan(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        filter: String,
+        by: keyvalue_cas::ScanBy,
+        after: u64,
+        limit: u32,
+    ) -> CasResult<keyvalue_cas::Page> {
+        let span = operation_span(&cx, "scan", &bucket, &filter);
+        let by = match by {
+            keyvalue_cas::ScanBy::WriteOrder => bucket::ScanBy::WriteOrder,
+            keyvalue_cas::ScanBy::KeyIndex => bucket::ScanBy::KeyIndex,
+        };
+        Ok(async {
+            let page = self
+                .bucket(&cx, &bucket)
+                .await?
+                .scan(&filter, by, after, limit)
+                .await?;
+            Ok(keyvalue_cas::Page {
+                entries: page
+                    .entries
+                    .into_iter()
+                    .map(|entry| keyvalue_cas::Entry {
+                        key: entry.key,
+                        value: entry.value,
+                        revision: entry.revision,
+                    })
+                    .collect(),
+                next: page.next,
+            })
         }
         .instrument(span)
         .await)

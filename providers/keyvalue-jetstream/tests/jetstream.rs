@@ -1,7 +1,7 @@
 //! The bucket layer against a real NATS server with JetStream: each test starts its own
 //! `nats-server` on a free port (orders-test-nats).
 
-use keyvalue_jetstream_provider::bucket::Bucket;
+use keyvalue_jetstream_provider::bucket::{Bucket, Page, ScanBy};
 use keyvalue_jetstream_provider::config::BucketConfig;
 use orders_provider_support::NatsCredentials;
 use orders_test_nats::NatsServer;
@@ -117,4 +117,83 @@ async fn incrementing_a_non_number_is_an_error() {
     let kv = bucket(&nats, "nan").await;
     kv.set("k", "abc".into()).await.unwrap();
     assert!(kv.increment("k", 1).await.is_err());
+}
+
+/// A key of tokens separated by U+001F.
+fn tokens(parts: &[&str]) -> String {
+    parts.join("\u{1f}")
+}
+
+#[tokio::test]
+async fn a_scan_reads_one_group_of_keys_oldest_first_page_by_page_either_way() {
+    let nats = NatsServer::start().await;
+    let kv = bucket(&nats, "scans").await;
+    for n in 0..5 {
+        for user in ["Павел", "Anna", "Anna.x"] {
+            let key = tokens(&["notification", user, &format!("o-{n}")]);
+            kv.write(&key, key.clone().into_bytes().into(), None)
+                .await
+                .unwrap();
+        }
+    }
+    kv.set("notification/legacy", "old layout".into())
+        .await
+        .unwrap();
+    kv.delete(&tokens(&["notification", "Павел", "o-1"]))
+        .await
+        .unwrap();
+    let keys =
+        |page: &Page| -> Vec<String> { page.entries.iter().map(|e| e.key.clone()).collect() };
+
+    for by in [ScanBy::WriteOrder, ScanBy::KeyIndex] {
+        let filter = tokens(&["notification", "Павел", ">"]);
+        let first = kv.scan(&filter, by, 0, 2).await.unwrap();
+        assert_eq!(
+            keys(&first),
+            [
+                tokens(&["notification", "Павел", "o-0"]),
+                tokens(&["notification", "Павел", "o-2"]),
+            ],
+            "{by:?}: the deleted key is skipped and no other user's key is read"
+        );
+        assert_eq!(
+            first.entries[0].value.as_ref(),
+            first.entries[0].key.as_bytes()
+        );
+        let second = kv
+            .scan(&filter, by, first.next.expect("more follow"), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&second),
+            [
+                tokens(&["notification", "Павел", "o-3"]),
+                tokens(&["notification", "Павел", "o-4"]),
+            ],
+            "{by:?}"
+        );
+        assert_eq!(
+            second.next, None,
+            "{by:?}: nothing is left after the last page"
+        );
+
+        let one_order = kv
+            .scan(&tokens(&["notification", "*", "o-3"]), by, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(one_order.entries.len(), 3, "{by:?}: `*` matches one token");
+        let everyone = kv
+            .scan(&tokens(&["notification", ">"]), by, 0, 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            everyone.entries.len(),
+            14,
+            "{by:?}: the one-token legacy key is not in the group"
+        );
+        assert!(kv
+            .scan(&tokens(&["notification", "", ">"]), by, 0, 1)
+            .await
+            .is_err());
+    }
 }

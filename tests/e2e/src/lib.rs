@@ -225,19 +225,36 @@ impl Lattice {
         answer.body["balance"].as_u64().expect("a balance")
     }
 
-    /// `user`'s notifications, asked with the user's key, or with the admin token for a user this
-    /// client has no key for (one that exists only in orders published on the broker).
+    /// `user`'s notifications, every page, asked with the user's key, or with the admin token
+    /// for a user this client has no key for (one that exists only in orders published on the
+    /// broker).
     pub async fn notifications(&self, user: &str) -> Vec<Value> {
-        let path = format!("/List?user={}", encode(user));
         let token = self.key_or_admin_token(user);
-        let answer = self
-            .send(reqwest::Method::GET, &path, Some(&token), None)
-            .await;
-        assert_eq!(answer.status, 200, "{answer:?}");
-        answer.body["notifications"]
-            .as_array()
-            .expect("a list")
-            .clone()
+        self.every_page(&format!("/List?user={}&limit=1000", encode(user)), &token)
+            .await
+    }
+
+    /// Every notification of `path` (a `/List` query), following `next_after` from page to page.
+    pub async fn every_page(&self, path: &str, token: &str) -> Vec<Value> {
+        let mut notifications = Vec::new();
+        let mut next_page = path.to_string();
+        loop {
+            let answer = self
+                .send(reqwest::Method::GET, &next_page, Some(token), None)
+                .await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            notifications.extend(
+                answer.body["notifications"]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .cloned(),
+            );
+            match answer.body["next_after"].as_u64() {
+                Some(after) => next_page = format!("{path}&after={after}"),
+                None => return notifications,
+            }
+        }
     }
 
     /// `user`'s key, or the admin token for a user this client has no key for.

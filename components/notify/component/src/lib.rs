@@ -3,8 +3,9 @@
 //! orders from the broker are remembered as pending, and `GET /OrderStatus?order_id=` tells where
 //! an order stands; dead letters from the broker are recorded for `GET /DeadLetters`.
 
-use notify_core::{Delivery, Notify};
+use notify_core::{Delivery, Notify, NotifyError};
 use orders_common::api::{query_param, RequestError};
+use orders_common::domain::PageRequest;
 use orders_common::proto::{OrderPlaced, PaymentResult};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
@@ -47,7 +48,15 @@ fn route(request: &Request) -> Handled {
             request.require(Method::GET)?;
             let caller = request.caller(&authenticator()?)?;
             let user = query_param(&request.query, "user");
-            Ok(Reply::json(200, &notify.list(&caller, user.as_deref())?))
+            let page = PageRequest::parse(
+                query_param(&request.query, "after").as_deref(),
+                query_param(&request.query, "limit").as_deref(),
+            )
+            .map_err(NotifyError::from)?;
+            Ok(Reply::json(
+                200,
+                &notify.list(&caller, user.as_deref(), page)?,
+            ))
         }
         "/DeadLetters" => {
             request.require(Method::GET)?;
@@ -64,8 +73,8 @@ fn route(request: &Request) -> Handled {
         "/" => Ok(Reply::index(
             "notify",
             &[
-                "GET /List",
-                "GET /List?user=",
+                "GET /List?limit=&after=",
+                "GET /List?user=&limit=&after=",
                 "GET /OrderStatus?order_id=",
                 "GET /DeadLetters",
             ],

@@ -3,7 +3,9 @@
 //!
 //! State, each record created once (compare-and-swap against "absent"), so a redelivery neither
 //! sends nor stores anything a second time:
-//! - `notification/<order id>`: the [`Notification`] sent for the order's payment result;
+//! - `notification␟<user>␟<order id>` (tokens separated by U+001F, [`orders_common::keys`]): the
+//!   [`Notification`] sent for the order's payment result. Grouped by user, so that one user's
+//!   notifications are read without reading anyone else's, however many are stored;
 //! - `order/<order id>`: the order as placed ([`PlacedOrder`], from `orders.placed`), so that an
 //!   order accepted but not yet settled can be shown as pending;
 //! - `deadletter/<consumer>/<SHA-256 of the payload>`: a message a consumer gave up on
@@ -15,8 +17,9 @@
 
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
-use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
-use orders_common::ports::{CasStore, Clock, RecordStore, StoreError};
+use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
+use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
+use orders_common::ports::{CasStore, Clock, RecordStore, Revision, ScanBy, StoreError};
 use orders_common::proto::{
     DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
     OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, StoredDeadLetter,
@@ -63,9 +66,15 @@ impl ApiError for NotifyError {
     }
 }
 
-const KEY_PREFIX: &str = "notification/";
+/// The first token of a notification's key.
+const NOTIFICATIONS: &str = "notification";
 const PLACED_PREFIX: &str = "order/";
 const DEAD_LETTER_PREFIX: &str = "deadletter/";
+
+/// Where the notification of `user`'s order `id` is stored.
+fn notification_key(user: &str, id: &str) -> String {
+    keys::of(&[NOTIFICATIONS, user, id])
+}
 
 /// What handling a payment result did.
 #[derive(Debug, PartialEq)]
@@ -102,7 +111,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             message: message(&user, &id, sum, outcome, result.balance),
             sent_at_ms: self.clock.now_ms(),
         };
-        let key = format!("{KEY_PREFIX}{id}");
+        let key = notification_key(user.as_str(), id.as_str());
         if self
             .store
             .write_record(&key, &notification, None)?
@@ -140,14 +149,28 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
         order_id: &str,
     ) -> Result<OrderStatusResponse, NotifyError> {
         let id = OrderId::parse(order_id)?;
-        let notified = self
-            .store
-            .read_record::<Notification>(&format!("{KEY_PREFIX}{id}"))?
-            .map(|(notification, _)| notification);
         let placed = self
             .store
             .read_record::<PlacedOrder>(&format!("{PLACED_PREFIX}{id}"))?
             .map(|(placed, _)| placed);
+        let notified = match &placed {
+            Some(placed) => self
+                .store
+                .read_record::<Notification>(&notification_key(&placed.user, id.as_str()))?
+                .map(|(notification, _)| notification),
+            // Settled before notify saw it placed (the two arrive on different consumers), or
+            // its placing was never recorded: the order's notification, whoever's it is.
+            None => self
+                .store
+                .scan_records::<Notification>(
+                    &keys::of(&[NOTIFICATIONS, ANY_TOKEN, id.as_str()]),
+                    ScanBy::KeyIndex,
+                    None,
+                    1,
+                )?
+                .0
+                .pop(),
+        };
         let (user, sum) = match (&notified, &placed) {
             (Some(notification), _) => (&notification.user, notification.sum),
             (None, Some(placed)) => (&placed.user, placed.sum),
@@ -199,22 +222,39 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
     /// The dead letters, oldest first, each with whether its order has been notified since.
     pub fn dead_letters(&self, caller: &Caller) -> Result<DeadLettersResponse, NotifyError> {
         caller.require_admin()?;
-        // One listing of the bucket serves both: which orders are notified, and the dead letters.
-        let (dead_letter_keys, others): (Vec<String>, Vec<String>) = self
+        let dead_letter_keys: Vec<String> = self
             .store
             .keys()?
             .into_iter()
-            .partition(|key| key.starts_with(DEAD_LETTER_PREFIX));
-        let notified: std::collections::HashSet<String> = others
-            .into_iter()
-            .filter(|key| key.starts_with(KEY_PREFIX))
+            .filter(|key| key.starts_with(DEAD_LETTER_PREFIX))
             .collect();
-        let mut dead_letters: Vec<DeadLetter> = self
-            .store
-            .records::<StoredDeadLetter>(&dead_letter_keys)?
+        let stored: Vec<StoredDeadLetter> = self.store.records(&dead_letter_keys)?;
+        // Each order's notification, where the dead letter names a valid order of a valid user.
+        let notification_keys: Vec<Option<String>> = stored
+            .iter()
+            .map(|letter| {
+                let user = UserName::parse(&letter.user).ok()?;
+                let id = OrderId::parse(&letter.order_id).ok()?;
+                Some(notification_key(user.as_str(), id.as_str()))
+            })
+            .collect();
+        let notified = self.store.get_many(
+            &notification_keys
+                .iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )?;
+        let mut notified = notified.into_iter();
+        let mut dead_letters: Vec<DeadLetter> = stored
             .into_iter()
-            .map(|stored| DeadLetter {
-                settled: notified.contains(&format!("{KEY_PREFIX}{}", stored.order_id)),
+            .zip(notification_keys)
+            .map(|(stored, key)| DeadLetter {
+                // `notified` holds an answer for each dead letter that has a key, in order.
+                settled: match key {
+                    Some(_) => notified.next().flatten().is_some(),
+                    None => false,
+                },
                 consumer: stored.consumer,
                 order_id: stored.order_id,
                 user: stored.user,
@@ -240,21 +280,41 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
         })
     }
 
-    /// Every notification (for the admin), or one user's (for that user or the admin), oldest first.
-    pub fn list(&self, caller: &Caller, user: Option<&str>) -> Result<ListResponse, NotifyError> {
+    /// One page of every notification (for the admin), or of one user's (for that user or the
+    /// admin), oldest first. One user's are read without reading anyone else's.
+    pub fn list(
+        &self,
+        caller: &Caller,
+        user: Option<&str>,
+        page: PageRequest,
+    ) -> Result<ListResponse, NotifyError> {
         let user = user.map(UserName::parse).transpose()?;
-        match &user {
-            Some(user) => caller.require_user_or_admin(user).map(drop)?,
-            None => caller.require_admin()?,
-        }
-        let mut notifications: Vec<Notification> = self.store.records_with_prefix(KEY_PREFIX)?;
-        if let Some(user) = &user {
-            notifications.retain(|n| n.user == user.as_str());
-        }
-        notifications.sort_by(|a, b| (a.sent_at_ms, &a.order_id).cmp(&(b.sent_at_ms, &b.order_id)));
+        // One user's notifications are few among everyone's: found through the key index. Of
+        // everyone's, every other key in the bucket is one: walked in write order.
+        let (filter, by) = match &user {
+            Some(user) => {
+                caller.require_user_or_admin(user)?;
+                let filter = keys::of(&[NOTIFICATIONS, user.as_str(), ALL_FOLLOWING]);
+                (filter, ScanBy::KeyIndex)
+            }
+            None => {
+                caller.require_admin()?;
+                (
+                    keys::of(&[NOTIFICATIONS, ALL_FOLLOWING]),
+                    ScanBy::WriteOrder,
+                )
+            }
+        };
+        let (notifications, next) = self.store.scan_records::<Notification>(
+            &filter,
+            by,
+            page.after.map(Revision),
+            page.limit,
+        )?;
         Ok(ListResponse {
             status: true,
             notifications,
+            next_after: next.map(|revision| revision.0),
         })
     }
 }
@@ -301,6 +361,10 @@ mod tests {
     use orders_common::memory::{self, FixedClock, MemoryStore, ADMIN_TOKEN};
 
     use super::*;
+
+    fn first_page() -> PageRequest {
+        PageRequest::parse(None, None).unwrap()
+    }
 
     fn admin() -> Caller {
         memory::caller(ADMIN_TOKEN)
@@ -385,7 +449,11 @@ mod tests {
             .notify()
             .deliver(&result("o-2", "Ghost", PaymentOutcome::UnknownUser, None))
             .unwrap();
-        let listed = world.notify().list(&admin(), None).unwrap().notifications;
+        let listed = world
+            .notify()
+            .list(&admin(), None, first_page())
+            .unwrap()
+            .notifications;
         let reasons: Vec<_> = listed.iter().map(|n| (n.paid, n.reason.as_str())).collect();
         assert_eq!(
             reasons,
@@ -414,20 +482,20 @@ mod tests {
             .unwrap();
         let mine = world
             .notify()
-            .list(&key_of("Pavel"), Some("Pavel"))
+            .list(&key_of("Pavel"), Some("Pavel"), first_page())
             .unwrap();
         assert_eq!(mine.notifications.len(), 1);
         assert_eq!(
             world
                 .notify()
-                .list(&admin(), Some("Pavel"))
+                .list(&admin(), Some("Pavel"), first_page())
                 .unwrap()
                 .notifications,
             mine.notifications
         );
         let refused = world
             .notify()
-            .list(&key_of("Anna"), Some("Pavel"))
+            .list(&key_of("Anna"), Some("Pavel"), first_page())
             .unwrap_err();
         assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
     }
@@ -435,7 +503,10 @@ mod tests {
     #[test]
     fn everyones_notifications_are_for_the_admin_only() {
         let world = World::new();
-        let refused = world.notify().list(&key_of("Pavel"), None).unwrap_err();
+        let refused = world
+            .notify()
+            .list(&key_of("Pavel"), None, first_page())
+            .unwrap_err();
         assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
     }
 
@@ -454,7 +525,7 @@ mod tests {
         assert_eq!(
             world
                 .notify()
-                .list(&admin(), None)
+                .list(&admin(), None, first_page())
                 .unwrap()
                 .notifications
                 .len(),
@@ -474,7 +545,7 @@ mod tests {
         }
         let all: Vec<_> = world
             .notify()
-            .list(&admin(), None)
+            .list(&admin(), None, first_page())
             .unwrap()
             .notifications
             .into_iter()
@@ -483,13 +554,97 @@ mod tests {
         assert_eq!(all, ["o-3", "o-1", "o-2"]);
         let pavel: Vec<_> = world
             .notify()
-            .list(&key_of("Pavel"), Some(" Pavel "))
+            .list(&key_of("Pavel"), Some(" Pavel "), first_page())
             .unwrap()
             .notifications
             .into_iter()
             .map(|n| n.order_id)
             .collect();
         assert_eq!(pavel, ["o-3", "o-2"]);
+    }
+
+    #[test]
+    fn a_long_list_is_read_page_by_page_and_each_notification_once() {
+        let world = World::new();
+        for n in 0..5 {
+            for user in ["Pavel", "Anna"] {
+                world
+                    .notify()
+                    .deliver(&result(
+                        &format!("{user}-{n}"),
+                        user,
+                        PaymentOutcome::Paid,
+                        Some(1),
+                    ))
+                    .unwrap();
+            }
+        }
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let page = PageRequest { after, limit: 2 };
+            let listed = world
+                .notify()
+                .list(&key_of("Pavel"), Some("Pavel"), page)
+                .unwrap();
+            pages.push(
+                listed
+                    .notifications
+                    .iter()
+                    .map(|n| n.order_id.clone())
+                    .collect::<Vec<_>>(),
+            );
+            match listed.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            pages,
+            [
+                vec!["Pavel-0", "Pavel-1"],
+                vec!["Pavel-2", "Pavel-3"],
+                vec!["Pavel-4"]
+            ]
+        );
+        let everyone = world
+            .notify()
+            .list(
+                &admin(),
+                None,
+                PageRequest {
+                    after: None,
+                    limit: 1000,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (everyone.notifications.len(), everyone.next_after),
+            (10, None)
+        );
+    }
+
+    #[test]
+    fn an_order_settled_before_notify_saw_it_placed_is_found_by_its_id() {
+        let world = World::new();
+        world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
+            .unwrap();
+        let status = world.notify().order_status(&admin(), "o-1").unwrap();
+        assert_eq!(
+            (status.user.as_str(), status.state.as_str()),
+            ("Pavel", "paid")
+        );
+        let hidden = world
+            .notify()
+            .order_status(&key_of("Anna"), "o-1")
+            .unwrap_err();
+        assert_eq!(
+            hidden.status(),
+            404,
+            "another user's order is unknown to Anna"
+        );
     }
 
     #[test]
@@ -718,7 +873,7 @@ mod tests {
         assert_eq!(
             world
                 .notify()
-                .list(&admin(), Some("  "))
+                .list(&admin(), Some("  "), first_page())
                 .unwrap_err()
                 .status(),
             422

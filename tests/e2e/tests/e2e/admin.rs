@@ -92,3 +92,55 @@ async fn a_bucket_exported_and_imported_elsewhere_holds_the_same_keys_and_values
         .await
         .unwrap();
 }
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn notifications_an_older_notify_stored_are_listed_once_migrated() {
+    let lattice = Lattice::from_env();
+    let user = unique("Migrated");
+    let order_id = unique("legacy-order");
+    let notification = orders_common::proto::Notification {
+        order_id: order_id.clone(),
+        user: user.clone(),
+        sum: 10,
+        paid: true,
+        reason: "paid".into(),
+        balance: Some(90),
+        message: format!("{user}, your order {order_id} for 10 is paid. Balance: 90."),
+        sent_at_ms: 1,
+    };
+    let notify = async_nats::jetstream::new(lattice.nats().await)
+        .get_key_value("notify")
+        .await
+        .unwrap();
+    let legacy_key = format!("notification/{order_id}");
+    notify
+        .put(
+            &legacy_key,
+            prost::Message::encode_to_vec(&notification).into(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        lattice.notifications(&user).await.is_empty(),
+        "the old layout is not where lists read"
+    );
+
+    for _ in 0..2 {
+        orders_admin(&["kv", "migrate-notifications", "notify"]).await;
+    }
+    let listed = lattice.notifications(&user).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "moved once, however often migrated: {listed:?}"
+    );
+    assert_eq!(listed[0]["message"], json!(notification.message));
+    assert_eq!(notify.get(&legacy_key).await.unwrap(), None);
+    let status = lattice.order_status(&user, &order_id).await;
+    assert_eq!(
+        (status.status, status.body["state"].clone()),
+        (200, json!("paid")),
+        "found by its id although notify never saw it placed: {status:?}"
+    );
+}

@@ -154,6 +154,29 @@ async fn balance_without_a_user_is_400() {
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_page_that_cannot_be_served_is_422_naming_the_parameter() {
+    let lattice = Lattice::from_env();
+    for (query, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=1001", "invalid_limit"),
+        ("limit=many", "invalid_limit"),
+        ("after=-1", "invalid_cursor"),
+        ("after=", "invalid_cursor"),
+    ] {
+        let answer = lattice.get_as_admin(&format!("/List?{query}")).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (422, code),
+            "{query}: {answer:?}"
+        );
+        assert!(answer.body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
 async fn an_unknown_path_is_a_json_404() {
     let lattice = Lattice::from_env();
     for path in ["/NoSuchThing", "/order", "/Order/extra"] {
@@ -175,8 +198,13 @@ async fn list_with_a_json_body_is_answered_like_the_seeds_postman_request() {
     lattice.order(&user, 10).await;
     lattice.await_notifications(&user, 1).await;
     let client = reqwest::Client::new();
+    // The newest notifications are on the last page of everyone's: this user's are asked for.
     let response = client
-        .get(format!("{}/List", lattice.base_url))
+        .get(format!(
+            "{}/List?user={}",
+            lattice.base_url,
+            orders_e2e::encode(&user)
+        ))
         .bearer_auth(&lattice.admin_token)
         .header("content-type", "application/json")
         .body(json!({ "user": user, "sum": 10 }).to_string())

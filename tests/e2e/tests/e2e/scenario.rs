@@ -154,7 +154,7 @@ async fn a_user_name_in_any_script_works_end_to_end() {
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_full_list_holds_every_users_notifications() {
+async fn the_full_list_holds_every_users_notifications_each_once() {
     let lattice = Lattice::from_env();
     let a = lattice.new_user("ListA", 10).await;
     let b = lattice.new_user("ListB", 10).await;
@@ -162,13 +162,41 @@ async fn the_full_list_holds_every_users_notifications() {
     let order_b = lattice.order(&b, 10).await;
     lattice.await_notifications(&a, 1).await;
     lattice.await_notifications(&b, 1).await;
-    let all = lattice.get_as_admin("/List").await;
-    assert_eq!(all.status, 200);
-    let ids: Vec<_> = all.body["notifications"]
-        .as_array()
-        .unwrap()
+    let token = lattice.admin_token.clone();
+    let all = lattice.every_page("/List?limit=1000", &token).await;
+    let ids: Vec<_> = all.iter().map(|n| n["order_id"].clone()).collect();
+    for order in [order_a, order_b] {
+        assert_eq!(
+            ids.iter().filter(|id| **id == json!(order)).count(),
+            1,
+            "{order} in {} notifications",
+            ids.len()
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_users_notifications_come_page_by_page_oldest_first() {
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Paged", 100).await;
+    let mut placed = Vec::new();
+    for _ in 0..5 {
+        let id = lattice.order(&user, 1).await;
+        lattice.await_settled(&user, &id).await;
+        placed.push(json!(id));
+    }
+    let path = format!("/List?user={}&limit=2", orders_e2e::encode(&user));
+    let first = lattice.get_as(&user, &path).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.body["notifications"].as_array().unwrap().len(), 2);
+    assert!(first.body["next_after"].is_u64(), "{first:?}");
+    let key = lattice.key(&user);
+    let listed: Vec<_> = lattice
+        .every_page(&path, &key)
+        .await
         .iter()
         .map(|n| n["order_id"].clone())
         .collect();
-    assert!(ids.contains(&json!(order_a)) && ids.contains(&json!(order_b)));
+    assert_eq!(listed, placed);
 }
