@@ -169,24 +169,26 @@ start_nats_server() {
 }
 
 # wadm and the host create their streams and buckets with one replica whatever the cluster (ours
-# are created with the instance's REPLICAS: `replicas` in the providers' config). On a cluster,
-# theirs are raised to REPLICAS the first time, with wadm and the hosts stopped (a stream changed
-# under a running wadm loses its events), so losing one server loses no deployment state either.
+# are created with the instance's REPLICAS: `replicas` in the providers' config). So on a cluster's
+# first start, before any host exists, wadm starts alone, creates its streams and stops; they are
+# raised to REPLICAS and the hosts' buckets are created with REPLICAS (a host uses the buckets it
+# finds). No host is ever restarted behind wadm's back: wadm would keep commanding the hosts it saw
+# go until it gave them up, a minute later, and place nothing meanwhile.
 replicate_lattice_state() {
   ((REPLICAS > 1)) || return 0
-  local admin=("$RELEASE/orders-admin" --nats "$NATS_URLS" --creds "$AUTH/admin.creds") i name
-  "${admin[@]}" streams | python3 -c "import json, sys; sys.exit(any(json.loads(l)['replicas'] < $REPLICAS for l in sys.stdin))" && return
-  say "keeping $REPLICAS replicas of wadm's and the hosts' streams (created with one): restarting them once"
-  for name in "${HOST_NAMES[@]}"; do stop "$name"; done
-  # wadm reads that the hosts stopped before it stops too; a host it still believed in would get
-  # its commands until wadm gave up on it, a minute later.
-  sleep 3
+  local admin=("$RELEASE/orders-admin" --nats "$NATS_URLS" --creds "$AUTH/admin.creds") name
+  "${admin[@]}" streams | python3 -c "
+import json, sys
+streams = [json.loads(line) for line in sys.stdin]
+names = {s['stream'] for s in streams}
+sys.exit(not ('KV_LATTICEDATA_$LATTICE' in names and all(s['replicas'] >= $REPLICAS for s in streams)))" && return
+  say "creating wadm's streams and the hosts' buckets with $REPLICAS replicas (they make theirs with one)"
+  start_wadm 0
+  wait_for "wadm to create its streams" 60 wadm_answers
   for name in "${WADM_NAMES[@]}"; do stop "$name"; done
-  "${admin[@]}" replicate "$REPLICAS" >/dev/null
-  for i in "${!WADM_NAMES[@]}"; do start_wadm "$i"; done
-  for i in "${!HOST_NAMES[@]}"; do start_host "$i"; done
-  wait_for "the hosts to join the lattice" 60 hosts_up
+  "${admin[@]}" replicate "$REPLICAS" --host-buckets-of "$LATTICE" >/dev/null
 }
+wadm_answers() { "$WASH" app list "${CTL[@]}" -o json; }
 
 # LOG_FORMAT=json: wadm, the host and our providers log one JSON object a line (NATS has no such
 # format and keeps its own).
@@ -234,11 +236,11 @@ up() {
   issue_credentials
   start_nats
   start_telemetry
+  replicate_lattice_state
   local i
   for i in "${!WADM_NAMES[@]}"; do start_wadm "$i"; done
   for i in "${!HOST_NAMES[@]}"; do start_host "$i"; done
   wait_for "the hosts to join the lattice" 60 hosts_up
-  replicate_lattice_state
   ensure_secrets
   put_auth_config
   deploy

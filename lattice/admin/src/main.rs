@@ -53,7 +53,14 @@ enum Command {
     Streams,
     /// Keeps REPLICAS copies of every stream and bucket on a NATS cluster: raises those with fewer
     /// (wadm and the host create theirs with one, whatever the cluster).
-    Replicate { replicas: usize },
+    Replicate {
+        replicas: usize,
+        /// Also creates the buckets hosts of this lattice keep (LATTICEDATA_, CONFIGDATA_) with
+        /// REPLICAS, when missing: run before the first host starts, no host ever needs a restart
+        /// for its buckets to be replicated (a host uses a bucket it finds as it is).
+        #[arg(long)]
+        host_buckets_of: Option<String>,
+    },
     /// Prints each message published on SUBJECT (wildcards allowed) until interrupted.
     Tail { subject: String },
     /// Key-value buckets as JSON lines.
@@ -119,7 +126,15 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Streams => streams(&js).await?,
-        Command::Replicate { replicas } => replicate(&js, replicas).await?,
+        Command::Replicate {
+            replicas,
+            host_buckets_of,
+        } => {
+            if let Some(lattice) = host_buckets_of {
+                create_host_buckets(&js, &lattice, replicas).await?;
+            }
+            replicate(&js, replicas).await?
+        }
         Command::Kv {
             command: Kv::Export { bucket },
         } => export(&js, &bucket).await?,
@@ -234,6 +249,31 @@ async fn stream_names(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
     }
     all.sort();
     Ok(all)
+}
+
+/// The host's own buckets, as wasmcloud-host 0.27 creates them when missing (a default
+/// configuration), but with `replicas`.
+async fn create_host_buckets(
+    js: &jetstream::Context,
+    lattice: &str,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    for bucket in [
+        format!("LATTICEDATA_{lattice}"),
+        format!("CONFIGDATA_{lattice}"),
+    ] {
+        if js.get_key_value(&bucket).await.is_ok() {
+            continue;
+        }
+        js.create_key_value(jetstream::kv::Config {
+            bucket: bucket.clone(),
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating {bucket} with {replicas} replicas"))?;
+    }
+    Ok(())
 }
 
 async fn replicate(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
