@@ -173,7 +173,10 @@ start_nats_server() {
 # first start, before any host exists, wadm starts alone, creates its streams and stops; they are
 # raised to REPLICAS and the hosts' buckets are created with REPLICAS (a host uses the buckets it
 # finds). No host is ever restarted behind wadm's back: wadm would keep commanding the hosts it saw
-# go until it gave them up, a minute later, and place nothing meanwhile.
+# go until it gave them up, a minute later, and place nothing meanwhile. wadm's streams, still
+# empty, are created again with REPLICAS rather than raised: its event intake (a stream sourcing
+# the hosts' events) stops receiving when the stream it sources is raised, and wadm, hearing no
+# heartbeat, would drop every live host a minute later.
 replicate_lattice_state() {
   ((REPLICAS > 1)) || return 0
   local admin=("$RELEASE/orders-admin" --nats "$NATS_URLS" --creds "$AUTH/admin.creds") name
@@ -186,7 +189,7 @@ sys.exit(not ('KV_LATTICEDATA_$LATTICE' in names and all(s['replicas'] >= $REPLI
   start_wadm 0
   wait_for "wadm to create its streams" 60 wadm_answers
   for name in "${WADM_NAMES[@]}"; do stop "$name"; done
-  "${admin[@]}" replicate "$REPLICAS" --host-buckets-of "$LATTICE" >/dev/null
+  "${admin[@]}" replicate "$REPLICAS" --host-buckets-of "$LATTICE" --recreate-empty >/dev/null
 }
 wadm_answers() { "$WASH" app list "${CTL[@]}" -o json; }
 

@@ -60,6 +60,11 @@ enum Command {
         /// for its buckets to be replicated (a host uses a bucket it finds as it is).
         #[arg(long)]
         host_buckets_of: Option<String>,
+        /// Creates an empty stream again with REPLICAS instead of raising it. For the streams
+        /// wadm made moments before, alone: a stream that sources another (wadm's event intake)
+        /// stops receiving when the stream it sources is raised from one replica to three.
+        #[arg(long)]
+        recreate_empty: bool,
     },
     /// Prints each message published on SUBJECT (wildcards allowed) until interrupted.
     Tail { subject: String },
@@ -129,11 +134,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Replicate {
             replicas,
             host_buckets_of,
+            recreate_empty,
         } => {
             if let Some(lattice) = host_buckets_of {
                 create_host_buckets(&js, &lattice, replicas).await?;
             }
-            replicate(&js, replicas).await?
+            replicate(&js, replicas, recreate_empty).await?
         }
         Command::Kv {
             command: Kv::Export { bucket },
@@ -276,15 +282,30 @@ async fn create_host_buckets(
     Ok(())
 }
 
-async fn replicate(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
+async fn replicate(
+    js: &jetstream::Context,
+    replicas: usize,
+    recreate_empty: bool,
+) -> anyhow::Result<()> {
     for name in stream_names(js).await? {
-        let mut config = js.get_stream(&name).await?.cached_info().config.clone();
+        let stream = js.get_stream(&name).await?;
+        let mut config = stream.cached_info().config.clone();
         let before = config.num_replicas;
+        let empty = stream.cached_info().state.messages == 0;
         if before < replicas {
             config.num_replicas = replicas;
-            js.update_stream(&config)
-                .await
-                .with_context(|| format!("raising {name} to {replicas} replicas"))?;
+            if recreate_empty && empty {
+                js.delete_stream(&name)
+                    .await
+                    .with_context(|| format!("removing {name} to create it again"))?;
+                js.create_stream(config)
+                    .await
+                    .with_context(|| format!("creating {name} with {replicas} replicas"))?;
+            } else {
+                js.update_stream(&config)
+                    .await
+                    .with_context(|| format!("raising {name} to {replicas} replicas"))?;
+            }
         }
         emit(json!({ "stream": name, "replicas": before.max(replicas), "before": before }));
     }
