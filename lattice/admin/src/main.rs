@@ -282,6 +282,28 @@ async fn create_host_buckets(
     Ok(())
 }
 
+/// Creates a stream just deleted. A cluster applies the deletion through its meta leader a moment
+/// after answering it, and refuses the name meanwhile ("already in use"), so this tries for 10 s.
+async fn create_once_deleted(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> anyhow::Result<()> {
+    let name = config.name.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match js.create_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("{name} not created yet ({e}); trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating {name} again"));
+            }
+        }
+    }
+}
+
 async fn replicate(
     js: &jetstream::Context,
     replicas: usize,
@@ -298,9 +320,7 @@ async fn replicate(
                 js.delete_stream(&name)
                     .await
                     .with_context(|| format!("removing {name} to create it again"))?;
-                js.create_stream(config)
-                    .await
-                    .with_context(|| format!("creating {name} with {replicas} replicas"))?;
+                create_once_deleted(js, config).await?;
             } else {
                 js.update_stream(&config)
                     .await

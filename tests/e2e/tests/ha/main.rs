@@ -1,8 +1,8 @@
 //! Fault tests on the replicated lattice, `ha` (scripts/env.sh): three NATS servers in a cluster
 //! keeping 3 replicas of every stream and bucket, two hosts, each with its own HTTP listener. With
-//! orders flowing from clients that fail over between the listeners, a NATS server or a host is
-//! killed (SIGKILL) and started again; every order accepted is settled exactly once, and each test
-//! prints what its clients saw.
+//! orders flowing from clients that fail over between the listeners, a NATS server, a host, or a
+//! host and the other host's server are killed (SIGKILL) and started again; every order accepted
+//! is settled exactly once, and each test prints what its clients saw.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -325,7 +325,40 @@ async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_ev
         "see below",
     )
     .await;
-    match listener_back(&listener, revived).await {
+    report_listener_back(&listener, revived).await;
+}
+
+#[tokio::test]
+#[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
+async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() {
+    let lattice = Lattice::from_env();
+    let listener = listeners()[1].clone();
+    // host-2 speaks to nats-2 and host-1 to nats-1: this takes one host and, on the other
+    // node, the server the surviving host was using, which has to move to another server.
+    let (seen, revived) = under_load(&lattice, || async {
+        on_ha("kill", "host-2");
+        on_ha("kill", "nats-1");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        on_ha("revive", "nats-1");
+        on_ha("revive", "host-2");
+        Instant::now()
+    })
+    .await;
+    let caught_up = streams_caught_up(revived).await;
+    print_table_header();
+    every_order_settled_once(
+        &lattice,
+        "kill -9 host-2 and nats-1 together for 5 s",
+        &seen,
+        &format!("{:.1} s to every replica current", caught_up.as_secs_f64()),
+    )
+    .await;
+    report_listener_back(&listener, revived).await;
+}
+
+/// Prints how long after host-2 came back wadm had its listener serving again, if it did.
+async fn report_listener_back(listener: &str, revived: Instant) {
+    match listener_back(listener, revived).await {
         Some(back) => println!(
             "host-2's listener placed back by wadm and serving {:.1} s after the host came back",
             back.as_secs_f64()
