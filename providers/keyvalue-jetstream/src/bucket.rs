@@ -34,8 +34,14 @@ fn nats(error: impl std::fmt::Display) -> BucketError {
     BucketError::Nats(error.to_string())
 }
 
+impl From<key::InvalidKey> for BucketError {
+    fn from(key::InvalidKey(why): key::InvalidKey) -> Self {
+        Self::InvalidKey(why)
+    }
+}
+
 fn encode(k: &str) -> Result<String, BucketError> {
-    key::encode(k).map_err(|key::InvalidKey(why)| BucketError::InvalidKey(why))
+    Ok(key::encode(k)?)
 }
 
 /// A stored value and the revision it was written at.
@@ -183,12 +189,7 @@ impl Bucket {
         after: u64,
         limit: u32,
     ) -> Result<Page, BucketError> {
-        let subject = format!(
-            "{}{}",
-            self.store.prefix,
-            key::encode_filter(filter)
-                .map_err(|key::InvalidKey(why)| BucketError::InvalidKey(why))?
-        );
+        let subject = format!("{}{}", self.store.prefix, key::encode_filter(filter)?);
         let limit = limit.clamp(1, MAX_SCAN) as usize;
         match by {
             ScanBy::WriteOrder => self.scan_in_write_order(subject, after, limit).await,
