@@ -92,7 +92,7 @@ fuzz_key=$(curl -sf -X POST "$ORDERS_BASE_URL/CreateUser" -d "{\"user\":\"$ORDER
   --generation-database "$ORDERS_CACHE/schemathesis-examples" \
   --report junit --report-junit-path reports/schemathesis.xml)
 
-say "the replicated lattice (3 NATS servers, 2 hosts): a server, a host, and both, killed while orders flow"
+say "the replicated lattice (3 NATS servers, 2 hosts): a server, a host, both, and two servers killed while orders flow; backup and restore"
 scripts/lattice.sh down test >/dev/null
 unset NATS_PORT HTTP_PORT
 instance_ports ha

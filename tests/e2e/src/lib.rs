@@ -437,6 +437,86 @@ pub fn lattice_script(args: &[&str]) -> (bool, String) {
     (output.status.success(), printed)
 }
 
+/// Backs up the stopped `instance` (scripts/lattice.sh, as `make backup` does), wipes it, restores
+/// it and starts it again: a user's account, notifications and API key are as before, and an order
+/// placed afterwards is charged once. A running lattice is refused a backup. `instance` is left
+/// running.
+pub async fn backed_up_wiped_and_restored_keeps_everything(lattice: &Lattice, instance: &str) {
+    let user = lattice.new_user("Restored", 100).await;
+    let order_id = lattice.order(&user, 30).await;
+    assert_eq!(
+        lattice.await_settled(&user, &order_id).await["state"],
+        json!("paid")
+    );
+    // This user's entries only: the other tests' orders may still be settling around this one.
+    let exported = |bucket: &'static str| {
+        let (user, order_id) = (user.clone(), order_id.clone());
+        async move {
+            let entries = orders_admin(&["kv", "export", bucket]).await;
+            let own = |e: &&Value| {
+                let key = e["key"].as_str().unwrap();
+                key.contains(&user) || key.contains(&order_id)
+            };
+            entries.iter().filter(own).cloned().collect::<Vec<Value>>()
+        }
+    };
+    let accounts = exported("billing").await;
+    let notifications = exported("notify").await;
+    assert!(!accounts.is_empty() && !notifications.is_empty());
+    let archive = std::env::temp_dir().join(format!("{}.tar.gz", unique("orders-backup")));
+
+    let (succeeded, printed) = on_instance(instance, "backup", Some(&archive));
+    assert!(
+        !succeeded && printed.contains("stop it first"),
+        "a running lattice is not backed up: {printed}"
+    );
+    assert!(!archive.exists());
+
+    must(instance, "down", None);
+    must(instance, "backup", Some(&archive));
+    must(instance, "clean", None);
+    must(instance, "restore", Some(&archive));
+    must(instance, "up", None);
+
+    assert_eq!(exported("billing").await, accounts);
+    assert_eq!(exported("notify").await, notifications);
+    assert_eq!(
+        lattice.balance(&user).await,
+        70,
+        "the user's own key still works"
+    );
+    assert_eq!(
+        lattice.await_settled(&user, &order_id).await["state"],
+        json!("paid")
+    );
+    let after = lattice.order(&user, 20).await;
+    assert_eq!(
+        lattice.await_settled(&user, &after).await["state"],
+        json!("paid")
+    );
+    assert_eq!(
+        lattice.balance(&user).await,
+        50,
+        "an order after the restore is charged once"
+    );
+    std::fs::remove_file(&archive).unwrap();
+    println!("backup and restore ({instance}): a stopped lattice backed up, wiped and restored; balances, notifications and API keys as before");
+}
+
+/// `scripts/lattice.sh <action> <instance> [archive]`, which must succeed.
+fn must(instance: &str, action: &str, archive: Option<&std::path::Path>) {
+    let (succeeded, printed) = on_instance(instance, action, archive);
+    assert!(
+        succeeded,
+        "lattice.sh {action} {instance} failed:\n{printed}"
+    );
+}
+
+fn on_instance(instance: &str, action: &str, archive: Option<&std::path::Path>) -> (bool, String) {
+    let archive = archive.map(|a| a.to_str().unwrap());
+    lattice_script(&[[action, instance].as_slice(), archive.as_slice()].concat())
+}
+
 /// How long our HTTP server keeps an idle keep-alive connection open (its `header_timeout_ms`,
 /// 5 s by default: a connection waiting for its next request is waiting for headers).
 const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use orders_common::proto::OrderPlaced;
 use orders_e2e::{
-    key_sha256, lattice_script, orders_admin, placing_trace, publish_order, spans, traits_of,
-    unique, Lattice, Operator, Telemetry,
+    key_sha256, orders_admin, placing_trace, publish_order, spans, traits_of, unique, Lattice,
+    Operator, Telemetry,
 };
 use serde_json::{json, Value};
 
@@ -579,78 +579,8 @@ async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
     println!("stalled clients: 300 bodies never sent + 100 slow headers; every endpoint answered, slowest {slowest:?}; stalled bodies answered 408");
 }
 
-/// `scripts/lattice.sh <action> test [archive]`, which must succeed.
-fn must(action: &str, archive: Option<&std::path::Path>) {
-    let (succeeded, printed) = on_test_lattice(action, archive);
-    assert!(succeeded, "lattice.sh {action} test failed:\n{printed}");
-}
-
-fn on_test_lattice(action: &str, archive: Option<&std::path::Path>) -> (bool, String) {
-    let archive = archive.map(|a| a.to_str().unwrap());
-    lattice_script(&[[action, "test"].as_slice(), archive.as_slice()].concat())
-}
-
 #[tokio::test]
 #[ignore = "stops parts of a running lattice: `make test` runs these alone"]
 async fn a_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key() {
-    let lattice = Lattice::from_env();
-    let user = lattice.new_user("Restored", 100).await;
-    let order_id = lattice.order(&user, 30).await;
-    assert_eq!(
-        lattice.await_settled(&user, &order_id).await["state"],
-        json!("paid")
-    );
-    // This user's entries only: the other tests' orders may still be settling around this one.
-    let exported = |bucket: &'static str| {
-        let (user, order_id) = (user.clone(), order_id.clone());
-        async move {
-            let entries = orders_admin(&["kv", "export", bucket]).await;
-            let own = |e: &&Value| {
-                let key = e["key"].as_str().unwrap();
-                key.contains(&user) || key.contains(&order_id)
-            };
-            entries.iter().filter(own).cloned().collect::<Vec<Value>>()
-        }
-    };
-    let accounts = exported("billing").await;
-    let notifications = exported("notify").await;
-    assert!(!accounts.is_empty() && !notifications.is_empty());
-    let archive = std::env::temp_dir().join(format!("{}.tar.gz", unique("orders-backup")));
-
-    let (succeeded, printed) = on_test_lattice("backup", Some(&archive));
-    assert!(
-        !succeeded && printed.contains("stop it first"),
-        "a running lattice is not backed up: {printed}"
-    );
-    assert!(!archive.exists());
-
-    must("down", None);
-    must("backup", Some(&archive));
-    must("clean", None);
-    must("restore", Some(&archive));
-    must("up", None);
-
-    assert_eq!(exported("billing").await, accounts);
-    assert_eq!(exported("notify").await, notifications);
-    assert_eq!(
-        lattice.balance(&user).await,
-        70,
-        "the user's own key still works"
-    );
-    assert_eq!(
-        lattice.await_settled(&user, &order_id).await["state"],
-        json!("paid")
-    );
-    let after = lattice.order(&user, 20).await;
-    assert_eq!(
-        lattice.await_settled(&user, &after).await["state"],
-        json!("paid")
-    );
-    assert_eq!(
-        lattice.balance(&user).await,
-        50,
-        "an order after the restore is charged once"
-    );
-    std::fs::remove_file(&archive).unwrap();
-    println!("backup and restore: a stopped lattice backed up, wiped and restored; balances, notifications and API keys as before");
+    orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "test").await;
 }

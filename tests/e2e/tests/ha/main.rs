@@ -1,8 +1,10 @@
 //! Fault tests on the replicated lattice, `ha` (scripts/env.sh): three NATS servers in a cluster
 //! keeping 3 replicas of every stream and bucket, two hosts, each with its own HTTP listener. With
-//! orders flowing from clients that fail over between the listeners, a NATS server, a host, or a
-//! host and the other host's server are killed (SIGKILL) and started again; every order accepted
-//! is settled exactly once, and each test prints what its clients saw.
+//! orders flowing from clients that fail over between the listeners, a NATS server, a host, a
+//! host and the other host's server, or two of the three servers are killed (SIGKILL) and started
+//! again; every order accepted is settled exactly once, and each test prints what its clients saw.
+//! A killed host's listener is placed back by wadm, and the stopped cluster is backed up and
+//! restored as `make backup LATTICE=ha` / `make restore LATTICE=ha` do.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +42,8 @@ struct Seen {
     retried: u32,
     /// The longest time between two accepted orders: the outage this client lived through.
     longest_gap: Duration,
+    /// For each accepted order: when its first request was sent, and when one was answered 202.
+    sent_and_accepted: Vec<(Instant, Instant)>,
 }
 
 /// Places orders of 1 for `user` one after another until `stop`, each with its own
@@ -61,7 +65,8 @@ async fn place_orders(user: String, key: String, first: usize, stop: Arc<AtomicB
             break;
         }
         let idempotency_key = format!("{user}-{n}");
-        let deadline = Instant::now() + SETTLE_PATIENCE;
+        let first_sent = Instant::now();
+        let deadline = first_sent + SETTLE_PATIENCE;
         loop {
             let sent = http
                 .post(format!("{}/Order", listeners[listener]))
@@ -77,6 +82,7 @@ async fn place_orders(user: String, key: String, first: usize, stop: Arc<AtomicB
                         .insert(body["order_id"].as_str().unwrap().to_string());
                     seen.longest_gap = seen.longest_gap.max(last_accepted.elapsed());
                     last_accepted = Instant::now();
+                    seen.sent_and_accepted.push((first_sent, last_accepted));
                     break;
                 }
                 Ok(answer)
@@ -258,10 +264,11 @@ async fn monitor_json(monitor: &str, path: &str) -> Option<Value> {
         .ok()
 }
 
-/// How long the test watches for wadm to place a restarted host's parts again. wadm keeps sending
-/// commands to the killed host, each waiting for its timeout, until it gives that host up (about
-/// 70 s after its last heartbeat); measured from 5 s to beyond this on one machine, so it is
-/// reported, not asserted.
+/// How long wadm may take to place a restarted host's parts again. wadm keeps sending commands to
+/// the killed host, each waiting for its timeout, until it gives that host up (about 70 s after its
+/// last heartbeat); measured 30.8–63.0 s after the host came back. Three times that is a bound on
+/// wadm doing it at all, not a speed target: the time is printed, and `make bench` knows nothing
+/// of it.
 const PLACEMENT_WATCH: Duration = Duration::from_secs(180);
 
 /// How long until `listener` served the API again (its host's HTTP provider placed back by wadm),
@@ -275,6 +282,15 @@ async fn listener_back(listener: &str, since: Instant) -> Option<Duration> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     None
+}
+
+/// The last `lines` lines of a process's log on the `ha` instance (scripts/lattice.sh keeps them).
+fn log_tail(process: &str, lines: usize) -> String {
+    let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../.state/ha/logs/{process}.log"));
+    let text = std::fs::read_to_string(&log).unwrap_or_else(|e| format!("{}: {e}", log.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn print_table_header() {
@@ -325,7 +341,7 @@ async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_ev
         "see below",
     )
     .await;
-    report_listener_back(&listener, revived).await;
+    listener_placed_back_and_serving(&lattice, &listener, revived).await;
 }
 
 #[tokio::test]
@@ -353,18 +369,98 @@ async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() 
         &format!("{:.1} s to every replica current", caught_up.as_secs_f64()),
     )
     .await;
-    report_listener_back(&listener, revived).await;
+    listener_placed_back_and_serving(&lattice, &listener, revived).await;
 }
 
-/// Prints how long after host-2 came back wadm had its listener serving again, if it did.
-async fn report_listener_back(listener: &str, revived: Instant) {
-    match listener_back(listener, revived).await {
-        Some(back) => println!(
-            "host-2's listener placed back by wadm and serving {:.1} s after the host came back",
-            back.as_secs_f64()
-        ),
-        None => println!(
-            "host-2's listener not placed back by wadm within {PLACEMENT_WATCH:?} of the host coming back"
-        ),
-    }
+/// wadm places host-2's listener back once the host is back, and an order placed through it is
+/// paid; prints how long the placement took.
+async fn listener_placed_back_and_serving(lattice: &Lattice, listener: &str, revived: Instant) {
+    let back = listener_back(listener, revived).await.unwrap_or_else(|| {
+        let (_, status) = lattice_script(&["status", "ha"]);
+        panic!(
+            "host-2's listener not placed back by wadm within {PLACEMENT_WATCH:?} of the host coming back\n\
+             lattice status:\n{status}\nhost-2's log, last lines:\n{}",
+            log_tail("host-2", 40)
+        )
+    });
+    let user = lattice.new_user("PlacedBack", 10).await;
+    let answer = orders_e2e::http_client(Duration::from_secs(10))
+        .post(format!("{listener}/Order"))
+        .bearer_auth(lattice.key(&user))
+        .json(&json!({ "user": user, "sum": 4 }))
+        .send()
+        .await
+        .expect("host-2's listener answers");
+    assert_eq!(
+        answer.status(),
+        202,
+        "an order through host-2's listener is accepted"
+    );
+    let order: Value = answer.json().await.unwrap();
+    let order_id = order["order_id"].as_str().unwrap();
+    assert_eq!(
+        lattice.await_settled(&user, order_id).await["state"],
+        json!("paid")
+    );
+    assert_eq!(lattice.balance(&user).await, 6);
+    println!(
+        "host-2's listener placed back by wadm {:.1} s after the host came back; an order through it paid once",
+        back.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+#[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
+async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one_is_back_and_lose_none(
+) {
+    let lattice = Lattice::from_env();
+    // The leader of ORDERS and one more: the one server left is a follower that cannot be elected
+    // alone, so no stream or bucket can take a write until a second server is back.
+    let leader = leader_of_orders().await;
+    let other = ["nats-1", "nats-2", "nats-3"]
+        .into_iter()
+        .find(|server| *server != leader)
+        .unwrap();
+    let quorum_lost = std::sync::OnceLock::new();
+    let (seen, revived) = under_load(&lattice, || async {
+        on_ha("kill", &leader);
+        on_ha("kill", other);
+        quorum_lost.set(Instant::now()).unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        on_ha("revive", &leader);
+        on_ha("revive", other);
+        Instant::now()
+    })
+    .await;
+    // An order is accepted only once a majority of servers holds it. A request first sent while
+    // the majority was gone (1 s after the kill, for requests already in flight) is answered 202
+    // only after it is back; one first sent before may be answered from its stored key.
+    let without_majority = *quorum_lost.get().unwrap() + Duration::from_secs(1)..revived;
+    let accepted_without_majority = seen
+        .iter()
+        .flat_map(|client| &client.sent_and_accepted)
+        .filter(|(sent, accepted)| {
+            without_majority.contains(sent) && without_majority.contains(accepted)
+        })
+        .count();
+    assert_eq!(
+        accepted_without_majority, 0,
+        "orders first sent and accepted while two of three servers were down"
+    );
+    let caught_up = streams_caught_up(revived).await;
+    print_table_header();
+    every_order_settled_once(
+        &lattice,
+        &format!("kill -9 {leader} (leader of ORDERS) and {other} together for 5 s"),
+        &seen,
+        &format!("{:.1} s to every replica current", caught_up.as_secs_f64()),
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "stops and restores the replicated lattice: `make test` runs these on the `ha` instance"]
+async fn a_stopped_replicated_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key(
+) {
+    orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "ha").await;
 }
