@@ -1,7 +1,7 @@
 # orders-lattice. The two commands: `make run` and `make test`. Each installs or builds whatever is
 # missing first (toolchain, NATS, wash, host, wadm, providers, components), so a fresh machine needs
 # nothing else. Builds go to $(ORDERS_CACHE) (default ~/.cache/orders-lattice), outside the checkout.
-# A cold `make run` takes about 35 minutes on 2 cores (COLD_START below; docs/build-times.md), almost
+# A cold `make run` takes about 30 minutes on 2 cores (COLD_START below; docs/build-times.md), almost
 # all of it one cargo build of the host, wadm, the providers and wash; every step prints its progress.
 
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ WASH := $(TOOLS)/bin/wash
 VENV := $(ORDERS_CACHE)/venv
 NATS_SERVER := $(VENV)/bin/nats-server
 # What a cold start takes on 2 cores, measured (docs/build-times.md); said once, when nothing is built.
-COLD_START := about 35 minutes on 2 cores (measured: 33 min 13 s)
+COLD_START := about 30 minutes on 2 cores (measured: 28 min 49 s)
 # Marks a complete install of the tests' node tools; a new name whenever their list changes.
 NODE_TOOLS := $(ORDERS_CACHE)/node/node_modules/.orders-node-tools-2
 RELEASE := $(CARGO_TARGET_DIR)/release
@@ -97,6 +97,7 @@ toolchain:
 tools: toolchain $(NATS_SERVER) $(WASH)
 
 patches: toolchain
+	@[ -x $(RELEASE)/orders-host ] || echo "==> cold start: nothing is built yet; expect $(COLD_START) in all"
 	@scripts/patch-deps.sh
 	@[ -f $(WASH_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash uses (cargo tree; on a first run cargo downloads every crate here)"
 	@scripts/wash-profile.py $(WASH_PROFILE) --config $(ORDERS_CACHE)/patches/config.toml
@@ -109,11 +110,12 @@ $(NATS_SERVER):
 
 # wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry as part of this workspace's
 # dependency graph (lattice/wash): the crates it shares with the host (wasmtime, async-nats, the
-# control interface, ...) are the ones `native` just compiled, with the same features, so only
-# wash's own crates and its binary are left to build. It runs after every `native` (cargo takes a
-# second to find it current), so wash always matches the patched crates it shares with the host.
+# control interface, ...) are the ones `native` just compiled, with the same features, and so are
+# wash's own crates (unoptimised: scripts/wash-profile.py), so only its binary is left to link. It
+# runs after every `native` (cargo takes a second to find it current), so wash always matches the
+# patched crates it shares with the host.
 $(WASH): native
-	@echo "==> $$(date +%T) building wash (lattice/wash) from the host's dependency graph: ~3 minutes cold"
+	@echo "==> $$(date +%T) linking wash (lattice/wash), whose crates were built with the host's: seconds"
 	$(CARGO) build --release -p wash --bin wash
 	install -D $(RELEASE)/wash $@
 
@@ -137,7 +139,6 @@ $(NODE_TOOLS):
 build: tools native components providers
 
 native: patches
-	@[ -x $(RELEASE)/orders-host ] || echo "==> cold start: nothing is built yet; expect $(COLD_START) in all"
 	@echo "==> $$(date +%T) building the host, wadm, the providers and wash's crates (~900 crates; most of a cold start)"
 	$(CARGO) build --release
 
