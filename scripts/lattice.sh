@@ -59,14 +59,16 @@ stop() {
   say "$name stopped"
 }
 
-# True once the command succeeds, trying 4 times a second for `seconds`.
+# True once the command succeeds, tried every quarter second until `seconds` have passed. The
+# deadline is the clock's, not a count of tries: one try can itself take seconds (a wash query
+# waits for every host's answer), which would stretch a 60-second wait to ten minutes.
 within() {
   local seconds=$1; shift
-  for _ in $(seq "$((seconds * 4))"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
     sleep 0.25
   done
-  return 1
 }
 
 wait_for() {
@@ -298,6 +300,9 @@ deploy() {
     return
   fi
   if "$WASH" app get orders "${CTL[@]}" >/dev/null 2>&1; then
+    # wadm is still placing what it kept on hosts that just started (a restored lattice has no
+    # record of what was deployed): let it finish, so that its undeploy knows every part it placed.
+    within 30 app_deployed || true
     say "replacing the deployed application"
     "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
     "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
