@@ -187,6 +187,20 @@ async fn every_order_settled_once(lattice: &Lattice, fault: &str, seen: &[Seen],
     );
 }
 
+/// Waits for every replica to be current again after the fault ended (`revived`), then for every
+/// accepted order to be settled once; prints the fault's line of the table with the catch-up time.
+async fn settled_once_after_every_replica_caught_up(
+    lattice: &Lattice,
+    fault: &str,
+    seen: &[Seen],
+    revived: Instant,
+) {
+    let caught_up = streams_caught_up(revived).await;
+    print_table_header();
+    let catch_up = format!("{:.1} s to every replica current", caught_up.as_secs_f64());
+    every_order_settled_once(lattice, fault, seen, &catch_up).await;
+}
+
 /// `scripts/lattice.sh <action> ha <process>`, which must succeed.
 fn on_ha(action: &str, process: &str) {
     let (succeeded, printed) = lattice_script(&[action, "ha", process]);
@@ -309,13 +323,11 @@ async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_or
         Instant::now()
     })
     .await;
-    let caught_up = streams_caught_up(revived).await;
-    print_table_header();
-    every_order_settled_once(
+    settled_once_after_every_replica_caught_up(
         &lattice,
         &format!("kill -9 {killed} (leader of ORDERS) for 5 s"),
         &seen,
-        &format!("{:.1} s to every replica current", caught_up.as_secs_f64()),
+        revived,
     )
     .await;
 }
@@ -360,13 +372,11 @@ async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() 
         Instant::now()
     })
     .await;
-    let caught_up = streams_caught_up(revived).await;
-    print_table_header();
-    every_order_settled_once(
+    settled_once_after_every_replica_caught_up(
         &lattice,
         "kill -9 host-2 and nats-1 together for 5 s",
         &seen,
-        &format!("{:.1} s to every replica current", caught_up.as_secs_f64()),
+        revived,
     )
     .await;
     listener_placed_back_and_serving(&lattice, &listener, revived).await;
@@ -447,13 +457,11 @@ async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one
         accepted_without_majority, 0,
         "orders first sent and accepted while two of three servers were down"
     );
-    let caught_up = streams_caught_up(revived).await;
-    print_table_header();
-    every_order_settled_once(
+    settled_once_after_every_replica_caught_up(
         &lattice,
         &format!("kill -9 {leader} (leader of ORDERS) and {other} together for 5 s"),
         &seen,
-        &format!("{:.1} s to every replica current", caught_up.as_secs_f64()),
+        revived,
     )
     .await;
 }
