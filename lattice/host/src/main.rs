@@ -358,6 +358,36 @@ impl Args {
 
 /// How many times a start that found JetStream electing a leader is tried (a second apart).
 const START_ATTEMPTS: u32 = 30;
+/// Which try this process is (1 when unset): carried across `exec` by the environment.
+const START_ATTEMPT_VAR: &str = "ORDERS_HOST_START_ATTEMPT";
+/// Start failures that pass within seconds on a NATS cluster: a bucket answers only once its
+/// replicas have a leader, so a host started while one is being elected (a server just lost, or
+/// back) can neither create its buckets ("stream name already in use with a different
+/// configuration") nor read them (the request times out).
+const TRANSIENT_START_FAILURES: [&str; 2] = [
+    "failed to create bucket",
+    "failed to read keys of lattice data bucket",
+];
+
+/// Whether a failed start is worth another try, and which try comes next.
+fn next_start_attempt(error: &str, attempt: u32) -> Option<u32> {
+    let transient = TRANSIENT_START_FAILURES.iter().any(|f| error.contains(f));
+    (transient && attempt < START_ATTEMPTS).then_some(attempt + 1)
+}
+
+/// Replaces this process with a fresh start of the same binary and arguments, as a supervisor
+/// would restart it: `Host::new` fails some steps after it spawned the host's tasks, so a second
+/// try in the same process would run beside the first one's leftovers. The pid stays the same,
+/// so whatever watches it (lattice.sh, a container runtime) sees one host.
+fn start_again(attempt: u32) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(START_ATTEMPT_VAR, attempt.to_string())
+        .exec()
+        .into()
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -375,26 +405,23 @@ async fn main() -> anyhow::Result<()> {
     .context("failed to set up logging and OpenTelemetry")?;
     dispatch.try_init().context("logging set up twice")?;
     let config = args.into_host_config()?;
-    // On a NATS cluster a bucket answers only once its replicas have a leader: a host started
-    // while one is being elected (a server just lost, or back) can neither read its buckets nor
-    // create them ("stream name already in use with a different configuration"). That passes
-    // within seconds, so the start is tried again, as a supervisor would.
-    let mut attempt = 1;
-    let (host, shutdown) = loop {
-        match Host::new(config.clone()).await {
-            Ok(started) => break started,
-            Err(e)
-                if attempt < START_ATTEMPTS
-                    && format!("{e:#}").contains("failed to create bucket") =>
-            {
-                tracing::warn!(
-                    attempt,
-                    "the host's buckets are not available yet, trying again in 1 s: {e:#}"
-                );
-                attempt += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e).context("failed to start the wasmCloud host"),
+    let attempt = std::env::var(START_ATTEMPT_VAR)
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    let (host, shutdown) = match Host::new(config).await {
+        Ok(started) => started,
+        Err(e) => {
+            let error = format!("{e:#}");
+            let Some(next) = next_start_attempt(&error, attempt) else {
+                return Err(e).context("failed to start the wasmCloud host");
+            };
+            tracing::warn!(
+                attempt,
+                "the host's buckets are not available yet, starting again in 1 s: {error}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Err(start_again(next)).context("failed to start the host again");
         }
     };
     tracing::info!("host started");
@@ -477,5 +504,27 @@ mod tests {
     #[test]
     fn a_jwt_without_its_seed_is_refused() {
         assert!(Args::try_parse_from(["orders-host", "--nats-jwt", "h.x.s"]).is_err());
+    }
+
+    #[test]
+    fn a_start_that_found_the_cluster_electing_is_tried_again_up_to_a_limit() {
+        let timed_out = "failed to read keys of lattice data bucket: timed out";
+        assert_eq!(next_start_attempt(timed_out, 1), Some(2));
+        assert_eq!(
+            next_start_attempt(
+                "failed to create bucket 'LATTICEDATA_x': stream name already in use",
+                7
+            ),
+            Some(8)
+        );
+        assert_eq!(next_start_attempt(timed_out, START_ATTEMPTS), None);
+    }
+
+    #[test]
+    fn a_start_that_failed_for_another_reason_is_not_tried_again() {
+        assert_eq!(
+            next_start_attempt("failed to connect to NATS: authorization violation", 1),
+            None
+        );
     }
 }

@@ -13,7 +13,8 @@
 //! - `max_attempts` (default 5): handler failures before a message goes to the dead-letter subject;
 //! - `dead_letter_subject` (default `deadletter.<durable>`);
 //! - `concurrency` (default 32): messages handled at once;
-//! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message.
+//! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message; also how
+//!   long the provider awaits the component's answer before it offers the message again.
 //!
 //! Link config, component → provider (`wasmcloud:messaging/consumer`), the link's target config:
 //! - `publish`: the subjects the component may publish to (and send requests on), separated by

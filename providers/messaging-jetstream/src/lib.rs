@@ -331,7 +331,22 @@ async fn deliver(
         reply_to: None,
     };
     let trace_context = orders_provider_support::trace_headers();
-    let outcome = handler::handle_message(wrpc, Some(trace_context), &broker_message).await;
+    // The wRPC call has no deadline of its own once the host took it: if the host, or the NATS
+    // server between us, dies before the answer, the call waits forever, holding the message and
+    // one of the link's `concurrency` places. Past `ack_wait` the server offers the message again
+    // anyway, so the call is given up then and the message handed back at once; handlers are
+    // idempotent, so a call that was only slow and still finishes is harmless.
+    let outcome = tokio::time::timeout(
+        config.ack_wait,
+        handler::handle_message(wrpc, Some(trace_context), &broker_message),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "no answer within {:?} (the call or its answer was lost)",
+            config.ack_wait
+        ))
+    });
     let span = tracing::Span::current();
     let settled = match outcome {
         Ok(Ok(())) => {
