@@ -30,9 +30,6 @@ pub trait CasStore {
         expected: Option<Revision>,
     ) -> Result<Option<Revision>, StoreError>;
 
-    /// Every key in the bucket.
-    fn keys(&self) -> Result<Vec<String>, StoreError>;
-
     /// The values of `keys`, in order; `None` for a key that does not exist.
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
@@ -138,19 +135,6 @@ pub trait RecordStore: CasStore {
             "`{key}` kept changing: {MAX_CONFLICTS} conflicting writes"
         ))
         .into())
-    }
-
-    /// Every record whose key starts with `prefix`.
-    fn records_with_prefix<M: Message + Default>(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<M>, StoreError> {
-        let keys: Vec<String> = self
-            .keys()?
-            .into_iter()
-            .filter(|k| k.starts_with(prefix))
-            .collect();
-        self.records(&keys)
     }
 
     /// One page of the records whose keys match `filter`, oldest first, and the `after` of the

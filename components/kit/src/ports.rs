@@ -58,22 +58,6 @@ impl CasStore for KeyValue {
         Ok(written.map(Revision))
     }
 
-    fn keys(&self) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .bucket()?
-                .list_keys(cursor)
-                .map_err(|e| unavailable(&e))?;
-            keys.extend(page.keys);
-            match page.cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(keys),
-            }
-        }
-    }
-
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let found = batch::get_many(self.bucket()?, keys).map_err(|e| unavailable(&e))?;
         Ok(found

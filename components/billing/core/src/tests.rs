@@ -208,7 +208,7 @@ fn a_deposit_for_an_unknown_user_is_not_found_and_creates_nobody() {
         .deposit_as(&memory::caller(&ghost_key.key), "Nobody", 5)
         .unwrap_err();
     assert_eq!((error.status(), error.code()), (404, "unknown_user"));
-    assert!(world.store.keys().unwrap().is_empty());
+    assert!(world.store.keys().is_empty());
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn invalid_requests_store_nothing() {
         assert_eq!(error.status(), 422, "{user} {sum}");
     }
     assert!(world.create("").is_err());
-    assert_eq!(world.store.keys().unwrap(), ["account/Pavel"]);
+    assert_eq!(world.store.keys(), ["account/Pavel"]);
     assert_eq!(world.store.read("account/Pavel").unwrap(), before);
 }
 
@@ -409,7 +409,7 @@ fn an_order_is_settled_with_one_read_and_one_write_of_the_account_alone() {
     let operations = world.store.take_operations();
     // The balance query of World::with_user is not counted: it comes after take_operations.
     assert_eq!((operations.reads, operations.writes), (1, 1));
-    assert_eq!(world.store.keys().unwrap(), ["account/Pavel"]);
+    assert_eq!(world.store.keys(), ["account/Pavel"]);
 }
 
 #[test]
@@ -456,7 +456,7 @@ fn a_busy_accounts_oldest_settlements_move_to_their_own_records_and_still_stop_a
         MAX_REMEMBERED_SETTLEMENTS
     );
     assert_eq!(
-        world.store.keys().unwrap(),
+        world.store.keys(),
         ["account/Pavel", "payment/o-0", "payment/o-1", "payment/o-2"]
     );
     let balance = world.balance("Pavel");
@@ -481,11 +481,7 @@ fn settlements_past_the_redelivery_horizon_are_forgotten_and_older_orders_expire
     orders(&world, "recent", MAX_REMEMBERED_SETTLEMENTS);
     let account = account(&world, "Pavel");
     assert_eq!(account.forgotten_through_ms, early[0].placed_at_ms);
-    assert_eq!(
-        world.store.keys().unwrap(),
-        ["account/Pavel"],
-        "nothing archived"
-    );
+    assert_eq!(world.store.keys(), ["account/Pavel"], "nothing archived");
     let balance = world.balance("Pavel");
 
     let forgotten = world.billing().settle(&early[0]).unwrap();
@@ -587,7 +583,7 @@ fn a_balance_of_100_pays_exactly_ten_orders_of_10() {
 #[test]
 fn a_malformed_order_is_refused_and_changes_nothing() {
     let world = World::with_user("Pavel", 100);
-    let before = world.store.keys().unwrap();
+    let before = world.store.keys();
     let valid = world.placed("o-1", "Pavel", 10, &world.key("Pavel"));
     for order in [
         OrderPlaced {
@@ -608,7 +604,7 @@ fn a_malformed_order_is_refused_and_changes_nothing() {
             Err(BillingError::Invalid(_))
         ));
     }
-    assert_eq!(world.store.keys().unwrap(), before);
+    assert_eq!(world.store.keys(), before);
     assert_eq!(world.balance("Pavel"), 100);
 }
 

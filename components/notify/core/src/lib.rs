@@ -8,8 +8,9 @@
 //!   notifications are read without reading anyone else's, however many are stored;
 //! - `order/<order id>`: the order as placed ([`PlacedOrder`], from `orders.placed`), so that an
 //!   order accepted but not yet settled can be shown as pending;
-//! - `deadletter/<consumer>/<SHA-256 of the payload>`: a message a consumer gave up on
-//!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck.
+//! - `deadletter␟<consumer>␟<SHA-256 of the payload>`: a message a consumer gave up on
+//!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck;
+//!   grouped, so that they are read without reading the notifications.
 //!
 //! Who may read: a user's notifications and orders need that user's API key or the admin token;
 //! everyone's notifications and the dead letters need the admin token ([`orders_common::auth`]). An order of another
@@ -69,7 +70,11 @@ impl ApiError for NotifyError {
 /// The first token of a notification's key.
 const NOTIFICATIONS: &str = "notification";
 const PLACED_PREFIX: &str = "order/";
-const DEAD_LETTER_PREFIX: &str = "deadletter/";
+/// The first token of a dead letter's key: `deadletter␟<consumer>␟<sha-256 of the payload>`, so
+/// that the dead letters are found without reading the notifications beside them.
+const DEAD_LETTERS: &str = "deadletter";
+/// How many dead letters one read of the key index returns.
+const DEAD_LETTERS_PAGE: u32 = 1000;
 
 /// Where the notification of `user`'s order `id` is stored.
 fn notification_key(user: &str, id: &str) -> String {
@@ -212,23 +217,31 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             sum: order.sum,
             recorded_at_ms: self.clock.now_ms(),
         };
-        let key = format!(
-            "{DEAD_LETTER_PREFIX}{consumer}/{}",
-            hex::encode(Sha256::digest(payload))
-        );
+        let key = keys::of(&[
+            DEAD_LETTERS,
+            consumer,
+            &hex::encode(Sha256::digest(payload)),
+        ]);
         Ok(self.store.write_record(&key, &record, None)?.is_some())
     }
 
     /// The dead letters, oldest first, each with whether its order has been notified since.
     pub fn dead_letters(&self, caller: &Caller) -> Result<DeadLettersResponse, NotifyError> {
         caller.require_admin()?;
-        let dead_letter_keys: Vec<String> = self
-            .store
-            .keys()?
-            .into_iter()
-            .filter(|key| key.starts_with(DEAD_LETTER_PREFIX))
-            .collect();
-        let stored: Vec<StoredDeadLetter> = self.store.records(&dead_letter_keys)?;
+        // Dead letters are few among everything notify stores: found through the key index.
+        let filter = keys::of(&[DEAD_LETTERS, ALL_FOLLOWING]);
+        let mut stored: Vec<StoredDeadLetter> = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) =
+                self.store
+                    .scan_records(&filter, ScanBy::KeyIndex, after, DEAD_LETTERS_PAGE)?;
+            stored.extend(page);
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
         // Each order's notification, where the dead letter names a valid order of a valid user.
         let notification_keys: Vec<Option<String>> = stored
             .iter()
@@ -664,7 +677,7 @@ mod tests {
             .notify()
             .deliver(&result("o-2", "", PaymentOutcome::Paid, None))
             .is_err());
-        assert!(world.store.keys().unwrap().is_empty());
+        assert!(world.store.keys().is_empty());
     }
 
     fn placed(id: &str, user: &str) -> OrderPlaced {
@@ -769,7 +782,7 @@ mod tests {
             .notify()
             .record_placed(&placed("o-1", "Pavel"))
             .unwrap());
-        assert_eq!(world.store.keys().unwrap(), ["order/o-1"]);
+        assert_eq!(world.store.keys(), ["order/o-1"]);
     }
 
     #[test]
@@ -805,7 +818,7 @@ mod tests {
             (422, "invalid_order_id")
         );
         assert!(world.notify().record_placed(&placed("o-1", " ")).is_err());
-        assert!(world.store.keys().unwrap().is_empty());
+        assert!(world.store.keys().is_empty());
     }
 
     #[test]
@@ -838,6 +851,37 @@ mod tests {
         );
         let refused = world.notify().dead_letters(&key_of("Pavel")).unwrap_err();
         assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
+    }
+
+    #[test]
+    fn dead_letters_are_stored_apart_from_notifications_and_listed_past_one_page() {
+        let world = World::new();
+        world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
+            .unwrap();
+        let letters = DEAD_LETTERS_PAGE + 1;
+        for n in 0..letters {
+            world
+                .notify()
+                .record_dead_letter("billing", format!("payload {n}").as_bytes())
+                .unwrap();
+        }
+        let group = keys::of(&[DEAD_LETTERS, ALL_FOLLOWING]);
+        let stored = world.store.keys();
+        assert_eq!(
+            stored
+                .iter()
+                .filter(|key| keys::matches(&group, key))
+                .count(),
+            letters as usize,
+            "every dead letter in its group, no notification in it"
+        );
+        let listed = world.notify().dead_letters(&admin()).unwrap();
+        assert_eq!(
+            (listed.count, listed.dead_letters.len()),
+            (letters, letters as usize)
+        );
     }
 
     #[test]

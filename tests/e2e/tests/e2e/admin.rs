@@ -127,6 +127,7 @@ async fn notifications_an_older_notify_stored_are_listed_once_migrated() {
     );
 
     for _ in 0..2 {
+        // Its name before it moved dead letters too: kept as an alias.
         orders_admin(&["kv", "migrate-notifications", "notify"]).await;
     }
     let listed = lattice.notifications(&user).await;
@@ -143,4 +144,57 @@ async fn notifications_an_older_notify_stored_are_listed_once_migrated() {
         (200, json!("paid")),
         "found by its id although notify never saw it placed: {status:?}"
     );
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn dead_letters_an_older_notify_stored_are_listed_once_migrated() {
+    let lattice = Lattice::from_env();
+    let order_id = unique("legacy-dead");
+    let letter = orders_common::proto::StoredDeadLetter {
+        consumer: "billing".into(),
+        order_id: order_id.clone(),
+        user: unique("Legacy"),
+        sum: 3,
+        recorded_at_ms: 1,
+    };
+    let notify = async_nats::jetstream::new(lattice.nats().await)
+        .get_key_value("notify")
+        .await
+        .unwrap();
+    let legacy_key = format!("deadletter/billing/{}", unique("digest"));
+    notify
+        .put(&legacy_key, prost::Message::encode_to_vec(&letter).into())
+        .await
+        .unwrap();
+    let listed_for_order = || async {
+        let answer = lattice.get_as_admin("/DeadLetters").await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["order_id"] == json!(order_id))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        listed_for_order().await.is_empty(),
+        "the old layout is not where the dead letters are read"
+    );
+
+    for _ in 0..2 {
+        orders_admin(&["kv", "migrate-keys", "notify"]).await;
+    }
+    let listed = listed_for_order().await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "moved once, however often migrated: {listed:?}"
+    );
+    assert_eq!(
+        (listed[0]["consumer"].clone(), listed[0]["sum"].clone()),
+        (json!("billing"), json!(3))
+    );
+    assert_eq!(notify.get(&legacy_key).await.unwrap(), None);
 }
