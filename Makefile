@@ -1,7 +1,7 @@
 # orders-lattice. The two commands: `make run` and `make test`. Each installs or builds whatever is
 # missing first (toolchain, NATS, wash, host, wadm, providers, components), so a fresh machine needs
 # nothing else. Builds go to $(ORDERS_CACHE) (default ~/.cache/orders-lattice), outside the checkout.
-# A cold `make run` takes about 30 minutes on 2 cores (COLD_START below; docs/build-times.md), almost
+# A cold `make run` takes about 20 minutes on 2 cores (COLD_START below; docs/build-times.md), almost
 # all of it one cargo build of the host, wadm, the providers and wash; every step prints its progress.
 
 SHELL := /bin/bash
@@ -16,17 +16,17 @@ WASH := $(TOOLS)/bin/wash
 VENV := $(ORDERS_CACHE)/venv
 NATS_SERVER := $(VENV)/bin/nats-server
 # What a cold start takes on 2 cores, measured (docs/build-times.md); said once, when nothing is built.
-COLD_START := about 30 minutes on 2 cores (measured: 28 min 49 s)
+COLD_START := about 20 minutes on 2 cores (measured: 16 min 55 s; up to 29 on a slower machine)
 # Marks a complete install of the tests' node tools; a new name whenever their list changes.
 NODE_TOOLS := $(ORDERS_CACHE)/node/node_modules/.orders-node-tools-2
 RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
 # Every build goes through our patched copies of the wRPC NATS transport and the HTTP server
-# provider (see scripts/patch-deps.sh), and compiles the crates only wash uses unoptimised (see
-# scripts/wash-profile.py).
-WASH_PROFILE := $(ORDERS_CACHE)/patches/wash-profile.toml
-CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml --config $(WASH_PROFILE)
+# provider (see scripts/patch-deps.sh), and compiles the crates only wash and our tools reach
+# with less optimisation (see scripts/build-profile.py).
+BUILD_PROFILE := $(ORDERS_CACHE)/patches/build-profile.toml
+CARGO := cargo --config $(ORDERS_CACHE)/patches/config.toml --config $(BUILD_PROFILE)
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify web
@@ -99,8 +99,8 @@ tools: toolchain $(NATS_SERVER) $(WASH)
 patches: toolchain
 	@[ -x $(RELEASE)/orders-host ] || echo "==> cold start: nothing is built yet; expect $(COLD_START) in all"
 	@scripts/patch-deps.sh
-	@[ -f $(WASH_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash uses (cargo tree; on a first run cargo downloads every crate here)"
-	@scripts/wash-profile.py $(WASH_PROFILE) --config $(ORDERS_CACHE)/patches/config.toml
+	@[ -f $(BUILD_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash and our tools reach (cargo tree; on a first run cargo downloads every crate here)"
+	@scripts/build-profile.py $(BUILD_PROFILE) --config $(ORDERS_CACHE)/patches/config.toml
 
 # NATS >= 2.10 with JetStream (Debian's 2.9 silently breaks wadm), from PyPI, in a private venv.
 $(NATS_SERVER):
@@ -111,7 +111,7 @@ $(NATS_SERVER):
 # wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry as part of this workspace's
 # dependency graph (lattice/wash): the crates it shares with the host (wasmtime, async-nats, the
 # control interface, ...) are the ones `native` just compiled, with the same features, and so are
-# wash's own crates (unoptimised: scripts/wash-profile.py), so only its binary is left to link. It
+# wash's own crates (unoptimised: scripts/build-profile.py), so only its binary is left to link. It
 # runs after every `native` (cargo takes a second to find it current), so wash always matches the
 # patched crates it shares with the host.
 $(WASH): native
@@ -140,7 +140,7 @@ build: tools native components providers
 
 native: patches
 	@echo "==> $$(date +%T) building the host, wadm, the providers and wash's crates (~900 crates; most of a cold start)"
-	$(CARGO) build --release
+	$(CARGO) build --release --timings
 
 components: patches
 	@echo "==> $$(date +%T) building the components (wasm32-wasip2)"

@@ -41,7 +41,7 @@ fi
 if [[ -x $WASH ]]; then
   ok "$("$WASH" --version | head -1 | tr -s ' ') ($WASH)"
 else
-  later "wash is not built: make builds $WASH_VERSION with the host (lattice/wash; a cold start takes about 30 minutes)"
+  later "wash is not built: make builds $WASH_VERSION with the host (lattice/wash; a cold start takes about 20 minutes)"
 fi
 
 free_gb=$(df -Pk "$(dirname "$ORDERS_CACHE")" | awk 'NR==2 {print int($4 / 1048576)}')

@@ -11,7 +11,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 instance_ports test
 export NATS_SERVER_BIN=$NATS_SERVER
-cargo() { command cargo --config "$ORDERS_CACHE/patches/config.toml" --config "$ORDERS_CACHE/patches/wash-profile.toml" "$@"; }
+cargo() { command cargo --config "$ORDERS_CACHE/patches/config.toml" --config "$ORDERS_CACHE/patches/build-profile.toml" "$@"; }
 
 say "unit and integration tests (native crates)"
 cargo test --release
