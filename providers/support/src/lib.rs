@@ -2,8 +2,10 @@
 
 pub mod links;
 mod nats;
+mod serve;
 
 pub use nats::NatsCredentials;
+pub use serve::serve_invocations;
 
 use std::collections::HashMap;
 
@@ -139,9 +141,11 @@ macro_rules! serve_until_stopped {
             .get_wrpc_client(connection.provider_key())
             .await
             .context("failed to create the wRPC client")?;
-        ::wasmcloud_provider_sdk::serve_provider_exports(&wrpc, provider, shutdown, $serve)
+        let invocations = $serve(&wrpc, provider)
             .await
-            .context("failed to serve provider exports")
+            .context("failed to serve provider exports")?;
+        $crate::serve_invocations(invocations, shutdown).await;
+        ::anyhow::Ok(())
     }};
 }
 
