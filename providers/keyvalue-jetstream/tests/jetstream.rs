@@ -1,5 +1,5 @@
 //! The bucket layer against a real NATS server with JetStream: each test starts its own
-//! `nats-server` on a free port (orders-test-nats).
+//! `nats-server` (orders-test-nats).
 
 use keyvalue_jetstream_provider::bucket::{Bucket, Page, ScanBy};
 use keyvalue_jetstream_provider::config::BucketConfig;
