@@ -262,7 +262,7 @@ up() {
                     curl -s -X POST 127.0.0.1:$HTTP_PORT/CreateUser -d '{"user":"Pavel"}'
     admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
                     curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
-    NATS          $NATS_URLS   (subjects orders.placed, payments.settled)
+    NATS          $NATS_URLS   (subjects orders.placed.<partition>, payments.settled)
                   no anonymous clients: creds files per identity in $AUTH (admin.creds for people)
     traces        $(trace_hint)
     logs          $LOGS

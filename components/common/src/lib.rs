@@ -101,8 +101,14 @@ pub mod keys {
 
 /// Broker subjects.
 pub mod subjects {
-    /// order -> billing and notify: [`crate::proto::OrderPlaced`].
+    use sha2::{Digest as _, Sha256};
+
+    /// order -> billing and notify: [`crate::proto::OrderPlaced`], on `orders.placed.<partition>`
+    /// ([`order_placed`]). Orders published before partitioning, and their dead letters, are on
+    /// this subject itself.
     pub const ORDER_PLACED: &str = "orders.placed";
+    /// Every placed order's subject, as a NATS subscription names them.
+    pub const ORDER_PLACED_PARTITIONS: &str = "orders.placed.*";
     /// billing -> notify: [`crate::proto::PaymentResult`].
     pub const PAYMENT_SETTLED: &str = "payments.settled";
     /// The messaging provider -> notify: `deadletter.<consumer>`, a message that consumer gave up
@@ -112,4 +118,59 @@ pub mod subjects {
     pub const ORIGINAL_SUBJECT_HEADER: &str = "Orders-Original-Subject";
     /// A dead letter's header: the handler's last error.
     pub const FAILURE_HEADER: &str = "Orders-Failure";
+
+    /// The subject of an order placed by `user`: `orders.placed.` and two hex digits of the
+    /// SHA-256 of the name, one of 256 partitions. billing's messaging link delivers the orders
+    /// of one subject one after another, so one account's orders never race for its balance
+    /// while other accounts' orders are settled beside them. A name is hashed rather than written
+    /// into the subject because names may hold any character, `.`, `*` and `>` included.
+    pub fn order_placed(user: &str) -> String {
+        let digest = Sha256::digest(user.as_bytes());
+        format!("{ORDER_PLACED}.{:02x}", digest[0])
+    }
+
+    /// Whether `subject` carries a placed order (partitioned, or from before partitioning).
+    pub fn is_order_placed(subject: &str) -> bool {
+        match subject.strip_prefix(ORDER_PLACED) {
+            Some("") => true,
+            Some(partition) => partition
+                .strip_prefix('.')
+                .is_some_and(|token| !token.is_empty() && !token.contains('.')),
+            None => false,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn one_users_orders_share_one_subject_of_two_hex_digits() {
+            let subject = order_placed("Павел");
+            assert_eq!(subject, order_placed("Павел"));
+            let partition = subject.strip_prefix("orders.placed.").unwrap();
+            assert_eq!(partition.len(), 2);
+            assert!(partition.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(order_placed("a.b >*"), order_placed("a.b >*"));
+            assert!(!order_placed("a.b >*")["orders.placed.".len()..].contains(['.', '>', '*']));
+        }
+
+        #[test]
+        fn users_spread_over_the_partitions() {
+            let partitions: std::collections::HashSet<String> = (0..1000)
+                .map(|i| order_placed(&format!("user-{i}")))
+                .collect();
+            assert!(partitions.len() > 200, "{} partitions", partitions.len());
+        }
+
+        #[test]
+        fn placed_orders_are_told_by_subject() {
+            assert!(is_order_placed(&order_placed("Pavel")));
+            assert!(is_order_placed("orders.placed"));
+            assert!(!is_order_placed("orders.placed."));
+            assert!(!is_order_placed("orders.placed.ab.cd"));
+            assert!(!is_order_placed("orders.placedx"));
+            assert!(!is_order_placed(PAYMENT_SETTLED));
+        }
+    }
 }

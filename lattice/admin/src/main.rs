@@ -186,7 +186,9 @@ fn emit(line: impl std::fmt::Display) {
 /// A payload as JSON, by the subject it was published on; unknown payloads as their bytes.
 fn decode(subject: &str, payload: &[u8]) -> Value {
     let decoded = match subject {
-        subjects::ORDER_PLACED => OrderPlaced::decode(payload).map(|m| json!(m)),
+        placed if subjects::is_order_placed(placed) => {
+            OrderPlaced::decode(payload).map(|m| json!(m))
+        }
         subjects::PAYMENT_SETTLED => PaymentResult::decode(payload).map(|m| json!(m)),
         _ => return json!({ "bytes": payload }),
     };

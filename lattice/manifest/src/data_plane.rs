@@ -83,7 +83,12 @@ mod tests {
         assert_eq!(plane.streams, ["DEADLETTER", "ORDERS", "PAYMENTS"]);
         assert_eq!(
             plane.subjects,
-            ["deadletter.>", "orders.placed", "payments.settled"]
+            [
+                "deadletter.>",
+                "orders.placed",
+                "orders.placed.*",
+                "payments.settled"
+            ]
         );
         assert_eq!(plane.buckets, ["billing", "notify", "order"]);
         assert_eq!(plane.secret_configs, ["orders-auth"]);

@@ -13,6 +13,9 @@
 //! - `max_attempts` (default 5): handler failures before a message goes to the dead-letter subject;
 //! - `dead_letter_subject` (default `deadletter.<durable>`);
 //! - `concurrency` (default 32): messages handled at once;
+//! - `one_at_a_time_per_subject` (default `false`): messages of one subject are handled one after
+//!   another, in the order they arrive, while other subjects' messages go on beside them (billing's
+//!   link: one account's orders share a partition subject and would otherwise race for its balance);
 //! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message; also how
 //!   long the provider awaits the component's answer before it offers the message again.
 //!
@@ -51,6 +54,7 @@ pub struct ConsumerConfig {
     pub max_attempts: u64,
     pub dead_letter_subject: String,
     pub concurrency: usize,
+    pub one_at_a_time_per_subject: bool,
     pub ack_wait: Duration,
 }
 
@@ -130,6 +134,14 @@ impl ConsumerConfig {
         if max_attempts == 0 || concurrency == 0 {
             bail!("`max_attempts` and `concurrency` must be at least 1");
         }
+        let one_at_a_time_per_subject =
+            match config.get("one_at_a_time_per_subject").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    bail!("`one_at_a_time_per_subject` must be true or false, not `{other}`")
+                }
+            };
         Ok(Self {
             dead_letter_subject: config
                 .get("dead_letter_subject")
@@ -138,6 +150,7 @@ impl ConsumerConfig {
             filter_subject: config.get("filter_subject").cloned(),
             max_attempts,
             concurrency: usize::try_from(concurrency)?,
+            one_at_a_time_per_subject,
             ack_wait: Duration::from_millis(number("ack_wait_ms", 30_000)?),
             stream,
             durable,
@@ -247,6 +260,21 @@ mod tests {
                 .unwrap();
         assert_eq!((config.max_attempts, config.concurrency), (5, 32));
         assert_eq!(config.dead_letter_subject, "deadletter.billing");
+        assert!(!config.one_at_a_time_per_subject);
+    }
+
+    #[test]
+    fn one_at_a_time_per_subject_is_true_or_false() {
+        let with = |value| {
+            ConsumerConfig::from_map(&map(&[
+                ("stream", "ORDERS"),
+                ("durable", "billing"),
+                ("one_at_a_time_per_subject", value),
+            ]))
+        };
+        assert!(with("true").unwrap().one_at_a_time_per_subject);
+        assert!(!with("false").unwrap().one_at_a_time_per_subject);
+        assert!(with("yes").is_err());
     }
 
     #[test]

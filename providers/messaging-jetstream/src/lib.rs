@@ -13,6 +13,7 @@
 //!   cannot forge a payment result, billing cannot forge an order.
 
 pub mod config;
+pub mod in_turn;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use wasmcloud_provider_sdk::{
 };
 
 use config::{backoff, ConsumerConfig, ProviderConfig, PublishPolicy, StreamSpec};
+use in_turn::InTurn;
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::{LinkKey, NatsCredentials};
 
@@ -80,23 +82,40 @@ pub async fn run() -> anyhow::Result<()> {
 /// created later (or a person debugging) still finds them.
 const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Creates the stream unless it exists (an existing stream keeps its settings, replicas included).
-async fn ensure_stream(
+/// Creates the stream unless it exists. An existing stream keeps its settings, replicas included,
+/// but captures the configured subjects it lacks: a lattice deployed before orders were published
+/// on partition subjects has `ORDERS` on `orders.placed` alone, and a publication no stream
+/// captures fails. A subject is never taken away, so messages kept under it stay reachable.
+pub async fn ensure_stream(
     js: &jetstream::Context,
     spec: &StreamSpec,
     replicas: usize,
 ) -> anyhow::Result<()> {
     let (name, subjects) = (&spec.name, &spec.subjects);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: name.clone(),
-        subjects: subjects.clone(),
-        storage: jetstream::stream::StorageType::File,
-        max_age: STREAM_MAX_AGE,
-        num_replicas: replicas,
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("failed to create stream {name}"))?;
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: subjects.clone(),
+            storage: jetstream::stream::StorageType::File,
+            max_age: STREAM_MAX_AGE,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("failed to create stream {name}"))?;
+    let mut kept = stream.cached_info().config.clone();
+    let missing: Vec<String> = subjects
+        .iter()
+        .filter(|subject| !kept.subjects.contains(subject))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        kept.subjects.extend(missing.iter().cloned());
+        js.update_stream(kept)
+            .await
+            .with_context(|| format!("failed to add subjects {missing:?} to stream {name}"))?;
+        info!(stream = %name, added = ?missing, "stream captures more subjects");
+    }
     info!(stream = %name, ?subjects, replicas, "stream ready");
     Ok(())
 }
@@ -221,7 +240,18 @@ async fn durable_consumer(
             config.stream
         )
     })?;
-    let pending = i64::try_from(config.concurrency * 2).unwrap_or(i64::MAX);
+    // Messages held by the provider and not yet acknowledged. Twice the handlers, so the next
+    // messages are at hand when a handler ends. A link that handles each subject's messages in
+    // turn holds more: when one subject (a busy account) fills the window, the messages of other
+    // subjects behind them still arrive. A message waiting in its subject's queue counts against
+    // `ack_wait`; at four per handler, a queue of one subject drains well within the default 30 s
+    // unless one handling takes a quarter of a second.
+    let per_handler = if config.one_at_a_time_per_subject {
+        4
+    } else {
+        2
+    };
+    let pending = i64::try_from(config.concurrency * per_handler).unwrap_or(i64::MAX);
     stream
         .get_or_create_consumer(
             &config.durable,
@@ -241,7 +271,8 @@ async fn durable_consumer(
         .with_context(|| format!("failed to create consumer {}", config.durable))
 }
 
-/// Delivers the consumer's messages to the component, `concurrency` at a time, forever.
+/// Delivers the consumer's messages to the component, `concurrency` at a time, forever; with
+/// `one_at_a_time_per_subject`, one message per subject at a time.
 async fn consume(
     js: jetstream::Context,
     consumer: jetstream::consumer::Consumer<pull::Config>,
@@ -250,6 +281,7 @@ async fn consume(
 ) {
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency));
+    let in_turn: Arc<InTurn<jetstream::Message>> = Arc::default();
     loop {
         let wrpc = match get_connection().get_wrpc_client(&component).await {
             Ok(wrpc) => Arc::new(wrpc),
@@ -275,40 +307,65 @@ async fn consume(
                     continue;
                 }
             };
+            let turn = config
+                .one_at_a_time_per_subject
+                .then(|| message.subject.to_string());
+            let message = match &turn {
+                // Queued behind its subject's delivery, whose task delivers it next.
+                Some(subject) => match in_turn.admit(subject, message) {
+                    Some(message) => message,
+                    None => continue,
+                },
+                None => message,
+            };
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };
-            let (js, config, wrpc, component) = (
+            let (js, config, wrpc, component, in_turn) = (
                 js.clone(),
                 Arc::clone(&config),
                 Arc::clone(&wrpc),
                 component.clone(),
+                Arc::clone(&in_turn),
             );
-            // One span per delivery, a child of the span that published the message (its W3C
-            // trace context travels in the message's headers): an order stays one trace across
-            // the broker.
-            let span = tracing::info_span!(
-                "deliver",
-                otel.name = %format!("{} process", message.subject),
-                otel.kind = "consumer",
-                messaging.system = "nats",
-                messaging.destination.name = %message.subject,
-                messaging.consumer.group.name = %config.durable,
-                component = %component,
-                outcome = tracing::field::Empty,
-            );
-            orders_provider_support::continue_trace(&span, |name| {
-                message.headers.as_ref()?.get(name).map(|v| v.as_str())
-            });
-            tokio::spawn(
-                async move {
-                    deliver(&js, &config, &wrpc, &component, message).await;
-                    drop(slot);
+            tokio::spawn(async move {
+                let mut next = Some(message);
+                while let Some(message) = next {
+                    let span = delivery_span(&message, &config, &component);
+                    deliver(&js, &config, &wrpc, &component, message)
+                        .instrument(span)
+                        .await;
+                    next = turn
+                        .as_deref()
+                        .and_then(|subject| in_turn.next_after(subject));
                 }
-                .instrument(span),
-            );
+                drop(slot);
+            });
         }
     }
+}
+
+/// One span per delivery, a child of the span that published the message (its W3C trace context
+/// travels in the message's headers): an order stays one trace across the broker.
+fn delivery_span(
+    message: &jetstream::Message,
+    config: &ConsumerConfig,
+    component: &str,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "deliver",
+        otel.name = %format!("{} process", message.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination.name = %message.subject,
+        messaging.consumer.group.name = %config.durable,
+        component = %component,
+        outcome = tracing::field::Empty,
+    );
+    orders_provider_support::continue_trace(&span, |name| {
+        message.headers.as_ref()?.get(name).map(|v| v.as_str())
+    });
+    span
 }
 
 /// How soon a message is offered again while its component cannot be reached.

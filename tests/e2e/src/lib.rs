@@ -338,13 +338,13 @@ pub async fn next_matching<M: prost::Message + Default>(
     .unwrap_or_else(|_| panic!("no matching message within {PATIENCE:?}"))
 }
 
-/// Publishes `order` on `orders.placed` straight into JetStream, as a NATS client with access to
-/// the broker could, bypassing order's HTTP API.
+/// Publishes `order` on its account's `orders.placed.<partition>` straight into JetStream, as a
+/// NATS client with access to the broker could, bypassing order's HTTP API.
 pub async fn publish_order(lattice: &Lattice, order: &orders_common::proto::OrderPlaced) {
     use prost::Message as _;
     let js = async_nats::jetstream::new(lattice.nats().await);
     js.publish(
-        orders_common::subjects::ORDER_PLACED,
+        orders_common::subjects::order_placed(&order.user),
         order.encode_to_vec().into(),
     )
     .await

@@ -101,7 +101,7 @@ impl MessageHandler for NotifyComponent {
             }
             return Ok(());
         }
-        if message.subject == subjects::ORDER_PLACED {
+        if subjects::is_order_placed(&message.subject) {
             let order = OrderPlaced::decode(message.body.as_slice())
                 .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;
             notify

@@ -132,9 +132,10 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
             }
         };
         // Published again on a retry: the first attempt may have failed after remembering the key,
-        // and billing and notify handle each order id once however often it arrives.
+        // and billing and notify handle each order id once however often it arrives. The subject
+        // names the account's partition, so billing settles one account's orders in turn.
         self.broker
-            .publish_message(subjects::ORDER_PLACED, &order)?;
+            .publish_message(&subjects::order_placed(&order.user), &order)?;
         Ok(CreateOrderResponse {
             status: true,
             order_id: order.order_id,
@@ -225,7 +226,11 @@ mod tests {
         let response = world.place(" Pavel ", 10, None, 7).unwrap();
         assert!(response.status);
         assert_eq!((response.user.as_str(), response.sum), ("Pavel", 10));
-        assert_eq!(world.broker.published.borrow()[0].0, subjects::ORDER_PLACED);
+        assert_eq!(
+            world.broker.published.borrow()[0].0,
+            subjects::order_placed("Pavel"),
+            "published on the account's partition"
+        );
         let placed = &world.published()[0];
         assert_eq!(placed.order_id, response.order_id);
         assert_eq!(

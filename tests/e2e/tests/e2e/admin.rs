@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use orders_common::subjects;
 use orders_e2e::{orders_admin, orders_admin_command, unique, Lattice};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
@@ -35,7 +36,7 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
 async fn tail_shows_an_order_as_it_is_placed_decoded() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Tailed", 100).await;
-    let mut tail = orders_admin_command(&["tail", "orders.placed"])
+    let mut tail = orders_admin_command(&["tail", subjects::ORDER_PLACED_PARTITIONS])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -55,7 +56,7 @@ async fn tail_shows_an_order_as_it_is_placed_decoded() {
     })
     .await
     .expect("the order in the tail within 10 s");
-    assert_eq!(seen["subject"], json!("orders.placed"));
+    assert_eq!(seen["subject"], json!(subjects::order_placed(&user)));
     assert_eq!(
         (&seen["message"]["user"], &seen["message"]["sum"]),
         (&json!(user), &json!(10))

@@ -1,4 +1,4 @@
-//! What crosses the broker: binary protobuf on `orders.placed` and `payments.settled`, and what
+//! What crosses the broker: binary protobuf on `orders.placed.<partition>` and `payments.settled`, and what
 //! becomes of a message no consumer can handle.
 
 use std::collections::HashMap;
@@ -11,14 +11,15 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_crosses_the_broker_as_order_placed_and_comes_back_as_a_payment_result() {
+async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as_a_payment_result()
+{
     let lattice = Lattice::from_env();
     let nats = lattice.nats().await;
-    let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
+    let user = lattice.new_user("Broker", 100).await;
+    let mut placed = nats.subscribe(subjects::order_placed(&user)).await.unwrap();
     let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
     nats.flush().await.unwrap();
 
-    let user = lattice.new_user("Broker", 100).await;
     let order_id = lattice.order(&user, 30).await;
 
     let order = next_matching(&mut placed, |m: &OrderPlaced| m.order_id == order_id).await;
@@ -43,7 +44,10 @@ async fn an_order_crosses_the_broker_as_order_placed_and_comes_back_as_a_payment
 async fn refused_input_publishes_nothing() {
     let lattice = Lattice::from_env();
     let nats = lattice.nats().await;
-    let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
+    let mut placed = nats
+        .subscribe(subjects::ORDER_PLACED_PARTITIONS)
+        .await
+        .unwrap();
     nats.flush().await.unwrap();
     let user = lattice.new_user("Silent", 0).await;
 
@@ -90,7 +94,10 @@ async fn every_order_of_a_busy_account_delivered_again_gets_its_first_result_and
     const ORDERS: usize = 40;
     let lattice = Lattice::from_env();
     let nats = lattice.nats().await;
-    let mut placed = nats.subscribe(subjects::ORDER_PLACED).await.unwrap();
+    let mut placed = nats
+        .subscribe(subjects::ORDER_PLACED_PARTITIONS)
+        .await
+        .unwrap();
     let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
     nats.flush().await.unwrap();
     let user = lattice.new_user("Busy", 1_000).await;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use orders_e2e::{spans, Lattice, Telemetry};
+use orders_e2e::{placing_trace, spans, Lattice, Telemetry};
 use serde_json::Value;
 
 /// The value of the series `series` (name and labels, exactly as exposed) in a scrape, 0 if absent.
@@ -122,4 +122,52 @@ async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag() {
         );
     }
     assert!(after.contains(r#"orders_stream_messages{stream="DEADLETTER"}"#));
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_busy_accounts_orders_placed_at_once_are_settled_in_turn_each_with_one_write() {
+    // One account's orders share one partition subject, and billing's link hands them over one
+    // after another: no order of the account races another for the balance, so each order's
+    // trace holds exactly one write of the account. Orders that raced would show a second write
+    // (a compare-and-swap lost, then retried) in some of their traces.
+    const ORDERS: usize = 20;
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("InTurn", 1_000).await;
+    let order_ids = futures::future::join_all((0..ORDERS).map(|_| lattice.order(&user, 1))).await;
+    lattice.await_notifications(&user, ORDERS).await;
+    assert_eq!(lattice.balance(&user).await, 1_000 - ORDERS as u64);
+
+    let account = format!("account/{user}");
+    let telemetry = Telemetry::from_env();
+    let mut account_writes = Vec::new();
+    for order_id in &order_ids {
+        // The key-value provider exports its spans in the order they end, so once notify's
+        // write of the notification is in, billing's earlier writes are too.
+        let traces = telemetry
+            .await_traces(order_id, "down to its notification's write", |traces| {
+                placing_trace(traces).is_some_and(|t| {
+                    spans(t).any(|s| {
+                        s["name"] == "keyvalue write"
+                            && s["attributes"]["key"]
+                                .as_str()
+                                .is_some_and(|key| key.starts_with("notification"))
+                    })
+                })
+            })
+            .await;
+        let trace = placing_trace(&traces).unwrap();
+        account_writes.push(
+            spans(trace)
+                .filter(|s| {
+                    s["name"] == "keyvalue write" && s["attributes"]["key"] == account.as_str()
+                })
+                .count(),
+        );
+    }
+    assert_eq!(
+        account_writes,
+        vec![1; ORDERS],
+        "writes of the account in each order's trace"
+    );
 }

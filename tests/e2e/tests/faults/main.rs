@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use orders_common::proto::OrderPlaced;
+use orders_common::subjects;
 use orders_e2e::{
     key_sha256, orders_admin, placing_trace, publish_order, spans, traits_of, unique, Lattice,
     Operator, Telemetry,
@@ -183,7 +184,10 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
     assert_eq!(dead.len(), 1, "only billing gave up: {dead:?}");
     assert_eq!(
         (&dead[0]["subject"], &dead[0]["original_subject"]),
-        (&json!("deadletter.billing"), &json!("orders.placed"))
+        (
+            &json!("deadletter.billing"),
+            &json!(subjects::order_placed(&user))
+        )
     );
     assert!(dead[0]["failure"]
         .as_str()
@@ -237,7 +241,7 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
     // nothing more.
     let seq = dead[0]["seq"].as_u64().unwrap().to_string();
     let replayed = orders_admin(&["dlq", "replay", &seq]).await;
-    assert_eq!(replayed[0]["to"], json!("orders.placed"));
+    assert_eq!(replayed[0]["to"], json!(subjects::order_placed(&user)));
     publish_order(
         &lattice,
         &OrderPlaced {
