@@ -5,10 +5,13 @@
 #   spread    N orders for N different users, one at a time
 #   one user  N orders for one user, one at a time
 #   hot       N orders for one user from 4 concurrent clients (a busy account)
-#   bench/messages-per-order.sh [N]      (default 200)
+# With --by-kind, the spread shape's messages are also recorded as a subscriber of `>` sees them
+# (`orders-admin tail '>'`) and told apart by kind: wRPC calls, JetStream, the application's subjects.
+#   bench/messages-per-order.sh [N] [--by-kind]      (default 200)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-N=${1:-200}; BASE=http://127.0.0.1:8000; MON=http://127.0.0.1:8222
+source "$ROOT/scripts/env.sh"
+N=${1:-200}; BY_KIND=${2:-}; BASE=http://127.0.0.1:8000; MON=http://127.0.0.1:8222
 export BASE
 
 varz() { curl -s $MON/varz | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["in_msgs"], d["out_msgs"])'; }
@@ -34,14 +37,26 @@ paid() {
 }
 
 measure() {
-  local name=$1 clients=$2 orders=$3
+  local name=$1 clients=$2 orders=$3 tail_pid=
   sleep 3
+  if [[ $name == spread* && $BY_KIND == --by-kind ]]; then
+    (cd "$ROOT" && exec "$RELEASE/orders-admin" tail '>') > "$work/tail" &
+    tail_pid=$!
+    sleep 1
+  fi
   read -r in0 out0 < <(varz)
   place "$clients" < "$orders"
   # Until billing's and notify's consumers have nothing waiting or in hand (at most 60 s).
   for _ in $(seq 120); do sleep 0.5; "$ROOT/scripts/consumers.py" $MON drained && break; done
   read -r in1 out1 < <(varz)
+  # Stopped before the balances are read, which are requests of their own.
+  [[ -z $tail_pid ]] || { kill "$tail_pid"; wait "$tail_pid" 2>/dev/null || true; }
   python3 -c "print(f'$name: {$N} orders, $(paid < "$orders") paid; NATS messages per order: {($in1-$in0)/$N:.1f} in, {($out1-$out0)/$N:.1f} out')"
+  if [[ -n $tail_pid ]]; then
+    echo "  the same orders' messages by kind, per order, as a subscriber of '>' sees them"
+    echo "  (that subscriber is itself a receiver: it doubles this shape's 'out' figure):"
+    "$ROOT/bench/messages-by-kind.py" "$N" < "$work/tail" | sed 's/^/  /'
+  fi
 }
 
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
