@@ -26,12 +26,18 @@
 # span by `set_parent` after it was entered, which tracing-opentelemetry 0.32 ignores. Either way
 # every invocation's work starts a trace of its own (README, Traces). The patch makes those two
 # spans info level and children of the invocation's span from the start: one order, one trace.
+# Also: every invocation gets a fresh instance in a slot of wasmtime's pooling allocator, and when
+# the instance ends the runtime kept only the first 10 KiB of its linear memory resident: the rest
+# was given back to the kernel (`madvise`) and every page the next instance touched faulted in
+# again, 8-9 page faults per HTTP request (docs/performance.md). Where Linux has the PAGEMAP_SCAN
+# ioctl (6.7 and later), the patch keeps up to 2 MiB resident and lets wasmtime find the pages an
+# instance dirtied and reset just those; elsewhere the runtime keeps its setting.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 PATCHES=$ORDERS_CACHE/patches
 CONFIG=$PATCHES/config.toml
 # Bumped whenever a patch below changes, so caches made by an earlier version are redone.
-PATCH_SET=6
+PATCH_SET=7
 STAMP=$PATCHES/patch-set
 TRANSPORT_VERSIONS=(0.29.0)
 HOST_VERSION=0.27.1
@@ -116,6 +122,17 @@ EDITS = {
     async fn handle_message(
         &self,
         cx: C,"""),
+        ("src/runtime.rs", "the pooling allocator's resident memory", """            .linear_memory_keep_resident(10 * 1024)
+            .table_keep_resident(10 * 1024);""", """            .linear_memory_keep_resident(10 * 1024)
+            .table_keep_resident(10 * 1024);
+        // orders-lattice: what an instance dirtied stays resident and is reset in place
+        // (scripts/patch-deps.sh). Without the ioctl the first 2 MiB would be reset by `memset`
+        // every time, dirty or not, so the old setting stays there.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pooling_config
+                .linear_memory_keep_resident(2 * 1024 * 1024)
+                .pagemap_scan(wasmtime::Enabled::Yes);
+        }"""),
     ],
 }
 for file, what, upstream, ours in EDITS[crate]:

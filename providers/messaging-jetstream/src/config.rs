@@ -15,7 +15,9 @@
 //! - `concurrency` (default 32): messages handled at once;
 //! - `one_at_a_time_per_subject` (default `false`): messages of one subject are handled one after
 //!   another, in the order they arrive, while other subjects' messages go on beside them (billing's
-//!   link: one account's orders share a partition subject and would otherwise race for its balance);
+//!   link: one account's orders share a partition subject and would otherwise race for its balance).
+//!   A delivery keeps its subject's turn for at most 2 s: a call whose answer was lost holds up
+//!   its subject that long, not for the whole `ack_wait`;
 //! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message; also how
 //!   long the provider awaits the component's answer before it offers the message again.
 //!
