@@ -332,7 +332,17 @@ async fn consume(
                 let mut next = Some(message);
                 while let Some(message) = next {
                     let span = delivery_span(&message, &config, &component);
-                    let delivery = {
+                    let Some(subject) = turn.as_deref() else {
+                        deliver(&js, &config, &wrpc, &component, message)
+                            .instrument(span)
+                            .await;
+                        break;
+                    };
+                    // A delivery whose call was lost waits for its answer up to `ack_wait`;
+                    // holding its subject's turn all that time would stop the subject, and once
+                    // its queue fills the consumer's pending window, every subject. So it keeps
+                    // the turn for `TURN_HELD_AT_MOST` and then finishes on its own.
+                    let mut delivery = tokio::spawn({
                         let (js, config, wrpc, component) = (
                             js.clone(),
                             Arc::clone(&config),
@@ -341,16 +351,7 @@ async fn consume(
                         );
                         async move { deliver(&js, &config, &wrpc, &component, message).await }
                             .instrument(span)
-                    };
-                    let Some(subject) = turn.as_deref() else {
-                        delivery.await;
-                        break;
-                    };
-                    // A delivery whose call was lost waits for its answer up to `ack_wait`;
-                    // holding its subject's turn all that time would stop the subject, and once
-                    // its queue fills the consumer's pending window, every subject. So it keeps
-                    // the turn for `TURN_HELD_AT_MOST` and then finishes on its own.
-                    let mut delivery = tokio::spawn(delivery);
+                    });
                     if tokio::time::timeout(TURN_HELD_AT_MOST, &mut delivery)
                         .await
                         .is_err()

@@ -6,6 +6,16 @@ use messaging_jetstream_provider::config::StreamSpec;
 use messaging_jetstream_provider::ensure_stream;
 use orders_test_nats::NatsServer;
 
+/// Publishes `body` on `subject` and waits for JetStream's acknowledgement: `Err` when no stream
+/// captures the subject.
+async fn stored(js: &jetstream::Context, subject: &str, body: &'static str) -> Result<(), String> {
+    let ack = js
+        .publish(subject.to_string(), body.into())
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(drop).map_err(|e| e.to_string())
+}
+
 fn orders_on(subjects: &[&str]) -> StreamSpec {
     StreamSpec {
         name: "ORDERS".into(),
@@ -20,26 +30,16 @@ async fn a_stream_from_before_partitioning_captures_the_partitions_and_keeps_its
     ensure_stream(&js, &orders_on(&["orders.placed"]), 1)
         .await
         .unwrap();
-    js.publish("orders.placed", "before".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    stored(&js, "orders.placed", "before").await.unwrap();
     assert!(
-        js.publish("orders.placed.a1", "refused".into())
-            .await
-            .unwrap()
-            .await
-            .is_err(),
+        stored(&js, "orders.placed.a1", "refused").await.is_err(),
         "no stream captures a partition yet"
     );
 
     ensure_stream(&js, &orders_on(&["orders.placed", "orders.placed.*"]), 1)
         .await
         .unwrap();
-    js.publish("orders.placed.a1", "after".into())
-        .await
-        .unwrap()
+    stored(&js, "orders.placed.a1", "after")
         .await
         .expect("the stream captures a partition now");
     let mut stream = js.get_stream("ORDERS").await.unwrap();
