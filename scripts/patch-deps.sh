@@ -2,7 +2,8 @@
 # Prepares patched copies of upstream crates and a cargo config that substitutes them. The
 # copies are made from cargo's registry (the crate is our dependency anyway) into
 # $ORDERS_CACHE/patches, outside the checkout; nothing of them is committed. `make` passes the
-# generated config to cargo with `--config`. The patches are ours, applied below.
+# generated config to cargo with `--config`. The patches are ours: scripts/patches/, one diff per
+# crate. What each changes and why:
 #
 # wrpc-transport-nats 0.29.0 (the wRPC NATS transport of the wasmCloud 1.9 host and
 # the provider SDKs). Its client routes incoming NATS messages to in-flight calls in one task
@@ -12,6 +13,17 @@
 # sees "unexpected end of file" (or waits forever). Seen on the first burst after a deployment.
 # The patch makes the select `biased` toward registrations, which are always enqueued before
 # their replies can arrive.
+# It also adds a compact form of a call (`COMPACT_HEADER`), which every client uses when the
+# parameters fit in the invocation message. A wRPC call was five NATS messages or more even when
+# nothing streams: the invocation, the callee's handshake (telling its inbox), an empty "end of
+# parameters" to that inbox, the results, an empty "end of results" (docs/performance.md: about
+# 6.7 per call, 67 of an order's 82). In the compact form the invocation carries all of the root
+# parameters, so the callee reads none after it; the callee sends its handshake only when the
+# function has asynchronous parameters (streams, futures) to receive; and the results end
+# without an end-of-stream message, as the caller reads exactly what it expects. A synchronous
+# call is then the invocation and its results. The handshake and NATS's "no responders" come on
+# the results' channel, so a call to nobody still fails at once. Calls without the header (other
+# wRPC clients) are served as before; every client and server in this lattice is built with it.
 #
 # wasmcloud-host 0.27.1 (wasmCloud 1.9's host library). For every call a component makes (to a
 # provider or another component) it builds a new wRPC client: a wildcard subscription to a fresh
@@ -35,9 +47,10 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 PATCHES=$ORDERS_CACHE/patches
+SOURCES=$(cd "$(dirname "$0")/patches" && pwd)
 CONFIG=$PATCHES/config.toml
 # Bumped whenever a patch below changes, so caches made by an earlier version are redone.
-PATCH_SET=7
+PATCH_SET=8
 STAMP=$PATCHES/patch-set
 TRANSPORT_VERSIONS=(0.29.0)
 HOST_VERSION=0.27.1
@@ -64,84 +77,16 @@ TOML
   rm -rf "$fetcher"
 fi
 
-# patch_crate <crate> <version>: a fresh copy of the registry's sources with our edit (each upstream
-# text must occur exactly once, or nothing is built from the copy); adds it to the cargo config.
+# patch_crate <crate> <version>: a fresh copy of the registry's sources with our patch
+# (scripts/patches/<crate>-<version>.diff; `git apply` refuses it, and nothing is built from the
+# copy, unless every hunk fits); adds it to the cargo config.
 patch_crate() {
   local dest=$PATCHES/$1-$2
   rm -rf "$dest"
   cp -r "$(registry_copy "$1" "$2")" "$dest"
-  python3 - "$1" "$dest" <<'PY'
-import sys
-crate, dest = sys.argv[1:]
-# crate -> [(file, what it is, upstream text, our text)]
-EDITS = {
-    "wrpc-transport-nats": [("src/lib.rs", "the demultiplexer loop", """                    select! {
-                        Some(msg) = sub.next() => handle_message(&mut subs, msg).await,
-                        Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),""", """                    select! {
-                        biased;
-                        Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),
-                        Some(msg) = sub.next() => handle_message(&mut subs, msg).await,""")],
-    "wasmcloud-host": [("src/wasmbus/handler.rs", "the outgoing call's client", """        let nats = wrpc_transport_nats::Client::new(
-            Arc::clone(&self.nats),
-            format!("{}.{id}", &self.lattice),
-            None,
-        )
-        .await
-        .map_err(Error::Handler)?;""", """        // orders-lattice: one client per target, shared by every call (scripts/patch-deps.sh).
-        static CLIENTS: std::sync::OnceLock<
-            std::sync::Mutex<HashMap<String, wrpc_transport_nats::Client>>,
-        > = std::sync::OnceLock::new();
-        let clients = CLIENTS.get_or_init(Default::default);
-        let prefix = format!("{}.{id}", &self.lattice);
-        let cached = clients.lock().unwrap().get(&prefix).cloned();
-        let nats = match cached {
-            Some(client) => client,
-            None => {
-                let client =
-                    wrpc_transport_nats::Client::new(Arc::clone(&self.nats), prefix.clone(), None)
-                        .await
-                        .map_err(Error::Handler)?;
-                // A client made meanwhile by a concurrent first call wins; this one is dropped.
-                clients.lock().unwrap().entry(prefix).or_insert(client).clone()
-            }
-        };""")],
-    "wasmcloud-runtime": [
-        ("src/component/http.rs", "the HTTP invocation's span", """    #[instrument(level = "debug", skip_all)]
-    async fn handle(
-        &self,
-        cx: C,""", """    // orders-lattice: the invocation's span as parent, so its trace reaches the component.
-    #[instrument(level = "info", skip_all, parent = cx.deref())]
-    async fn handle(
-        &self,
-        cx: C,"""),
-        ("src/component/messaging/mod.rs", "the message invocation's span", """    #[instrument(level = "debug", skip_all)]
-    async fn handle_message(
-        &self,
-        cx: C,""", """    // orders-lattice: the invocation's span as parent, so its trace reaches the component.
-    #[instrument(level = "info", skip_all, parent = cx.deref())]
-    async fn handle_message(
-        &self,
-        cx: C,"""),
-        ("src/runtime.rs", "the pooling allocator's resident memory", """            .linear_memory_keep_resident(10 * 1024)
-            .table_keep_resident(10 * 1024);""", """            .linear_memory_keep_resident(10 * 1024)
-            .table_keep_resident(10 * 1024);
-        // orders-lattice: what an instance dirtied stays resident and is reset in place
-        // (scripts/patch-deps.sh). Without the ioctl the first 2 MiB would be reset by `memset`
-        // every time, dirty or not, so the old setting stays there.
-        if PoolingAllocationConfig::is_pagemap_scan_available() {
-            pooling_config
-                .linear_memory_keep_resident(2 * 1024 * 1024)
-                .pagemap_scan(wasmtime::Enabled::Yes);
-        }"""),
-    ],
-}
-for file, what, upstream, ours in EDITS[crate]:
-    path = f"{dest}/{file}"
-    source = open(path).read()
-    if source.count(upstream) != 1:
-        sys.exit(f"{path}: {what} is not as expected; patch not applied")
-    open(path, "w").write(source.replace(upstream, ours))
-PY
+  # The ceiling keeps git from taking a repository around the cache for the copy's own.
+  (cd "$dest" && GIT_CEILING_DIRECTORIES=$PATCHES git apply --whitespace=nowarn "$SOURCES/$1-$2.diff") ||
+    { echo "scripts/patches/$1-$2.diff does not fit the registry's $1 $2; nothing patched" >&2; exit 1; }
   echo "$1-${2//./-} = { package = \"$1\", path = \"$dest\" }" >> "$CONFIG.tmp"
 }
 

@@ -1,0 +1,245 @@
+//! Calls over wRPC's NATS transport as this project builds it (the compact form of
+//! scripts/patches/wrpc-transport-nats-0.29.0.diff), against a real NATS server: what every call
+//! between the host, the components and the providers goes through.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use orders_test_nats::NatsServer;
+use wrpc_transport::{InvokeExt as _, ServeExt as _};
+use wrpc_transport_nats::Client;
+
+type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+const NO_NESTED: [[Option<usize>; 0]; 0] = [];
+
+/// A caller and a callee on connections of their own, and a subscriber of `>` that sees every
+/// message the server routes from the moment it is made.
+struct Lattice {
+    caller: Client,
+    callee: Client,
+    callee_connection: async_nats::Client,
+    wiretap: Option<async_nats::Subscriber>,
+    server: NatsServer,
+}
+
+impl Lattice {
+    async fn start() -> Self {
+        let mut lattice = Self::untapped().await;
+        let tap = connect(&lattice.server).await;
+        let mut wiretap = tap.subscribe(">").await.expect("`>` can be subscribed");
+        round_trip(&tap).await;
+        // The round trip's own message, seen by the tap too.
+        wiretap.next().await;
+        lattice.wiretap = Some(wiretap);
+        lattice
+    }
+
+    /// Without the subscriber of `>`, which would count as a responder to every subject.
+    async fn untapped() -> Self {
+        let server = NatsServer::start().await;
+        let callee_connection = connect(&server).await;
+        Self {
+            caller: Client::new(connect(&server).await, "test", None)
+                .await
+                .unwrap(),
+            callee: Client::new(callee_connection.clone(), "test", None)
+                .await
+                .unwrap(),
+            callee_connection,
+            wiretap: None,
+            server,
+        }
+    }
+
+    /// Once this returns, the server routes invocations to what the callee serves.
+    async fn callee_is_serving(&self) {
+        round_trip(&self.callee_connection).await;
+    }
+
+    /// The messages seen so far, once the server has been quiet for a while.
+    async fn messages_seen(&mut self) -> Vec<async_nats::Message> {
+        let mut seen = Vec::new();
+        let wiretap = self.wiretap.as_mut().expect("a tapped lattice");
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(300), wiretap.next()).await
+        {
+            if !message.subject.starts_with(ROUND_TRIP) {
+                seen.push(message);
+            }
+        }
+        seen
+    }
+}
+
+const ROUND_TRIP: &str = "round-trip.";
+
+/// Returns once the server has taken every subscription made before on `connection`: the server
+/// handles one connection's operations in order, and flushing a connection does not wait for it.
+async fn round_trip(connection: &async_nats::Client) {
+    let subject = format!("{ROUND_TRIP}{}", connection.new_inbox());
+    let mut echo = connection.subscribe(subject.clone()).await.unwrap();
+    connection.publish(subject, Bytes::new()).await.unwrap();
+    echo.next().await.expect("the round trip comes back");
+}
+
+async fn connect(server: &NatsServer) -> async_nats::Client {
+    async_nats::connect(&server.url)
+        .await
+        .expect("the test server takes connections")
+}
+
+#[tokio::test]
+async fn a_call_whose_parameters_fit_in_one_message_is_the_invocation_and_its_results() {
+    let mut lattice = Lattice::start().await;
+    let invocations = lattice
+        .callee
+        .serve_values::<(u32, String), (String,)>(
+            "text",
+            "repeat",
+            Vec::<Box<[Option<usize>]>>::new(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut invocations = pin!(invocations);
+        while let Some((_, (times, text), _, respond)) = invocations.try_next().await.unwrap() {
+            respond((text.repeat(times as usize),)).await.unwrap();
+        }
+    });
+    lattice.callee_is_serving().await;
+
+    let (repeated,) = lattice
+        .caller
+        .invoke_values_blocking::<_, _, (String,)>(
+            None,
+            "text",
+            "repeat",
+            (3u32, "ab".to_string()),
+            NO_NESTED,
+        )
+        .await
+        .expect("the call is answered");
+
+    assert_eq!(repeated, "ababab");
+    let subjects: Vec<_> = lattice
+        .messages_seen()
+        .await
+        .iter()
+        .map(|message| message.subject.to_string())
+        .collect();
+    assert_eq!(subjects.len(), 2, "messages of one call: {subjects:?}");
+    assert!(subjects[0].ends_with("text.repeat"), "{subjects:?}");
+    assert!(subjects[1].ends_with(".results"), "{subjects:?}");
+}
+
+#[tokio::test]
+async fn a_function_without_parameters_or_results_is_still_called_and_answered() {
+    let mut lattice = Lattice::start().await;
+    let invocations = lattice
+        .callee
+        .serve_values::<(), ()>("clock", "tick", Vec::<Box<[Option<usize>]>>::new())
+        .await
+        .unwrap();
+    let (called, mut was_called) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut invocations = pin!(invocations);
+        while let Some((_, (), _, respond)) = invocations.try_next().await.unwrap() {
+            called.send(()).await.unwrap();
+            respond(()).await.unwrap();
+        }
+    });
+    lattice.callee_is_serving().await;
+
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        lattice
+            .caller
+            .invoke_values_blocking::<_, (), ()>(None, "clock", "tick", (), NO_NESTED),
+    )
+    .await
+    .expect("the call ends")
+    .expect("the call is answered");
+
+    assert_eq!(was_called.try_recv(), Ok(()));
+    // The empty results are told by the one (empty) message on the results subject.
+    assert_eq!(lattice.messages_seen().await.len(), 2);
+}
+
+/// The shape of an HTTP request's body: a stream inside a record (here a tuple) parameter.
+#[tokio::test]
+async fn a_stream_inside_a_parameter_reaches_the_callee_through_the_inbox_its_handshake_names() {
+    let mut lattice = Lattice::start().await;
+    let invocations = lattice
+        .callee
+        .serve_values::<((String, ByteStream),), (String,)>(
+            "upload",
+            "describe",
+            vec![Box::from([Some(0), Some(1)])],
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut invocations = pin!(invocations);
+        while let Some((_, ((name, chunks),), receiving, respond)) =
+            invocations.try_next().await.unwrap()
+        {
+            let receiving = tokio::spawn(receiving.expect("a stream parameter is received apart"));
+            let sizes: Vec<String> = chunks.map(|chunk| chunk.len().to_string()).collect().await;
+            receiving.await.unwrap().unwrap();
+            respond((format!("{name}: {}", sizes.join("+")),))
+                .await
+                .unwrap();
+        }
+    });
+    lattice.callee_is_serving().await;
+
+    let chunks: ByteStream = Box::pin(futures::stream::iter(
+        [&b"abc"[..], b"defg", b"h"].map(Bytes::from_static),
+    ));
+    let (description,) = tokio::time::timeout(
+        Duration::from_secs(5),
+        lattice.caller.invoke_values_blocking::<_, _, (String,)>(
+            None,
+            "upload",
+            "describe",
+            (("letters".to_string(), chunks),),
+            NO_NESTED,
+        ),
+    )
+    .await
+    .expect("the call ends")
+    .expect("the call is answered");
+
+    assert_eq!(description, "letters: 3+4+1");
+    let handshakes = lattice
+        .messages_seen()
+        .await
+        .into_iter()
+        .filter(|message| message.reply.is_some() && message.payload.is_empty())
+        .count();
+    assert_eq!(handshakes, 1, "the callee names its inbox once");
+}
+
+#[tokio::test]
+async fn a_call_nobody_serves_fails_at_once_instead_of_waiting_for_results() {
+    let lattice = Lattice::untapped().await;
+
+    let call = tokio::time::timeout(
+        Duration::from_secs(5),
+        lattice.caller.invoke_values_blocking::<_, (u32,), (u32,)>(
+            None,
+            "nobody",
+            "here",
+            (1,),
+            NO_NESTED,
+        ),
+    )
+    .await
+    .expect("NATS answers `no responders` at once");
+
+    let error = format!("{:#}", call.expect_err("nobody answers"));
+    assert!(error.contains("not connected"), "{error}");
+}
