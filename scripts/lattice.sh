@@ -376,7 +376,9 @@ for inventory in json.load(sys.stdin)["inventories"]:
     while read -r host provider; do
       "$WASH" stop provider "$provider" --host-id "$host" "${CTL[@]}" >/dev/null || true
     done
-  wait_for "the old providers to stop" 30 no_providers
+  # As long as the other wait for providers to stop: in one restore of `make test`'s replicated
+  # lattice they stopped just after 30 s, and everything after it failed.
+  wait_for "the old providers to stop" 60 no_providers
 }
 
 no_providers() {

@@ -25,6 +25,13 @@
 # the results' channel, so a call to nobody still fails at once. Calls without the header (other
 # wRPC clients) are served as before; every client and server in this lattice is built with it.
 #
+# wrpc-transport 0.28.4 (wRPC's values and their encoding, under the transport). It sent every
+# byte stream and every future as pending, on subjects of their own, even when it was complete
+# when encoded ("TODO: Check if reader is resolved"): an HTTP request's body, read whole by our
+# HTTP provider, cost its own messages and made the callee's handshake necessary. The patch sends
+# a byte stream that has ended (up to 64 KiB) and a future that has resolved inline, in the form
+# its decoders already read.
+#
 # wasmcloud-host 0.27.1 (wasmCloud 1.9's host library). For every call a component makes (to a
 # provider or another component) it builds a new wRPC client: a wildcard subscription to a fresh
 # inbox, a demultiplexing task, and an unsubscription when the call ends, i.e. two extra NATS
@@ -50,15 +57,17 @@ PATCHES=$ORDERS_CACHE/patches
 SOURCES=$(cd "$(dirname "$0")/patches" && pwd)
 CONFIG=$PATCHES/config.toml
 # Bumped whenever a patch below changes, so caches made by an earlier version are redone.
-PATCH_SET=8
+PATCH_SET=9
 STAMP=$PATCHES/patch-set
 TRANSPORT_VERSIONS=(0.29.0)
+VALUES_VERSION=0.28.4
 HOST_VERSION=0.27.1
 RUNTIME_VERSION=0.12.0
 [[ -f $CONFIG && $(cat "$STAMP" 2>/dev/null) == "$PATCH_SET" ]] && exit 0
 mkdir -p "$PATCHES"
 registry_copy() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1-$2" 2>/dev/null | head -1; }
-if [[ -z $(registry_copy wrpc-transport-nats 0.29.0) || -z $(registry_copy wasmcloud-host "$HOST_VERSION") ||
+if [[ -z $(registry_copy wrpc-transport-nats 0.29.0) || -z $(registry_copy wrpc-transport "$VALUES_VERSION") ||
+      -z $(registry_copy wasmcloud-host "$HOST_VERSION") ||
       -z $(registry_copy wasmcloud-runtime "$RUNTIME_VERSION") ]]; then
   # Fetch the exact versions through a throwaway manifest (the workspace may not resolve yet).
   fetcher=$(mktemp -d)
@@ -70,6 +79,7 @@ version = "0.0.0"
 edition = "2021"
 [dependencies]
 a = { package = "wrpc-transport-nats", version = "=0.29.0" }
+d = { package = "wrpc-transport", version = "=$VALUES_VERSION" }
 b = { package = "wasmcloud-host", version = "=$HOST_VERSION" }
 c = { package = "wasmcloud-runtime", version = "=$RUNTIME_VERSION" }
 TOML
@@ -97,9 +107,10 @@ patch_crate() {
 for version in "${TRANSPORT_VERSIONS[@]}"; do
   patch_crate wrpc-transport-nats "$version"
 done
+patch_crate wrpc-transport "$VALUES_VERSION"
 patch_crate wasmcloud-host "$HOST_VERSION"
 patch_crate wasmcloud-runtime "$RUNTIME_VERSION"
 
 mv "$CONFIG.tmp" "$CONFIG"
 echo "$PATCH_SET" > "$STAMP"
-say "patched wrpc-transport-nats ${TRANSPORT_VERSIONS[*]}, wasmcloud-host $HOST_VERSION and wasmcloud-runtime $RUNTIME_VERSION into $PATCHES"
+say "patched wrpc-transport-nats ${TRANSPORT_VERSIONS[*]}, wrpc-transport $VALUES_VERSION, wasmcloud-host $HOST_VERSION and wasmcloud-runtime $RUNTIME_VERSION into $PATCHES"

@@ -168,10 +168,10 @@ async fn a_function_without_parameters_or_results_is_still_called_and_answered()
     assert_eq!(lattice.messages_seen().await.len(), 2);
 }
 
-/// The shape of an HTTP request's body: a stream inside a record (here a tuple) parameter.
-#[tokio::test]
-async fn a_stream_inside_a_parameter_reaches_the_callee_through_the_inbox_its_handshake_names() {
-    let mut lattice = Lattice::start().await;
+/// Serves `upload.describe`: a name and a byte stream inside one record (here a tuple)
+/// parameter, the shape of an HTTP request and its body; answers with the name and the sizes of
+/// the chunks it received.
+async fn serve_uploads(lattice: &Lattice) {
     let invocations = lattice
         .callee
         .serve_values::<((String, ByteStream),), (String,)>(
@@ -186,19 +186,20 @@ async fn a_stream_inside_a_parameter_reaches_the_callee_through_the_inbox_its_ha
         while let Some((_, ((name, chunks),), receiving, respond)) =
             invocations.try_next().await.unwrap()
         {
-            let receiving = tokio::spawn(receiving.expect("a stream parameter is received apart"));
+            let receiving = receiving.map(tokio::spawn);
             let sizes: Vec<String> = chunks.map(|chunk| chunk.len().to_string()).collect().await;
-            receiving.await.unwrap().unwrap();
+            if let Some(receiving) = receiving {
+                receiving.await.unwrap().unwrap();
+            }
             respond((format!("{name}: {}", sizes.join("+")),))
                 .await
                 .unwrap();
         }
     });
     lattice.callee_is_serving().await;
+}
 
-    let chunks: ByteStream = Box::pin(futures::stream::iter(
-        [&b"abc"[..], b"defg", b"h"].map(Bytes::from_static),
-    ));
+async fn describe_upload(lattice: &Lattice, chunks: ByteStream) -> String {
     let (description,) = tokio::time::timeout(
         Duration::from_secs(5),
         lattice.caller.invoke_values_blocking::<_, _, (String,)>(
@@ -212,15 +213,61 @@ async fn a_stream_inside_a_parameter_reaches_the_callee_through_the_inbox_its_ha
     .await
     .expect("the call ends")
     .expect("the call is answered");
+    description
+}
 
-    assert_eq!(description, "letters: 3+4+1");
-    let handshakes = lattice
-        .messages_seen()
-        .await
-        .into_iter()
+#[tokio::test]
+async fn a_stream_still_being_written_reaches_the_callee_through_the_inbox_its_handshake_names() {
+    let mut lattice = Lattice::start().await;
+    serve_uploads(&lattice).await;
+
+    // The chunks come one by one after the call began, as a body still being received would.
+    let chunks: ByteStream = Box::pin(futures::stream::iter([&b"abc"[..], b"defg", b"h"]).then(
+        |bytes| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Bytes::from_static(bytes)
+        },
+    ));
+
+    assert_eq!(describe_upload(&lattice, chunks).await, "letters: 3+4+1");
+    let seen = lattice.messages_seen().await;
+    let handshakes = seen
+        .iter()
         .filter(|message| message.reply.is_some() && message.payload.is_empty())
         .count();
     assert_eq!(handshakes, 1, "the callee names its inbox once");
+    assert!(
+        seen.iter()
+            .any(|message| message.subject.contains(".params.")),
+        "the chunks go to the callee's parameter subjects"
+    );
+}
+
+/// An HTTP request's body read whole before the call: it travels in the invocation.
+#[tokio::test]
+async fn a_stream_complete_when_the_call_is_made_goes_inline_with_the_invocation() {
+    let mut lattice = Lattice::start().await;
+    serve_uploads(&lattice).await;
+
+    let chunks: ByteStream = Box::pin(futures::stream::iter(
+        [&b"abc"[..], b"defg", b"h"].map(Bytes::from_static),
+    ));
+
+    // One chunk of all of the bytes, as they were in hand.
+    assert_eq!(describe_upload(&lattice, chunks).await, "letters: 8");
+    let subjects: Vec<_> = lattice
+        .messages_seen()
+        .await
+        .iter()
+        .map(|message| message.subject.to_string())
+        .collect();
+    assert!(
+        subjects.iter().all(|subject| !subject.contains(".params")),
+        "nothing is sent apart: {subjects:?}"
+    );
+    // The invocation, the callee's handshake (its function has a stream parameter, which it
+    // cannot know is complete before it reads the invocation) and the results.
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
 }
 
 #[tokio::test]
