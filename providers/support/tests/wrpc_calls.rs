@@ -72,6 +72,15 @@ impl Lattice {
         }
         seen
     }
+
+    /// The subjects of the messages seen so far, in order.
+    async fn subjects_seen(&mut self) -> Vec<String> {
+        self.messages_seen()
+            .await
+            .iter()
+            .map(|message| message.subject.to_string())
+            .collect()
+    }
 }
 
 const ROUND_TRIP: &str = "round-trip.";
@@ -124,12 +133,7 @@ async fn a_call_whose_parameters_fit_in_one_message_is_the_invocation_and_its_re
         .expect("the call is answered");
 
     assert_eq!(repeated, "ababab");
-    let subjects: Vec<_> = lattice
-        .messages_seen()
-        .await
-        .iter()
-        .map(|message| message.subject.to_string())
-        .collect();
+    let subjects = lattice.subjects_seen().await;
     assert_eq!(subjects.len(), 2, "messages of one call: {subjects:?}");
     assert!(subjects[0].ends_with("text.repeat"), "{subjects:?}");
     assert!(subjects[1].ends_with(".results"), "{subjects:?}");
@@ -255,12 +259,7 @@ async fn a_stream_complete_when_the_call_is_made_goes_inline_with_the_invocation
 
     // One chunk of all of the bytes, as they were in hand.
     assert_eq!(describe_upload(&lattice, chunks).await, "letters: 8");
-    let subjects: Vec<_> = lattice
-        .messages_seen()
-        .await
-        .iter()
-        .map(|message| message.subject.to_string())
-        .collect();
+    let subjects = lattice.subjects_seen().await;
     assert!(
         subjects.iter().all(|subject| !subject.contains(".params")),
         "nothing is sent apart: {subjects:?}"
