@@ -226,8 +226,12 @@ start_wadm() {
 # every provider, is the data plane (rpc). Label `host` tells the hosts apart, for what is placed
 # on one of them (the `ha` instance's HTTP listeners).
 start_host() {
-  local i=$1
-  start "${HOST_NAMES[i]}" env WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$((NATS_PORT + i % NATS_SERVERS))" \
+  local i=$1 tmp=$STATE/tmp/${HOST_NAMES[$1]}
+  # The host unpacks every provider archive into $TMPDIR/wasmcloudcache/<host id>/, and a host has
+  # a new id at each start: in /tmp that piled up 60 MB a start, never removed. Here each host
+  # has its own directory, emptied when it starts.
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  start "${HOST_NAMES[i]}" env TMPDIR="$tmp" WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$((NATS_PORT + i % NATS_SERVERS))" \
     WASMCLOUD_CTL_CREDS="$AUTH/host.creds" WASMCLOUD_RPC_CREDS="$AUTH/rpc.creds" \
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
     WASMCLOUD_STRUCTURED_LOGGING_ENABLED="$JSON_LOGS" \
