@@ -9,12 +9,17 @@ use orders_provider_support::NatsCredentials;
 use orders_test_nats::{NatsCluster, NatsServer};
 
 async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
+    bucket_with_replicas(nats, name, 1).await
+}
+
+/// The bucket `name` on `nats`, created with `replicas` copies when missing.
+async fn bucket_with_replicas(nats: &NatsServer, name: &str, replicas: usize) -> Bucket {
     let config = BucketConfig {
         bucket: name.into(),
         cluster_uri: nats.url.clone(),
         js_domain: None,
         history: 1,
-        replicas: 1,
+        replicas,
     };
     Bucket::open(&config, &NatsCredentials::default())
         .await
@@ -203,27 +208,17 @@ async fn a_scan_reads_one_group_of_keys_oldest_first_page_by_page_either_way() {
 #[tokio::test]
 async fn a_bucket_kept_by_three_servers_reads_every_write_at_once_from_any_of_them() {
     let cluster = NatsCluster::start().await;
-    let open = |url: String| async move {
-        let config = BucketConfig {
-            bucket: "replicated".into(),
-            cluster_uri: url,
-            js_domain: None,
-            history: 1,
-            replicas: 3,
-        };
-        Bucket::open(&config, &NatsCredentials::default())
-            .await
-            .expect("the replicated bucket opens")
-    };
-    open(cluster.servers[0].url.clone()).await;
+    bucket_with_replicas(&cluster.servers[0], "replicated", 3).await;
     // Followers of a new stream start answering reads a few seconds after it is created (once
     // they have caught up). Before reads went to the leader, a follower's answer missed a write
     // just acknowledged about once in fifty here, from the third second on.
     let until = Instant::now() + Duration::from_secs(6);
-    let writers = cluster.servers.iter().enumerate().map(|(index, server)| {
-        let kv = open(server.url.clone());
-        async move {
-            let kv = kv.await;
+    let writers = cluster
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(index, server)| async move {
+            let kv = bucket_with_replicas(server, "replicated", 3).await;
             let (mut written, mut stale) = (0, Vec::new());
             while Instant::now() < until {
                 let key = format!("account/{index}-{written}");
@@ -234,8 +229,7 @@ async fn a_bucket_kept_by_three_servers_reads_every_write_at_once_from_any_of_th
                 }
             }
             (written, stale)
-        }
-    });
+        });
     for (written, stale) in futures::future::join_all(writers).await {
         assert!(written > 100, "only {written} writes in 6 s");
         assert_eq!(
