@@ -120,15 +120,15 @@ impl Bucket {
                 .await?
             }
         };
-        let replicated = store.stream.cached_info().config.num_replicas > 1;
-        if !(replicated && store.stream.cached_info().config.allow_direct) {
+        let stream_config = &store.stream.cached_info().config;
+        if stream_config.num_replicas <= 1 || !stream_config.allow_direct {
             return Ok(Self { store });
         }
         // A direct get may be answered by any replica, and a follower can answer before it has
         // applied a write the leader already acknowledged (nats-server#6557, open on 2.11): a
         // user just created would read as unknown. Without direct get, async-nats reads through
         // the stream leader, which answers only with what it has applied.
-        let mut stream_config = store.stream.cached_info().config.clone();
+        let mut stream_config = stream_config.clone();
         stream_config.allow_direct = false;
         js.update_stream(&stream_config).await?;
         Ok(Self {
