@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use crate::auth::{config_keys, Authenticator, Caller};
 use crate::keys;
 use crate::ports::{
-    CasStore, Clock, Entry, PublishError, Publisher, Revision, ScanBy, ScanPage, StoreError,
+    CasStore, CasWrite, Clock, Entry, PublishError, Publisher, Revision, ScanBy, ScanPage,
+    StoreError, Versioned,
 };
 
 /// The admin token of [`authenticator`].
@@ -67,14 +68,37 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn lookup(&self, key: &str) -> Option<(Vec<u8>, Revision)> {
+        self.entries
+            .borrow()
+            .get(key)
+            .map(|(v, r)| (v.clone(), Revision(*r)))
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<Revision>,
+    ) -> Option<Revision> {
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map(|(_, r)| Revision(*r));
+        if current != expected {
+            return None;
+        }
+        let revision = self.last_revision.get() + 1;
+        self.last_revision.set(revision);
+        entries.insert(key.to_string(), (value.to_vec(), revision));
+        Some(Revision(revision))
+    }
+}
+
+/// Counts round trips: a `read_many` or `write_many` is one, however many keys it carries.
 impl CasStore for MemoryStore {
     fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
         self.count(|o| o.reads += 1);
-        Ok(self
-            .entries
-            .borrow()
-            .get(key)
-            .map(|(v, r)| (v.clone(), Revision(*r))))
+        Ok(self.lookup(key))
     }
 
     fn write(
@@ -84,15 +108,27 @@ impl CasStore for MemoryStore {
         expected: Option<Revision>,
     ) -> Result<Option<Revision>, StoreError> {
         self.count(|o| o.writes += 1);
-        let mut entries = self.entries.borrow_mut();
-        let current = entries.get(key).map(|(_, r)| Revision(*r));
-        if current != expected {
-            return Ok(None);
+        Ok(self.compare_and_swap(key, value, expected))
+    }
+
+    fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.count(|o| o.reads += 1);
+        Ok(keys.iter().map(|key| self.lookup(key)).collect())
+    }
+
+    fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
+        self.count(|o| o.writes += 1);
+        let mut keys = std::collections::BTreeSet::new();
+        if let Some(twice) = writes.iter().find(|w| !keys.insert(w.key.as_str())) {
+            return Err(StoreError::Unavailable(format!(
+                "`{}` is written twice in one write-many",
+                twice.key
+            )));
         }
-        let revision = self.last_revision.get() + 1;
-        self.last_revision.set(revision);
-        entries.insert(key.to_string(), (value.to_vec(), revision));
-        Ok(Some(Revision(revision)))
+        Ok(writes
+            .iter()
+            .map(|w| self.compare_and_swap(&w.key, &w.value, w.expected))
+            .collect())
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

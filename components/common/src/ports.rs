@@ -16,6 +16,9 @@ pub enum StoreError {
     Corrupt { key: String, why: String },
 }
 
+/// A stored value and the revision it was written at.
+pub type Versioned = (Vec<u8>, Revision);
+
 /// A key-value bucket with compare-and-swap.
 pub trait CasStore {
     /// The value and its revision; `None` when the key does not exist.
@@ -29,6 +32,21 @@ pub trait CasStore {
         value: &[u8],
         expected: Option<Revision>,
     ) -> Result<Option<Revision>, StoreError>;
+
+    /// [`Self::read`] of each key, in the keys' order, in one round trip where the store can.
+    fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        keys.iter().map(|key| self.read(key)).collect()
+    }
+
+    /// [`Self::write`] of each, in one round trip where the store can: each succeeds or loses on
+    /// its own. The new revisions in the writes' order, `None` where another writer got there
+    /// first. A key may appear once.
+    fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
+        writes
+            .iter()
+            .map(|w| self.write(&w.key, &w.value, w.expected))
+            .collect()
+    }
 
     /// The values of `keys`, in order; `None` for a key that does not exist.
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
@@ -47,6 +65,26 @@ pub trait CasStore {
     /// update, so that writers racing for one hot key spread out instead of colliding again in
     /// lockstep (a busy account's orders, settled by many instances at once).
     fn wait_after_conflict(&self, conflicts: u32);
+}
+
+/// One write of [`CasStore::write_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasWrite {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// As [`CasStore::write`]'s `expected`.
+    pub expected: Option<Revision>,
+}
+
+impl CasWrite {
+    /// A protobuf record written over `expected`.
+    pub fn record<M: Message>(key: String, record: &M, expected: Option<Revision>) -> Self {
+        Self {
+            key,
+            value: record.encode_to_vec(),
+            expected,
+        }
+    }
 }
 
 /// How [`CasStore::scan`] finds its entries. The page is the same either way; the cost is not.
@@ -90,7 +128,7 @@ pub trait RecordStore: CasStore {
         key: &str,
     ) -> Result<Option<(M, Revision)>, StoreError> {
         self.read(key)?
-            .map(|(bytes, revision)| Ok((decode(key, &bytes)?, revision)))
+            .map(|(bytes, revision)| Ok((decode_record(key, &bytes)?, revision)))
             .transpose()
     }
 
@@ -150,9 +188,25 @@ pub trait RecordStore: CasStore {
         let records = page
             .entries
             .iter()
-            .map(|entry| decode(&entry.key, &entry.value))
+            .map(|entry| decode_record(&entry.key, &entry.value))
             .collect::<Result<_, _>>()?;
         Ok((records, page.next))
+    }
+
+    /// [`Self::read_record`] of each key, in one round trip where the store can.
+    #[allow(clippy::type_complexity)]
+    fn read_records<M: Message + Default>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<(M, Revision)>>, StoreError> {
+        keys.iter()
+            .zip(self.read_many(keys)?)
+            .map(|(key, found)| {
+                found
+                    .map(|(bytes, revision)| Ok((decode_record(key, &bytes)?, revision)))
+                    .transpose()
+            })
+            .collect()
     }
 
     /// The records at `keys` that exist, in order, read in one batch.
@@ -160,7 +214,7 @@ pub trait RecordStore: CasStore {
         let values = self.get_many(keys)?;
         keys.iter()
             .zip(values)
-            .filter_map(|(key, value)| value.map(|bytes| decode(key, &bytes)))
+            .filter_map(|(key, value)| value.map(|bytes| decode_record(key, &bytes)))
             .collect()
     }
 }
@@ -179,7 +233,8 @@ pub enum Update<M, T> {
     Write(M, T),
 }
 
-fn decode<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M, StoreError> {
+/// A stored protobuf record; `Corrupt` when `bytes` are not one.
+pub fn decode_record<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M, StoreError> {
     M::decode(bytes).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
         why: e.to_string(),

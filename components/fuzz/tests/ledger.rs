@@ -1,5 +1,5 @@
 //! Property test of billing's ledger against a model: any mix of deposits, key rotations, orders
-//! placed with the key current at the time, (re)deliveries of those orders, and time passing, with
+//! placed with the key current at the time, (re)deliveries of those orders in batches, and time passing, with
 //! enough orders that the account's settlements overflow into records of their own or are forgotten.
 
 use std::collections::HashMap;
@@ -20,8 +20,9 @@ enum Event {
     Rotate,
     /// The next order (of a fixed set) is placed now, with the key current now.
     Place,
-    /// An order reaches billing, if it was placed; the same order may arrive many times.
-    Deliver(Pick),
+    /// Orders reach billing in one batch, those that were placed; the same order may arrive many
+    /// times, even twice in one batch.
+    Deliver(Vec<Pick>),
     /// An eighth of the redelivery horizon passes.
     Wait,
 }
@@ -44,8 +45,14 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
             4 => (1i64..60).prop_map(Event::Deposit),
             1 => Just(Event::Rotate),
             6 => Just(Event::Place),
-            6 => (0usize..4).prop_map(|k| Event::Deliver(Pick::Recent(k))),
-            3 => (0usize..ORDERS).prop_map(|n| Event::Deliver(Pick::Any(n))),
+            9 => proptest::collection::vec(
+                prop_oneof![
+                    2 => (0usize..4).prop_map(Pick::Recent),
+                    1 => (0usize..ORDERS).prop_map(Pick::Any),
+                ],
+                1..5,
+            )
+            .prop_map(Event::Deliver),
             1 => Just(Event::Wait),
         ],
         0..400,
@@ -114,44 +121,54 @@ proptest! {
                 }
                 Event::Place => {}
                 Event::Wait => clock.advance(REDELIVERY_HORIZON_MS / 8),
-                Event::Deliver(pick) => {
-                    let n = match pick {
-                        Pick::Recent(k) => placed.len().checked_sub(k + 1),
-                        Pick::Any(n) => Some(n),
-                    };
-                    let Some((order, placed_with)) = n.and_then(|n| placed.get(&n)) else { continue };
-                    let n = n.unwrap();
-                    prop_assert!(KeyHash::from_bytes(&order.key_sha256).is_some());
-                    let result = billing.settle(order).unwrap();
+                Event::Deliver(picks) => {
+                    let delivered: Vec<usize> = picks
+                        .into_iter()
+                        .filter_map(|pick| match pick {
+                            Pick::Recent(k) => placed.len().checked_sub(k + 1),
+                            Pick::Any(n) => Some(n),
+                        })
+                        .filter(|n| placed.contains_key(n))
+                        .collect();
+                    let orders: Vec<OrderPlaced> =
+                        delivered.iter().map(|n| placed[n].0.clone()).collect();
+                    let results = billing.settle_all(&orders);
+                    prop_assert_eq!(results.len(), delivered.len());
                     let now = clock.now_ms();
                     let long_ago = |at: u64| now - at >= REDELIVERY_HORIZON_MS;
-                    match settled.get(&n) {
-                        Some(&(first, at)) if result.outcome() == PaymentOutcome::Expired
-                            && first != PaymentOutcome::Expired =>
-                        {
-                            prop_assert!(long_ago(at), "order {} forgotten {} ms after its settlement", n, now - at);
-                        }
-                        Some(&(first, _)) => prop_assert_eq!(result.outcome(), first),
-                        None if result.outcome() == PaymentOutcome::Expired => {
-                            let overtaken = settled.iter().any(|(other, &(outcome, at))| {
-                                outcome != PaymentOutcome::Expired
-                                    && placed[other].0.placed_at_ms >= order.placed_at_ms
-                                    && long_ago(at)
-                            });
-                            prop_assert!(overtaken, "order {} expired without being overtaken", n);
-                            settled.insert(n, (PaymentOutcome::Expired, now));
-                        }
-                        None => {
-                            let expected = if generation - placed_with > MAX_REPLACED_KEYS {
-                                PaymentOutcome::KeyReplaced
-                            } else if balance >= sums[n] {
-                                balance -= sums[n];
-                                PaymentOutcome::Paid
-                            } else {
-                                PaymentOutcome::InsufficientFunds
-                            };
-                            prop_assert_eq!(result.outcome(), expected);
-                            settled.insert(n, (expected, now));
+                    // The batch's orders are decided one after another, as the model does.
+                    for (n, result) in delivered.into_iter().zip(results) {
+                        let result = result.unwrap();
+                        let (order, placed_with) = &placed[&n];
+                        prop_assert!(KeyHash::from_bytes(&order.key_sha256).is_some());
+                        match settled.get(&n) {
+                            Some(&(first, at)) if result.outcome() == PaymentOutcome::Expired
+                                && first != PaymentOutcome::Expired =>
+                            {
+                                prop_assert!(long_ago(at), "order {} forgotten {} ms after its settlement", n, now - at);
+                            }
+                            Some(&(first, _)) => prop_assert_eq!(result.outcome(), first),
+                            None if result.outcome() == PaymentOutcome::Expired => {
+                                let overtaken = settled.iter().any(|(other, &(outcome, at))| {
+                                    outcome != PaymentOutcome::Expired
+                                        && placed[other].0.placed_at_ms >= order.placed_at_ms
+                                        && long_ago(at)
+                                });
+                                prop_assert!(overtaken, "order {} expired without being overtaken", n);
+                                settled.insert(n, (PaymentOutcome::Expired, now));
+                            }
+                            None => {
+                                let expected = if generation - placed_with > MAX_REPLACED_KEYS {
+                                    PaymentOutcome::KeyReplaced
+                                } else if balance >= sums[n] {
+                                    balance -= sums[n];
+                                    PaymentOutcome::Paid
+                                } else {
+                                    PaymentOutcome::InsufficientFunds
+                                };
+                                prop_assert_eq!(result.outcome(), expected);
+                                settled.insert(n, (expected, now));
+                            }
                         }
                     }
                 }

@@ -4,8 +4,8 @@
 
 use orders_common::auth::{AuthError, Authenticator};
 use orders_common::ports::{
-    conflict_wait_ms, CasStore, Clock, Entry, PublishError, Publisher, Revision, ScanBy, ScanPage,
-    StoreError,
+    conflict_wait_ms, CasStore, CasWrite, Clock, Entry, PublishError, Publisher, Revision, ScanBy,
+    ScanPage, StoreError, Versioned,
 };
 use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasi::keyvalue::{batch, store};
@@ -56,6 +56,27 @@ impl CasStore for KeyValue {
         let written = cas::write(LINKED_BUCKET, key, value, expected.map(|r| r.0))
             .map_err(|e| unavailable(&e))?;
         Ok(written.map(Revision))
+    }
+
+    fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let found = cas::read_many(LINKED_BUCKET, keys).map_err(|e| unavailable(&e))?;
+        Ok(found
+            .into_iter()
+            .map(|v| v.map(|v| (v.value, Revision(v.revision))))
+            .collect())
+    }
+
+    fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
+        let writes: Vec<cas::CasWrite> = writes
+            .iter()
+            .map(|w| cas::CasWrite {
+                key: w.key.clone(),
+                value: w.value.clone(),
+                expected: w.expected.map(|r| r.0),
+            })
+            .collect();
+        let written = cas::write_many(LINKED_BUCKET, &writes).map_err(|e| unavailable(&e))?;
+        Ok(written.into_iter().map(|r| r.map(Revision)).collect())
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

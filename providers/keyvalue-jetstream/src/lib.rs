@@ -181,6 +181,9 @@ fn operation_span(cx: &Option<Context>, operation: &str, bucket: &str, key: &str
         // What the component named; empty for the bucket its link configures.
         db.namespace = %bucket,
         key = %key,
+        // Compare-and-swap writes that lost to another writer: a caller that settles one
+        // account's orders in turn never loses one.
+        lost = tracing::field::Empty,
     );
     orders_provider_support::continue_callers_trace(&span, cx);
     span
@@ -382,11 +385,13 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
     ) -> CasResult<Option<u64>> {
         let span = operation_span(&cx, "write", &bucket, &key);
         Ok(async {
-            Ok(self
+            let written = self
                 .bucket(&cx, &bucket)
                 .await?
                 .write(&key, value, expected)
-                .await?)
+                .await?;
+            tracing::Span::current().record("lost", usize::from(written.is_none()));
+            Ok(written)
         }
         .instrument(span)
         .await)
@@ -424,6 +429,70 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
                     .collect(),
                 next: page.next,
             })
+        }
+        .instrument(span)
+        .await)
+    }
+
+    async fn read_many(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        keys: Vec<String>,
+    ) -> CasResult<Vec<Option<keyvalue_cas::Versioned>>> {
+        let span = operation_span(
+            &cx,
+            "read_many",
+            &bucket,
+            &keys_summary(keys.iter().map(String::as_str)),
+        );
+        Ok(async {
+            let bucket = self.bucket(&cx, &bucket).await?;
+            let reads = keys.iter().map(|key| bucket.read(key));
+            let found = futures::future::try_join_all(reads).await?;
+            Ok(found
+                .into_iter()
+                .map(|versioned| {
+                    versioned.map(|v| keyvalue_cas::Versioned {
+                        value: v.value,
+                        revision: v.revision,
+                    })
+                })
+                .collect())
+        }
+        .instrument(span)
+        .await)
+    }
+
+    async fn write_many(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        writes: Vec<keyvalue_cas::CasWrite>,
+    ) -> CasResult<Vec<Option<u64>>> {
+        let span = operation_span(
+            &cx,
+            "write_many",
+            &bucket,
+            &keys_summary(writes.iter().map(|w| w.key.as_str())),
+        );
+        let mut keys = HashSet::new();
+        if let Some(twice) = writes.iter().find(|w| !keys.insert(w.key.as_str())) {
+            return Ok(Err(keyvalue_cas::Error::Other(format!(
+                "`{}` is written twice in one write-many",
+                twice.key
+            ))));
+        }
+        Ok(async {
+            let bucket = self.bucket(&cx, &bucket).await?;
+            let attempts = writes.into_iter().map(|w| {
+                let bucket = bucket.clone();
+                async move { bucket.write(&w.key, w.value, w.expected).await }
+            });
+            let written = futures::future::try_join_all(attempts).await?;
+            let lost = written.iter().filter(|revision| revision.is_none()).count();
+            tracing::Span::current().record("lost", lost);
+            Ok(written)
         }
         .instrument(span)
         .await)

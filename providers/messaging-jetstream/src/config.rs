@@ -7,17 +7,21 @@
 //!   `ORDERS:orders.placed,PAYMENTS:payments.settled`. Publishing to a subject no stream captures
 //!   fails, so every subject components publish to must be listed.
 //!
-//! Link config, provider → component (`wasmcloud:messaging/handler`), one durable consumer each:
+//! Link config, provider → component (`orders:lattice/batch-handler`), one durable consumer each:
 //! - `stream` (required), `durable` (required): the consumer's name; it survives restarts;
 //! - `filter_subject` (optional): only these subjects of the stream;
 //! - `max_attempts` (default 5): handler failures before a message goes to the dead-letter subject;
 //! - `dead_letter_subject` (default `deadletter.<durable>`);
-//! - `concurrency` (default 32): messages handled at once;
+//! - `concurrency` (default 2): batches handled at once. Few: a batch gathers the messages that
+//!   arrive while every handler is busy, so more handlers make smaller batches, and each call
+//!   costs about as much as a message's work;
+//! - `max_batch` (default 64): the most messages in one batch;
 //! - `one_at_a_time_per_subject` (default `false`): messages of one subject are handled one after
 //!   another, in the order they arrive, while other subjects' messages go on beside them (billing's
 //!   link: one account's orders share a partition subject and would otherwise race for its balance).
-//!   A delivery keeps its subject's turn for at most 2 s: a call whose answer was lost holds up
-//!   its subject that long, not for the whole `ack_wait`;
+//!   Several messages of one subject can be in one batch, in order. A batch keeps its subjects'
+//!   turn for at most 2 s: a call whose answer was lost holds them up that long, not for the
+//!   whole `ack_wait`;
 //! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message; also how
 //!   long the provider awaits the component's answer before it offers the message again.
 //!
@@ -56,6 +60,7 @@ pub struct ConsumerConfig {
     pub max_attempts: u64,
     pub dead_letter_subject: String,
     pub concurrency: usize,
+    pub max_batch: usize,
     pub one_at_a_time_per_subject: bool,
     pub ack_wait: Duration,
 }
@@ -132,9 +137,10 @@ impl ConsumerConfig {
         let stream = required("stream")?;
         let durable = required("durable")?;
         let max_attempts = number("max_attempts", 5)?;
-        let concurrency = number("concurrency", 32)?;
-        if max_attempts == 0 || concurrency == 0 {
-            bail!("`max_attempts` and `concurrency` must be at least 1");
+        let concurrency = number("concurrency", 2)?;
+        let max_batch = number("max_batch", 64)?;
+        if max_attempts == 0 || concurrency == 0 || max_batch == 0 {
+            bail!("`max_attempts`, `concurrency` and `max_batch` must be at least 1");
         }
         let one_at_a_time_per_subject =
             match config.get("one_at_a_time_per_subject").map(String::as_str) {
@@ -152,6 +158,7 @@ impl ConsumerConfig {
             filter_subject: config.get("filter_subject").cloned(),
             max_attempts,
             concurrency: usize::try_from(concurrency)?,
+            max_batch: usize::try_from(max_batch)?,
             one_at_a_time_per_subject,
             ack_wait: Duration::from_millis(number("ack_wait_ms", 30_000)?),
             stream,
@@ -260,7 +267,10 @@ mod tests {
         let config =
             ConsumerConfig::from_map(&map(&[("stream", "ORDERS"), ("durable", "billing")]))
                 .unwrap();
-        assert_eq!((config.max_attempts, config.concurrency), (5, 32));
+        assert_eq!(
+            (config.max_attempts, config.concurrency, config.max_batch),
+            (5, 2, 64)
+        );
         assert_eq!(config.dead_letter_subject, "deadletter.billing");
         assert!(!config.one_at_a_time_per_subject);
     }

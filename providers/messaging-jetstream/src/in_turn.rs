@@ -1,5 +1,5 @@
-//! Deliveries that share a key run one after another; deliveries of different keys run side by
-//! side. A link with `one_at_a_time_per_subject` keys each message by its subject: orders are
+//! Batches that share a key run one after another; batches of different keys run side by side.
+//! A link with `one_at_a_time_per_subject` keys each message by its subject: orders are
 //! published on their account's partition (`orders.placed.<partition>`), so one account's orders
 //! reach billing in turn instead of racing for one balance, where every lost compare-and-swap
 //! costs a read, a wait and a retry.
@@ -21,31 +21,43 @@ impl<T> Default for InTurn<T> {
 }
 
 impl<T> InTurn<T> {
-    /// `Some(item)` when nothing of `key` is under way: deliver it now, and call
-    /// [`Self::next_after`] once it is done. `None` when it was queued behind its key's delivery.
-    pub fn admit(&self, key: &str, item: T) -> Option<T> {
+    /// Admits a batch, oldest first: the items to deliver now together, in order, and the keys
+    /// they hold, for [`Self::next_after_all`]. Several items of a key that was free all go now,
+    /// one after another in the batch; an item of a key under way waits behind it.
+    pub fn admit_all(&self, items: Vec<(String, T)>) -> (Vec<T>, Vec<String>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        match waiting.get_mut(key) {
-            Some(queue) => {
+        let (mut now, mut held) = (Vec::new(), Vec::<String>::new());
+        for (key, item) in items {
+            if held.contains(&key) {
+                now.push(item);
+            } else if let Some(queue) = waiting.get_mut(&key) {
                 queue.push_back(item);
-                None
-            }
-            None => {
-                waiting.insert(key.to_string(), VecDeque::new());
-                Some(item)
+            } else {
+                waiting.insert(key.clone(), VecDeque::new());
+                held.push(key);
+                now.push(item);
             }
         }
+        (now, held)
     }
 
-    /// After a delivery of `key` ended: the next item queued behind it, oldest first, or `None`
-    /// when none waits, and then `key` is free again.
-    pub fn next_after(&self, key: &str) -> Option<T> {
+    /// After a batch holding `keys` ended: every item queued behind them, each key's oldest first,
+    /// as the next batch, and the keys it holds; keys nothing waited behind are free again.
+    pub fn next_after_all(&self, keys: &[String]) -> (Vec<T>, Vec<String>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let next = waiting.get_mut(key).and_then(VecDeque::pop_front);
-        if next.is_none() {
-            waiting.remove(key);
+        let (mut next, mut held) = (Vec::new(), Vec::new());
+        for key in keys {
+            match waiting.get_mut(key) {
+                Some(queue) if !queue.is_empty() => {
+                    next.extend(queue.drain(..));
+                    held.push(key.clone());
+                }
+                _ => {
+                    waiting.remove(key);
+                }
+            }
         }
-        next
+        (next, held)
     }
 }
 
@@ -53,34 +65,56 @@ impl<T> InTurn<T> {
 mod tests {
     use super::*;
 
+    fn items(keyed: &[(&str, u32)]) -> Vec<(String, u32)> {
+        keyed.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
+    fn keys(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
     #[test]
-    fn the_first_message_of_a_key_goes_at_once_and_the_next_waits_for_it() {
+    fn a_keys_first_batch_goes_at_once_and_what_comes_meanwhile_is_its_next_batch() {
         let in_turn = InTurn::default();
-        assert_eq!(in_turn.admit("orders.placed.a1", 1), Some(1));
-        assert_eq!(in_turn.admit("orders.placed.a1", 2), None);
-        assert_eq!(in_turn.admit("orders.placed.a1", 3), None);
-        assert_eq!(in_turn.next_after("orders.placed.a1"), Some(2));
-        assert_eq!(in_turn.next_after("orders.placed.a1"), Some(3));
-        assert_eq!(in_turn.next_after("orders.placed.a1"), None);
+        let a1 = "orders.placed.a1";
+        assert_eq!(in_turn.admit_all(items(&[(a1, 1)])), (vec![1], keys(&[a1])));
+        assert_eq!(in_turn.admit_all(items(&[(a1, 2)])), (vec![], keys(&[])));
+        assert_eq!(in_turn.admit_all(items(&[(a1, 3)])), (vec![], keys(&[])));
         assert_eq!(
-            in_turn.admit("orders.placed.a1", 4),
-            Some(4),
+            in_turn.next_after_all(&keys(&[a1])),
+            (vec![2, 3], keys(&[a1]))
+        );
+        assert_eq!(in_turn.next_after_all(&keys(&[a1])), (vec![], keys(&[])));
+        assert_eq!(
+            in_turn.admit_all(items(&[(a1, 4)])),
+            (vec![4], keys(&[a1])),
             "a key whose queue ran dry is free again"
         );
     }
 
     #[test]
-    fn other_keys_go_beside_a_busy_one() {
+    fn a_batch_takes_every_item_of_its_free_keys_and_leaves_busy_keys_items_queued() {
         let in_turn = InTurn::default();
-        assert_eq!(in_turn.admit("orders.placed.a1", 1), Some(1));
-        assert_eq!(in_turn.admit("orders.placed.a1", 2), None);
-        assert_eq!(in_turn.admit("orders.placed.b2", 3), Some(3));
-        assert_eq!(in_turn.next_after("orders.placed.b2"), None);
-        assert_eq!(in_turn.next_after("orders.placed.a1"), Some(2));
+        in_turn.admit_all(items(&[("busy", 0)]));
+        let (now, held) = in_turn.admit_all(items(&[("a", 1), ("busy", 2), ("b", 3), ("a", 4)]));
+        assert_eq!(now, [1, 3, 4], "a's two items go together, in order");
+        assert_eq!(held, ["a", "b"]);
+        let (later, _) = in_turn.admit_all(items(&[("a", 5), ("c", 6)]));
+        assert_eq!(later, [6], "a is held by the first batch");
+        assert_eq!(
+            in_turn.next_after_all(&keys(&["a", "b"])),
+            (vec![5], keys(&["a"]))
+        );
+        assert_eq!(
+            in_turn.admit_all(items(&[("b", 7)])).0,
+            [7],
+            "b is free once its batch ended"
+        );
+        assert_eq!(in_turn.next_after_all(&keys(&["busy"])).0, [2]);
     }
 
     #[test]
-    fn concurrent_deliveries_of_one_key_never_overlap() {
+    fn concurrent_batches_of_one_key_never_overlap() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         let in_turn = Arc::new(InTurn::default());
@@ -99,14 +133,15 @@ mod tests {
                 );
                 std::thread::spawn(move || {
                     for i in 0..200 {
-                        let mut next = in_turn.admit("hot", thread * 1000 + i);
-                        while next.is_some() {
+                        let (mut batch, mut held) =
+                            in_turn.admit_all(vec![("hot".to_string(), thread * 1000 + i)]);
+                        while !batch.is_empty() {
                             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                             most_at_once.fetch_max(now, Ordering::SeqCst);
                             std::thread::yield_now();
                             running.fetch_sub(1, Ordering::SeqCst);
-                            delivered.fetch_add(1, Ordering::SeqCst);
-                            next = in_turn.next_after("hot");
+                            delivered.fetch_add(batch.len(), Ordering::SeqCst);
+                            (batch, held) = in_turn.next_after_all(&held);
                         }
                     }
                 })
@@ -119,6 +154,10 @@ mod tests {
             1600,
             "none lost, none twice"
         );
-        assert_eq!(in_turn.admit("hot", 0), Some(0), "nothing left queued");
+        assert_eq!(
+            in_turn.admit_all(vec![("hot".to_string(), 0)]).0,
+            [0],
+            "nothing left queued"
+        );
     }
 }

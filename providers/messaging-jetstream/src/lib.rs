@@ -4,13 +4,16 @@
 //! and a handler's failure is only logged. Here, for the same `wasmcloud:messaging@0.2.0` contract:
 //! - `publish` stores the message in a JetStream stream and returns only after the stream's
 //!   acknowledgement; a failure reaches the component as an error;
-//! - each provider → component link is a durable pull consumer; a message is acknowledged only
-//!   after the component's `handle-message` returned `Ok`. An `Err` means redelivery with backoff,
-//!   and after `max_attempts` deliveries the message moves to a dead-letter subject. While the
-//!   component cannot be reached at all, messages wait (redelivered with backoff, never
-//!   dead-lettered for that), so a stopped consumer misses nothing.
-//! - a component may publish only the subjects its link's `publish` names (see [`config`]): order
-//!   cannot forge a payment result, billing cannot forge an order.
+//! - each provider → component link is a durable pull consumer whose messages reach the component
+//!   in batches (`orders:lattice/batch-handler`): every message ready when a handler is free, in
+//!   one call, so that under load the component's work per call (reads, writes) is shared by many
+//!   messages. The component answers each message on its own: `Ok` with the replies to publish,
+//!   which are stored before the message is acknowledged, or `Err`, which means redelivery with
+//!   backoff, and after `max_attempts` deliveries the dead-letter subject. While the component
+//!   cannot be reached at all, messages wait (redelivered with backoff, never dead-lettered for
+//!   that), so a stopped consumer misses nothing.
+//! - a component may publish, and reply, only on the subjects its link's `publish` names (see
+//!   [`config`]): order cannot forge a payment result, billing cannot forge an order.
 
 pub mod config;
 pub mod in_turn;
@@ -45,7 +48,7 @@ mod bindings {
 }
 
 use bindings::exports::wasmcloud::messaging::consumer;
-use bindings::wasmcloud::messaging::handler;
+use bindings::orders::lattice::batch_handler;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 
 /// Starts the provider: connects, ensures the configured streams, serves `consumer` and runs one
@@ -133,24 +136,13 @@ struct JetStreamMessaging {
 impl JetStreamMessaging {
     /// Refuses a publication (or request) on `subject` unless the caller's link allows it.
     async fn authorize(&self, cx: &Option<Context>, subject: &str) -> Result<(), String> {
-        let caller = cx.as_ref().and_then(|cx| {
-            let component = cx.component.as_deref()?;
-            Some((component.to_string(), cx.link_name().to_string()))
-        });
-        let Some(key) = caller else {
+        let Some(cx) = cx else {
             return Err("a publication without a calling component is refused".into());
         };
-        let publishers = self.publishers.read().await;
-        let allowed = match publishers.get(&key) {
-            Some(policy) if policy.allows(subject) => return Ok(()),
-            Some(policy) => policy.describe(),
-            None => "nothing (no link to this provider)".into(),
+        let Some(component) = cx.component.as_deref() else {
+            return Err("a publication without a calling component is refused".into());
         };
-        warn!(component = %key.0, link = %key.1, %subject, "publication refused: its link allows {allowed}");
-        Err(format!(
-            "{} may not publish to {subject}: its link allows {allowed}",
-            key.0
-        ))
+        authorize(&self.publishers, component, Some(cx.link_name()), subject).await
     }
 }
 
@@ -165,6 +157,7 @@ impl Provider for JetStreamMessaging {
             consumer,
             config,
             component.clone(),
+            Arc::clone(&self.publishers),
         ));
         let previous = self
             .consumers
@@ -240,18 +233,19 @@ async fn durable_consumer(
             config.stream
         )
     })?;
-    // Messages held by the provider and not yet acknowledged. Twice the handlers, so the next
-    // messages are at hand when a handler ends. A link that handles each subject's messages in
-    // turn holds more: when one subject (a busy account) fills the window, the messages of other
-    // subjects behind them still arrive. A message waiting in its subject's queue counts against
-    // `ack_wait`; at four per handler, a queue of one subject drains well within the default 30 s
-    // unless one handling takes a quarter of a second.
+    // Messages held by the provider and not yet acknowledged: a full batch for each of the
+    // `concurrency` handlers and as many again, so the next batches are at hand when a handler
+    // ends. A link that handles each subject's messages in turn holds twice that: when one
+    // subject (a busy account) fills its batches, the messages of other subjects behind them
+    // still arrive. A message waiting counts against `ack_wait`, which at these sizes is
+    // reached only if one batch takes seconds.
     let per_handler = if config.one_at_a_time_per_subject {
         4
     } else {
         2
     };
-    let pending = i64::try_from(config.concurrency * per_handler).unwrap_or(i64::MAX);
+    let pending =
+        i64::try_from(config.concurrency * config.max_batch * per_handler).unwrap_or(i64::MAX);
     stream
         .get_or_create_consumer(
             &config.durable,
@@ -271,13 +265,15 @@ async fn durable_consumer(
         .with_context(|| format!("failed to create consumer {}", config.durable))
 }
 
-/// Delivers the consumer's messages to the component, `concurrency` at a time, forever; with
-/// `one_at_a_time_per_subject`, one message per subject at a time.
+/// Delivers the consumer's messages to the component in batches, every message ready at once up
+/// to `max_batch`, `concurrency` batches at a time, forever; with `one_at_a_time_per_subject`, a
+/// subject's messages are in one batch at a time.
 async fn consume(
     js: jetstream::Context,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     config: ConsumerConfig,
     component: String,
+    publishers: Arc<RwLock<HashMap<LinkKey, PublishPolicy>>>,
 ) {
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency));
@@ -291,7 +287,7 @@ async fn consume(
                 continue;
             }
         };
-        let mut messages = match consumer.messages().await {
+        let messages = match consumer.messages().await {
             Ok(messages) => messages,
             Err(e) => {
                 warn!(durable = %config.durable, "cannot pull messages: {e}");
@@ -299,66 +295,61 @@ async fn consume(
                 continue;
             }
         };
-        while let Some(next) = messages.next().await {
-            let message = match next {
-                Ok(message) => message,
-                Err(e) => {
-                    warn!(durable = %config.durable, "pull failed: {e}");
-                    continue;
-                }
+        // A batch is what arrived while the handlers were busy: one message when the link is
+        // idle, many under load, so a message never waits for others to fill a batch.
+        let mut ready = messages.ready_chunks(config.max_batch);
+        while let Some(pulled) = ready.next().await {
+            let pulled: Vec<jetstream::Message> = pulled
+                .into_iter()
+                .filter_map(|next| {
+                    next.map_err(|e| warn!(durable = %config.durable, "pull failed: {e}"))
+                        .ok()
+                })
+                .collect();
+            let (batch, held) = if config.one_at_a_time_per_subject {
+                // Messages of a subject under way wait for its batch, which delivers them next.
+                in_turn.admit_all(
+                    pulled
+                        .into_iter()
+                        .map(|m| (m.subject.to_string(), m))
+                        .collect(),
+                )
+            } else {
+                (pulled, Vec::new())
             };
-            let turn = config
-                .one_at_a_time_per_subject
-                .then(|| message.subject.to_string());
-            let message = match &turn {
-                // Queued behind its subject's delivery, whose task delivers it next.
-                Some(subject) => match in_turn.admit(subject, message) {
-                    Some(message) => message,
-                    None => continue,
-                },
-                None => message,
-            };
+            if batch.is_empty() {
+                continue;
+            }
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };
-            let (js, config, wrpc, component, in_turn) = (
-                js.clone(),
-                Arc::clone(&config),
-                Arc::clone(&wrpc),
-                component.clone(),
-                Arc::clone(&in_turn),
-            );
+            let link = Link {
+                js: js.clone(),
+                config: Arc::clone(&config),
+                wrpc: Arc::clone(&wrpc),
+                component: component.clone(),
+                publishers: Arc::clone(&publishers),
+            };
+            let in_turn = Arc::clone(&in_turn);
             tokio::spawn(async move {
-                let mut next = Some(message);
-                while let Some(message) = next {
-                    let span = delivery_span(&message, &config, &component);
-                    let Some(subject) = turn.as_deref() else {
-                        deliver(&js, &config, &wrpc, &component, message)
-                            .instrument(span)
-                            .await;
+                let (mut batch, mut held) = (batch, held);
+                while !batch.is_empty() {
+                    if held.is_empty() {
+                        link.clone().deliver(batch).await;
                         break;
-                    };
+                    }
                     // A delivery whose call was lost waits for its answer up to `ack_wait`;
-                    // holding its subject's turn all that time would stop the subject, and once
-                    // its queue fills the consumer's pending window, every subject. So it keeps
-                    // the turn for `TURN_HELD_AT_MOST` and then finishes on its own.
-                    let mut delivery = tokio::spawn({
-                        let (js, config, wrpc, component) = (
-                            js.clone(),
-                            Arc::clone(&config),
-                            Arc::clone(&wrpc),
-                            component.clone(),
-                        );
-                        async move { deliver(&js, &config, &wrpc, &component, message).await }
-                            .instrument(span)
-                    });
+                    // holding its subjects' turn all that time would stop them, and once their
+                    // queues fill the consumer's pending window, every subject. So it keeps the
+                    // turn for `TURN_HELD_AT_MOST` and then finishes on its own.
+                    let mut delivery = tokio::spawn(link.clone().deliver(batch));
                     if tokio::time::timeout(TURN_HELD_AT_MOST, &mut delivery)
                         .await
                         .is_err()
                     {
-                        warn!(%component, %subject, "a delivery still runs after {TURN_HELD_AT_MOST:?}: the subject's next message goes on");
+                        warn!(component = %link.component, subjects = ?held, "a delivery still runs after {TURN_HELD_AT_MOST:?}: the subjects' next messages go on");
                     }
-                    next = in_turn.next_after(subject);
+                    (batch, held) = in_turn.next_after_all(&held);
                 }
                 drop(slot);
             });
@@ -376,6 +367,7 @@ fn delivery_span(
     message: &jetstream::Message,
     config: &ConsumerConfig,
     component: &str,
+    batch_size: usize,
 ) -> tracing::Span {
     let span = tracing::info_span!(
         "deliver",
@@ -384,6 +376,7 @@ fn delivery_span(
         messaging.system = "nats",
         messaging.destination.name = %message.subject,
         messaging.consumer.group.name = %config.durable,
+        messaging.batch.message_count = batch_size,
         component = %component,
         outcome = tracing::field::Empty,
     );
@@ -396,75 +389,200 @@ fn delivery_span(
 /// How soon a message is offered again while its component cannot be reached.
 const UNREACHABLE_RETRY: Duration = Duration::from_millis(500);
 
-async fn deliver(
-    js: &jetstream::Context,
-    config: &ConsumerConfig,
-    wrpc: &wasmcloud_provider_sdk::provider::WrpcClient,
-    component: &str,
-    message: jetstream::Message,
-) {
-    let attempt = message
-        .info()
-        .map(|info| u64::try_from(info.delivered).unwrap_or(1))
-        .unwrap_or(1);
-    let broker_message = BrokerMessage {
-        subject: message.subject.to_string(),
-        body: message.payload.clone(),
-        reply_to: None,
-    };
-    let trace_context = orders_provider_support::trace_headers();
-    // The wRPC call has no deadline of its own once the host took it: if the host, or the NATS
-    // server between us, dies before the answer, the call waits forever, holding the message and
-    // one of the link's `concurrency` places. Past `ack_wait` the server offers the message again
-    // anyway, so the call is given up then and the message handed back at once; handlers are
-    // idempotent, so a call that was only slow and still finishes is harmless.
-    let outcome = tokio::time::timeout(
-        config.ack_wait,
-        handler::handle_message(wrpc, Some(trace_context), &broker_message),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(anyhow::anyhow!(
-            "no answer within {:?} (the call or its answer was lost)",
-            config.ack_wait
-        ))
-    });
-    let span = tracing::Span::current();
-    let settled = match outcome {
-        Ok(Ok(())) => {
-            span.record("outcome", "acked");
-            message.double_ack().await
-        }
-        Ok(Err(reason)) if attempt >= config.max_attempts => {
-            warn!(%component, subject = %broker_message.subject, attempt, %reason, "handler failed for the last time: dead-lettering");
-            span.record("outcome", "dead_lettered");
-            match dead_letter(js, config, &broker_message, &reason).await {
-                Ok(()) => message.ack_with(AckKind::Term).await,
-                Err(e) => {
-                    error!(%component, "dead-lettering failed, keeping the message: {e:#}");
-                    message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+/// What one consumer task needs to deliver a batch to its component.
+#[derive(Clone)]
+struct Link {
+    js: jetstream::Context,
+    config: Arc<ConsumerConfig>,
+    wrpc: Arc<wasmcloud_provider_sdk::provider::WrpcClient>,
+    component: String,
+    publishers: Arc<RwLock<HashMap<LinkKey, PublishPolicy>>>,
+}
+
+impl Link {
+    /// Hands the batch to the component in one call, then settles each message on its own:
+    /// publishes its replies and acknowledges it, or has it delivered again.
+    async fn deliver(self, batch: Vec<jetstream::Message>) {
+        let spans: Vec<tracing::Span> = batch
+            .iter()
+            .map(|m| delivery_span(m, &self.config, &self.component, batch.len()))
+            .collect();
+        let broker_messages: Vec<BrokerMessage> = batch
+            .iter()
+            .map(|message| BrokerMessage {
+                subject: message.subject.to_string(),
+                body: message.payload.clone(),
+                reply_to: None,
+            })
+            .collect();
+        // The call continues the first message's trace: the component's work for the whole batch
+        // shows there (for a lone message, its own trace holds everything).
+        let trace_context = spans[0].in_scope(orders_provider_support::trace_headers);
+        // The wRPC call has no deadline of its own once the host took it: if the host, or the
+        // NATS server between us, dies before the answer, the call waits forever, holding the
+        // messages and one of the link's `concurrency` places. Past `ack_wait` the server offers
+        // the messages again anyway, so the call is given up then and the messages handed back
+        // at once; handlers are idempotent, so a call that was only slow and still finishes is
+        // harmless.
+        let answers = tokio::time::timeout(
+            self.config.ack_wait,
+            batch_handler::handle_messages(&*self.wrpc, Some(trace_context), &broker_messages)
+                .instrument(spans[0].clone()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "no answer within {:?} (the call or its answer was lost)",
+                self.config.ack_wait
+            ))
+        });
+        let answers: Vec<Result<Result<Vec<BrokerMessage>, String>, String>> = match answers {
+            Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(Ok).collect(),
+            Ok(answers) => {
+                let wrong = format!("{} answers to {} messages", answers.len(), batch.len());
+                batch.iter().map(|_| Ok(Err(wrong.clone()))).collect()
+            }
+            Err(unreachable) => {
+                let unreachable = format!("{unreachable:#}");
+                batch.iter().map(|_| Err(unreachable.clone())).collect()
+            }
+        };
+        let settled = batch
+            .into_iter()
+            .zip(broker_messages)
+            .zip(answers)
+            .zip(spans)
+            .map(|(((message, delivered), answer), span)| {
+                self.settle(message, delivered, answer).instrument(span)
+            });
+        futures::future::join_all(settled).await;
+    }
+
+    /// Acknowledges a handled message once its replies are stored; has a failed one delivered
+    /// again after a backoff, or dead-lettered after `max_attempts`.
+    async fn settle(
+        &self,
+        message: jetstream::Message,
+        delivered: BrokerMessage,
+        answer: Result<Result<Vec<BrokerMessage>, String>, String>,
+    ) {
+        let (config, component) = (&self.config, &self.component);
+        let attempt = message
+            .info()
+            .map(|info| u64::try_from(info.delivered).unwrap_or(1))
+            .unwrap_or(1);
+        let span = tracing::Span::current();
+        let answer = match answer {
+            Ok(Ok(replies)) => match self.publish_replies(replies).await {
+                Ok(()) => Ok(Ok(())),
+                // The handler's work is kept (it is idempotent); its replies are published when
+                // the message is handled again.
+                Err(reason) => Ok(Err(format!(
+                    "handled, but its replies were not published: {reason}"
+                ))),
+            },
+            Ok(Err(reason)) => Ok(Err(reason)),
+            Err(unreachable) => Err(unreachable),
+        };
+        let settled = match answer {
+            Ok(Ok(())) => {
+                span.record("outcome", "acked");
+                message.double_ack().await
+            }
+            Ok(Err(reason)) if attempt >= config.max_attempts => {
+                warn!(%component, subject = %delivered.subject, attempt, %reason, "handler failed for the last time: dead-lettering");
+                span.record("outcome", "dead_lettered");
+                match dead_letter(&self.js, config, &delivered, &reason).await {
+                    Ok(()) => message.ack_with(AckKind::Term).await,
+                    Err(e) => {
+                        error!(%component, "dead-lettering failed, keeping the message: {e:#}");
+                        message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+                    }
                 }
             }
+            Ok(Err(reason)) => {
+                warn!(%component, subject = %delivered.subject, attempt, %reason, "handler failed: redelivering");
+                span.record("outcome", "retried");
+                message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
+            }
+            Err(unreachable) => {
+                // Not the message's fault: retry soon, so a restarted component drains its
+                // backlog at once instead of after each message's growing backoff.
+                warn!(%component, attempt, "component unreachable, message waits: {unreachable}");
+                span.record("outcome", "unreachable");
+                message
+                    .ack_with(AckKind::Nak(Some(UNREACHABLE_RETRY)))
+                    .await
+            }
+        };
+        if let Err(e) = settled {
+            // The server redelivers after ack_wait; handlers are idempotent, so that is safe.
+            warn!(%component, "acknowledgement failed: {e}");
         }
-        Ok(Err(reason)) => {
-            warn!(%component, subject = %broker_message.subject, attempt, %reason, "handler failed: redelivering");
-            span.record("outcome", "retried");
-            message.ack_with(AckKind::Nak(Some(backoff(attempt)))).await
-        }
-        Err(unreachable) => {
-            // Not the message's fault: retry soon, so a restarted component drains its backlog at
-            // once instead of after each message's growing backoff.
-            warn!(%component, attempt, "component unreachable, message waits: {unreachable:#}");
-            span.record("outcome", "unreachable");
-            message
-                .ack_with(AckKind::Nak(Some(UNREACHABLE_RETRY)))
-                .await
-        }
-    };
-    if let Err(e) = settled {
-        // The server redelivers after ack_wait; handlers are idempotent, so that is safe.
-        warn!(%component, "acknowledgement failed: {e}");
     }
+
+    /// Stores a handled message's replies, each where the component's links let it publish.
+    async fn publish_replies(&self, replies: Vec<BrokerMessage>) -> Result<(), String> {
+        for reply in &replies {
+            authorize(&self.publishers, &self.component, None, &reply.subject).await?;
+        }
+        let stored = replies.into_iter().map(|reply| {
+            let span = publish_span(&reply.subject);
+            store_message(&self.js, reply.subject, reply.body).instrument(span)
+        });
+        futures::future::try_join_all(stored).await?;
+        Ok(())
+    }
+}
+
+/// Stores `body` in the stream that captures `subject`, with the current span's trace context,
+/// and returns once the stream acknowledged it.
+async fn store_message(
+    js: &jetstream::Context,
+    subject: String,
+    body: Bytes,
+) -> Result<(), String> {
+    let stored = async {
+        let headers = orders_provider_support::trace_headers();
+        js.publish_with_headers(subject.clone(), headers, body)
+            .await?
+            .await?;
+        Ok::<_, async_nats::Error>(())
+    };
+    stored
+        .await
+        .map_err(|e| format!("message to {subject} not stored by JetStream: {e}"))
+}
+
+/// Refuses a publication on `subject` unless a link of `component` (`link`, or any of its links
+/// to this provider when `None`: a handler's replies) allows it.
+async fn authorize(
+    publishers: &RwLock<HashMap<LinkKey, PublishPolicy>>,
+    component: &str,
+    link: Option<&str>,
+    subject: &str,
+) -> Result<(), String> {
+    let publishers = publishers.read().await;
+    let policies: Vec<(&LinkKey, &PublishPolicy)> = publishers
+        .iter()
+        .filter(|((c, l), _)| c == component && link.is_none_or(|link| l == link))
+        .collect();
+    if policies.iter().any(|(_, policy)| policy.allows(subject)) {
+        return Ok(());
+    }
+    let allowed = if policies.is_empty() {
+        "nothing (no link to this provider)".to_string()
+    } else {
+        policies
+            .iter()
+            .map(|(_, policy)| policy.describe())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    warn!(%component, %subject, "publication refused: its links allow {allowed}");
+    Err(format!(
+        "{component} may not publish to {subject}: its link allows {allowed}"
+    ))
 }
 
 async fn dead_letter(
@@ -569,16 +687,6 @@ impl JetStreamMessaging {
                 .await
                 .map_err(|e| format!("publish failed: {e}")));
         }
-        let stored = async {
-            let headers = orders_provider_support::trace_headers();
-            self.js
-                .publish_with_headers(subject.clone(), headers, body)
-                .await?
-                .await?;
-            Ok::<_, async_nats::Error>(())
-        };
-        Ok(stored
-            .await
-            .map_err(|e| format!("message to {subject} not stored by JetStream: {e}")))
+        Ok(store_message(&self.js, subject, body).await)
     }
 }

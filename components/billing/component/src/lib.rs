@@ -1,14 +1,13 @@
 //! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`,
 //! `POST /RotateKey` over `wasi:http`, and placed orders from the broker (`wasmcloud:messaging/handler`), settled by
-//! `billing-core` and answered with a payment result on `payments.settled`.
+//! `billing-core` in batches and answered with a payment result each, for `payments.settled`.
 
 use billing_core::Billing;
 use orders_common::api::{parse_json, query_param, RequestError};
-use orders_common::ports::Publisher as _;
 use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced, RotateKeyRequest};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{authenticator, random_16, Broker, KeyValue, WallClock};
+use orders_component_kit::ports::{authenticator, random_16, KeyValue, WallClock};
 use prost::Message as _;
 use wasmcloud_component::http::{self, Method};
 
@@ -20,7 +19,7 @@ mod bindings {
         generate_all,
     });
 }
-use bindings::exports::wasmcloud::messaging::handler::{BrokerMessage, Guest as MessageHandler};
+use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
 
 struct BillingComponent;
 
@@ -83,29 +82,51 @@ fn route(request: &Request) -> Handled {
     }
 }
 
-impl MessageHandler for BillingComponent {
-    /// Settles one placed order. An `Err` tells the messaging provider the order was not handled.
-    fn handle_message(message: BrokerMessage) -> Result<(), String> {
-        let order = OrderPlaced::decode(message.body.as_slice())
-            .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;
+impl BatchHandler for BillingComponent {
+    /// Settles a batch of placed orders with one read and one write of their accounts, and answers
+    /// each with its payment result, which the messaging provider publishes on `payments.settled`
+    /// before it acknowledges the order. An `Err` tells the provider that order was not handled.
+    fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
+        let decoded: Vec<Result<OrderPlaced, String>> = messages
+            .iter()
+            .map(|message| {
+                OrderPlaced::decode(message.body.as_slice())
+                    .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))
+            })
+            .collect();
+        let orders: Vec<OrderPlaced> = decoded
+            .iter()
+            .filter_map(|o| o.as_ref().ok().cloned())
+            .collect();
         let store = KeyValue::new();
-        let result = Billing {
+        let mut settled = Billing {
             store: &store,
             clock: &WallClock,
         }
-        .settle(&order)
-        .map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
-        Broker
-            .publish_message(subjects::PAYMENT_SETTLED, &result)
-            .map_err(|e| format!("order {} settled but not announced: {e}", order.order_id))?;
-        orders_component_kit::info!(
-            "order {} of {} for {}: outcome {}, balance {:?}",
-            result.order_id,
-            result.user,
-            result.sum,
-            result.outcome,
-            result.balance
-        );
-        Ok(())
+        .settle_all(&orders)
+        .into_iter()
+        .zip(&orders);
+        decoded
+            .into_iter()
+            .map(|order| {
+                order?;
+                let (result, order) = settled.next().expect("one result per order");
+                let result =
+                    result.map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
+                orders_component_kit::info!(
+                    "order {} of {} for {}: outcome {}, balance {:?}",
+                    result.order_id,
+                    result.user,
+                    result.sum,
+                    result.outcome,
+                    result.balance
+                );
+                Ok(vec![BrokerMessage {
+                    subject: subjects::PAYMENT_SETTLED.to_string(),
+                    body: result.encode_to_vec(),
+                    reply_to: None,
+                }])
+            })
+            .collect()
     }
 }

@@ -15,7 +15,9 @@
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
-use orders_common::ports::{CasStore, Clock, RecordStore, StoreError, Update};
+use orders_common::ports::{
+    decode_record, CasStore, CasWrite, Clock, RecordStore, StoreError, Update,
+};
 use orders_common::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, DepositCashRequest,
     OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest, Settlement,
@@ -211,72 +213,218 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
 
     /// Pays a placed order if the user exists and can afford it, at most once per order id however
     /// often the order is delivered, and returns the result to publish.
-    ///
-    /// One read and one compare-and-swap of the account: the balance and the order's outcome are
-    /// written together, so no crash can separate a debit from the record that it happened.
     pub fn settle(&self, order: &OrderPlaced) -> Result<PaymentResult, BillingError> {
-        let id = OrderId::parse(&order.order_id)?;
-        let user = UserName::parse(&order.user)?;
-        let sum = Amount::parse_unsigned(order.sum)?;
+        self.settle_all(std::slice::from_ref(order))
+            .pop()
+            .expect("one result per order")
+    }
+
+    /// [`Self::settle`] of every order, oldest first, with one read and one compare-and-swap write
+    /// for all their accounts together: each account is read once, its orders are decided one
+    /// after another on it, and it is written once with their balance and outcomes together, so
+    /// no crash can separate a debit from the record that it happened. An account another writer
+    /// changed meanwhile (a deposit) is read and decided again; the others are done. One result
+    /// per order, in the orders' order.
+    pub fn settle_all(&self, orders: &[OrderPlaced]) -> Vec<Result<PaymentResult, BillingError>> {
         let now = self.clock.now_ms();
-        let result = |outcome: PaymentOutcome, balance: Option<u64>| PaymentResult {
+        let mut results: Vec<Option<Result<PaymentResult, BillingError>>> =
+            orders.iter().map(|_| None).collect();
+        // Each account's orders (their indices), in the orders' order.
+        let mut accounts: Vec<(UserName, Vec<(usize, ParsedOrder)>)> = Vec::new();
+        for (index, order) in orders.iter().enumerate() {
+            match ParsedOrder::parse(order) {
+                Ok(parsed) => match accounts.iter_mut().find(|(user, _)| *user == parsed.user) {
+                    Some((_, its)) => its.push((index, parsed)),
+                    None => accounts.push((parsed.user.clone(), vec![(index, parsed)])),
+                },
+                Err(invalid) => results[index] = Some(Err(invalid)),
+            }
+        }
+        for conflicts in 0..MAX_SETTLE_CONFLICTS {
+            if accounts.is_empty() {
+                break;
+            }
+            if conflicts > 0 {
+                self.store.wait_after_conflict(conflicts);
+            }
+            match self.settle_round(&accounts, orders, now) {
+                Ok(rounds) => {
+                    let mut lost = Vec::new();
+                    for (account, round) in accounts.into_iter().zip(rounds) {
+                        match round {
+                            Some(decided) => {
+                                for ((index, _), result) in account.1.iter().zip(decided) {
+                                    results[*index] = Some(result);
+                                }
+                            }
+                            None => lost.push(account),
+                        }
+                    }
+                    accounts = lost;
+                }
+                Err(failed) => {
+                    for (index, _) in accounts.iter().flat_map(|(_, its)| its) {
+                        results[*index] = Some(Err(BillingError::Store(failed.clone())));
+                    }
+                    accounts = Vec::new();
+                }
+            }
+        }
+        for (index, _) in accounts.iter().flat_map(|(_, its)| its) {
+            results[*index] = Some(Err(BillingError::Store(StoreError::Unavailable(format!(
+                "the account of order {} kept changing: {MAX_SETTLE_CONFLICTS} conflicting writes",
+                orders[*index].order_id
+            )))));
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every order is decided or failed"))
+            .collect()
+    }
+
+    /// One read of every account, their orders decided, one write of every changed account.
+    /// `None` for an account whose write lost to another writer: decide it again on what won.
+    #[allow(clippy::type_complexity)]
+    fn settle_round(
+        &self,
+        accounts: &[(UserName, Vec<(usize, ParsedOrder)>)],
+        orders: &[OrderPlaced],
+        now: u64,
+    ) -> Result<Vec<Option<Vec<Result<PaymentResult, BillingError>>>>, StoreError> {
+        let keys: Vec<String> = accounts.iter().map(|(user, _)| account_key(user)).collect();
+        let current = self.store.read_many(&keys)?;
+        let mut decided = Vec::with_capacity(accounts.len());
+        let mut archived = Vec::new();
+        let mut writes = Vec::new();
+        for ((key, (_, its)), found) in keys.into_iter().zip(accounts).zip(current) {
+            // A record that cannot be decoded fails its own account's orders, not the batch's.
+            let found = match found
+                .map(|(bytes, revision)| {
+                    decode_record::<StoredAccount>(&key, &bytes).map(|account| (account, revision))
+                })
+                .transpose()
+            {
+                Ok(found) => found,
+                Err(corrupt) => {
+                    decided.push(Some(
+                        its.iter()
+                            .map(|_| Err(BillingError::Store(corrupt.clone())))
+                            .collect(),
+                    ));
+                    continue;
+                }
+            };
+            let Some((mut account, revision)) = found else {
+                // Accounts are created before any key of theirs exists and never deleted, so no
+                // later delivery of these orders can find one: nothing to remember.
+                let unknown = its
+                    .iter()
+                    .map(|(_, o)| Ok(o.result(PaymentOutcome::UnknownUser, None, now)));
+                decided.push(Some(unknown.collect()));
+                continue;
+            };
+            let mut results = Vec::with_capacity(its.len());
+            let mut changed = false;
+            for (index, parsed) in its {
+                // Decided on a copy: an order that fails leaves the account as the orders before
+                // it left it.
+                let mut next = account.clone();
+                match self.decide(&mut next, parsed, &orders[*index], now, &mut archived) {
+                    Ok(Decision::Keep(result)) => results.push(Ok(result)),
+                    Ok(Decision::Write(result)) => {
+                        account = next;
+                        changed = true;
+                        results.push(Ok(result));
+                    }
+                    Err(failed) => results.push(Err(failed)),
+                }
+            }
+            if changed {
+                writes.push((
+                    decided.len(),
+                    CasWrite::record(key, &account, Some(revision)),
+                ));
+            }
+            decided.push(Some(results));
+        }
+        // The records of settlements that left their accounts are written before the accounts
+        // that no longer hold them, so there is no moment when neither has them. First writer
+        // wins: an earlier attempt of this round may have written one.
+        if !archived.is_empty() {
+            let records: Vec<CasWrite> = archived
+                .iter()
+                .map(|(key, record)| CasWrite::record(key.clone(), record, None))
+                .collect();
+            self.store.write_many(&records)?;
+        }
+        if !writes.is_empty() {
+            let (positions, writes): (Vec<usize>, Vec<CasWrite>) = writes.into_iter().unzip();
+            for (position, written) in positions.into_iter().zip(self.store.write_many(&writes)?) {
+                if written.is_none() {
+                    decided[position] = None;
+                }
+            }
+        }
+        Ok(decided)
+    }
+
+    /// Decides one order on its account as it stands, changing it in place when the order's
+    /// outcome is to be remembered. Settlements pushed out of the account that must be kept are
+    /// added to `archived`.
+    fn decide(
+        &self,
+        account: &mut StoredAccount,
+        parsed: &ParsedOrder,
+        order: &OrderPlaced,
+        now: u64,
+        archived: &mut Vec<(String, PaymentResult)>,
+    ) -> Result<Decision, BillingError> {
+        let (id, user, sum) = (&parsed.id, &parsed.user, parsed.sum);
+        if let Some(earlier) = self.earlier_result(account, user, id, order, archived)? {
+            return Ok(Decision::Keep(earlier));
+        }
+        let legacy_debit = account.debited_orders.iter().any(|o| o == id.as_str());
+        let outcome = if legacy_debit {
+            account.debited_orders.retain(|o| o != id.as_str());
+            PaymentOutcome::Paid
+        } else if order.placed_at_ms <= account.forgotten_through_ms {
+            // Uncharged and unrecorded: every later delivery is refused the same way.
+            return Ok(Decision::Keep(parsed.result(
+                PaymentOutcome::Expired,
+                Some(account.balance),
+                now,
+            )));
+        } else if !placed_with_a_valid_key(account, order) {
+            PaymentOutcome::KeyReplaced
+        } else if account.balance < sum.get() {
+            PaymentOutcome::InsufficientFunds
+        } else {
+            account.balance -= sum.get();
+            PaymentOutcome::Paid
+        };
+        let settlement = Settlement {
             order_id: id.to_string(),
-            user: user.to_string(),
             sum: sum.get(),
             outcome: outcome.into(),
-            balance,
+            balance: account.balance,
             settled_at_ms: now,
+            placed_at_ms: order.placed_at_ms,
         };
-        self.store
-            .update_record(&account_key(&user), |current: Option<StoredAccount>| {
-                // Accounts are created before any key of theirs exists and never deleted, so no
-                // later delivery of this order can find one: nothing to remember.
-                let Some(mut account) = current else {
-                    return Ok(Update::Keep(result(PaymentOutcome::UnknownUser, None)));
-                };
-                if let Some(earlier) = self.earlier_result(&account, &user, &id, order)? {
-                    return Ok(Update::Keep(earlier));
-                }
-                let legacy_debit = account.debited_orders.iter().any(|o| o == id.as_str());
-                let outcome = if legacy_debit {
-                    account.debited_orders.retain(|o| o != id.as_str());
-                    PaymentOutcome::Paid
-                } else if order.placed_at_ms <= account.forgotten_through_ms {
-                    // Uncharged and unrecorded: every later delivery is refused the same way.
-                    return Ok(Update::Keep(result(
-                        PaymentOutcome::Expired,
-                        Some(account.balance),
-                    )));
-                } else if !placed_with_a_valid_key(&account, order) {
-                    PaymentOutcome::KeyReplaced
-                } else if account.balance < sum.get() {
-                    PaymentOutcome::InsufficientFunds
-                } else {
-                    account.balance -= sum.get();
-                    PaymentOutcome::Paid
-                };
-                let settlement = Settlement {
-                    order_id: id.to_string(),
-                    sum: sum.get(),
-                    outcome: outcome.into(),
-                    balance: account.balance,
-                    settled_at_ms: now,
-                    placed_at_ms: order.placed_at_ms,
-                };
-                let settled = payment_result(&settlement, &user);
-                self.remember(&mut account, settlement, &user, now)?;
-                Ok::<_, BillingError>(Update::Write(account, settled))
-            })
+        let settled = payment_result(&settlement, user);
+        remember(account, settlement, user, now, archived)?;
+        Ok(Decision::Write(settled))
     }
 
     /// The result this order already got, from the account's settlements or, for an order placed
-    /// early enough to have one, its own record.
+    /// early enough to have one, its own record: stored, or still to be written (`archived`: it
+    /// left the account earlier in this batch).
     fn earlier_result(
         &self,
         account: &StoredAccount,
         user: &UserName,
         id: &OrderId,
         order: &OrderPlaced,
+        archived: &[(String, PaymentResult)],
     ) -> Result<Option<PaymentResult>, BillingError> {
         if let Some(settlement) = account
             .settlements
@@ -293,46 +441,87 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         if order.placed_at_ms > archived_through {
             return Ok(None);
         }
+        let key = payment_key(id);
+        if let Some((_, pending)) = archived.iter().find(|(archived, _)| *archived == key) {
+            return Ok(Some(pending.clone()));
+        }
         Ok(self
             .store
-            .read_record::<PaymentResult>(&payment_key(id))?
+            .read_record::<PaymentResult>(&key)?
             .map(|(archived, _)| archived))
     }
+}
 
-    /// Adds `settlement` to the account's, which stay at [`MAX_REMEMBERED_SETTLEMENTS`]: the
-    /// oldest leaves, into a record of its own if a delivery of its order may still come, else
-    /// forgotten. The record is written before the account that no longer holds the settlement,
-    /// so there is no moment when neither has it.
-    fn remember(
-        &self,
-        account: &mut StoredAccount,
-        settlement: Settlement,
-        user: &UserName,
-        now: u64,
-    ) -> Result<(), BillingError> {
-        account.settlements.push(settlement);
-        if !account.keeps_settlements {
-            // Orders placed until shortly after this moment may have been settled by a billing
-            // that recorded them under payment/<id> only (clocks of hosts differ a little).
-            account.archived_through_ms = now + REDELIVERY_HORIZON_MS;
-            account.keeps_settlements = true;
+/// Adds `settlement` to the account's, which stay at [`MAX_REMEMBERED_SETTLEMENTS`]: the oldest
+/// leaves, into a record of its own (added to `archived`, to be written before the account) if a
+/// delivery of its order may still come, else forgotten.
+fn remember(
+    account: &mut StoredAccount,
+    settlement: Settlement,
+    user: &UserName,
+    now: u64,
+    archived: &mut Vec<(String, PaymentResult)>,
+) -> Result<(), BillingError> {
+    account.settlements.push(settlement);
+    if !account.keeps_settlements {
+        // Orders placed until shortly after this moment may have been settled by a billing
+        // that recorded them under payment/<id> only (clocks of hosts differ a little).
+        account.archived_through_ms = now + REDELIVERY_HORIZON_MS;
+        account.keeps_settlements = true;
+    }
+    while account.settlements.len() > MAX_REMEMBERED_SETTLEMENTS {
+        let oldest = account.settlements.remove(0);
+        if now.saturating_sub(oldest.settled_at_ms) < REDELIVERY_HORIZON_MS {
+            let key = payment_key(&OrderId::parse(&oldest.order_id)?);
+            archived.push((key, payment_result(&oldest, user)));
+            account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
+        } else {
+            account.forgotten_through_ms = account.forgotten_through_ms.max(oldest.placed_at_ms);
         }
-        while account.settlements.len() > MAX_REMEMBERED_SETTLEMENTS {
-            let oldest = account.settlements.remove(0);
-            if now.saturating_sub(oldest.settled_at_ms) < REDELIVERY_HORIZON_MS {
-                // First writer wins: an earlier attempt of this update may have written it.
-                let record = payment_result(&oldest, user);
-                let key = payment_key(&OrderId::parse(&oldest.order_id)?);
-                self.store.write_record(&key, &record, None)?;
-                account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
-            } else {
-                account.forgotten_through_ms =
-                    account.forgotten_through_ms.max(oldest.placed_at_ms);
-            }
+    }
+    Ok(())
+}
+
+/// What deciding one order does to its account.
+enum Decision {
+    /// The account stays as it was: the order's result was known, or it is never remembered.
+    Keep(PaymentResult),
+    /// The account changed: write it, then publish this result.
+    Write(PaymentResult),
+}
+
+/// A placed order's fields, parsed.
+struct ParsedOrder {
+    id: OrderId,
+    user: UserName,
+    sum: Amount,
+}
+
+impl ParsedOrder {
+    fn parse(order: &OrderPlaced) -> Result<Self, BillingError> {
+        Ok(Self {
+            id: OrderId::parse(&order.order_id)?,
+            user: UserName::parse(&order.user)?,
+            sum: Amount::parse_unsigned(order.sum)?,
+        })
+    }
+
+    fn result(&self, outcome: PaymentOutcome, balance: Option<u64>, now: u64) -> PaymentResult {
+        PaymentResult {
+            order_id: self.id.to_string(),
+            user: self.user.to_string(),
+            sum: self.sum.get(),
+            outcome: outcome.into(),
+            balance,
+            settled_at_ms: now,
         }
-        Ok(())
     }
 }
+
+/// How many times one batch's accounts may be changed by other writers (deposits) before the
+/// orders of those that kept changing fail and are redelivered. Each conflict means another
+/// writer succeeded, so this is only reached under pathological contention.
+const MAX_SETTLE_CONFLICTS: u32 = 1000;
 
 fn payment_result(settlement: &Settlement, user: &UserName) -> PaymentResult {
     PaymentResult {

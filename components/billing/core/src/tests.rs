@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use orders_common::auth::{AuthError, Caller, KeyHash};
 use orders_common::memory::{self, FixedClock, MemoryStore, ADMIN_TOKEN};
-use orders_common::ports::{CasStore, RecordStore};
+use orders_common::ports::{CasStore, CasWrite, RecordStore, Revision};
 
 use super::*;
 
@@ -413,6 +413,69 @@ fn an_order_is_settled_with_one_read_and_one_write_of_the_account_alone() {
 }
 
 #[test]
+fn a_batch_of_orders_of_several_accounts_is_settled_with_one_read_and_one_write_in_all() {
+    let world = World::with_user("Pavel", 100);
+    world.create("Olga").unwrap();
+    world.deposit("Olga", 15).unwrap();
+    let (pavel, olga) = (world.key("Pavel"), world.key("Olga"));
+    let batch = [
+        world.placed("p-1", "Pavel", 30, &pavel),
+        world.placed("o-1", "Olga", 10, &olga),
+        world.placed("p-2", "Pavel", 60, &pavel),
+        world.placed("x-1", "Nobody", 5, &pavel),
+        world.placed("o-2", "Olga", 10, &olga),
+        world.placed("p-3", "Pavel", 20, &pavel),
+    ];
+    world.store.take_operations();
+    let outcomes: Vec<PaymentOutcome> = world
+        .billing()
+        .settle_all(&batch)
+        .iter()
+        .map(|result| outcome(result.as_ref().unwrap()))
+        .collect();
+    let operations = world.store.take_operations();
+    assert_eq!((operations.reads, operations.writes), (1, 1));
+    use PaymentOutcome::*;
+    assert_eq!(
+        outcomes,
+        [
+            Paid,
+            Paid,
+            Paid,
+            UnknownUser,
+            InsufficientFunds,
+            InsufficientFunds
+        ],
+        "each account's orders are decided one after another, in the batch's order"
+    );
+    assert_eq!((world.balance("Pavel"), world.balance("Olga")), (10, 5));
+}
+
+#[test]
+fn an_order_delivered_twice_in_one_batch_is_charged_once() {
+    let world = World::with_user("Pavel", 100);
+    let order = world.placed("o-1", "Pavel", 10, &world.key("Pavel"));
+    let results = world.billing().settle_all(&[order.clone(), order]);
+    let [first, second] = [&results[0], &results[1]].map(|r| r.as_ref().unwrap().clone());
+    assert_eq!(first, second);
+    assert_eq!(world.balance("Pavel"), 90);
+}
+
+#[test]
+fn a_malformed_order_in_a_batch_fails_alone() {
+    let world = World::with_user("Pavel", 100);
+    let key = world.key("Pavel");
+    let results = world.billing().settle_all(&[
+        world.placed("o-1", "Pavel", 10, &key),
+        world.placed("", "Pavel", 10, &key),
+        world.placed("o-3", "Pavel", 10, &key),
+    ]);
+    assert!(matches!(results[1], Err(BillingError::Invalid(_))));
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert_eq!(world.balance("Pavel"), 80);
+}
+
+#[test]
 fn a_refused_order_is_remembered_too_so_a_later_deposit_cannot_turn_it_into_a_payment() {
     let world = World::with_user("Pavel", 5);
     let refused = world.order("o-1", "Pavel", 10);
@@ -616,4 +679,86 @@ fn a_balance_query_for_an_unknown_user_is_not_found() {
         .balance(&memory::caller(ADMIN_TOKEN), "Nobody")
         .unwrap_err();
     assert_eq!(error.status(), 404);
+}
+
+/// A store in which, just before the first `write_many`, another writer takes `sum` from every
+/// account it writes: as if another billing instance, or a deposit, got there first.
+struct Overtaken<'a> {
+    inner: &'a MemoryStore,
+    sum: u64,
+    overtaken: std::cell::Cell<bool>,
+}
+
+impl CasStore for Overtaken<'_> {
+    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+        self.inner.read(key)
+    }
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.inner.write(key, value, expected)
+    }
+    fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
+        if !self.overtaken.replace(true) {
+            for write in writes {
+                let (mut account, revision) = self
+                    .inner
+                    .read_record::<StoredAccount>(&write.key)?
+                    .unwrap();
+                account.balance -= self.sum;
+                self.inner
+                    .write_record(&write.key, &account, Some(revision))?
+                    .unwrap();
+            }
+        }
+        self.inner.write_many(writes)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.get_many(keys)
+    }
+    fn scan(
+        &self,
+        filter: &str,
+        by: orders_common::ports::ScanBy,
+        after: Option<Revision>,
+        limit: u32,
+    ) -> Result<orders_common::ports::ScanPage, StoreError> {
+        self.inner.scan(filter, by, after, limit)
+    }
+    fn wait_after_conflict(&self, conflicts: u32) {
+        self.inner.wait_after_conflict(conflicts)
+    }
+}
+
+#[test]
+fn a_batch_whose_account_changed_before_its_write_is_decided_again_on_the_new_balance() {
+    let world = World::with_user("Pavel", 100);
+    let key = world.key("Pavel");
+    let batch = [
+        world.placed("o-1", "Pavel", 50, &key),
+        world.placed("o-2", "Pavel", 40, &key),
+    ];
+    let store = Overtaken {
+        inner: &world.store,
+        sum: 30,
+        overtaken: Default::default(),
+    };
+    let billing = Billing {
+        store: &store,
+        clock: &world.clock,
+    };
+    let outcomes: Vec<PaymentOutcome> = billing
+        .settle_all(&batch)
+        .iter()
+        .map(|result| outcome(result.as_ref().unwrap()))
+        .collect();
+    // Decided on 100, both would be paid; decided again on the 70 that won, the second is not.
+    assert_eq!(
+        outcomes,
+        [PaymentOutcome::Paid, PaymentOutcome::InsufficientFunds]
+    );
+    assert_eq!(world.balance("Pavel"), 20);
 }

@@ -6,6 +6,7 @@
 use notify_core::{Delivery, Notify, NotifyError};
 use orders_common::api::{query_param, RequestError};
 use orders_common::domain::PageRequest;
+use orders_common::ports::{CasStore, Clock};
 use orders_common::proto::{OrderPlaced, PaymentResult};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
@@ -21,7 +22,7 @@ mod bindings {
         generate_all,
     });
 }
-use bindings::exports::wasmcloud::messaging::handler::{BrokerMessage, Guest as MessageHandler};
+use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
 
 struct NotifyComponent;
 
@@ -83,48 +84,105 @@ fn route(request: &Request) -> Handled {
     }
 }
 
-impl MessageHandler for NotifyComponent {
-    /// A placed order (remembered as pending), a dead letter (recorded) or a payment result
-    /// (notified), by subject.
-    fn handle_message(message: BrokerMessage) -> Result<(), String> {
+impl BatchHandler for NotifyComponent {
+    /// Placed orders (remembered as pending), dead letters (recorded) and payment results
+    /// (notified), by subject; the placed orders and the payment results of a batch each with one
+    /// write. notify publishes nothing, so every answer is `Ok` with no replies, or the `Err` that
+    /// has the provider deliver that message again.
+    fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
         let store = KeyValue::new();
         let notify = Notify {
             store: &store,
             clock: &WallClock,
         };
-        if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
-            if notify
-                .record_dead_letter(consumer, &message.body)
-                .map_err(|e| format!("dead letter of {consumer} not recorded: {e}"))?
-            {
-                orders_component_kit::info!("{consumer} gave up on a message: recorded");
+        let mut answers: Vec<Option<Result<(), String>>> = messages.iter().map(|_| None).collect();
+        let (mut placed, mut settled) = (Vec::new(), Vec::new());
+        for (index, message) in messages.iter().enumerate() {
+            if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
+                answers[index] = Some(record_dead_letter(&notify, consumer, &message.body));
+            } else if subjects::is_order_placed(&message.subject) {
+                match OrderPlaced::decode(message.body.as_slice()) {
+                    Ok(order) => placed.push((index, order)),
+                    Err(e) => {
+                        answers[index] = Some(Err(format!(
+                            "{} carried no OrderPlaced: {e}",
+                            message.subject
+                        )))
+                    }
+                }
+            } else {
+                match PaymentResult::decode(message.body.as_slice()) {
+                    Ok(result) => settled.push((index, result)),
+                    Err(e) => {
+                        answers[index] = Some(Err(format!(
+                            "{} carried no PaymentResult: {e}",
+                            message.subject
+                        )))
+                    }
+                }
             }
-            return Ok(());
         }
-        if subjects::is_order_placed(&message.subject) {
-            let order = OrderPlaced::decode(message.body.as_slice())
-                .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))?;
-            notify
-                .record_placed(&order)
-                .map_err(|e| format!("order {} not recorded as pending: {e}", order.order_id))?;
-            return Ok(());
+        let (indices, orders): (Vec<usize>, Vec<OrderPlaced>) = placed.into_iter().unzip();
+        for ((index, order), recorded) in indices
+            .into_iter()
+            .zip(&orders)
+            .zip(notify.record_placed_all(&orders))
+        {
+            answers[index] = Some(
+                recorded
+                    .map(|_| ())
+                    .map_err(|e| format!("order {} not recorded as pending: {e}", order.order_id)),
+            );
         }
-        let result = PaymentResult::decode(message.body.as_slice())
-            .map_err(|e| format!("{} carried no PaymentResult: {e}", message.subject))?;
-        let delivery = notify
-            .deliver(&result)
-            .map_err(|e| format!("no notification for order {}: {e}", result.order_id))?;
-        match delivery {
-            Delivery::Sent(sent) => {
-                orders_component_kit::info!("notification sent to {}: {}", sent.user, sent.message)
-            }
-            Delivery::AlreadySent(_) => {
-                orders_component_kit::info!(
-                    "order {} was notified before; not sent again",
+        let (indices, results): (Vec<usize>, Vec<PaymentResult>) = settled.into_iter().unzip();
+        for ((index, result), delivery) in indices
+            .into_iter()
+            .zip(&results)
+            .zip(notify.deliver_all(&results))
+        {
+            answers[index] = Some(match delivery {
+                Ok(Delivery::Sent(sent)) => {
+                    orders_component_kit::info!(
+                        "notification sent to {}: {}",
+                        sent.user,
+                        sent.message
+                    );
+                    Ok(())
+                }
+                Ok(Delivery::AlreadySent(_)) => {
+                    orders_component_kit::info!(
+                        "order {} was notified before; not sent again",
+                        result.order_id
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(format!(
+                    "no notification for order {}: {e}",
                     result.order_id
-                )
-            }
+                )),
+            });
         }
-        Ok(())
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .expect("every message is answered")
+                    .map(|()| Vec::new())
+            })
+            .collect()
     }
+}
+
+fn record_dead_letter<S: CasStore + ?Sized, C: Clock + ?Sized>(
+    notify: &Notify<'_, S, C>,
+    consumer: &str,
+    payload: &[u8],
+) -> Result<(), String> {
+    if notify
+        .record_dead_letter(consumer, payload)
+        .map_err(|e| format!("dead letter of {consumer} not recorded: {e}"))?
+    {
+        orders_component_kit::info!("{consumer} gave up on a message: recorded");
+    }
+    Ok(())
 }

@@ -20,7 +20,9 @@ use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
 use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
-use orders_common::ports::{CasStore, Clock, RecordStore, Revision, ScanBy, StoreError};
+use orders_common::ports::{
+    decode_record, CasStore, CasWrite, Clock, RecordStore, Revision, ScanBy, StoreError,
+};
 use orders_common::proto::{
     DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
     OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, StoredDeadLetter,
@@ -97,53 +99,154 @@ pub struct Notify<'a, S: ?Sized, C: ?Sized> {
 
 impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
     pub fn deliver(&self, result: &PaymentResult) -> Result<Delivery, NotifyError> {
-        let id = OrderId::parse(&result.order_id)?;
-        let user = UserName::parse(&result.user)?;
-        let sum = Amount::parse_unsigned(result.sum)?;
-        let outcome = match PaymentOutcome::try_from(result.outcome) {
-            Ok(PaymentOutcome::Unspecified) | Err(_) => {
-                return Err(NotifyError::UnknownOutcome(id.to_string()))
+        self.deliver_all(std::slice::from_ref(result))
+            .pop()
+            .expect("one delivery per result")
+    }
+
+    /// [`Self::deliver`] of every result, with one write creating all their notifications and,
+    /// when some were sent before (redeliveries), one read of those. One answer per result, in
+    /// order; a malformed result fails alone.
+    pub fn deliver_all(&self, results: &[PaymentResult]) -> Vec<Result<Delivery, NotifyError>> {
+        let now = self.clock.now_ms();
+        let mut answers: Vec<Option<Result<Delivery, NotifyError>>> = Vec::new();
+        let (mut indices, mut writes) = (Vec::new(), Vec::<CasWrite>::new());
+        // A result delivered twice in one batch is created once; its second answer is the first's.
+        let mut twins = Vec::new();
+        for (index, result) in results.iter().enumerate() {
+            let notification = match notification_of(result, now) {
+                Ok(notification) => notification,
+                Err(malformed) => {
+                    answers.push(Some(Err(malformed)));
+                    continue;
+                }
+            };
+            answers.push(None);
+            let key = notification_key(&notification.user, &notification.order_id);
+            match writes.iter().position(|w| w.key == key) {
+                Some(first) => twins.push((index, first)),
+                None => {
+                    indices.push(index);
+                    writes.push(CasWrite::record(key, &notification, None));
+                }
             }
-            Ok(known) => known,
-        };
-        let notification = Notification {
-            order_id: id.to_string(),
-            user: user.to_string(),
-            sum: sum.get(),
-            paid: outcome == PaymentOutcome::Paid,
-            reason: reason(outcome).to_string(),
-            balance: result.balance,
-            message: message(&user, &id, sum, outcome, result.balance),
-            sent_at_ms: self.clock.now_ms(),
-        };
-        let key = notification_key(user.as_str(), id.as_str());
-        if self
-            .store
-            .write_record(&key, &notification, None)?
-            .is_some()
-        {
-            return Ok(Delivery::Sent(notification));
         }
-        let (earlier, _) = self
-            .store
-            .read_record::<Notification>(&key)?
-            .ok_or_else(|| StoreError::Unavailable(format!("`{key}` vanished")))?;
-        Ok(Delivery::AlreadySent(earlier))
+        match self.create_or_read(&writes) {
+            Ok(found) => {
+                for (index, (sent_now, stored)) in indices.iter().zip(found) {
+                    answers[*index] = Some(Ok(if sent_now {
+                        Delivery::Sent(stored)
+                    } else {
+                        Delivery::AlreadySent(stored)
+                    }));
+                }
+            }
+            Err(failed) => {
+                for index in &indices {
+                    answers[*index] = Some(Err(failed.clone().into()));
+                }
+            }
+        }
+        for (index, first) in twins {
+            answers[index] = Some(match &answers[indices[first]] {
+                Some(Ok(Delivery::Sent(n) | Delivery::AlreadySent(n))) => {
+                    Ok(Delivery::AlreadySent(n.clone()))
+                }
+                _ => Err(StoreError::Unavailable(format!(
+                    "the first delivery of order {} in this batch failed",
+                    results[index].order_id
+                ))
+                .into()),
+            });
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.expect("every result is answered"))
+            .collect()
+    }
+
+    /// Creates each record unless its key exists: `(true, written)` for those created now,
+    /// `(false, stored)` with the record stored earlier for the others.
+    fn create_or_read(&self, writes: &[CasWrite]) -> Result<Vec<(bool, Notification)>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let written = self.store.write_many(writes)?;
+        let existing: Vec<String> = writes
+            .iter()
+            .zip(&written)
+            .filter(|(_, revision)| revision.is_none())
+            .map(|(w, _)| w.key.clone())
+            .collect();
+        let mut earlier = if existing.is_empty() {
+            Vec::new()
+        } else {
+            self.store.read_records::<Notification>(&existing)?
+        }
+        .into_iter()
+        .zip(existing);
+        writes
+            .iter()
+            .zip(written)
+            .map(|(w, revision)| match revision {
+                Some(_) => Ok((true, decode_record(&w.key, &w.value)?)),
+                None => {
+                    let (found, key) = earlier.next().expect("one read per existing key");
+                    let (stored, _) = found
+                        .ok_or_else(|| StoreError::Unavailable(format!("`{key}` vanished")))?;
+                    Ok((false, stored))
+                }
+            })
+            .collect()
     }
 
     /// Remembers an order seen on `orders.placed` as pending; `false` when it was seen before.
     pub fn record_placed(&self, placed: &OrderPlaced) -> Result<bool, NotifyError> {
-        let id = OrderId::parse(&placed.order_id)?;
-        let record = PlacedOrder {
-            order_id: id.to_string(),
-            user: UserName::parse(&placed.user)?.to_string(),
-            sum: Amount::parse_unsigned(placed.sum)?.get(),
-            placed_at_ms: placed.placed_at_ms,
+        self.record_placed_all(std::slice::from_ref(placed))
+            .pop()
+            .expect("one answer per order")
+    }
+
+    /// [`Self::record_placed`] of every order, with one write for all. One answer per order, in
+    /// order; a malformed order fails alone.
+    pub fn record_placed_all(&self, placed: &[OrderPlaced]) -> Vec<Result<bool, NotifyError>> {
+        let records: Vec<Result<PlacedOrder, NotifyError>> =
+            placed.iter().map(placed_record).collect();
+        let mut keys = std::collections::HashSet::new();
+        // An order delivered twice in one batch is written once; the second was "seen before".
+        let writes: Vec<(usize, CasWrite)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(index, record)| {
+                let record = record.as_ref().ok()?;
+                let key = format!("{PLACED_PREFIX}{}", record.order_id);
+                keys.insert(key.clone())
+                    .then(|| (index, CasWrite::record(key, record, None)))
+            })
+            .collect();
+        let (indices, writes): (Vec<usize>, Vec<CasWrite>) = writes.into_iter().unzip();
+        let written = if writes.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.store.write_many(&writes)
         };
-        let created = self
-            .store
-            .write_record(&format!("{PLACED_PREFIX}{id}"), &record, None)?;
-        Ok(created.is_some())
+        let mut answers: Vec<Result<bool, NotifyError>> = records
+            .into_iter()
+            .map(|record| record.map(|_| false))
+            .collect();
+        match written {
+            Ok(written) => {
+                for (index, revision) in indices.into_iter().zip(written) {
+                    answers[index] = Ok(revision.is_some());
+                }
+            }
+            Err(failed) => {
+                for index in indices {
+                    answers[index] = Err(failed.clone().into());
+                }
+            }
+        }
+        answers
     }
 
     /// Where one order stands: settled (paid or refused, from its notification), pending (placed
@@ -333,6 +436,39 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
 }
 
 /// The machine-readable `reason` of a notification.
+/// The notification a payment result becomes, sent at `now`.
+fn notification_of(result: &PaymentResult, now: u64) -> Result<Notification, NotifyError> {
+    let id = OrderId::parse(&result.order_id)?;
+    let user = UserName::parse(&result.user)?;
+    let sum = Amount::parse_unsigned(result.sum)?;
+    let outcome = match PaymentOutcome::try_from(result.outcome) {
+        Ok(PaymentOutcome::Unspecified) | Err(_) => {
+            return Err(NotifyError::UnknownOutcome(id.to_string()))
+        }
+        Ok(known) => known,
+    };
+    Ok(Notification {
+        order_id: id.to_string(),
+        user: user.to_string(),
+        sum: sum.get(),
+        paid: outcome == PaymentOutcome::Paid,
+        reason: reason(outcome).to_string(),
+        balance: result.balance,
+        message: message(&user, &id, sum, outcome, result.balance),
+        sent_at_ms: now,
+    })
+}
+
+/// The pending record of a placed order.
+fn placed_record(placed: &OrderPlaced) -> Result<PlacedOrder, NotifyError> {
+    Ok(PlacedOrder {
+        order_id: OrderId::parse(&placed.order_id)?.to_string(),
+        user: UserName::parse(&placed.user)?.to_string(),
+        sum: Amount::parse_unsigned(placed.sum)?.get(),
+        placed_at_ms: placed.placed_at_ms,
+    })
+}
+
 fn reason(outcome: PaymentOutcome) -> &'static str {
     match outcome {
         PaymentOutcome::Paid => "paid",
@@ -423,6 +559,59 @@ mod tests {
                 clock: &self.clock,
             }
         }
+    }
+
+    #[test]
+    fn a_batch_of_results_is_notified_with_one_write_and_each_redelivery_sent_once() {
+        let world = World::new();
+        let paid = result("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
+        world.notify().deliver(&paid).unwrap();
+        world.store.take_operations();
+        let refused = result("o-2", "Olga", PaymentOutcome::InsufficientFunds, Some(0));
+        let malformed = result("", "Olga", PaymentOutcome::Paid, Some(0));
+        let answers = world
+            .notify()
+            .deliver_all(&[paid, refused.clone(), malformed, refused]);
+        let operations = world.store.take_operations();
+        assert_eq!(
+            (operations.writes, operations.reads),
+            (1, 1),
+            "one write creates the new ones, one read finds those sent before"
+        );
+        assert!(matches!(answers[0], Ok(Delivery::AlreadySent(_))));
+        assert!(matches!(answers[1], Ok(Delivery::Sent(_))));
+        assert!(matches!(answers[2], Err(NotifyError::Invalid(_))));
+        assert!(
+            matches!(&answers[3], Ok(Delivery::AlreadySent(n)) if n.order_id == "o-2"),
+            "a result twice in one batch is sent once"
+        );
+        assert_eq!(world.store.keys().len(), 2);
+    }
+
+    #[test]
+    fn a_batch_of_placed_orders_is_remembered_with_one_write() {
+        let world = World::new();
+        let placed = |id: &str| OrderPlaced {
+            order_id: id.into(),
+            user: "Pavel".into(),
+            sum: 10,
+            placed_at_ms: 1,
+            key_sha256: vec![],
+        };
+        world.notify().record_placed(&placed("o-1")).unwrap();
+        world.store.take_operations();
+        let answers: Vec<bool> = world
+            .notify()
+            .record_placed_all(&[placed("o-1"), placed("o-2"), placed("o-2")])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            answers,
+            [false, true, false],
+            "new only the first time seen"
+        );
+        assert_eq!(world.store.take_operations().writes, 1);
     }
 
     #[test]

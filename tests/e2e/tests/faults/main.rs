@@ -192,7 +192,7 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
     assert!(dead[0]["failure"]
         .as_str()
         .unwrap()
-        .contains("settled but not announced"));
+        .contains("handled, but its replies were not published"));
     let charged = 1000 - 10 * placed.len() as u64;
     assert_eq!(
         lattice.balance(&user).await,
@@ -341,7 +341,7 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
         &nats,
         "messaging",
         json!({"source_id": "orders-messaging", "target": "orders-notify", "name": "notify-payments",
-               "wit_namespace": "wasmcloud", "wit_package": "messaging", "interfaces": ["handler"]}),
+               "wit_namespace": "orders", "wit_package": "lattice", "interfaces": ["batch-handler"]}),
     )
     .await;
 
