@@ -12,9 +12,10 @@
 //! - `filter_subject` (optional): only these subjects of the stream;
 //! - `max_attempts` (default 5): handler failures before a message goes to the dead-letter subject;
 //! - `dead_letter_subject` (default `deadletter.<durable>`);
-//! - `concurrency` (default 2): batches handled at once. Few: a batch gathers the messages that
-//!   arrive while every handler is busy, so more handlers make smaller batches, and each call
-//!   costs about as much as a message's work;
+//! - `concurrency` (default 8): batches handled at once. A batch gathers the messages that
+//!   arrive while every handler is busy: at low rates each message goes alone and at once, under
+//!   load many share one call. Fewer handlers make batches form at lower rates, at the price of
+//!   waiting (with 2, an order took 21 ms to its notification at 200 orders/s where 8 took 7);
 //! - `max_batch` (default 64): the most messages in one batch;
 //! - `one_at_a_time_per_subject` (default `false`): messages of one subject are handled one after
 //!   another, in the order they arrive, while other subjects' messages go on beside them (billing's
@@ -137,7 +138,7 @@ impl ConsumerConfig {
         let stream = required("stream")?;
         let durable = required("durable")?;
         let max_attempts = number("max_attempts", 5)?;
-        let concurrency = number("concurrency", 2)?;
+        let concurrency = number("concurrency", 8)?;
         let max_batch = number("max_batch", 64)?;
         if max_attempts == 0 || concurrency == 0 || max_batch == 0 {
             bail!("`max_attempts`, `concurrency` and `max_batch` must be at least 1");
@@ -269,7 +270,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             (config.max_attempts, config.concurrency, config.max_batch),
-            (5, 2, 64)
+            (5, 8, 64)
         );
         assert_eq!(config.dead_letter_subject, "deadletter.billing");
         assert!(!config.one_at_a_time_per_subject);

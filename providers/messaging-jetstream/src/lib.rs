@@ -295,10 +295,17 @@ async fn consume(
                 continue;
             }
         };
-        // A batch is what arrived while the handlers were busy: one message when the link is
-        // idle, many under load, so a message never waits for others to fill a batch.
+        // A batch is what arrived while every handler was busy: one message when the link is
+        // idle, many under load, so a message never waits for others to fill a batch. A place
+        // is taken before the batch is, so the batch is everything ready once one frees up.
         let mut ready = messages.ready_chunks(config.max_batch);
-        while let Some(pulled) = ready.next().await {
+        loop {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let Some(pulled) = ready.next().await else {
+                break;
+            };
             let pulled: Vec<jetstream::Message> = pulled
                 .into_iter()
                 .filter_map(|next| {
@@ -320,9 +327,6 @@ async fn consume(
             if batch.is_empty() {
                 continue;
             }
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                return;
-            };
             let link = Link {
                 js: js.clone(),
                 config: Arc::clone(&config),
@@ -357,8 +361,8 @@ async fn consume(
     }
 }
 
-/// How long a delivery keeps its subject's turn (`one_at_a_time_per_subject`). billing settles an
-/// order in about 10 ms, and in well under a second under load.
+/// How long a batch keeps its subjects' turn (`one_at_a_time_per_subject`). billing settles a
+/// batch in about 10 ms, and in well under a second under load.
 const TURN_HELD_AT_MOST: Duration = Duration::from_secs(2);
 
 /// One span per delivery, a child of the span that published the message (its W3C trace context
@@ -487,7 +491,10 @@ impl Link {
         let settled = match answer {
             Ok(Ok(())) => {
                 span.record("outcome", "acked");
-                message.double_ack().await
+                // Not confirmed by the server (no double ack): a lost acknowledgement only means
+                // the message is delivered again after `ack_wait`, which handlers take as a
+                // redelivery, and confirming each one would cost a round trip per message.
+                message.ack().await
             }
             Ok(Err(reason)) if attempt >= config.max_attempts => {
                 warn!(%component, subject = %delivered.subject, attempt, %reason, "handler failed for the last time: dead-lettering");
