@@ -223,7 +223,7 @@ impl<S: CasStore + ?Sized> RecordStore for S {}
 
 /// How many compare-and-swap conflicts one update tolerates before giving up. Each conflict means
 /// another writer succeeded, so this is only reached under pathological contention.
-const MAX_CONFLICTS: u32 = 1000;
+pub const MAX_CONFLICTS: u32 = 1000;
 
 /// What [`RecordStore::update_record`]'s decision does.
 pub enum Update<M, T> {

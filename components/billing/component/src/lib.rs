@@ -1,6 +1,7 @@
 //! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`,
-//! `POST /RotateKey` over `wasi:http`, and placed orders from the broker (`wasmcloud:messaging/handler`), settled by
-//! `billing-core` in batches and answered with a payment result each, for `payments.settled`.
+//! `POST /RotateKey` over `wasi:http`, and placed orders from the broker in batches
+//! (`orders:lattice/batch-handler`), settled by `billing-core` and each answered with its payment
+//! result, for `payments.settled`.
 
 use billing_core::Billing;
 use orders_common::api::{parse_json, query_param, RequestError};

@@ -16,7 +16,7 @@ use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{
-    decode_record, CasStore, CasWrite, Clock, RecordStore, StoreError, Update,
+    decode_record, CasStore, CasWrite, Clock, RecordStore, StoreError, Update, MAX_CONFLICTS,
 };
 use orders_common::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, DepositCashRequest,
@@ -240,7 +240,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                 Err(invalid) => results[index] = Some(Err(invalid)),
             }
         }
-        for conflicts in 0..MAX_SETTLE_CONFLICTS {
+        for conflicts in 0..MAX_CONFLICTS {
             if accounts.is_empty() {
                 break;
             }
@@ -272,7 +272,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         }
         for (index, _) in accounts.iter().flat_map(|(_, its)| its) {
             results[*index] = Some(Err(BillingError::Store(StoreError::Unavailable(format!(
-                "the account of order {} kept changing: {MAX_SETTLE_CONFLICTS} conflicting writes",
+                "the account of order {} kept changing: {MAX_CONFLICTS} conflicting writes",
                 orders[*index].order_id
             )))));
         }
@@ -473,7 +473,11 @@ fn remember(
         let oldest = account.settlements.remove(0);
         if now.saturating_sub(oldest.settled_at_ms) < REDELIVERY_HORIZON_MS {
             let key = payment_key(&OrderId::parse(&oldest.order_id)?);
-            archived.push((key, payment_result(&oldest, user)));
+            // Once: a write-many takes each key once, and an order that failed after pushing it
+            // out left the account holding it for the next order to push out again.
+            if !archived.iter().any(|(archived, _)| *archived == key) {
+                archived.push((key, payment_result(&oldest, user)));
+            }
             account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
         } else {
             account.forgotten_through_ms = account.forgotten_through_ms.max(oldest.placed_at_ms);
@@ -517,11 +521,6 @@ impl ParsedOrder {
         }
     }
 }
-
-/// How many times one batch's accounts may be changed by other writers (deposits) before the
-/// orders of those that kept changing fail and are redelivered. Each conflict means another
-/// writer succeeded, so this is only reached under pathological contention.
-const MAX_SETTLE_CONFLICTS: u32 = 1000;
 
 fn payment_result(settlement: &Settlement, user: &UserName) -> PaymentResult {
     PaymentResult {

@@ -1,4 +1,4 @@
-//! notify as a wasmCloud component: payment results from the broker (`wasmcloud:messaging/handler`)
+//! notify as a wasmCloud component: payment results from the broker (`orders:lattice/batch-handler`)
 //! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them. Placed
 //! orders from the broker are remembered as pending, and `GET /OrderStatus?order_id=` tells where
 //! an order stands; dead letters from the broker are recorded for `GET /DeadLetters`.
