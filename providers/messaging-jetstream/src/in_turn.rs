@@ -41,15 +41,17 @@ impl<T> InTurn<T> {
         (now, held)
     }
 
-    /// After a batch holding `keys` ended: every item queued behind them, each key's oldest first,
-    /// as the next batch, and the keys it holds; keys nothing waited behind are free again.
-    pub fn next_after_all(&self, keys: &[String]) -> (Vec<T>, Vec<String>) {
+    /// After a batch holding `keys` ended: the items queued behind them, each key's oldest first,
+    /// at most `limit`, as the next batch, and the keys it holds (those that still have items
+    /// queued included); keys nothing waited behind are free again.
+    pub fn next_after_all(&self, keys: &[String], limit: usize) -> (Vec<T>, Vec<String>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let (mut next, mut held) = (Vec::new(), Vec::new());
         for key in keys {
             match waiting.get_mut(key) {
                 Some(queue) if !queue.is_empty() => {
-                    next.extend(queue.drain(..));
+                    let room = limit.saturating_sub(next.len()).min(queue.len());
+                    next.extend(queue.drain(..room));
                     held.push(key.clone());
                 }
                 _ => {
@@ -81,10 +83,13 @@ mod tests {
         assert_eq!(in_turn.admit_all(items(&[(a1, 2)])), (vec![], keys(&[])));
         assert_eq!(in_turn.admit_all(items(&[(a1, 3)])), (vec![], keys(&[])));
         assert_eq!(
-            in_turn.next_after_all(&keys(&[a1])),
+            in_turn.next_after_all(&keys(&[a1]), 64),
             (vec![2, 3], keys(&[a1]))
         );
-        assert_eq!(in_turn.next_after_all(&keys(&[a1])), (vec![], keys(&[])));
+        assert_eq!(
+            in_turn.next_after_all(&keys(&[a1]), 64),
+            (vec![], keys(&[]))
+        );
         assert_eq!(
             in_turn.admit_all(items(&[(a1, 4)])),
             (vec![4], keys(&[a1])),
@@ -102,7 +107,7 @@ mod tests {
         let (later, _) = in_turn.admit_all(items(&[("a", 5), ("c", 6)]));
         assert_eq!(later, [6], "a is held by the first batch");
         assert_eq!(
-            in_turn.next_after_all(&keys(&["a", "b"])),
+            in_turn.next_after_all(&keys(&["a", "b"]), 64),
             (vec![5], keys(&["a"]))
         );
         assert_eq!(
@@ -110,7 +115,24 @@ mod tests {
             [7],
             "b is free once its batch ended"
         );
-        assert_eq!(in_turn.next_after_all(&keys(&["busy"])).0, [2]);
+        assert_eq!(in_turn.next_after_all(&keys(&["busy"]), 64).0, [2]);
+    }
+
+    #[test]
+    fn a_next_batch_takes_at_most_its_limit_and_keeps_the_rest_held() {
+        let in_turn = InTurn::default();
+        let (_, held) = in_turn.admit_all(items(&[("a", 0), ("b", 1)]));
+        in_turn.admit_all(items(&[("a", 2), ("a", 3), ("b", 4)]));
+        let (next, held) = in_turn.next_after_all(&held, 1);
+        assert_eq!((next, held.clone()), (vec![2], keys(&["a", "b"])));
+        let (next, held) = in_turn.next_after_all(&held, 64);
+        assert_eq!((next, held.clone()), (vec![3, 4], keys(&["a", "b"])));
+        assert_eq!(in_turn.next_after_all(&held, 64), (vec![], keys(&[])));
+        assert_eq!(
+            in_turn.admit_all(items(&[("b", 5)])).0,
+            [5],
+            "b is free again"
+        );
     }
 
     #[test]
@@ -141,7 +163,7 @@ mod tests {
                             std::thread::yield_now();
                             running.fetch_sub(1, Ordering::SeqCst);
                             delivered.fetch_add(batch.len(), Ordering::SeqCst);
-                            (batch, held) = in_turn.next_after_all(&held);
+                            (batch, held) = in_turn.next_after_all(&held, 64);
                         }
                     }
                 })

@@ -353,7 +353,7 @@ async fn consume(
                     {
                         warn!(component = %link.component, subjects = ?held, "a delivery still runs after {TURN_HELD_AT_MOST:?}: the subjects' next messages go on");
                     }
-                    (batch, held) = in_turn.next_after_all(&held);
+                    (batch, held) = in_turn.next_after_all(&held, link.config.max_batch);
                 }
                 drop(slot);
             });

@@ -324,22 +324,31 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                 continue;
             };
             let mut results = Vec::with_capacity(its.len());
-            let mut changed = false;
+            // Settlements decided in this round, the newest of the account's.
+            let mut decided_here = 0;
             for (index, parsed) in its {
                 // Decided on a copy: an order that fails leaves the account as the orders before
                 // it left it.
                 let mut next = account.clone();
-                match self.decide(&mut next, parsed, &orders[*index], now, &mut archived) {
+                let fresh = decided_here + 1;
+                match self.decide(
+                    &mut next,
+                    fresh,
+                    parsed,
+                    &orders[*index],
+                    now,
+                    &mut archived,
+                ) {
                     Ok(Decision::Keep(result)) => results.push(Ok(result)),
                     Ok(Decision::Write(result)) => {
                         account = next;
-                        changed = true;
+                        decided_here = fresh;
                         results.push(Ok(result));
                     }
                     Err(failed) => results.push(Err(failed)),
                 }
             }
-            if changed {
+            if decided_here > 0 {
                 writes.push((
                     decided.len(),
                     CasWrite::record(key, &account, Some(revision)),
@@ -374,6 +383,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     fn decide(
         &self,
         account: &mut StoredAccount,
+        fresh: usize,
         parsed: &ParsedOrder,
         order: &OrderPlaced,
         now: u64,
@@ -411,7 +421,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             placed_at_ms: order.placed_at_ms,
         };
         let settled = payment_result(&settlement, user);
-        remember(account, settlement, user, now, archived)?;
+        remember(account, settlement, fresh, user, now, archived)?;
         Ok(Decision::Write(settled))
     }
 
@@ -455,22 +465,35 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
 /// Adds `settlement` to the account's, which stay at [`MAX_REMEMBERED_SETTLEMENTS`]: the oldest
 /// leaves, into a record of its own (added to `archived`, to be written before the account) if a
 /// delivery of its order may still come, else forgotten.
+///
+/// Only settlements the account held when it was read leave it (`fresh`: how many of the last
+/// ones, this one included, were decided since). A settlement decided in this round is not
+/// written yet: a record of its own, written before the account, would stay behind if the
+/// account's write then failed or lost, and a redelivery would find it and call an order paid
+/// that was never debited. So a batch with more new orders of one account than it remembers
+/// leaves the account holding more for one write; the next write trims it.
 fn remember(
     account: &mut StoredAccount,
     settlement: Settlement,
+    fresh: usize,
     user: &UserName,
     now: u64,
     archived: &mut Vec<(String, PaymentResult)>,
 ) -> Result<(), BillingError> {
     account.settlements.push(settlement);
+    let held_when_read = account.settlements.len().saturating_sub(fresh);
     if !account.keeps_settlements {
         // Orders placed until shortly after this moment may have been settled by a billing
         // that recorded them under payment/<id> only (clocks of hosts differ a little).
         account.archived_through_ms = now + REDELIVERY_HORIZON_MS;
         account.keeps_settlements = true;
     }
-    while account.settlements.len() > MAX_REMEMBERED_SETTLEMENTS {
-        let oldest = account.settlements.remove(0);
+    let leaving = account
+        .settlements
+        .len()
+        .saturating_sub(MAX_REMEMBERED_SETTLEMENTS)
+        .min(held_when_read);
+    for oldest in account.settlements.drain(..leaving).collect::<Vec<_>>() {
         if now.saturating_sub(oldest.settled_at_ms) < REDELIVERY_HORIZON_MS {
             let key = payment_key(&OrderId::parse(&oldest.order_id)?);
             // Once: a write-many takes each key once, and an order that failed after pushing it

@@ -681,15 +681,32 @@ fn a_balance_query_for_an_unknown_user_is_not_found() {
     assert_eq!(error.status(), 404);
 }
 
-/// A store in which, just before the first `write_many`, another writer takes `sum` from every
-/// account it writes: as if another billing instance, or a deposit, got there first.
-struct Overtaken<'a> {
-    inner: &'a MemoryStore,
-    sum: u64,
-    overtaken: std::cell::Cell<bool>,
+/// What another party does to the store just before billing's first write of accounts.
+enum Interference {
+    /// Another writer (another billing instance, a deposit) takes this much from every account
+    /// billing is about to write, and gets there first.
+    TakesFirst(u64),
+    /// The write fails (JetStream timed out), after the records written before it went through.
+    FailsTheWrite,
 }
 
-impl CasStore for Overtaken<'_> {
+struct Interfering<'a> {
+    inner: &'a MemoryStore,
+    interference: Interference,
+    done: std::cell::Cell<bool>,
+}
+
+impl<'a> Interfering<'a> {
+    fn new(inner: &'a MemoryStore, interference: Interference) -> Self {
+        Self {
+            inner,
+            interference,
+            done: Default::default(),
+        }
+    }
+}
+
+impl CasStore for Interfering<'_> {
     fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
         self.inner.read(key)
     }
@@ -702,16 +719,24 @@ impl CasStore for Overtaken<'_> {
         self.inner.write(key, value, expected)
     }
     fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
-        if !self.overtaken.replace(true) {
-            for write in writes {
-                let (mut account, revision) = self
-                    .inner
-                    .read_record::<StoredAccount>(&write.key)?
-                    .unwrap();
-                account.balance -= self.sum;
-                self.inner
-                    .write_record(&write.key, &account, Some(revision))?
-                    .unwrap();
+        let accounts = writes.iter().any(|w| w.key.starts_with("account/"));
+        if accounts && !self.done.replace(true) {
+            match self.interference {
+                Interference::TakesFirst(sum) => {
+                    for write in writes {
+                        let (mut account, revision) = self
+                            .inner
+                            .read_record::<StoredAccount>(&write.key)?
+                            .unwrap();
+                        account.balance -= sum;
+                        self.inner
+                            .write_record(&write.key, &account, Some(revision))?
+                            .unwrap();
+                    }
+                }
+                Interference::FailsTheWrite => {
+                    return Err(StoreError::Unavailable("timed out".into()))
+                }
             }
         }
         self.inner.write_many(writes)
@@ -734,6 +759,36 @@ impl CasStore for Overtaken<'_> {
 }
 
 #[test]
+fn a_batch_whose_account_write_failed_leaves_nothing_a_redelivery_could_take_for_a_payment() {
+    // A batch with more new orders of one account than the account remembers; its write of the
+    // account fails. Redelivered in other batches, every order must be charged: no record of
+    // its own may tell of a payment the account never got.
+    let world = World::with_user("Pavel", 100);
+    let key = world.key("Pavel");
+    let first: Vec<OrderPlaced> = (0..40)
+        .map(|n| world.placed(&format!("o-{n}"), "Pavel", 1, &key))
+        .collect();
+    let failing = Interfering::new(&world.store, Interference::FailsTheWrite);
+    let billing = Billing {
+        store: &failing,
+        clock: &world.clock,
+    };
+    assert!(billing.settle_all(&first).iter().all(Result::is_err));
+    world.clock.advance(1);
+    let later: Vec<OrderPlaced> = (0..10)
+        .map(|n| world.placed(&format!("p-{n}"), "Pavel", 1, &key))
+        .collect();
+    let redelivered: Vec<OrderPlaced> = first[8..].iter().chain(&later).cloned().collect();
+    let early = &first[..8];
+    for batch in [&redelivered[..], early] {
+        for result in world.billing().settle_all(batch) {
+            assert_eq!(outcome(&result.unwrap()), PaymentOutcome::Paid);
+        }
+    }
+    assert_eq!(world.balance("Pavel"), 50, "50 orders of 1, each charged");
+}
+
+#[test]
 fn a_batch_whose_account_changed_before_its_write_is_decided_again_on_the_new_balance() {
     let world = World::with_user("Pavel", 100);
     let key = world.key("Pavel");
@@ -741,11 +796,7 @@ fn a_batch_whose_account_changed_before_its_write_is_decided_again_on_the_new_ba
         world.placed("o-1", "Pavel", 50, &key),
         world.placed("o-2", "Pavel", 40, &key),
     ];
-    let store = Overtaken {
-        inner: &world.store,
-        sum: 30,
-        overtaken: Default::default(),
-    };
+    let store = Interfering::new(&world.store, Interference::TakesFirst(30));
     let billing = Billing {
         store: &store,
         clock: &world.clock,
