@@ -326,8 +326,20 @@ async fn main() -> Result<()> {
         .orders
         .min((rate * args.fixed_rate_max_seconds as f64) as usize)
         .max(1);
+    let settings = Settings {
+        lattice: args.lattice,
+        runs: args.runs,
+        connections: args.connections,
+        seconds_per_http_phase: args.seconds,
+        warmup_seconds: args.warmup_seconds,
+        orders_per_pipeline_run: args.orders,
+        busy_account_orders_per_run: args.hot_orders,
+        users: args.users,
+        fixed_rate_asked_per_s: args.fixed_rate,
+    };
     step(&format!(
-        "the pipeline, {fixed_orders} orders at {rate:.0}/s (half the median max rate)"
+        "the pipeline, {fixed_orders} orders at {rate:.0}/s ({})",
+        settings.fixed_rate_in_words()
     ));
     let before = meter.snapshot().await?;
     let fixed_rate = pipeline
@@ -344,17 +356,8 @@ async fn main() -> Result<()> {
         started_at: args.started_at,
         commit: args.commit,
         machine: machine()?,
-        settings: Settings {
-            lattice: args.lattice,
-            runs: args.runs,
-            connections: args.connections,
-            seconds_per_http_phase: args.seconds,
-            warmup_seconds: args.warmup_seconds,
-            orders_per_pipeline_run: args.orders,
-            busy_account_orders_per_run: args.hot_orders,
-            users: args.users,
-        },
-        targets_met: Report::targets(&summary, &fixed_rate, &list),
+        targets_met: Report::targets(&summary, &settings, &fixed_rate, &list),
+        settings,
         list,
         summary,
         runs,
