@@ -308,14 +308,18 @@ deploy() {
     # record of what was deployed): let it finish, so that its undeploy knows every part it placed.
     within 30 app_deployed || true
     say "replacing the deployed application"
-    "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
-    "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
-    within 60 no_providers || stop_leftover_providers
+    remove_app "$manifest"
   fi
   for attempt in 1 2 3; do
     say "deploying $manifest"
     "$WASH" app deploy "$manifest" "${CTL[@]}"
-    wait_for "the application to be Deployed" 180 app_deployed || { "$WASH" app status orders "${CTL[@]}" >&2; exit 1; }
+    if ! wait_for "the application to be Deployed" 180 app_deployed; then
+      "$WASH" app status orders "${CTL[@]}" >&2
+      ((attempt < 3)) || exit 1
+      say "deploying again (attempt $attempt)"
+      remove_app "$manifest"
+      continue
+    fi
     # wadm reports Deployed once the lattice holds the links, not once the providers took them;
     # a provider that missed one takes it from the lattice within seconds (providers/support,
     # links.rs). Calls through every provider link prove them.
@@ -325,9 +329,7 @@ deploy() {
       return
     fi
     say "a link is still not served (attempt $attempt: $(links_live 2>&1 | tail -1)): deploying again"
-    "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
-    wait_for "the old providers to stop" 60 no_providers
-    "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
+    remove_app "$manifest"
   done
   echo "the providers never served every link; see $LOGS/host.log" >&2
   exit 1
@@ -383,6 +385,24 @@ for inventory in json.load(sys.stdin)["inventories"]:
   # As long as the other wait for providers to stop: in one restore of `make test`'s replicated
   # lattice they stopped just after 30 s, and everything after it failed.
   wait_for "the old providers to stop" 60 no_providers
+}
+
+# Undeploys and deletes the application, and waits until its providers have stopped and wadm has
+# removed its named configurations (`orders-<name>`, `-` as `_`, as in `manifest`). wadm removes
+# those in the background: a deploy racing the removal loses configurations it has just put, and
+# its providers then wait for them forever ("Config orders-messaging_jetstream does not exist").
+remove_app() {
+  "$WASH" app undeploy orders "${CTL[@]}" >/dev/null || true
+  within 60 no_providers || stop_leftover_providers
+  "$WASH" app delete orders "${CTL[@]}" >/dev/null || true
+  wait_for "wadm to remove the application's configurations" 30 app_configs_gone "$1" || true
+}
+
+app_configs_gone() {
+  local name
+  for name in $(awk '/^ *config:$/ { getline; if ($1 == "-" && $2 == "name:") print $3 }' "$1" | sort -u); do
+    ! RUST_BACKTRACE=0 "$WASH" config get "orders-${name//-/_}" "${CTL[@]}" >/dev/null 2>&1 || return 1
+  done
 }
 
 no_providers() {
