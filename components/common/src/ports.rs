@@ -233,6 +233,16 @@ pub enum Update<M, T> {
     Write(M, T),
 }
 
+/// A broker message's protobuf body, `name` being what the subject carries; the error says which
+/// subject carried something else (the messaging provider logs it and redelivers the message).
+pub fn decode_message<M: Message + Default>(
+    subject: &str,
+    body: &[u8],
+    name: &str,
+) -> Result<M, String> {
+    M::decode(body).map_err(|e| format!("{subject} carried no {name}: {e}"))
+}
+
 /// A stored protobuf record; `Corrupt` when `bytes` are not one.
 pub fn decode_record<M: Message + Default>(key: &str, bytes: &[u8]) -> Result<M, StoreError> {
     M::decode(bytes).map_err(|e| StoreError::Corrupt {

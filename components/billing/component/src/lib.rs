@@ -5,6 +5,7 @@
 
 use billing_core::Billing;
 use orders_common::api::{parse_json, query_param, RequestError};
+use orders_common::ports::decode_message;
 use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced, RotateKeyRequest};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
@@ -90,10 +91,7 @@ impl BatchHandler for BillingComponent {
     fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
         let decoded: Vec<Result<OrderPlaced, String>> = messages
             .iter()
-            .map(|message| {
-                OrderPlaced::decode(message.body.as_slice())
-                    .map_err(|e| format!("{} carried no OrderPlaced: {e}", message.subject))
-            })
+            .map(|message| decode_message(&message.subject, &message.body, "OrderPlaced"))
             .collect();
         let orders: Vec<OrderPlaced> = decoded
             .iter()

@@ -6,12 +6,11 @@
 use notify_core::{Delivery, Notify, NotifyError};
 use orders_common::api::{query_param, RequestError};
 use orders_common::domain::PageRequest;
-use orders_common::ports::{CasStore, Clock};
+use orders_common::ports::{decode_message, CasStore, Clock};
 use orders_common::proto::{OrderPlaced, PaymentResult};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
 use orders_component_kit::ports::{authenticator, KeyValue, WallClock};
-use prost::Message as _;
 use wasmcloud_component::http::{self, Method};
 
 mod bindings {
@@ -101,24 +100,14 @@ impl BatchHandler for NotifyComponent {
             if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
                 answers[index] = Some(record_dead_letter(&notify, consumer, &message.body));
             } else if subjects::is_order_placed(&message.subject) {
-                match OrderPlaced::decode(message.body.as_slice()) {
+                match decode_message(&message.subject, &message.body, "OrderPlaced") {
                     Ok(order) => placed.push((index, order)),
-                    Err(e) => {
-                        answers[index] = Some(Err(format!(
-                            "{} carried no OrderPlaced: {e}",
-                            message.subject
-                        )))
-                    }
+                    Err(e) => answers[index] = Some(Err(e)),
                 }
             } else {
-                match PaymentResult::decode(message.body.as_slice()) {
+                match decode_message(&message.subject, &message.body, "PaymentResult") {
                     Ok(result) => settled.push((index, result)),
-                    Err(e) => {
-                        answers[index] = Some(Err(format!(
-                            "{} carried no PaymentResult: {e}",
-                            message.subject
-                        )))
-                    }
+                    Err(e) => answers[index] = Some(Err(e)),
                 }
             }
         }
