@@ -21,7 +21,7 @@ KINDS = [
     (r"\$JS\.API\.([A-Z]+\.[A-Z]+)", "JetStream API request: {0}"),
     (r"\$JS\.ACK\.", "JetStream acknowledgement"),
     (r"\$KV\.([a-z]+)\.", "key-value write, bucket {0}"),
-    (r"orders\.placed", "orders.placed.<partition>: publication + 2 deliveries"),
+    (r"orders\.placed", "orders.placed.<partition>.<order id>: publication + 1 delivery"),
     (r"payments\.settled", "payments.settled: publication + 1 delivery"),
 ]
 

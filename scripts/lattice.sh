@@ -266,7 +266,7 @@ up() {
                     curl -s -X POST 127.0.0.1:$HTTP_PORT/CreateUser -d '{"user":"Pavel"}'
     admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
                     curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
-    NATS          $NATS_URLS   (subjects orders.placed.<partition>, payments.settled)
+    NATS          $NATS_URLS   (subjects orders.placed.<partition>.<order id>, payments.settled)
                   no anonymous clients: creds files per identity in $AUTH (admin.creds for people)
     traces        $(trace_hint)
     logs          $LOGS
@@ -366,7 +366,7 @@ for base in bases.split(","):
         if status != int(expected) or b'"error":"unknown_path"' in body:
             sys.exit(f"{base}: {method} {path}: {status} {body[:200]!r}")
 PY
-  "$ROOT/scripts/consumers.py" "$MONITOR_URLS" pulling billing notify notify-orders notify-deadletters
+  "$ROOT/scripts/consumers.py" "$MONITOR_URLS" pulling billing notify notify-deadletters
 }
 
 # A lattice started from kept (or restored) state has wadm placing the application again while it

@@ -388,11 +388,7 @@ async fn drain(nats: &async_nats::Client) -> Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         let mut pending = 0;
-        for (stream, consumer) in [
-            ("ORDERS", "billing"),
-            ("ORDERS", "notify-orders"),
-            ("PAYMENTS", "notify"),
-        ] {
+        for (stream, consumer) in [("ORDERS", "billing"), ("PAYMENTS", "notify")] {
             let info = js
                 .get_stream(stream)
                 .await?

@@ -1,4 +1,4 @@
-//! Pausing the durable consumers that settle orders (billing's and notify's on `ORDERS`) with
+//! Pausing the durable consumer that settles orders (billing's on `ORDERS`) with
 //! JetStream's own consumer pause (NATS >= 2.11, `$JS.API.CONSUMER.PAUSE.<stream>.<consumer>`):
 //! a paused consumer delivers nothing and keeps every message, so `POST /Order` can be measured
 //! alone, without billing and notify settling beside it, and nothing is lost or skipped.
@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use serde_json::{json, Value};
 
 /// The consumers that take placed orders from `ORDERS`.
-const SETTLING: [&str; 2] = ["billing", "notify-orders"];
+const SETTLING: [&str; 1] = ["billing"];
 
 /// Pauses them for at most `at_most` (should the benchmark stop before it resumes them).
 pub async fn pause_settling(js: &jetstream::Context, at_most: Duration) -> Result<()> {

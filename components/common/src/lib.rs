@@ -103,12 +103,18 @@ pub mod keys {
 pub mod subjects {
     use sha2::{Digest as _, Sha256};
 
-    /// order -> billing and notify: [`crate::proto::OrderPlaced`], on `orders.placed.<partition>`
-    /// ([`order_placed`]). Orders published before partitioning, and their dead letters, are on
-    /// this subject itself.
+    use crate::domain::OrderId;
+
+    /// order -> billing: [`crate::proto::OrderPlaced`], on `orders.placed.<partition>.<order id>`
+    /// ([`order_placed`]). Orders published before their subject carried their id are on
+    /// `orders.placed.<partition>`, and before partitioning (with their dead letters) on this
+    /// subject itself.
     pub const ORDER_PLACED: &str = "orders.placed";
-    /// Every placed order's subject, as a NATS subscription names them.
-    pub const ORDER_PLACED_PARTITIONS: &str = "orders.placed.*";
+    /// Every placed order's subject, as a NATS subscription, or a link's `publish`, names them.
+    pub const ORDER_PLACED_SUBJECTS: &str = "orders.placed.*.*";
+    /// How many tokens of a placed order's subject name its partition (`orders.placed.<partition>`):
+    /// billing's link delivers the orders that share them one after another.
+    pub const ORDER_PARTITION_TOKENS: usize = 3;
     /// billing -> notify: [`crate::proto::PaymentResult`].
     pub const PAYMENT_SETTLED: &str = "payments.settled";
     /// The messaging provider -> notify: `deadletter.<consumer>`, a message that consumer gave up
@@ -119,23 +125,34 @@ pub mod subjects {
     /// A dead letter's header: the handler's last error.
     pub const FAILURE_HEADER: &str = "Orders-Failure";
 
-    /// The subject of an order placed by `user`: `orders.placed.` and two hex digits of the
-    /// SHA-256 of the name, one of 256 partitions. billing's messaging link delivers the orders
-    /// of one subject one after another, so one account's orders never race for its balance
-    /// while other accounts' orders are settled beside them. A name is hashed rather than written
-    /// into the subject because names may hold any character, `.`, `*` and `>` included.
-    pub fn order_placed(user: &str) -> String {
+    /// The subject of order `id` placed by `user`: `orders.placed.`, two hex digits of the
+    /// SHA-256 of the name (one of 256 partitions), and the order's id.
+    /// - billing's link delivers the orders of one partition one after another, so one account's
+    ///   orders never race for its balance while other accounts' orders are settled beside them.
+    ///   A name is hashed rather than written into the subject because names may hold any
+    ///   character, `.`, `*` and `>` included.
+    /// - The id makes the order findable in its stream ([`placed_order`]): notify reads an
+    ///   order's status from it rather than keeping a copy of every order.
+    pub fn order_placed(user: &str, id: &OrderId) -> String {
         let digest = Sha256::digest(user.as_bytes());
-        format!("{ORDER_PLACED}.{:02x}", digest[0])
+        format!("{ORDER_PLACED}.{:02x}.{id}", digest[0])
     }
 
-    /// Whether `subject` carries a placed order (partitioned, or from before partitioning).
+    /// The subject filter that finds order `id` in its stream, whoever placed it. Order ids are
+    /// letters, digits and `-`, so the id is one literal token.
+    pub fn placed_order(id: &OrderId) -> String {
+        format!("{ORDER_PLACED}.*.{id}")
+    }
+
+    /// Whether `subject` carries a placed order (with its id, on its partition only, or from
+    /// before partitioning).
     pub fn is_order_placed(subject: &str) -> bool {
         match subject.strip_prefix(ORDER_PLACED) {
             Some("") => true,
-            Some(partition) => partition
-                .strip_prefix('.')
-                .is_some_and(|token| !token.is_empty() && !token.contains('.')),
+            Some(rest) => rest.strip_prefix('.').is_some_and(|rest| {
+                let tokens: Vec<&str> = rest.split('.').collect();
+                tokens.len() <= 2 && tokens.iter().all(|token| !token.is_empty())
+            }),
             None => false,
         }
     }
@@ -144,31 +161,60 @@ pub mod subjects {
     mod tests {
         use super::*;
 
+        fn id(raw: &str) -> OrderId {
+            OrderId::parse(raw).unwrap()
+        }
+
         #[test]
-        fn one_users_orders_share_one_subject_of_two_hex_digits() {
-            let subject = order_placed("Павел");
-            assert_eq!(subject, order_placed("Павел"));
-            let partition = subject.strip_prefix("orders.placed.").unwrap();
-            assert_eq!(partition.len(), 2);
-            assert!(partition.bytes().all(|b| b.is_ascii_hexdigit()));
-            assert_eq!(order_placed("a.b >*"), order_placed("a.b >*"));
-            assert!(!order_placed("a.b >*")["orders.placed.".len()..].contains(['.', '>', '*']));
+        fn one_users_orders_share_a_partition_of_two_hex_digits_and_each_has_its_own_subject() {
+            let first = order_placed("Павел", &id("o-1"));
+            let second = order_placed("Павел", &id("o-2"));
+            assert_ne!(first, second);
+            let partition = |subject: &str| {
+                subject
+                    .split('.')
+                    .take(ORDER_PARTITION_TOKENS)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            };
+            assert_eq!(partition(&first), partition(&second));
+            let token = first.split('.').nth(2).unwrap();
+            assert_eq!(token.len(), 2);
+            assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(first.ends_with(".o-1"));
+            let odd = order_placed("a.b >*", &id("o-1"));
+            assert_eq!(odd.split('.').count(), 4);
+            assert!(!odd.contains(['>', '*', ' ']));
         }
 
         #[test]
         fn users_spread_over_the_partitions() {
             let partitions: std::collections::HashSet<String> = (0..1000)
-                .map(|i| order_placed(&format!("user-{i}")))
+                .map(|i| order_placed(&format!("user-{i}"), &id("o")))
                 .collect();
             assert!(partitions.len() > 200, "{} partitions", partitions.len());
         }
 
         #[test]
+        fn an_order_is_found_by_its_id_whatever_its_partition() {
+            let filter = placed_order(&id("o-1"));
+            assert_eq!(filter, "orders.placed.*.o-1");
+            let subject = order_placed("Pavel", &id("o-1"));
+            let matches = filter
+                .split('.')
+                .zip(subject.split('.'))
+                .all(|(pattern, token)| pattern == "*" || pattern == token);
+            assert!(matches && subject.split('.').count() == filter.split('.').count());
+        }
+
+        #[test]
         fn placed_orders_are_told_by_subject() {
-            assert!(is_order_placed(&order_placed("Pavel")));
+            assert!(is_order_placed(&order_placed("Pavel", &id("o-1"))));
+            assert!(is_order_placed("orders.placed.ab"));
             assert!(is_order_placed("orders.placed"));
             assert!(!is_order_placed("orders.placed."));
-            assert!(!is_order_placed("orders.placed.ab.cd"));
+            assert!(!is_order_placed("orders.placed.ab."));
+            assert!(!is_order_placed("orders.placed.ab.cd.ef"));
             assert!(!is_order_placed("orders.placedx"));
             assert!(!is_order_placed(PAYMENT_SETTLED));
         }

@@ -6,11 +6,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use crate::auth::{config_keys, Authenticator, Caller};
+use crate::domain::OrderId;
 use crate::keys;
 use crate::ports::{
-    CasStore, CasWrite, Clock, Entry, PublishError, Publisher, Revision, ScanBy, ScanPage,
-    StoreError, Versioned,
+    decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError, Publisher,
+    Revision, ScanBy, ScanPage, StoreError, Versioned,
 };
+use crate::proto::OrderPlaced;
+use crate::subjects;
 
 /// The admin token of [`authenticator`].
 pub const ADMIN_TOKEN: &str = "ola_test-admin-token";
@@ -192,6 +195,29 @@ impl Publisher for MemoryPublisher {
             .borrow_mut()
             .push((subject.to_string(), payload));
         Ok(())
+    }
+}
+
+/// The publisher as a stream that keeps everything published: an order is found by its subject,
+/// as the messaging provider finds it in `ORDERS`.
+impl PlacedOrders for MemoryPublisher {
+    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
+        if self.broken.get() {
+            return Err(StoreError::BrokerUnavailable("broker unreachable".into()));
+        }
+        let wanted = subjects::placed_order(id);
+        let matches = |subject: &str| {
+            subject.split('.').count() == wanted.split('.').count()
+                && wanted
+                    .split('.')
+                    .zip(subject.split('.'))
+                    .all(|(pattern, token)| pattern == "*" || pattern == token)
+        };
+        let published = self.published.borrow();
+        let Some((subject, body)) = published.iter().rev().find(|(s, _)| matches(s)) else {
+            return Ok(None);
+        };
+        decode_record(subject, body).map(Some)
     }
 }
 

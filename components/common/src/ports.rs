@@ -4,6 +4,9 @@
 
 use prost::Message;
 
+use crate::domain::OrderId;
+use crate::proto::OrderPlaced;
+
 /// The revision a key was written at; compare-and-swap writes name the revision they expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revision(pub u64);
@@ -14,6 +17,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("record `{key}` cannot be decoded: {why}")]
     Corrupt { key: String, why: String },
+    #[error("reading the broker's stored messages failed: {0}")]
+    BrokerUnavailable(String),
 }
 
 /// A stored value and the revision it was written at.
@@ -262,6 +267,13 @@ pub trait Publisher {
     fn publish_message<M: Message>(&self, subject: &str, message: &M) -> Result<(), PublishError> {
         self.publish(subject, message.encode_to_vec())
     }
+}
+
+/// The placed orders as the broker's stream keeps them.
+pub trait PlacedOrders {
+    /// Order `id` as it was placed; `None` when the stream does not hold it (never placed, or
+    /// older than the stream keeps).
+    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError>;
 }
 
 /// Wall-clock time.

@@ -163,7 +163,7 @@ async function poll() {
     const answers = await Promise.all(waiting.map(([id]) => api("GET", `/OrderStatus?order_id=${id}`)));
     let settled = false;
     answers.forEach((answer, i) => {
-      // 404 for a moment: notify has not read the order from the broker yet; it stays pending.
+      // Not answered (the lattice busy, a 503): the order stays as shown and is asked again.
       if (answer.status !== 200) return;
       const [id, order] = waiting[i];
       Object.assign(order, { state: answer.body.state, reason: answer.body.reason, balance: answer.body.balance });

@@ -17,7 +17,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use async_nats::jetstream::{self, stream::Stream};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{self, stream::Stream, ErrorCode};
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
@@ -53,6 +54,10 @@ enum Command {
     },
     /// Streams and their durable consumers: counts, backlog, replicas and each stream's leader.
     Streams,
+    /// Removes durable consumer NAME of STREAM, one no link reads any more: `notify-orders` of
+    /// ORDERS, left by a notify that kept a copy of every order (its backlog only grows). The
+    /// stream's messages stay.
+    RemoveConsumer { stream: String, name: String },
     /// Keeps REPLICAS copies of every stream and bucket on a NATS cluster: raises those with fewer
     /// (wadm and the host create theirs with one, whatever the cluster).
     Replicate {
@@ -135,6 +140,15 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Streams => streams(&js).await?,
+        Command::RemoveConsumer { stream, name } => {
+            js.get_stream(&stream)
+                .await
+                .with_context(|| format!("stream {stream}"))?
+                .delete_consumer(&name)
+                .await
+                .with_context(|| format!("removing consumer {name} of {stream}"))?;
+            emit(json!({ "stream": stream, "removed_consumer": name }));
+        }
         Command::Replicate {
             replicas,
             host_buckets_of,
@@ -340,7 +354,14 @@ async fn replicate(
 
 async fn streams(js: &jetstream::Context) -> anyhow::Result<()> {
     for name in stream_names(js).await? {
-        let stream = js.get_stream(&name).await?;
+        let stream = match js.get_stream(&name).await {
+            Ok(stream) => stream,
+            // Deleted since it was listed: it is no longer there to show.
+            Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND) => {
+                continue
+            }
+            Err(e) => return Err(e.into()),
+        };
         let info = stream.cached_info();
         let mut consumers = Vec::new();
         let mut infos = stream.consumers();

@@ -87,6 +87,7 @@ mod tests {
                 "deadletter.>",
                 "orders.placed",
                 "orders.placed.*",
+                "orders.placed.*.*",
                 "payments.settled"
             ]
         );

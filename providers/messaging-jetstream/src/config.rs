@@ -17,20 +17,23 @@
 //!   load many share one call. Fewer handlers make batches form at lower rates, at the price of
 //!   waiting (with 2, an order took 21 ms to its notification at 200 orders/s where 8 took 7);
 //! - `max_batch` (default 64): the most messages in one batch;
-//! - `one_at_a_time_per_subject` (default `false`): messages of one subject are handled one after
-//!   another, in the order they arrive, while other subjects' messages go on beside them (billing's
-//!   link: one account's orders share a partition subject and would otherwise race for its balance).
-//!   Several messages of one subject can be in one batch, in order. A batch keeps its subjects'
-//!   turn for at most 2 s: a call whose answer was lost holds them up that long, not for the
-//!   whole `ack_wait`;
+//! - `one_at_a_time_per_subject_tokens` (optional, a number N): messages whose subjects share
+//!   their first N tokens are handled one after another, in the order they arrive, while other
+//!   messages go on beside them (billing's link, 3: one account's orders share the partition
+//!   `orders.placed.<partition>` and would otherwise race for its balance). Several such messages
+//!   can be in one batch, in order. A batch keeps its turn for at most 2 s: a call whose answer
+//!   was lost holds the others up that long, not for the whole `ack_wait`;
 //! - `ack_wait_ms` (default 30000): redelivery if the provider itself dies mid-message; also how
 //!   long the provider awaits the component's answer before it offers the message again.
 //!
-//! Link config, component → provider (`wasmcloud:messaging/consumer`), the link's target config:
+//! Link config, component → provider (`wasmcloud:messaging/consumer`, `orders:lattice/stream-reader`),
+//! the link's target config:
 //! - `publish`: the subjects the component may publish to (and send requests on), separated by
 //!   commas or spaces; NATS wildcards `*` (one token) and `>` (the rest) are allowed. Without it the
 //!   component may publish nothing: a component that is compromised or buggy cannot forge another
-//!   service's messages.
+//!   service's messages;
+//! - `read`: likewise, the subjects whose stored messages it may read back (`stream-reader`);
+//!   without it, none.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -62,7 +65,9 @@ pub struct ConsumerConfig {
     pub dead_letter_subject: String,
     pub concurrency: usize,
     pub max_batch: usize,
-    pub one_at_a_time_per_subject: bool,
+    /// `one_at_a_time_per_subject_tokens`: how many leading tokens of a subject make the key
+    /// whose messages are handled in turn; `None`: all side by side.
+    pub in_turn_tokens: Option<usize>,
     pub ack_wait: Duration,
 }
 
@@ -143,14 +148,13 @@ impl ConsumerConfig {
         if max_attempts == 0 || concurrency == 0 || max_batch == 0 {
             bail!("`max_attempts`, `concurrency` and `max_batch` must be at least 1");
         }
-        let one_at_a_time_per_subject =
-            match config.get("one_at_a_time_per_subject").map(String::as_str) {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    bail!("`one_at_a_time_per_subject` must be true or false, not `{other}`")
-                }
-            };
+        let in_turn_tokens = match config.get("one_at_a_time_per_subject_tokens") {
+            None => None,
+            Some(tokens) => match tokens.parse::<usize>() {
+                Ok(tokens) if tokens > 0 => Some(tokens),
+                _ => bail!("`one_at_a_time_per_subject_tokens` must be a whole number from 1, not `{tokens}`"),
+            },
+        };
         Ok(Self {
             dead_letter_subject: config
                 .get("dead_letter_subject")
@@ -160,7 +164,7 @@ impl ConsumerConfig {
             max_attempts,
             concurrency: usize::try_from(concurrency)?,
             max_batch: usize::try_from(max_batch)?,
-            one_at_a_time_per_subject,
+            in_turn_tokens,
             ack_wait: Duration::from_millis(number("ack_wait_ms", 30_000)?),
             stream,
             durable,
@@ -168,16 +172,73 @@ impl ConsumerConfig {
     }
 }
 
-/// What one component may publish, from its link's `publish`.
+impl ConsumerConfig {
+    /// The key of `subject` whose messages are handled one after another: its first
+    /// `in_turn_tokens` tokens; `None` when the link handles every message side by side.
+    pub fn turn_of(&self, subject: &str) -> Option<String> {
+        let tokens = self.in_turn_tokens?;
+        Some(
+            subject
+                .split('.')
+                .take(tokens)
+                .collect::<Vec<_>>()
+                .join("."),
+        )
+    }
+}
+
+/// What one component may do with subjects, from its link's `publish` and `read`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublishPolicy {
+pub struct LinkPolicy {
+    pub publish: SubjectPatterns,
+    pub read: SubjectPatterns,
+}
+
+impl LinkPolicy {
+    pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            publish: SubjectPatterns::from_config(config, "publish")?,
+            read: SubjectPatterns::from_config(config, "read")?,
+        })
+    }
+
+    /// The patterns that govern `access`.
+    pub fn of(&self, access: Access) -> &SubjectPatterns {
+        match access {
+            Access::Publish => &self.publish,
+            Access::Read => &self.read,
+        }
+    }
+}
+
+/// What a component asks to do with a subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Publish to it (or send a request on it).
+    Publish,
+    /// Read back messages stored on subjects it matches.
+    Read,
+}
+
+impl Access {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Publish => "publish to",
+            Self::Read => "read",
+        }
+    }
+}
+
+/// NATS subject patterns from one link config key, separated by commas or spaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectPatterns {
     patterns: Vec<String>,
 }
 
-impl PublishPolicy {
-    pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
+impl SubjectPatterns {
+    pub fn from_config(config: &HashMap<String, String>, key: &str) -> anyhow::Result<Self> {
         let patterns: Vec<String> = config
-            .get("publish")
+            .get(key)
             .map(|p| {
                 p.split([',', ' '])
                     .filter(|s| !s.is_empty())
@@ -186,16 +247,15 @@ impl PublishPolicy {
             })
             .unwrap_or_default();
         for pattern in &patterns {
-            let tokens: Vec<&str> = pattern.split('.').collect();
-            let misplaced_rest = tokens[..tokens.len() - 1].contains(&">");
-            if tokens.iter().any(|t| t.is_empty()) || misplaced_rest {
-                bail!("`publish` pattern `{pattern}` is not a NATS subject");
+            if !valid_pattern(pattern) {
+                bail!("`{key}` pattern `{pattern}` is not a NATS subject");
             }
         }
         Ok(Self { patterns })
     }
 
-    /// Whether `subject` matches one of the patterns, NATS-style.
+    /// Whether `subject` matches one of the patterns, NATS-style. A subject holding wildcards
+    /// (a filter) matches only a pattern that covers every subject the filter does.
     pub fn allows(&self, subject: &str) -> bool {
         self.patterns
             .iter()
@@ -212,12 +272,21 @@ impl PublishPolicy {
     }
 }
 
-fn subject_matches(pattern: &str, subject: &str) -> bool {
+fn valid_pattern(pattern: &str) -> bool {
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    let misplaced_rest = tokens[..tokens.len() - 1].contains(&">");
+    !tokens.iter().any(|t| t.is_empty()) && !misplaced_rest
+}
+
+/// Whether `pattern` (NATS wildcards) matches `subject`; a `>` in `subject` (a filter's "the
+/// rest") is matched only by a `>` in the pattern.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
     let mut subject_tokens = subject.split('.');
     for expected in pattern.split('.') {
         match (expected, subject_tokens.next()) {
             (_, None | Some("")) => return false,
             (">", Some(_)) => return true,
+            (_, Some(">")) => return false,
             ("*", Some(_)) => {}
             (literal, Some(token)) if literal == token => {}
             _ => return false,
@@ -273,26 +342,45 @@ mod tests {
             (5, 8, 64)
         );
         assert_eq!(config.dead_letter_subject, "deadletter.billing");
-        assert!(!config.one_at_a_time_per_subject);
+        assert_eq!(config.turn_of("orders.placed.ab.o-1"), None);
     }
 
     #[test]
-    fn one_at_a_time_per_subject_is_true_or_false() {
+    fn messages_take_turns_by_the_leading_tokens_of_their_subjects() {
         let with = |value| {
             ConsumerConfig::from_map(&map(&[
                 ("stream", "ORDERS"),
                 ("durable", "billing"),
-                ("one_at_a_time_per_subject", value),
+                ("one_at_a_time_per_subject_tokens", value),
             ]))
         };
-        assert!(with("true").unwrap().one_at_a_time_per_subject);
-        assert!(!with("false").unwrap().one_at_a_time_per_subject);
-        assert!(with("yes").is_err());
+        let billing = with("3").unwrap();
+        assert_eq!(
+            billing.turn_of("orders.placed.ab.o-1").as_deref(),
+            Some("orders.placed.ab")
+        );
+        assert_eq!(
+            billing.turn_of("orders.placed.ab.o-1"),
+            billing.turn_of("orders.placed.ab.o-2")
+        );
+        assert_eq!(
+            billing.turn_of("orders.placed.ab").as_deref(),
+            Some("orders.placed.ab"),
+            "an order from before subjects carried ids shares its partition's turn"
+        );
+        assert_eq!(
+            billing.turn_of("orders.placed").as_deref(),
+            Some("orders.placed")
+        );
+        for bad in ["0", "true", "-1"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn a_component_may_publish_exactly_what_its_link_names() {
-        let policy = PublishPolicy::from_map(&map(&[("publish", "orders.placed")])).unwrap();
+        let policy =
+            SubjectPatterns::from_config(&map(&[("publish", "orders.placed")]), "publish").unwrap();
         assert!(policy.allows("orders.placed"));
         for denied in [
             "payments.settled",
@@ -308,7 +396,8 @@ mod tests {
     #[test]
     fn wildcards_match_as_in_nats() {
         let policy =
-            PublishPolicy::from_map(&map(&[("publish", "replies.*, audit.> ,x")])).unwrap();
+            SubjectPatterns::from_config(&map(&[("publish", "replies.*, audit.> ,x")]), "publish")
+                .unwrap();
         assert!(policy.allows("replies.a") && policy.allows("audit.a.b") && policy.allows("x"));
         for denied in ["replies", "replies.a.b", "audit", "audit.", "y"] {
             assert!(!policy.allows(denied), "{denied}");
@@ -316,19 +405,39 @@ mod tests {
     }
 
     #[test]
-    fn a_link_without_publish_allows_nothing() {
-        let policy = PublishPolicy::from_map(&HashMap::new()).unwrap();
-        assert!(!policy.allows("orders.placed"));
-        assert_eq!(policy.describe(), "nothing");
+    fn a_link_without_publish_or_read_allows_nothing() {
+        let policy = LinkPolicy::from_map(&HashMap::new()).unwrap();
+        assert!(!policy.of(Access::Publish).allows("orders.placed"));
+        assert!(!policy.of(Access::Read).allows("orders.placed"));
+        assert_eq!(policy.publish.describe(), "nothing");
     }
 
     #[test]
-    fn malformed_publish_patterns_are_refused() {
+    fn a_component_may_read_a_filter_only_within_what_its_link_names() {
+        let policy = LinkPolicy::from_map(&map(&[("read", "orders.placed.*.*")])).unwrap();
+        let read = policy.of(Access::Read);
+        assert!(read.allows("orders.placed.*.o-1") && read.allows("orders.placed.ab.o-1"));
+        assert!(read.allows("orders.placed.*.*"));
+        for denied in [
+            "orders.placed.>",
+            "orders.placed.*",
+            "orders.*.*.*",
+            "payments.settled",
+        ] {
+            assert!(!read.allows(denied), "{denied}");
+        }
+        assert!(!policy.of(Access::Publish).allows("orders.placed.ab.o-1"));
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused() {
         for bad in ["a..b", ">.a", ".a", "a."] {
-            assert!(
-                PublishPolicy::from_map(&map(&[("publish", bad)])).is_err(),
-                "{bad}"
-            );
+            for key in ["publish", "read"] {
+                assert!(
+                    LinkPolicy::from_map(&map(&[(key, bad)])).is_err(),
+                    "{key} {bad}"
+                );
+            }
         }
     }
 

@@ -1,8 +1,8 @@
 //! Batches that share a key run one after another; batches of different keys run side by side.
-//! A link with `one_at_a_time_per_subject` keys each message by its subject: orders are
-//! published on their account's partition (`orders.placed.<partition>`), so one account's orders
-//! reach billing in turn instead of racing for one balance, where every lost compare-and-swap
-//! costs a read, a wait and a retry.
+//! A link with `one_at_a_time_per_subject_tokens` keys each message by the leading tokens of its
+//! subject: orders are published on their account's partition (`orders.placed.<partition>.<id>`,
+//! keyed `orders.placed.<partition>`), so one account's orders reach billing in turn instead of
+//! racing for one balance, where every lost compare-and-swap costs a read, a wait and a retry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -13,7 +13,9 @@
 //!   cannot be reached at all, messages wait (redelivered with backoff, never dead-lettered for
 //!   that), so a stopped consumer misses nothing.
 //! - a component may publish, and reply, only on the subjects its link's `publish` names (see
-//!   [`config`]): order cannot forge a payment result, billing cannot forge an order.
+//!   [`config`]): order cannot forge a payment result, billing cannot forge an order;
+//! - `orders:lattice/stream-reader` reads a stored message back from the stream's leader, on the
+//!   subjects the link's `read` names: notify finds a placed order by its id.
 
 pub mod config;
 pub mod in_turn;
@@ -34,7 +36,9 @@ use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
-use config::{backoff, ConsumerConfig, ProviderConfig, PublishPolicy, StreamSpec};
+use config::{
+    backoff, subject_matches, Access, ConsumerConfig, LinkPolicy, ProviderConfig, StreamSpec,
+};
 use in_turn::InTurn;
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::{LinkKey, NatsCredentials};
@@ -47,6 +51,7 @@ mod bindings {
     });
 }
 
+use bindings::exports::orders::lattice::stream_reader;
 use bindings::exports::wasmcloud::messaging::consumer;
 use bindings::orders::lattice::batch_handler;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
@@ -71,6 +76,7 @@ pub async fn run() -> anyhow::Result<()> {
     let provider = JetStreamMessaging {
         client,
         js,
+        streams: Arc::new(config.streams),
         consumers: Arc::default(),
         publishers: Arc::default(),
     };
@@ -127,22 +133,30 @@ pub async fn ensure_stream(
 struct JetStreamMessaging {
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The configured streams, to find the one a read is for.
+    streams: Arc<Vec<StreamSpec>>,
     /// Consumer tasks by (component id, link name).
     consumers: Arc<RwLock<HashMap<LinkKey, JoinHandle<()>>>>,
-    /// What each linked component may publish, by (component id, link name).
-    publishers: Arc<RwLock<HashMap<LinkKey, PublishPolicy>>>,
+    /// What each linked component may publish and read, by (component id, link name).
+    publishers: Arc<RwLock<HashMap<LinkKey, LinkPolicy>>>,
 }
 
 impl JetStreamMessaging {
-    /// Refuses a publication (or request) on `subject` unless the caller's link allows it.
-    async fn authorize(&self, cx: &Option<Context>, subject: &str) -> Result<(), String> {
-        let Some(cx) = cx else {
-            return Err("a publication without a calling component is refused".into());
+    /// Refuses `access` to `subject` unless the caller's link allows it.
+    async fn authorize(
+        &self,
+        cx: &Option<Context>,
+        access: Access,
+        subject: &str,
+    ) -> Result<(), String> {
+        let Some(component) = cx.as_ref().and_then(|cx| cx.component.as_deref()) else {
+            return Err(format!(
+                "a request to {} {subject} without a calling component is refused",
+                access.verb()
+            ));
         };
-        let Some(component) = cx.component.as_deref() else {
-            return Err("a publication without a calling component is refused".into());
-        };
-        authorize(&self.publishers, component, Some(cx.link_name()), subject).await
+        let link = cx.as_ref().map(Context::link_name);
+        authorize(&self.publishers, component, link, access, subject).await
     }
 }
 
@@ -171,8 +185,8 @@ impl Provider for JetStreamMessaging {
     }
 
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
-        let policy = PublishPolicy::from_map(link.config)?;
-        info!(component = link.source_id, link = link.link_name, may_publish = %policy.describe(), "publisher linked");
+        let policy = LinkPolicy::from_map(link.config)?;
+        info!(component = link.source_id, link = link.link_name, may_publish = %policy.publish.describe(), may_read = %policy.read.describe(), "publisher linked");
         self.publishers.write().await.insert(
             (link.source_id.to_string(), link.link_name.to_string()),
             policy,
@@ -239,7 +253,7 @@ async fn durable_consumer(
     // subject (a busy account) fills its batches, the messages of other subjects behind them
     // still arrive. A message waiting counts against `ack_wait`, which at these sizes is
     // reached only if one batch takes seconds.
-    let per_handler = if config.one_at_a_time_per_subject {
+    let per_handler = if config.in_turn_tokens.is_some() {
         4
     } else {
         2
@@ -266,14 +280,14 @@ async fn durable_consumer(
 }
 
 /// Delivers the consumer's messages to the component in batches, every message ready at once up
-/// to `max_batch`, `concurrency` batches at a time, forever; with `one_at_a_time_per_subject`, a
-/// subject's messages are in one batch at a time.
+/// to `max_batch`, `concurrency` batches at a time, forever; with `in_turn_tokens`, the messages
+/// of one turn (subjects sharing those tokens) are in one batch at a time.
 async fn consume(
     js: jetstream::Context,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     config: ConsumerConfig,
     component: String,
-    publishers: Arc<RwLock<HashMap<LinkKey, PublishPolicy>>>,
+    publishers: Arc<RwLock<HashMap<LinkKey, LinkPolicy>>>,
 ) {
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency));
@@ -313,12 +327,12 @@ async fn consume(
                         .ok()
                 })
                 .collect();
-            let (batch, held) = if config.one_at_a_time_per_subject {
-                // Messages of a subject under way wait for its batch, which delivers them next.
+            let (batch, held) = if config.in_turn_tokens.is_some() {
+                // Messages of a turn under way wait for its batch, which delivers them next.
                 in_turn.admit_all(
                     pulled
                         .into_iter()
-                        .map(|m| (m.subject.to_string(), m))
+                        .map(|m| (config.turn_of(&m.subject).unwrap_or_default(), m))
                         .collect(),
                 )
             } else {
@@ -361,7 +375,7 @@ async fn consume(
     }
 }
 
-/// How long a batch keeps its subjects' turn (`one_at_a_time_per_subject`). billing settles a
+/// How long a batch keeps its turn (`one_at_a_time_per_subject_tokens`). billing settles a
 /// batch in about 10 ms, and in well under a second under load.
 const TURN_HELD_AT_MOST: Duration = Duration::from_secs(2);
 
@@ -400,7 +414,7 @@ struct Link {
     config: Arc<ConsumerConfig>,
     wrpc: Arc<wasmcloud_provider_sdk::provider::WrpcClient>,
     component: String,
-    publishers: Arc<RwLock<HashMap<LinkKey, PublishPolicy>>>,
+    publishers: Arc<RwLock<HashMap<LinkKey, LinkPolicy>>>,
 }
 
 impl Link {
@@ -531,7 +545,14 @@ impl Link {
     /// Stores a handled message's replies, each where the component's links let it publish.
     async fn publish_replies(&self, replies: Vec<BrokerMessage>) -> Result<(), String> {
         for reply in &replies {
-            authorize(&self.publishers, &self.component, None, &reply.subject).await?;
+            authorize(
+                &self.publishers,
+                &self.component,
+                None,
+                Access::Publish,
+                &reply.subject,
+            )
+            .await?;
         }
         let stored = replies.into_iter().map(|reply| {
             let span = publish_span(&reply.subject);
@@ -561,20 +582,25 @@ async fn store_message(
         .map_err(|e| format!("message to {subject} not stored by JetStream: {e}"))
 }
 
-/// Refuses a publication on `subject` unless a link of `component` (`link`, or any of its links
-/// to this provider when `None`: a handler's replies) allows it.
+/// Refuses `access` to `subject` unless a link of `component` (`link`, or any of its links to
+/// this provider when `None`: a handler's replies) allows it.
 async fn authorize(
-    publishers: &RwLock<HashMap<LinkKey, PublishPolicy>>,
+    publishers: &RwLock<HashMap<LinkKey, LinkPolicy>>,
     component: &str,
     link: Option<&str>,
+    access: Access,
     subject: &str,
 ) -> Result<(), String> {
     let publishers = publishers.read().await;
-    let policies: Vec<(&LinkKey, &PublishPolicy)> = publishers
+    let policies: Vec<&LinkPolicy> = publishers
         .iter()
         .filter(|((c, l), _)| c == component && link.is_none_or(|link| l == link))
+        .map(|(_, policy)| policy)
         .collect();
-    if policies.iter().any(|(_, policy)| policy.allows(subject)) {
+    if policies
+        .iter()
+        .any(|policy| policy.of(access).allows(subject))
+    {
         return Ok(());
     }
     let allowed = if policies.is_empty() {
@@ -582,13 +608,14 @@ async fn authorize(
     } else {
         policies
             .iter()
-            .map(|(_, policy)| policy.describe())
+            .map(|policy| policy.of(access).describe())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    warn!(%component, %subject, "publication refused: its links allow {allowed}");
+    let verb = access.verb();
+    warn!(%component, %subject, "refused to {verb} it: its links allow {allowed}");
     Err(format!(
-        "{component} may not publish to {subject}: its link allows {allowed}"
+        "{component} may not {verb} {subject}: its link allows {allowed}"
     ))
 }
 
@@ -651,7 +678,7 @@ impl consumer::Handler<Option<Context>> for JetStreamMessaging {
         body: Bytes,
         timeout_ms: u32,
     ) -> anyhow::Result<Result<BrokerMessage, String>> {
-        if let Err(refused) = self.authorize(&cx, &subject).await {
+        if let Err(refused) = self.authorize(&cx, Access::Publish, &subject).await {
             return Ok(Err(refused));
         }
         let request = self.client.request(subject.clone(), body);
@@ -684,7 +711,7 @@ impl JetStreamMessaging {
             body,
             reply_to,
         } = message;
-        if let Err(refused) = self.authorize(&cx, &subject).await {
+        if let Err(refused) = self.authorize(&cx, Access::Publish, &subject).await {
             return Ok(Err(refused));
         }
         if let Some(reply_to) = reply_to {
@@ -695,5 +722,65 @@ impl JetStreamMessaging {
                 .map_err(|e| format!("publish failed: {e}")));
         }
         Ok(store_message(&self.js, subject, body).await)
+    }
+}
+
+impl stream_reader::Handler<Option<Context>> for JetStreamMessaging {
+    async fn last_on_subject(
+        &self,
+        cx: Option<Context>,
+        subject: String,
+    ) -> anyhow::Result<Result<Option<BrokerMessage>, String>> {
+        let span = tracing::info_span!(
+            "read",
+            otel.name = %format!("{subject} read"),
+            otel.kind = "client",
+            messaging.system = "nats",
+            messaging.destination.name = %subject,
+            found = tracing::field::Empty,
+        );
+        orders_provider_support::continue_callers_trace(&span, &cx);
+        Ok(self.read_last(&cx, &subject).instrument(span).await)
+    }
+}
+
+impl JetStreamMessaging {
+    /// The newest message stored on a subject matching `subject`, from the leader of the
+    /// configured stream that captures them (STREAM.MSG.GET, not a direct get, which a replica
+    /// may answer before it has the message).
+    async fn read_last(
+        &self,
+        cx: &Option<Context>,
+        subject: &str,
+    ) -> Result<Option<BrokerMessage>, String> {
+        self.authorize(cx, Access::Read, subject).await?;
+        let spec = self
+            .streams
+            .iter()
+            .find(|spec| spec.subjects.iter().any(|p| subject_matches(p, subject)))
+            .ok_or_else(|| format!("no configured stream captures {subject}"))?;
+        let stream = self
+            .js
+            .get_stream_no_info(&spec.name)
+            .await
+            .map_err(|e| format!("stream {}: {e}", spec.name))?;
+        let found = match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Some(BrokerMessage {
+                subject: message.subject.to_string(),
+                body: message.payload,
+                reply_to: None,
+            }),
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+                None
+            }
+            Err(e) => {
+                return Err(format!(
+                    "reading {subject} from stream {} failed: {e}",
+                    spec.name
+                ))
+            }
+        };
+        tracing::Span::current().record("found", found.is_some());
+        Ok(found)
     }
 }

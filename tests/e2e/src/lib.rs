@@ -273,8 +273,8 @@ impl Lattice {
     }
 
     /// Polls `/OrderStatus` until order `id` is settled (`paid` or `refused`), then returns the
-    /// answer; on the way it may be unknown for a moment (notify has not read it from the broker
-    /// yet) or pending, and nothing else.
+    /// answer; on the way it may be pending, and nothing else: an order is known from the moment
+    /// it was accepted (stored in its stream).
     pub async fn await_settled(&self, user: &str, id: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -282,7 +282,6 @@ impl Lattice {
             match (answer.status, answer.body["state"].as_str()) {
                 (200, Some("paid" | "refused")) => return answer.body,
                 (200, Some("pending")) => {}
-                (404, _) if answer.error_code() == "unknown_order" => {}
                 _ => panic!("order {id}: {answer:?}"),
             }
             assert!(
@@ -338,13 +337,14 @@ pub async fn next_matching<M: prost::Message + Default>(
     .unwrap_or_else(|_| panic!("no matching message within {PATIENCE:?}"))
 }
 
-/// Publishes `order` on its account's `orders.placed.<partition>` straight into JetStream, as a
-/// NATS client with access to the broker could, bypassing order's HTTP API.
+/// Publishes `order` on its subject (`orders.placed.<partition>.<order id>`) straight into
+/// JetStream, as a NATS client with access to the broker could, bypassing order's HTTP API.
 pub async fn publish_order(lattice: &Lattice, order: &orders_common::proto::OrderPlaced) {
     use prost::Message as _;
     let js = async_nats::jetstream::new(lattice.nats().await);
+    let id = orders_common::domain::OrderId::parse(&order.order_id).expect("a valid order id");
     js.publish(
-        orders_common::subjects::order_placed(&order.user),
+        orders_common::subjects::order_placed(&order.user, &id),
         order.encode_to_vec().into(),
     )
     .await

@@ -1,12 +1,16 @@
 //! notify as a wasmCloud component: payment results from the broker (`orders:lattice/batch-handler`)
-//! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them. Placed
-//! orders from the broker are remembered as pending, and `GET /OrderStatus?order_id=` tells where
-//! an order stands; dead letters from the broker are recorded for `GET /DeadLetters`.
+//! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them.
+//! `GET /OrderStatus?order_id=` tells where an order stands, from the order as its stream keeps it
+//! (`orders:lattice/stream-reader`) and its notification; dead letters from the broker are
+//! recorded for `GET /DeadLetters`.
 
 use notify_core::{Delivery, Notify, NotifyError};
 use orders_common::api::{query_param, RequestError};
+use orders_common::domain::OrderId;
 use orders_common::domain::PageRequest;
-use orders_common::ports::{decode_message, CasStore, Clock};
+use orders_common::ports::{
+    decode_message, decode_record, CasStore, Clock, PlacedOrders, StoreError,
+};
 use orders_common::proto::{OrderPlaced, PaymentResult};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
@@ -16,12 +20,27 @@ use wasmcloud_component::http::{self, Method};
 mod bindings {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "orders:lattice/message-handler",
+        world: "orders:lattice/notify-component",
         with: { "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types },
         generate_all,
     });
 }
 use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
+use bindings::orders::lattice::stream_reader;
+
+/// The placed orders in the `ORDERS` stream, read through the messaging provider.
+struct OrdersStream;
+
+impl PlacedOrders for OrdersStream {
+    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
+        let subject = subjects::placed_order(id);
+        let found =
+            stream_reader::last_on_subject(&subject).map_err(StoreError::BrokerUnavailable)?;
+        found
+            .map(|message| decode_record(&message.subject, &message.body))
+            .transpose()
+    }
+}
 
 struct NotifyComponent;
 
@@ -41,6 +60,7 @@ fn route(request: &Request) -> Handled {
     let notify = Notify {
         store: &store,
         clock: &WallClock,
+        orders: &OrdersStream,
     };
     match request.path.as_str() {
         // The seed's Postman request sends a JSON body with GET /List; the body is ignored.
@@ -84,44 +104,32 @@ fn route(request: &Request) -> Handled {
 }
 
 impl BatchHandler for NotifyComponent {
-    /// Placed orders (remembered as pending), dead letters (recorded) and payment results
-    /// (notified), by subject; the placed orders and the payment results of a batch each with one
-    /// write. notify publishes nothing, so every answer is `Ok` with no replies, or the `Err` that
-    /// has the provider deliver that message again.
+    /// Dead letters (recorded) and payment results (notified), by subject; the payment results of
+    /// a batch with one write. notify publishes nothing, so every answer is `Ok` with no replies,
+    /// or the `Err` that has the provider deliver that message again.
     fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
         let store = KeyValue::new();
         let notify = Notify {
             store: &store,
             clock: &WallClock,
+            orders: &OrdersStream,
         };
         let mut answers: Vec<Option<Result<(), String>>> = messages.iter().map(|_| None).collect();
-        let (mut placed, mut settled) = (Vec::new(), Vec::new());
+        let mut settled = Vec::new();
         for (index, message) in messages.iter().enumerate() {
             if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
                 answers[index] = Some(record_dead_letter(&notify, consumer, &message.body));
             } else if subjects::is_order_placed(&message.subject) {
-                match decode_message(&message.subject, &message.body, "OrderPlaced") {
-                    Ok(order) => placed.push((index, order)),
-                    Err(e) => answers[index] = Some(Err(e)),
-                }
+                // Only the link of an older deployment (`notify-orders`) delivers placed orders,
+                // until wadm removes it: notify reads orders from their stream now, so there is
+                // nothing to do, and nothing to retry or dead-letter.
+                answers[index] = Some(Ok(()));
             } else {
                 match decode_message(&message.subject, &message.body, "PaymentResult") {
                     Ok(result) => settled.push((index, result)),
                     Err(e) => answers[index] = Some(Err(e)),
                 }
             }
-        }
-        let (indices, orders): (Vec<usize>, Vec<OrderPlaced>) = placed.into_iter().unzip();
-        for ((index, order), recorded) in indices
-            .into_iter()
-            .zip(&orders)
-            .zip(notify.record_placed_all(&orders))
-        {
-            answers[index] = Some(
-                recorded
-                    .map(|_| ())
-                    .map_err(|e| format!("order {} not recorded as pending: {e}", order.order_id)),
-            );
         }
         let (indices, results): (Vec<usize>, Vec<PaymentResult>) = settled.into_iter().unzip();
         for ((index, result), delivery) in indices
@@ -162,8 +170,8 @@ impl BatchHandler for NotifyComponent {
     }
 }
 
-fn record_dead_letter<S: CasStore + ?Sized, C: Clock + ?Sized>(
-    notify: &Notify<'_, S, C>,
+fn record_dead_letter<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized>(
+    notify: &Notify<'_, S, C, P>,
     consumer: &str,
     payload: &[u8],
 ) -> Result<(), String> {

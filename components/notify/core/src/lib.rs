@@ -6,8 +6,9 @@
 //! - `notification␟<user>␟<order id>` (tokens separated by U+001F, [`orders_common::keys`]): the
 //!   [`Notification`] sent for the order's payment result. Grouped by user, so that one user's
 //!   notifications are read without reading anyone else's, however many are stored;
-//! - `order/<order id>`: the order as placed ([`PlacedOrder`], from `orders.placed`), so that an
-//!   order accepted but not yet settled can be shown as pending;
+//! - `order/<order id>`: read only: an order notify saw placed ([`PlacedOrder`]) when it kept a
+//!   copy of every order to show it as pending. Orders are now found in the broker's stream
+//!   ([`PlacedOrders`]), under a subject that carries their id;
 //! - `deadletter␟<consumer>␟<SHA-256 of the payload>`: a message a consumer gave up on
 //!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck;
 //!   grouped, so that they are read without reading the notifications.
@@ -21,7 +22,8 @@ use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
 use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
 use orders_common::ports::{
-    decode_record, CasStore, CasWrite, Clock, RecordStore, Revision, ScanBy, StoreError,
+    decode_record, CasStore, CasWrite, Clock, PlacedOrders, RecordStore, Revision, ScanBy,
+    StoreError,
 };
 use orders_common::proto::{
     DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
@@ -41,7 +43,7 @@ pub enum NotifyError {
     Auth(#[from] AuthError),
     #[error("payment result for order `{0}` has no known outcome")]
     UnknownOutcome(String),
-    #[error("no order `{0}` is known to you; an order accepted a moment ago shows up once notify has read it from the broker")]
+    #[error("no order `{0}` is known to you")]
     UnknownOrder(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,12 +94,14 @@ pub enum Delivery {
     AlreadySent(Notification),
 }
 
-pub struct Notify<'a, S: ?Sized, C: ?Sized> {
+pub struct Notify<'a, S: ?Sized, C: ?Sized, P: ?Sized> {
     pub store: &'a S,
     pub clock: &'a C,
+    /// The placed orders, as the broker's stream keeps them.
+    pub orders: &'a P,
 }
 
-impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
+impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'_, S, C, P> {
     pub fn deliver(&self, result: &PaymentResult) -> Result<Delivery, NotifyError> {
         self.deliver_all(std::slice::from_ref(result))
             .pop()
@@ -200,74 +204,34 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Notify<'_, S, C> {
             .collect()
     }
 
-    /// Remembers an order seen on `orders.placed` as pending; `false` when it was seen before.
-    pub fn record_placed(&self, placed: &OrderPlaced) -> Result<bool, NotifyError> {
-        self.record_placed_all(std::slice::from_ref(placed))
-            .pop()
-            .expect("one answer per order")
-    }
-
-    /// [`Self::record_placed`] of every order, with one write for all. One answer per order, in
-    /// order; a malformed order fails alone.
-    pub fn record_placed_all(&self, placed: &[OrderPlaced]) -> Vec<Result<bool, NotifyError>> {
-        let records: Vec<Result<PlacedOrder, NotifyError>> =
-            placed.iter().map(placed_record).collect();
-        let mut keys = std::collections::HashSet::new();
-        // An order delivered twice in one batch is written once; the second was "seen before".
-        let writes: Vec<(usize, CasWrite)> = records
-            .iter()
-            .enumerate()
-            .filter_map(|(index, record)| {
-                let record = record.as_ref().ok()?;
-                let key = format!("{PLACED_PREFIX}{}", record.order_id);
-                keys.insert(key.clone())
-                    .then(|| (index, CasWrite::record(key, record, None)))
-            })
-            .collect();
-        let (indices, writes): (Vec<usize>, Vec<CasWrite>) = writes.into_iter().unzip();
-        let written = if writes.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.store.write_many(&writes)
-        };
-        let mut answers: Vec<Result<bool, NotifyError>> = records
-            .into_iter()
-            .map(|record| record.map(|_| false))
-            .collect();
-        match written {
-            Ok(written) => {
-                for (index, revision) in indices.into_iter().zip(written) {
-                    answers[index] = Ok(revision.is_some());
-                }
-            }
-            Err(failed) => {
-                for index in indices {
-                    answers[index] = Err(failed.clone().into());
-                }
-            }
-        }
-        answers
-    }
-
-    /// Where one order stands: settled (paid or refused, from its notification), pending (placed
-    /// but not settled yet), or unknown to this caller.
+    /// Where one order stands: settled (paid or refused, from its notification), pending (placed,
+    /// as the broker's stream keeps it, but not settled yet), or unknown to this caller.
     pub fn order_status(
         &self,
         caller: &Caller,
         order_id: &str,
     ) -> Result<OrderStatusResponse, NotifyError> {
         let id = OrderId::parse(order_id)?;
-        let placed = self
-            .store
-            .read_record::<PlacedOrder>(&format!("{PLACED_PREFIX}{id}"))?
-            .map(|(placed, _)| placed);
+        // An order published malformed (billing dead-letters it) was never a valid order.
+        let placed = match self
+            .orders
+            .find(&id)?
+            .and_then(|order| placed_record(&order))
+        {
+            Some(placed) => Some(placed),
+            // Not in the stream: placed before its subject carried its id (notify kept a pending
+            // record of such orders), older than the stream keeps, or never placed.
+            None => self
+                .store
+                .read_record::<PlacedOrder>(&format!("{PLACED_PREFIX}{id}"))?
+                .map(|(placed, _)| placed),
+        };
         let notified = match &placed {
             Some(placed) => self
                 .store
                 .read_record::<Notification>(&notification_key(&placed.user, id.as_str()))?
                 .map(|(notification, _)| notification),
-            // Settled before notify saw it placed (the two arrive on different consumers), or
-            // its placing was never recorded: the order's notification, whoever's it is.
+            // Its placing is no longer at hand: the order's notification, whoever's it is.
             None => self
                 .store
                 .scan_records::<Notification>(
@@ -459,12 +423,12 @@ fn notification_of(result: &PaymentResult, now: u64) -> Result<Notification, Not
     })
 }
 
-/// The pending record of a placed order.
-fn placed_record(placed: &OrderPlaced) -> Result<PlacedOrder, NotifyError> {
-    Ok(PlacedOrder {
-        order_id: OrderId::parse(&placed.order_id)?.to_string(),
-        user: UserName::parse(&placed.user)?.to_string(),
-        sum: Amount::parse_unsigned(placed.sum)?.get(),
+/// A placed order as the status tells it; `None` when it is malformed.
+fn placed_record(placed: &OrderPlaced) -> Option<PlacedOrder> {
+    Some(PlacedOrder {
+        order_id: OrderId::parse(&placed.order_id).ok()?.to_string(),
+        user: UserName::parse(&placed.user).ok()?.to_string(),
+        sum: Amount::parse_unsigned(placed.sum).ok()?.get(),
         placed_at_ms: placed.placed_at_ms,
     })
 }
@@ -507,7 +471,9 @@ fn message(
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{self, FixedClock, MemoryStore, ADMIN_TOKEN};
+    use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
+    use orders_common::ports::Publisher as _;
+    use orders_common::subjects;
 
     use super::*;
 
@@ -543,6 +509,8 @@ mod tests {
     struct World {
         store: MemoryStore,
         clock: FixedClock,
+        /// The broker's stream of placed orders.
+        broker: MemoryPublisher,
     }
 
     impl World {
@@ -550,14 +518,24 @@ mod tests {
             Self {
                 store: MemoryStore::default(),
                 clock: FixedClock::at(1_000),
+                broker: MemoryPublisher::default(),
             }
         }
 
-        fn notify(&self) -> Notify<'_, MemoryStore, FixedClock> {
+        fn notify(&self) -> Notify<'_, MemoryStore, FixedClock, MemoryPublisher> {
             Notify {
                 store: &self.store,
                 clock: &self.clock,
+                orders: &self.broker,
             }
+        }
+
+        /// Places an order as order does: on its partition, under its id.
+        fn place(&self, order: OrderPlaced) {
+            let id = OrderId::parse(&order.order_id).unwrap();
+            self.broker
+                .publish_message(&subjects::order_placed(&order.user, &id), &order)
+                .unwrap();
         }
     }
 
@@ -586,32 +564,6 @@ mod tests {
             "a result twice in one batch is sent once"
         );
         assert_eq!(world.store.keys().len(), 2);
-    }
-
-    #[test]
-    fn a_batch_of_placed_orders_is_remembered_with_one_write() {
-        let world = World::new();
-        let placed = |id: &str| OrderPlaced {
-            order_id: id.into(),
-            user: "Pavel".into(),
-            sum: 10,
-            placed_at_ms: 1,
-            key_sha256: vec![],
-        };
-        world.notify().record_placed(&placed("o-1")).unwrap();
-        world.store.take_operations();
-        let answers: Vec<bool> = world
-            .notify()
-            .record_placed_all(&[placed("o-1"), placed("o-2"), placed("o-2")])
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(
-            answers,
-            [false, true, false],
-            "new only the first time seen"
-        );
-        assert_eq!(world.store.take_operations().writes, 1);
     }
 
     #[test]
@@ -882,10 +834,7 @@ mod tests {
     #[test]
     fn an_order_placed_but_not_settled_is_pending() {
         let world = World::new();
-        assert!(world
-            .notify()
-            .record_placed(&placed("o-1", "Pavel"))
-            .unwrap());
+        world.place(placed("o-1", "Pavel"));
         let status = world
             .notify()
             .order_status(&key_of("Pavel"), "o-1")
@@ -903,14 +852,8 @@ mod tests {
     #[test]
     fn a_settled_order_shows_its_outcome_and_the_balance_after_it() {
         let world = World::new();
-        world
-            .notify()
-            .record_placed(&placed("o-1", "Pavel"))
-            .unwrap();
-        world
-            .notify()
-            .record_placed(&placed("o-2", "Pavel"))
-            .unwrap();
+        world.place(placed("o-1", "Pavel"));
+        world.place(placed("o-2", "Pavel"));
         world
             .notify()
             .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
@@ -941,37 +884,77 @@ mod tests {
     }
 
     #[test]
-    fn a_result_that_overtakes_its_order_stays_settled() {
+    fn an_order_the_stream_no_longer_holds_is_told_by_its_notification() {
         let world = World::new();
         world
             .notify()
             .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
             .unwrap();
-        let before = world.notify().order_status(&admin(), "o-1").unwrap();
-        assert_eq!((before.state.as_str(), before.placed_at_ms), ("paid", None));
+        let status = world
+            .notify()
+            .order_status(&key_of("Pavel"), "o-1")
+            .unwrap();
+        assert_eq!(
+            (
+                status.state.as_str(),
+                status.user.as_str(),
+                status.placed_at_ms
+            ),
+            ("paid", "Pavel", None)
+        );
+    }
+
+    #[test]
+    fn an_order_placed_before_subjects_carried_ids_is_told_by_the_pending_record_kept_then() {
+        let world = World::new();
+        let kept = PlacedOrder {
+            order_id: "o-1".into(),
+            user: "Pavel".into(),
+            sum: 10,
+            placed_at_ms: 500,
+        };
+        world.store.write_record("order/o-1", &kept, None).unwrap();
+        let pending = world.notify().order_status(&admin(), "o-1").unwrap();
+        assert_eq!(
+            (pending.state.as_str(), pending.placed_at_ms),
+            ("pending", Some(500))
+        );
         world
             .notify()
-            .record_placed(&placed("o-1", "Pavel"))
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
             .unwrap();
-        let after = world.notify().order_status(&admin(), "o-1").unwrap();
+        let paid = world.notify().order_status(&admin(), "o-1").unwrap();
         assert_eq!(
-            (after.state.as_str(), after.placed_at_ms),
+            (paid.state.as_str(), paid.placed_at_ms),
             ("paid", Some(500))
         );
     }
 
     #[test]
-    fn an_order_seen_again_is_recorded_once() {
+    fn an_order_published_malformed_is_unknown() {
         let world = World::new();
-        assert!(world
-            .notify()
-            .record_placed(&placed("o-1", "Pavel"))
-            .unwrap());
-        assert!(!world
-            .notify()
-            .record_placed(&placed("o-1", "Pavel"))
-            .unwrap());
-        assert_eq!(world.store.keys(), ["order/o-1"]);
+        world.place(placed("o-1", " "));
+        let unknown = world.notify().order_status(&admin(), "o-1").unwrap_err();
+        assert_eq!((unknown.status(), unknown.code()), (404, "unknown_order"));
+    }
+
+    #[test]
+    fn an_unreachable_broker_is_reported_as_unavailable() {
+        let world = World::new();
+        world.place(placed("o-1", "Pavel"));
+        world.broker.broken.set(true);
+        let failed = world.notify().order_status(&admin(), "o-1").unwrap_err();
+        assert_eq!((failed.status(), failed.code()), (503, "store_unavailable"));
+    }
+
+    #[test]
+    fn an_order_status_costs_one_lookup_in_the_stream_and_one_read() {
+        let world = World::new();
+        world.place(placed("o-1", "Pavel"));
+        world.store.take_operations();
+        world.notify().order_status(&admin(), "o-1").unwrap();
+        let operations = world.store.take_operations();
+        assert_eq!((operations.reads, operations.writes), (1, 0));
     }
 
     #[test]
@@ -984,10 +967,7 @@ mod tests {
     #[test]
     fn another_users_order_is_as_unknown_to_them_as_one_that_does_not_exist() {
         let world = World::new();
-        world
-            .notify()
-            .record_placed(&placed("o-1", "Pavel"))
-            .unwrap();
+        world.place(placed("o-1", "Pavel"));
         let hidden = world
             .notify()
             .order_status(&key_of("Anna"), "o-1")
@@ -996,7 +976,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_order_id_is_refused_and_a_malformed_order_is_not_recorded() {
+    fn a_malformed_order_id_is_refused() {
         let world = World::new();
         let refused = world
             .notify()
@@ -1006,8 +986,6 @@ mod tests {
             (refused.status(), refused.code()),
             (422, "invalid_order_id")
         );
-        assert!(world.notify().record_placed(&placed("o-1", " ")).is_err());
-        assert!(world.store.keys().is_empty());
     }
 
     #[test]
@@ -1022,10 +1000,7 @@ mod tests {
             .notify()
             .record_dead_letter("billing", &order)
             .unwrap());
-        assert!(world
-            .notify()
-            .record_dead_letter("notify-orders", &order)
-            .unwrap());
+        assert!(world.notify().record_dead_letter("notify", &order).unwrap());
         let listed = world.notify().dead_letters(&admin()).unwrap();
         assert_eq!((listed.count, listed.unsettled), (2, 2));
         let first = &listed.dead_letters[0];

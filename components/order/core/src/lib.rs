@@ -132,10 +132,12 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
             }
         };
         // Published again on a retry: the first attempt may have failed after remembering the key,
-        // and billing and notify handle each order id once however often it arrives. The subject
-        // names the account's partition, so billing settles one account's orders in turn.
+        // and billing handles each order id once however often it arrives. The subject names the
+        // account's partition, so billing settles one account's orders in turn, and the order's
+        // id, so notify finds the order in its stream.
+        let id = OrderId::parse(&order.order_id)?;
         self.broker
-            .publish_message(&subjects::order_placed(&order.user), &order)?;
+            .publish_message(&subjects::order_placed(&order.user, &id), &order)?;
         Ok(CreateOrderResponse {
             status: true,
             order_id: order.order_id,
@@ -226,12 +228,12 @@ mod tests {
         let response = world.place(" Pavel ", 10, None, 7).unwrap();
         assert!(response.status);
         assert_eq!((response.user.as_str(), response.sum), ("Pavel", 10));
+        let placed = &world.published()[0];
         assert_eq!(
             world.broker.published.borrow()[0].0,
-            subjects::order_placed("Pavel"),
-            "published on the account's partition"
+            subjects::order_placed("Pavel", &OrderId::parse(&placed.order_id).unwrap()),
+            "published on the account's partition, under its id"
         );
-        let placed = &world.published()[0];
         assert_eq!(placed.order_id, response.order_id);
         assert_eq!(
             (placed.user.as_str(), placed.sum, placed.placed_at_ms),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use orders_common::domain::OrderId;
 use orders_common::subjects;
 use orders_e2e::{orders_admin, orders_admin_command, unique, Lattice};
 use serde_json::json;
@@ -26,9 +27,45 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
         names.sort();
         names
     };
-    assert_eq!(consumers_of("ORDERS"), ["billing", "notify-orders"]);
+    assert_eq!(consumers_of("ORDERS"), ["billing"]);
     assert_eq!(consumers_of("PAYMENTS"), ["notify"]);
     assert_eq!(consumers_of("DEADLETTER"), ["notify-deadletters"]);
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn a_consumer_no_link_reads_is_removed_and_the_stream_keeps_its_messages() {
+    // A stream of its own, so that the application's streams keep exactly their consumers for
+    // the tests beside this one.
+    let lattice = Lattice::from_env();
+    let js = async_nats::jetstream::new(lattice.nats().await);
+    let (stream_name, name) = (unique("RETIRED"), unique("retired"));
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("{stream_name}.kept")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    js.publish(format!("{stream_name}.kept"), "kept".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let removed = orders_admin(&["remove-consumer", &stream_name, &name]).await;
+    assert_eq!(removed[0]["removed_consumer"], json!(name));
+    assert!(stream.consumer_info(&name).await.is_err(), "{name} is gone");
+    let mut stream = js.get_stream(&stream_name).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    js.delete_stream(&stream_name).await.unwrap();
 }
 
 #[tokio::test]
@@ -36,7 +73,7 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
 async fn tail_shows_an_order_as_it_is_placed_decoded() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Tailed", 100).await;
-    let mut tail = orders_admin_command(&["tail", subjects::ORDER_PLACED_PARTITIONS])
+    let mut tail = orders_admin_command(&["tail", subjects::ORDER_PLACED_SUBJECTS])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -56,7 +93,8 @@ async fn tail_shows_an_order_as_it_is_placed_decoded() {
     })
     .await
     .expect("the order in the tail within 10 s");
-    assert_eq!(seen["subject"], json!(subjects::order_placed(&user)));
+    let id = OrderId::parse(&order_id).unwrap();
+    assert_eq!(seen["subject"], json!(subjects::order_placed(&user, &id)));
     assert_eq!(
         (&seen["message"]["user"], &seen["message"]["sum"]),
         (&json!(user), &json!(10))

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use orders_common::domain::OrderId;
 use orders_common::proto::OrderPlaced;
 use orders_common::subjects;
 use orders_e2e::{
@@ -186,7 +187,10 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
         (&dead[0]["subject"], &dead[0]["original_subject"]),
         (
             &json!("deadletter.billing"),
-            &json!(subjects::order_placed(&user))
+            &json!(subjects::order_placed(
+                &user,
+                &OrderId::parse(&muted).unwrap()
+            ))
         )
     );
     assert!(dead[0]["failure"]
@@ -241,7 +245,13 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
     // nothing more.
     let seq = dead[0]["seq"].as_u64().unwrap().to_string();
     let replayed = orders_admin(&["dlq", "replay", &seq]).await;
-    assert_eq!(replayed[0]["to"], json!(subjects::order_placed(&user)));
+    assert_eq!(
+        replayed[0]["to"],
+        json!(subjects::order_placed(
+            &user,
+            &OrderId::parse(&muted).unwrap()
+        ))
+    );
     publish_order(
         &lattice,
         &OrderPlaced {
