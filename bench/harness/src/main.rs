@@ -7,7 +7,7 @@
 //! After a warm-up, each of `--runs` rounds measures, one after the other:
 //! 1. `GET /Hello` (a hello-world component behind the same HTTP provider) with wrk: the floor;
 //! 2. `POST /Order` alone with wrk, same connections, users pre-funded so every order is paid:
-//!    billing's and notify's consumers paused meanwhile, then resumed and the backlog drained;
+//!    billing's consumer paused meanwhile, then resumed and the backlog drained;
 //! 3. `POST /Order` again, billing and notify settling the orders meanwhile; the backlog drained;
 //! 4. the whole pipeline: N orders at max rate, each timed from POST to payment result on the
 //!    broker and to the notification stored for `/List`;
@@ -241,7 +241,7 @@ async fn main() -> Result<()> {
         println!("    {}", hello.in_words());
 
         step(&format!(
-            "run {run}: POST /Order alone for {} s (billing and notify paused)",
+            "run {run}: POST /Order alone for {} s (billing paused)",
             args.seconds
         ));
         pause::pause_settling(&js, Duration::from_secs(args.seconds + 60)).await?;
