@@ -144,6 +144,24 @@ pub mod subjects {
         format!("{ORDER_PLACED}.*.{id}")
     }
 
+    /// Whether `pattern` (NATS wildcards: `*` one token, a last `>` the rest) matches `subject`.
+    /// `subject` may be a filter with wildcards itself: it matches only if the pattern covers
+    /// every subject the filter does (a `>` in it is matched only by a `>` in the pattern).
+    pub fn matches(pattern: &str, subject: &str) -> bool {
+        let mut subject_tokens = subject.split('.');
+        for expected in pattern.split('.') {
+            match (expected, subject_tokens.next()) {
+                (_, None | Some("")) => return false,
+                (">", Some(_)) => return true,
+                (_, Some(">")) => return false,
+                ("*", Some(_)) => {}
+                (literal, Some(token)) if literal == token => {}
+                _ => return false,
+            }
+        }
+        subject_tokens.next().is_none()
+    }
+
     /// Whether `subject` carries a placed order (with its id, on its partition only, or from
     /// before partitioning).
     pub fn is_order_placed(subject: &str) -> bool {
@@ -199,12 +217,13 @@ pub mod subjects {
         fn an_order_is_found_by_its_id_whatever_its_partition() {
             let filter = placed_order(&id("o-1"));
             assert_eq!(filter, "orders.placed.*.o-1");
-            let subject = order_placed("Pavel", &id("o-1"));
-            let matches = filter
-                .split('.')
-                .zip(subject.split('.'))
-                .all(|(pattern, token)| pattern == "*" || pattern == token);
-            assert!(matches && subject.split('.').count() == filter.split('.').count());
+            assert!(matches(&filter, &order_placed("Pavel", &id("o-1"))));
+            assert!(matches(&filter, &order_placed("Anna", &id("o-1"))));
+            assert!(!matches(&filter, &order_placed("Pavel", &id("o-2"))));
+            assert!(
+                matches(ORDER_PLACED_SUBJECTS, &filter),
+                "a link may read it"
+            );
         }
 
         #[test]

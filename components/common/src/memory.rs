@@ -206,15 +206,12 @@ impl PlacedOrders for MemoryPublisher {
             return Err(StoreError::BrokerUnavailable("broker unreachable".into()));
         }
         let wanted = subjects::placed_order(id);
-        let matches = |subject: &str| {
-            subject.split('.').count() == wanted.split('.').count()
-                && wanted
-                    .split('.')
-                    .zip(subject.split('.'))
-                    .all(|(pattern, token)| pattern == "*" || pattern == token)
-        };
         let published = self.published.borrow();
-        let Some((subject, body)) = published.iter().rev().find(|(s, _)| matches(s)) else {
+        let found = published
+            .iter()
+            .rev()
+            .find(|(subject, _)| subjects::matches(&wanted, subject));
+        let Some((subject, body)) = found else {
             return Ok(None);
         };
         decode_record(subject, body).map(Some)

@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use orders_common::subjects;
 
 pub const DEFAULT_CLUSTER_URI: &str = "nats://127.0.0.1:4222";
 
@@ -259,7 +260,7 @@ impl SubjectPatterns {
     pub fn allows(&self, subject: &str) -> bool {
         self.patterns
             .iter()
-            .any(|pattern| subject_matches(pattern, subject))
+            .any(|pattern| subjects::matches(pattern, subject))
     }
 
     /// The patterns, for messages.
@@ -276,23 +277,6 @@ fn valid_pattern(pattern: &str) -> bool {
     let tokens: Vec<&str> = pattern.split('.').collect();
     let misplaced_rest = tokens[..tokens.len() - 1].contains(&">");
     !tokens.iter().any(|t| t.is_empty()) && !misplaced_rest
-}
-
-/// Whether `pattern` (NATS wildcards) matches `subject`; a `>` in `subject` (a filter's "the
-/// rest") is matched only by a `>` in the pattern.
-pub fn subject_matches(pattern: &str, subject: &str) -> bool {
-    let mut subject_tokens = subject.split('.');
-    for expected in pattern.split('.') {
-        match (expected, subject_tokens.next()) {
-            (_, None | Some("")) => return false,
-            (">", Some(_)) => return true,
-            (_, Some(">")) => return false,
-            ("*", Some(_)) => {}
-            (literal, Some(token)) if literal == token => {}
-            _ => return false,
-        }
-    }
-    subject_tokens.next().is_none()
 }
 
 /// How long to wait before redelivering after the `attempt`-th failure: 100 ms doubling to 5 s.

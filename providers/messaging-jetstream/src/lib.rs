@@ -36,9 +36,7 @@ use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
-use config::{
-    backoff, subject_matches, Access, ConsumerConfig, LinkPolicy, ProviderConfig, StreamSpec,
-};
+use config::{backoff, Access, ConsumerConfig, LinkPolicy, ProviderConfig, StreamSpec};
 use in_turn::InTurn;
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::{LinkKey, NatsCredentials};
@@ -757,7 +755,7 @@ impl JetStreamMessaging {
         let spec = self
             .streams
             .iter()
-            .find(|spec| spec.subjects.iter().any(|p| subject_matches(p, subject)))
+            .find(|spec| spec.subjects.iter().any(|p| subjects::matches(p, subject)))
             .ok_or_else(|| format!("no configured stream captures {subject}"))?;
         let stream = self
             .js
