@@ -51,6 +51,13 @@
 # again, 8-9 page faults per HTTP request (docs/performance.md). Where Linux has the PAGEMAP_SCAN
 # ioctl (6.7 and later), the patch keeps up to 2 MiB resident and lets wasmtime find the pages an
 # instance dirtied and reset just those; elsewhere the runtime keeps its setting.
+#
+# wrpc-runtime-wasmtime 0.30.0 (how the host passes values between components and wRPC). A value
+# crosses the host as a tree of wasmtime `Val`s, and a `list<u8>` (a message body, a key-value
+# record) is one `Val::U8` per byte: the decoder read each byte through a boxed future of its own
+# and the encoder gave each byte an encoder and a deferred slot; in a profile under load that was
+# the largest single part of the host's time (docs/performance.md). The patch reads a `list<u8>`'s
+# bytes in one read and writes them in one go; the wire format is the same.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 PATCHES=$ORDERS_CACHE/patches
