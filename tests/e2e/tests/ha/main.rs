@@ -6,7 +6,7 @@
 //! A killed host's listener is placed back by wadm, and the stopped cluster is backed up and
 //! restored as `make backup LATTICE=ha` / `make restore LATTICE=ha` do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -218,8 +218,10 @@ async fn leader_of_orders() -> String {
     format!("nats-{}", leader.rsplit('-').next().unwrap())
 }
 
-/// Waits until every replica of every stream is current again, as each stream's leader sees it
-/// (the only server that knows); returns how long that took.
+/// Waits until every server holding a stream names the same leader for it, that server says it
+/// leads it, and every replica is current as the leader sees it (the only server that knows);
+/// returns how long that took. Right after a restart a survivor may still name a dead leader, or
+/// claim a leadership it has lost, and the stream answers 503 until its election is over.
 async fn streams_caught_up(since: Instant) -> Duration {
     let monitors: Vec<String> = var("ORDERS_HA_MONITORS")
         .split(',')
@@ -227,6 +229,8 @@ async fn streams_caught_up(since: Instant) -> Duration {
         .collect();
     loop {
         let mut behind = Vec::new();
+        let mut leaders_named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut led = BTreeSet::new();
         for monitor in &monitors {
             let (Some(varz), Some(jsz)) = (
                 monitor_json(monitor, "/varz").await,
@@ -240,11 +244,21 @@ async fn streams_caught_up(since: Instant) -> Duration {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            let led_here = accounts
+            let streams_here: Vec<Value> = accounts
                 .iter()
                 .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+                .collect();
+            for stream in &streams_here {
+                leaders_named
+                    .entry(stream["name"].to_string())
+                    .or_default()
+                    .insert(stream["cluster"]["leader"].to_string());
+            }
+            let led_here = streams_here
+                .iter()
                 .filter(|stream| &stream["cluster"]["leader"] == server);
             for stream in led_here {
+                led.insert(stream["name"].to_string());
                 for replica in stream["cluster"]["replicas"]
                     .as_array()
                     .into_iter()
@@ -255,6 +269,15 @@ async fn streams_caught_up(since: Instant) -> Duration {
                         behind.push(format!("{} on {}", stream["name"], replica["name"]));
                     }
                 }
+            }
+        }
+        for (stream, leaders) in &leaders_named {
+            if leaders.len() > 1 {
+                behind.push(format!(
+                    "{stream}: its leader is {leaders:?}, as each server sees it"
+                ));
+            } else if !led.contains(stream) {
+                behind.push(format!("{stream} has no leader"));
             }
         }
         if behind.is_empty() {
