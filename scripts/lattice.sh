@@ -5,11 +5,17 @@
 #   scripts/lattice.sh up|down|clean|status [run|test|bench|ha|bench-ha]
 #   scripts/lattice.sh backup [instance] [archive]     (of a stopped instance)
 #   scripts/lattice.sh restore [instance] <archive>    (into a stopped instance)
-#   scripts/lattice.sh kill|revive <instance> <process>  (SIGKILL, as a crash; start it again)
+#   scripts/lattice.sh kill|revive <instance> <process>  (SIGKILL to the process and its supervisor,
+#                                                      as a machine crash; start both again)
+#   scripts/lattice.sh crash <instance> <process>      (SIGKILL to the process alone: its
+#                                                      supervisor starts it again)
 #   scripts/lattice.sh ready [instance]                (waits until every link is served)
 #
-# Processes are started in their own sessions and stopped by the pids recorded in .state/<instance>
-# (the host's providers are its children and stop with it); nothing else is ever signalled.
+# Processes are started in their own sessions, each under orders-supervisor (lattice/supervisor),
+# which starts it again whenever it dies (ORDERS_SUPERVISE=off: bare, nothing restarts them), and
+# stopped by the pids recorded in .state/<instance>: <name>.pid is the supervisor's, <name>.child-pid
+# the process's (the host's providers are its children and stop with it); nothing else is ever
+# signalled.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -35,16 +41,26 @@ PROCESSES=("${NATS_NAMES[@]}" "${WADM_NAMES[@]}" "${HOST_NAMES[@]}" telemetry)
 
 running() { [[ -f $STATE/$1.pid ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
-# Starts `name` unless it is running; its whole process group gets the pid file's number.
+SUPERVISE=${ORDERS_SUPERVISE:-on}
+[[ $SUPERVISE == on || $SUPERVISE == off ]] || { echo "ORDERS_SUPERVISE=$SUPERVISE: on or off" >&2; exit 2; }
+
+# Starts `name` unless it is running, under its supervisor; its whole process group gets the pid
+# file's number. `--wasmcloud-host` tells the supervisor the process is a host (a key of its own
+# at each start; a dead one announced to wadm as stopped).
 start() {
+  local supervisor_flags=()
+  [[ $1 == --wasmcloud-host ]] && { supervisor_flags=("$1"); shift; }
   local name=$1; shift
   if running "$name"; then
     say "$name already running (pid $(cat "$STATE/$name.pid"))"
     return
   fi
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  local command=("$@")
+  [[ $SUPERVISE == on ]] && command=("$RELEASE/orders-supervisor" --name "$name" \
+    --pid-file "$STATE/$name.child-pid" "${supervisor_flags[@]}" -- "$@")
+  setsid "${command[@]}" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$STATE/$name.pid"
-  say "$name started (pid $!, log $LOGS/$name.log)"
+  say "$name started (pid $!, log $LOGS/$name.log$([[ $SUPERVISE == on ]] && echo ', restarted whenever it dies'))"
 }
 
 stop() {
@@ -55,7 +71,7 @@ stop() {
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   # Whatever of the group is still there after 10 s (a provider that ignored the host) is killed.
   kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$STATE/$name.pid"
+  rm -f "$STATE/$name.pid" "$STATE/$name.child-pid"
   say "$name stopped"
 }
 
@@ -147,12 +163,19 @@ start_nats() {
   local i
   for i in "${!NATS_NAMES[@]}"; do start_nats_server "$i"; done
   wait_for "NATS on ports $NATS_PORT-$((NATS_PORT + NATS_SERVERS - 1))" 20 nats_listening
-  ((NATS_SERVERS == 1)) && return
-  wait_for "the NATS cluster to elect its JetStream leader" 60 jetstream_clustered
-  # A restarted cluster answers for a stream once the stream's replicas have elected its leader;
-  # before that, the host and wadm would take their buckets for missing and fail to create them
-  # ("stream name already in use with a different configuration").
-  wait_for "every stream and bucket to elect its leader" 60 \
+  ((NATS_SERVERS == 1)) || wait_for "the NATS cluster to elect its JetStream leader" 60 jetstream_clustered
+  # One client's JetStream request answered in the lattice account before the trace receiver,
+  # wadm and the hosts connect at once. A server enables JetStream for an account when the
+  # account's first client connects, and takes that account's requests from other clients before
+  # it has finished: with a new store it then checks that it can write there by creating the
+  # account's streams directory and removing it again (nats-server, Account.EnableJetStream, in
+  # every release to this day), so a stream another client creates in that moment fails ("could
+  # not create storage directory ... no such file or directory") and wadm, which creates its
+  # buckets at start, exited with it. Once one client has been answered, the set-up is over.
+  # On a restarted cluster the same request also waits until every stream's replicas have
+  # elected a leader; before that, the host and wadm would take their buckets for missing and
+  # fail to create them ("stream name already in use with a different configuration").
+  wait_for "JetStream in the lattice account (and every stream's leader)" 60 \
     "$RELEASE/orders-admin" --nats "$NATS_URLS" --creds "$AUTH/admin.creds" streams
 }
 
@@ -229,15 +252,19 @@ start_host() {
   local i=$1 tmp=$STATE/tmp/${HOST_NAMES[$1]}
   # The host unpacks every provider archive into $TMPDIR/wasmcloudcache/<host id>/, and a host has
   # a new id at each start: in /tmp that piled up 60 MB a start, never removed. Here each host
-  # has its own directory, emptied when it starts.
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  start "${HOST_NAMES[i]}" env TMPDIR="$tmp" WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$((NATS_PORT + i % NATS_SERVERS))" \
+  # has its own directory, emptied before it starts, never while it runs (it starts a provider
+  # that died again from there); its supervisor removes a dead host's part.
+  running "${HOST_NAMES[i]}" || { rm -rf "$tmp" && mkdir -p "$tmp"; }
+  # The settings are the environment of the supervisor too, which reaches the lattice as the host
+  # does to announce a dead host.
+  TMPDIR="$tmp" WASMCLOUD_NATS_HOST=127.0.0.1 WASMCLOUD_NATS_PORT="$((NATS_PORT + i % NATS_SERVERS))" \
     WASMCLOUD_CTL_CREDS="$AUTH/host.creds" WASMCLOUD_RPC_CREDS="$AUTH/rpc.creds" \
     WASMCLOUD_LATTICE="$LATTICE" WASMCLOUD_ALLOW_FILE_LOAD=true \
     WASMCLOUD_STRUCTURED_LOGGING_ENABLED="$JSON_LOGS" \
     WASMCLOUD_OBSERVABILITY_ENABLED="$([[ $TRACES == on ]] && echo true || echo false)" \
     WASMCLOUD_METRICS_ENABLED=false WASMCLOUD_LOGS_ENABLED=false OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_ENDPOINT" \
-    WASMCLOUD_LABEL_instance="$instance" WASMCLOUD_LABEL_host="$((i + 1))" "$RELEASE/orders-host"
+    WASMCLOUD_LABEL_instance="$instance" WASMCLOUD_LABEL_host="$((i + 1))" \
+    start --wasmcloud-host "${HOST_NAMES[i]}" "$RELEASE/orders-host"
 }
 
 up() {
@@ -422,7 +449,13 @@ no_providers() {
 status() {
   local name
   for name in "${PROCESSES[@]}"; do
-    if running "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
+    if ! running "$name"; then
+      echo "$name: stopped"
+    elif [[ -f $STATE/$name.child-pid ]]; then
+      echo "$name: running (pid $(cat "$STATE/$name.child-pid"), under its supervisor, pid $(cat "$STATE/$name.pid"))"
+    else
+      echo "$name: running (pid $(cat "$STATE/$name.pid"))"
+    fi
   done
   if running "${NATS_NAMES[0]}"; then
     "$ROOT/scripts/consumers.py" "$MONITOR_URLS" show || true
@@ -500,14 +533,27 @@ stop_all() {
   return 0
 }
 
-# A crash, for the fault tests: the process and everything it started (a host's providers) are
-# killed at once, without a chance to clean up.
-crash() {
+# A machine crash, for the fault tests: the process, everything it started (a host's providers)
+# and its supervisor are killed at once, without a chance to clean up; it stays down until
+# `revive`.
+kill_with_supervisor() {
   local name=${1:?usage: lattice.sh kill <instance> <process>}
   running "$name" || { echo "'$name' of '$instance' is not running (${PROCESSES[*]})" >&2; exit 1; }
-  kill -KILL -- "-$(cat "$STATE/$name.pid")"
-  rm -f "$STATE/$name.pid"
+  local groups=("-$(cat "$STATE/$name.pid")")
+  [[ -f $STATE/$name.child-pid ]] && groups+=("-$(cat "$STATE/$name.child-pid")")
+  kill -KILL -- "${groups[@]}" 2>/dev/null || true
+  rm -f "$STATE/$name.pid" "$STATE/$name.child-pid"
   say "$name killed"
+}
+
+# A process crash: the process and everything it started are killed at once; its supervisor
+# starts it again.
+crash() {
+  local name=${1:?usage: lattice.sh crash <instance> <process>}
+  [[ -f $STATE/$name.child-pid ]] && running "$name" ||
+    { echo "'$name' of '$instance' is not running under a supervisor (${PROCESSES[*]})" >&2; exit 1; }
+  kill -KILL -- "-$(cat "$STATE/$name.child-pid")"
+  say "$name (pid $(cat "$STATE/$name.child-pid")) killed; its supervisor starts it again"
 }
 
 # Starts one crashed process again, as it was started (`kill` above; the fault tests).
@@ -527,7 +573,8 @@ case $action in
   status) status ;;
   backup) backup "${3:-}" ;;
   restore) restore "${3:-}" ;;
-  kill) crash "${3:-}" ;;
+  kill) kill_with_supervisor "${3:-}" ;;
+  crash) crash "${3:-}" ;;
   revive) revive "${3:-}" ;;
   ready) wait_for "the providers to serve every link" 60 links_live ;;
   *) echo "unknown action '$action'" >&2; exit 2 ;;

@@ -17,6 +17,8 @@ pub struct Process {
 /// Every process of the instance from its pid files (NATS, wadm, the hosts, the trace receiver:
 /// `nats`, `host` on one node, `nats-1`.. and `host-1`.. on the replicated lattice), then each
 /// host's children: the providers, named by their executable and, with several hosts, their host.
+/// A process run under its supervisor is the one in `<name>.child-pid` (`<name>.pid` is then the
+/// supervisor's, which only waits).
 pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
     let mut processes = Vec::new();
     for entry in std::fs::read_dir(state_dir)
@@ -25,10 +27,16 @@ pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
     {
         let file = entry.path();
         if file.extension().is_some_and(|e| e == "pid") {
+            let supervised = file.with_extension("child-pid");
+            let pid_file = if supervised.exists() {
+                supervised
+            } else {
+                file.clone()
+            };
             let name = file.file_stem().unwrap_or_default().to_string_lossy();
             processes.push(Process {
                 name: name.into_owned(),
-                pid: std::fs::read_to_string(&file)?.trim().parse()?,
+                pid: std::fs::read_to_string(&pid_file)?.trim().parse()?,
             });
         }
     }

@@ -82,21 +82,39 @@ struct Shared {
 pub struct HttpServer {
     shared: Arc<Shared>,
     tasks: Arc<[JoinHandle<()>; 2]>,
+    /// Set once the start-up links are routed: connections are accepted from then on.
+    routed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl HttpServer {
+    /// Binds the listener at once (a port in use fails the start), but accepts connections only
+    /// once the host's start-up links are routed ([`ServesLinks::start_up_links_taken`]): until
+    /// then every path would be 404. Clients that connect meanwhile wait in the listen queue.
     async fn start(config: ServerConfig) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.address)
             .await
             .with_context(|| format!("cannot listen on {}", config.address))?;
-        info!(address = %config.address, "listening (path mode)");
         let shared = Arc::new(Shared {
             per_client: Buckets::new(config.per_client),
             per_credential: Buckets::new(config.per_credential),
             routes: RwLock::default(),
             config,
         });
-        let accepting = tokio::spawn(accept(listener, Arc::clone(&shared)));
+        let (routed, start_up_links_routed) = tokio::sync::watch::channel(false);
+        let accepting = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            let mut start_up_links_routed = start_up_links_routed;
+            async move {
+                if start_up_links_routed
+                    .wait_for(|routed| *routed)
+                    .await
+                    .is_ok()
+                {
+                    info!(address = %shared.config.address, "listening (path mode)");
+                    accept(listener, shared).await;
+                }
+            }
+        });
         let forgetting = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
@@ -110,6 +128,7 @@ impl HttpServer {
         Ok(Self {
             shared,
             tasks: Arc::new([accepting, forgetting]),
+            routed: Arc::new(routed),
         })
     }
 }
@@ -161,6 +180,10 @@ impl Provider for HttpServer {
 
 impl ServesLinks for HttpServer {
     const ENDS: &'static [End] = &[End::Source];
+
+    fn start_up_links_taken(&self) {
+        self.routed.send_replace(true);
+    }
 
     async fn served_links(&self, _end: End) -> HashSet<LinkKey> {
         self.shared

@@ -112,8 +112,8 @@ fn set_parent(span: &tracing::Span, context: Vec<(String, String)>) {
     }
 }
 
-/// Registers `$provider` with the host under `$name`, keeps its links in step with the lattice
-/// ([`links`]) and serves its exports (`$serve`, the `serve` function wit-bindgen-wrpc generated)
+/// Registers `$provider` with the host under `$name` (which hands it its start-up links), tells it
+/// that it has them, keeps its links in step with the lattice ([`links`]) and serves its exports (`$serve`, the `serve` function wit-bindgen-wrpc generated)
 /// until the host stops it; without `$serve`, for a provider that only calls components. A macro
 /// rather than a function because the SDK's serve bounds tie the wRPC client's lifetime to the
 /// caller's frame.
@@ -125,6 +125,7 @@ macro_rules! serve_until_stopped {
         let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
             .await
             .context("failed to run provider")?;
+        $crate::links::ServesLinks::start_up_links_taken(&provider);
         $crate::links::keep_links_in_step(provider);
         shutdown.await;
         ::anyhow::Ok(())
@@ -135,6 +136,7 @@ macro_rules! serve_until_stopped {
         let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
             .await
             .context("failed to run provider")?;
+        $crate::links::ServesLinks::start_up_links_taken(&provider);
         $crate::links::keep_links_in_step(provider.clone());
         let connection = ::wasmcloud_provider_sdk::get_connection();
         let wrpc = connection

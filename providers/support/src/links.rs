@@ -32,6 +32,12 @@ pub trait ServesLinks: Provider + Clone + Send + Sync + 'static {
     /// The links this provider serves right now at `end`, by (component at the other end, link
     /// name).
     fn served_links(&self, end: End) -> impl Future<Output = HashSet<LinkKey>> + Send;
+
+    /// Called once the links the host knew at the provider's start have all been handed to it.
+    /// A provider that must not serve before it knows its links starts serving here (the HTTP
+    /// server: a request for a path not routed yet would be answered 404 while the provider is
+    /// starting, as after a host restart).
+    fn start_up_links_taken(&self) {}
 }
 
 /// Which end of a link a provider is.

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 
+pub mod load;
+
 /// How long an asynchronous effect (a payment, a notification) may take before a test gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -437,6 +439,36 @@ pub fn lattice_script(args: &[&str]) -> (bool, String) {
     (output.status.success(), printed)
 }
 
+/// The pid of `process` of `instance` as its supervisor last started it (scripts/lattice.sh keeps
+/// it in `.state/<instance>/<process>.child-pid`).
+pub fn supervised_pid(instance: &str, process: &str) -> u32 {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../.state/{instance}/{process}.child-pid"));
+    let pid = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    pid.trim().parse().unwrap()
+}
+
+/// The processes whose parent is `pid` (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let parent_of = |stat: &str| -> Option<u32> {
+        // `pid (command) state ppid ...`: the command may hold spaces, so read after its `)`.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .is_ok_and(|stat| parent_of(&stat) == Some(pid))
+        })
+        .collect()
+}
+
 /// Backs up the stopped `instance` (scripts/lattice.sh, as `make backup` does), wipes it, restores
 /// it and starts it again: a user's account, notifications and API key are as before, and an order
 /// placed afterwards is charged once. A running lattice is refused a backup. `instance` is left
@@ -555,7 +587,7 @@ pub struct Operator {
     ctl_port: String,
     manifest: serde_yaml::Value,
     /// The lattice instance (`scripts/lattice.sh`), named by the directory of its manifest.
-    instance: String,
+    pub instance: String,
 }
 
 impl Operator {

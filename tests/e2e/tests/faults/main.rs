@@ -1,7 +1,10 @@
 //! Fault tests on the real lattice: duplicated deliveries, a consumer stopped while orders pile up,
 //! a handler that fails until its store comes back, and one that fails long enough for its order to
-//! become a dead letter, replayed with orders-admin. They stop parts of the application through
-//! wadm, so `make test` runs them alone, after the other end-to-end tests.
+//! become a dead letter, replayed with orders-admin; and crashes with orders flowing: every provider
+//! killed after a warm `make run`, the host killed, the NATS server killed, each started again by
+//! the lattice itself (the host, or the processes' supervisors), with every order accepted settled
+//! once. They stop parts of the lattice, so `make test` runs them alone, after the other
+//! end-to-end tests.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +13,8 @@ use orders_common::domain::OrderId;
 use orders_common::proto::OrderPlaced;
 use orders_common::subjects;
 use orders_e2e::{
-    key_sha256, orders_admin, placing_trace, publish_order, spans, traits_of, unique, Lattice,
-    Operator, Telemetry,
+    children_of, key_sha256, lattice_script, load, orders_admin, placing_trace, publish_order,
+    spans, traits_of, unique, Lattice, Operator, Telemetry,
 };
 use serde_json::{json, Value};
 
@@ -597,4 +600,145 @@ async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
 #[ignore = "stops parts of a running lattice: `make test` runs these alone"]
 async fn a_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key() {
     orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "test").await;
+}
+
+/// Waits until the API reads an account again (HTTP server, billing and its key-value store all
+/// back) after a fault that began at `since`; returns how long that took.
+async fn api_reads_again(lattice: &Lattice, user: &str, since: Instant) -> Duration {
+    let path = format!("/Balance?user={}", orders_e2e::encode(user));
+    let client = orders_e2e::http_client(Duration::from_secs(2));
+    loop {
+        let answer = client
+            .get(format!("{}{path}", lattice.base_url))
+            .bearer_auth(lattice.key(user))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status() == 200) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < load::SETTLE_PATIENCE,
+            "the API did not read {user}'s balance within {:?} of the fault",
+            load::SETTLE_PATIENCE
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Orders flowing through the lattice's listener while `fault` runs (it returns when the fault
+/// began); then the API must read again and every accepted order be settled once. Prints the
+/// audit's line and the outage as the API and the clients saw it.
+async fn outage_under_load(fault: &str, act: impl FnOnce() + Send + 'static) {
+    let lattice = Lattice::from_env();
+    let reader = lattice.new_user("Reader", 0).await;
+    let back = std::sync::OnceLock::new();
+    let (seen, _) = load::under_load(
+        &lattice,
+        std::slice::from_ref(&lattice.base_url),
+        || async {
+            let began = Instant::now();
+            tokio::task::spawn_blocking(act).await.unwrap();
+            back.set(api_reads_again(&lattice, &reader, began).await)
+                .unwrap();
+            began
+        },
+    )
+    .await;
+    load::print_table_header();
+    let back = back.get().unwrap().as_secs_f64();
+    load::every_order_settled_once(
+        &lattice,
+        fault,
+        &seen,
+        &format!("API reads again {back:.1} s after the kill"),
+    )
+    .await;
+}
+
+/// `scripts/lattice.sh <action> <instance> [process]`, which must succeed; what it printed.
+fn on_lattice(args: &[&str]) -> String {
+    let (succeeded, printed) = lattice_script(args);
+    assert!(succeeded, "lattice.sh {args:?}:\n{printed}");
+    printed
+}
+
+#[tokio::test]
+#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+async fn a_warm_make_run_changes_nothing_running_and_the_host_restarts_every_provider_killed_afterwards(
+) {
+    let instance = Operator::from_env().instance;
+    let host = orders_e2e::supervised_pid(&instance, "host");
+    let providers_before = children_of(host);
+    assert_eq!(
+        providers_before.len(),
+        3,
+        "the host runs the three providers: {providers_before:?}"
+    );
+    let printed = on_lattice(&["up", &instance]);
+    assert!(
+        printed.contains("application unchanged and deployed"),
+        "a warm start redeploys nothing:\n{printed}"
+    );
+    assert_eq!(
+        orders_e2e::supervised_pid(&instance, "host"),
+        host,
+        "nor restarts the host"
+    );
+    assert_eq!(children_of(host), providers_before, "nor its providers");
+
+    outage_under_load("warm make run, then kill -9 of every provider", move || {
+        for provider in children_of(host) {
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &provider.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        }
+    })
+    .await;
+    let providers_after = children_of(host);
+    assert_eq!(
+        providers_after.len(),
+        3,
+        "the host started them again: {providers_after:?}"
+    );
+    assert!(providers_after
+        .iter()
+        .all(|p| !providers_before.contains(p)));
+}
+
+/// Kills `process` of the test lattice alone with orders flowing; its supervisor starts it again,
+/// and a new process serves.
+async fn crashed_and_started_again(process: &'static str, fault: &str) {
+    let instance = Operator::from_env().instance;
+    let before = orders_e2e::supervised_pid(&instance, process);
+    let crashing = instance.clone();
+    outage_under_load(fault, move || {
+        on_lattice(&["crash", &crashing, process]);
+    })
+    .await;
+    let after = orders_e2e::supervised_pid(&instance, process);
+    assert_ne!(after, before, "a new {process} process serves");
+}
+
+#[tokio::test]
+#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+async fn a_crashed_host_is_started_again_by_its_supervisor_and_every_order_accepted_is_settled_once(
+) {
+    crashed_and_started_again(
+        "host",
+        "kill -9 of the host and its providers (its supervisor starts it again)",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+async fn a_crashed_nats_server_is_started_again_with_its_store_and_every_order_accepted_is_settled_once(
+) {
+    crashed_and_started_again(
+        "nats",
+        "kill -9 of the NATS server (its supervisor starts it again on its store)",
+    )
+    .await;
 }

@@ -7,20 +7,13 @@
 //! restored as `make backup LATTICE=ha` / `make restore LATTICE=ha` do.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use orders_e2e::load::{
+    every_order_settled_once, print_table_header, under_load, Seen, SETTLE_PATIENCE,
+};
 use orders_e2e::{lattice_script, orders_admin, Lattice};
 use serde_json::{json, Value};
-
-/// Clients placing orders at once, each for its own user.
-const CLIENTS: usize = 4;
-/// Each user's deposit: far more than the orders of one test (1 each).
-const FUNDS: u64 = 1_000_000;
-/// How long settling may take after a crash: a message in the hands of a killed provider is
-/// offered again after its consumer's ack_wait (30 s).
-const SETTLE_PATIENCE: Duration = Duration::from_secs(120);
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run through `make test`"))
@@ -31,160 +24,6 @@ fn listeners() -> Vec<String> {
         .split(',')
         .map(str::to_string)
         .collect()
-}
-
-/// What one client saw while placing orders.
-#[derive(Default)]
-struct Seen {
-    user: String,
-    accepted: BTreeSet<String>,
-    /// Requests that got no answer, or an answer other than 202, and were sent again.
-    retried: u32,
-    /// The longest time between two accepted orders: the outage this client lived through.
-    longest_gap: Duration,
-    /// For each accepted order: when its first request was sent, and when one was answered 202.
-    sent_and_accepted: Vec<(Instant, Instant)>,
-}
-
-/// Places orders of 1 for `user` one after another until `stop`, each with its own
-/// Idempotency-Key. A request that fails (no answer, 5xx, 429) is sent again with the same key
-/// to the next listener until it is accepted, so each key is at most one order, and an order is
-/// never left unknown.
-async fn place_orders(user: String, key: String, first: usize, stop: Arc<AtomicBool>) -> Seen {
-    // A request in the hands of a killed host is given up after 2 s and sent to the other one.
-    let http = orders_e2e::http_client(Duration::from_secs(2));
-    let listeners = listeners();
-    let mut listener = first % listeners.len();
-    let mut seen = Seen {
-        user: user.clone(),
-        ..Seen::default()
-    };
-    let mut last_accepted = Instant::now();
-    for n in 0.. {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let idempotency_key = format!("{user}-{n}");
-        let first_sent = Instant::now();
-        let deadline = first_sent + SETTLE_PATIENCE;
-        loop {
-            let sent = http
-                .post(format!("{}/Order", listeners[listener]))
-                .bearer_auth(&key)
-                .header("Idempotency-Key", &idempotency_key)
-                .json(&json!({ "user": user, "sum": 1 }))
-                .send()
-                .await;
-            let failure = match sent {
-                Ok(answer) if answer.status() == 202 => {
-                    let body: Value = answer.json().await.unwrap();
-                    seen.accepted
-                        .insert(body["order_id"].as_str().unwrap().to_string());
-                    seen.longest_gap = seen.longest_gap.max(last_accepted.elapsed());
-                    last_accepted = Instant::now();
-                    seen.sent_and_accepted.push((first_sent, last_accepted));
-                    break;
-                }
-                Ok(answer)
-                    if answer.status().is_client_error()
-                        && ![408, 429].contains(&answer.status().as_u16()) =>
-                {
-                    panic!(
-                        "order {idempotency_key} refused: {} {}",
-                        answer.status(),
-                        answer.text().await.unwrap_or_default()
-                    )
-                }
-                Ok(answer) => format!("{}", answer.status()),
-                Err(e) => e.to_string(),
-            };
-            seen.retried += 1;
-            assert!(
-                Instant::now() < deadline,
-                "order {idempotency_key} not accepted by any listener within {SETTLE_PATIENCE:?}: {failure}"
-            );
-            listener = (listener + 1) % listeners.len();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    seen
-}
-
-/// Orders flowing from `CLIENTS` clients (half of them starting on each listener) while `fault`
-/// runs; returns what each client saw, and when the fault ended (what it returned: the moment the
-/// killed parts were started again).
-async fn under_load<F: std::future::Future<Output = Instant>>(
-    lattice: &Lattice,
-    fault: impl FnOnce() -> F,
-) -> (Vec<Seen>, Instant) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for first in 0..CLIENTS {
-        let user = lattice.new_user("Replicated", FUNDS as i64).await;
-        let key = lattice.key(&user);
-        clients.push(tokio::spawn(place_orders(
-            user,
-            key,
-            first,
-            Arc::clone(&stop),
-        )));
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let ended = fault().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut seen = Vec::new();
-    for client in clients {
-        seen.push(client.await.unwrap());
-    }
-    (seen, ended)
-}
-
-/// Waits until every accepted order is settled: each user notified once per order, all paid,
-/// and charged exactly once per order. Prints the fault's line of the table.
-async fn every_order_settled_once(lattice: &Lattice, fault: &str, seen: &[Seen], catch_up: &str) {
-    let deadline = Instant::now() + SETTLE_PATIENCE;
-    let (mut accepted, mut settled, mut doubled) = (0, 0, 0);
-    for client in seen {
-        let notified = loop {
-            let listed = lattice.notifications(&client.user).await;
-            let ids: BTreeSet<String> = listed
-                .iter()
-                .map(|n| n["order_id"].as_str().unwrap().to_string())
-                .collect();
-            assert_eq!(ids.len(), listed.len(), "one notification per order");
-            if ids == client.accepted || Instant::now() > deadline {
-                assert!(
-                    listed.iter().all(|n| n["paid"] == json!(true)),
-                    "{listed:#?}"
-                );
-                break ids;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let charged = FUNDS - lattice.balance(&client.user).await;
-        accepted += client.accepted.len();
-        settled += notified.intersection(&client.accepted).count();
-        doubled += (charged as usize).saturating_sub(client.accepted.len());
-        assert_eq!(
-            notified, client.accepted,
-            "{}: every accepted order notified, none other",
-            client.user
-        );
-        assert_eq!(
-            charged,
-            client.accepted.len() as u64,
-            "{}: charged once per order",
-            client.user
-        );
-    }
-    let gap = seen.iter().map(|c| c.longest_gap).max().unwrap_or_default();
-    let retried: u32 = seen.iter().map(|c| c.retried).sum();
-    println!(
-        "| {fault} | {accepted} | {settled} | {} | {doubled} | {:.1} s | {retried} | {catch_up} |",
-        accepted - settled,
-        gap.as_secs_f64()
-    );
 }
 
 /// Waits for every replica to be current again after the fault ended (`revived`), then for every
@@ -330,16 +169,12 @@ fn log_tail(process: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn print_table_header() {
-    println!("| fault | accepted | settled | lost | doubled | longest client gap | requests retried | back and caught up |");
-}
-
 #[tokio::test]
 #[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
 async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_order() {
     let lattice = Lattice::from_env();
     let killed = leader_of_orders().await;
-    let (seen, revived) = under_load(&lattice, || async {
+    let (seen, revived) = under_load(&lattice, &listeners(), || async {
         on_ha("kill", &killed);
         tokio::time::sleep(Duration::from_secs(5)).await;
         on_ha("revive", &killed);
@@ -360,7 +195,7 @@ async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_or
 async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_every_order() {
     let lattice = Lattice::from_env();
     let listener = listeners()[1].clone();
-    let (seen, revived) = under_load(&lattice, || async {
+    let (seen, revived) = under_load(&lattice, &listeners(), || async {
         on_ha("kill", "host-2");
         tokio::time::sleep(Duration::from_secs(5)).await;
         on_ha("revive", "host-2");
@@ -386,7 +221,7 @@ async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() 
     let listener = listeners()[1].clone();
     // host-2 speaks to nats-2 and host-1 to nats-1: this takes one host and, on the other
     // node, the server the surviving host was using, which has to move to another server.
-    let (seen, revived) = under_load(&lattice, || async {
+    let (seen, revived) = under_load(&lattice, &listeners(), || async {
         on_ha("kill", "host-2");
         on_ha("kill", "nats-1");
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -455,7 +290,7 @@ async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one
         .find(|server| *server != leader)
         .unwrap();
     let quorum_lost = std::sync::OnceLock::new();
-    let (seen, revived) = under_load(&lattice, || async {
+    let (seen, revived) = under_load(&lattice, &listeners(), || async {
         on_ha("kill", &leader);
         on_ha("kill", other);
         quorum_lost.set(Instant::now()).unwrap();
