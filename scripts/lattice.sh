@@ -539,8 +539,11 @@ stop_all() {
 kill_with_supervisor() {
   local name=${1:?usage: lattice.sh kill <instance> <process>}
   running "$name" || { echo "'$name' of '$instance' is not running (${PROCESSES[*]})" >&2; exit 1; }
-  local groups=("-$(cat "$STATE/$name.pid")")
+  # The process first: killed before its supervisor, it gets no parent-death SIGTERM (a clean
+  # stop's first steps), and the supervisor, killed a moment later, restarts nothing.
+  local groups=()
   [[ -f $STATE/$name.child-pid ]] && groups+=("-$(cat "$STATE/$name.child-pid")")
+  groups+=("-$(cat "$STATE/$name.pid")")
   kill -KILL -- "${groups[@]}" 2>/dev/null || true
   rm -f "$STATE/$name.pid" "$STATE/$name.child-pid"
   say "$name killed"
