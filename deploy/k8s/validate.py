@@ -172,6 +172,9 @@ def check_platform(b: Bundle) -> list[str]:
     if not dig(nats, "leafnodes.enabled"):
         problems.append("platform: leaf nodes must be on: every host pod joins through one")
     problems += check_nats_authorization(v)
+    if dig(v, "nats.container.image.tag") != f"{s['versions']['nats']}-alpine":
+        problems.append(f"platform: NATS image tag must be {s['versions']['nats']}-alpine "
+                        "(nats.container.image.tag)")
     if dig(v, "wadm.wadm.image.tag") != s["versions"]["wadm"]:
         problems.append(f"platform: wadm image tag must be {s['versions']['wadm']}")
     server = dig(v, "wadm.wadm.config.nats.server") or ""
@@ -234,6 +237,9 @@ def check_references(b: Bundle) -> list[str]:
         problems.append(f"host config: name must be {s['host_config']!r} (cluster.yaml host_config)")
     if spec.get("version") != s["versions"]["host"]:
         problems.append(f"host config: version must be {s['versions']['host']!r}")
+    if spec.get("natsLeafImage") != f"nats:{s['versions']['nats']}-alpine":
+        problems.append(f"host config: natsLeafImage must be nats:{s['versions']['nats']}-alpine "
+                        "(the operator's default is an older NATS)")
     if spec.get("jetstreamDomain", "default") != s["jetstream_domain"]:
         problems.append("host config: jetstreamDomain differs from cluster.yaml jetstream_domain")
     if spec.get("hostReplicas") != s["hosts"]:

@@ -455,6 +455,22 @@ mod tests {
             .unwrap()
     }
 
+    /// RUSTSEC-2026-0086, -0089, -0094 and -0095 are bugs of Winch, wasmtime's baseline compiler:
+    /// ours is built without it (Cranelift alone), so no configuration can select it.
+    #[test]
+    fn the_host_compiles_components_with_cranelift_and_has_no_winch() {
+        let engine = |strategy| {
+            let mut config = wasmtime::Config::new();
+            config.strategy(strategy);
+            wasmtime::Engine::new(&config)
+        };
+        assert!(engine(wasmtime::Strategy::Cranelift).is_ok());
+        let winch = engine(wasmtime::Strategy::Winch)
+            .err()
+            .expect("no Winch compiler");
+        assert!(winch.to_string().contains("winch"), "{winch}");
+    }
+
     #[test]
     fn one_creds_file_authenticates_both_connections_as_upstream() {
         let (path, user) = creds_file("both");

@@ -125,9 +125,10 @@ impl Bucket {
             return Ok(Self { store });
         }
         // A direct get may be answered by any replica, and a follower can answer before it has
-        // applied a write the leader already acknowledged (nats-server#6557, open on 2.11): a
-        // user just created would read as unknown. Without direct get, async-nats reads through
-        // the stream leader, which answers only with what it has applied.
+        // applied a write the leader already acknowledged (nats-server#6557; NATS 2.12 added an
+        // opt-in read-after-write get, which async-nats 0.39 and 0.41 do not offer): a user just
+        // created would read as unknown. Without direct get, async-nats reads through the stream
+        // leader, which answers only with what it has applied.
         let mut stream_config = stream_config.clone();
         stream_config.allow_direct = false;
         js.update_stream(&stream_config).await?;

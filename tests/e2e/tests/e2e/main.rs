@@ -9,6 +9,7 @@ mod broker;
 mod concurrency;
 mod contract;
 mod idempotency;
+mod isolation;
 mod limits;
 mod nats_access;
 mod order_status;
