@@ -465,9 +465,7 @@ mod tests {
             wasmtime::Engine::new(&config)
         };
         assert!(engine(wasmtime::Strategy::Cranelift).is_ok());
-        let winch = engine(wasmtime::Strategy::Winch)
-            .err()
-            .expect("no Winch compiler");
+        let winch = engine(wasmtime::Strategy::Winch).expect_err("no Winch compiler");
         assert!(winch.to_string().contains("winch"), "{winch}");
     }
 
