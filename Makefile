@@ -34,6 +34,8 @@ COMPONENTS := billing order notify web
 BENCH_COMPONENTS := hello
 # The isolation probe (tests/probe); deployed only on the `test` lattice.
 TEST_COMPONENTS := probe
+# Every wasm32-wasip2 component the build makes.
+WASM_COMPONENTS := $(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS)
 
 .PHONY: help run down clean status logs doctor backup restore test bench audit k8s-manifest lint build native components providers toolchain tools patches
 
@@ -154,9 +156,9 @@ native: patches
 
 components: patches
 	@echo "==> $$(date +%T) building the components (wasm32-wasip2)"
-	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS)))
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(WASM_COMPONENTS)))
 	@mkdir -p build/components
-	@for c in $(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
+	@for c in $(WASM_COMPONENTS); do install -C $(WASM)/$${c}_component.wasm build/components/$$c.wasm; done
 
 # Providers as provider archives (`wash par create`), repackaged only when their binary changed.
 providers: native | $(WASH)
@@ -205,7 +207,7 @@ bench: build /usr/bin/wrk
 lint: patches
 	cargo fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS))) -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(WASM_COMPONENTS))) -- -D warnings
 
 # ---------------------------------------------------------------- security
 
