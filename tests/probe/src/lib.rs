@@ -13,6 +13,10 @@
 //! The end-to-end test `every_instance_starts_from_clean_memory_and_no_filesystem` asks it many
 //! times, concurrently, and every answer must be zeroes: a wasmtime bug like RUSTSEC-2026-0088
 //! (data leaking between pooling allocator instances) would show here as non-zero bytes.
+//!
+//! It reads linear memory as only a WebAssembly instance has it, so it exists for wasm32 alone
+//! (`cargo clippy --workspace` checks every member natively too).
+#![cfg(target_arch = "wasm32")]
 
 use std::ptr::{addr_of, addr_of_mut};
 
