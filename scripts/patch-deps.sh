@@ -38,6 +38,11 @@
 # protocol operations per call and a walk of NATS's subscription structures for each. The patch
 # keeps one client per target (lattice and target id) and shares it among all calls, as the
 # provider SDK does for a provider's calls; replies are told apart by their subjects inside it.
+# It also changes a component's specification (its links, in the lattice's LATTICEDATA bucket) by
+# compare-and-swap on the entry's revision, retrying on a conflict. Upstream read the record,
+# changed it and wrote it back; wadm puts a component's links at the same moment, so of 20 links
+# put at once 16 to 19 were kept (tests/e2e links.rs), and a redeploy could leave a component
+# without a link it declares, or with one still naming a deleted configuration.
 #
 # wasmcloud-runtime 0.12.0 (the host's component runtime). A component's execution runs in a span
 # of the runtime's (`handle` for HTTP, `handle_message` for messaging) made at debug level, so at

@@ -673,6 +673,46 @@ impl Operator {
         assert!(served, "after the redeploy: {printed}");
     }
 
+    /// Puts a link from `source` to `target` for `namespace:package/interface`, as `wash link put`.
+    pub async fn put_link(
+        &self,
+        source: &str,
+        target: &str,
+        package: (&str, &str),
+        interface: &str,
+    ) {
+        let (namespace, package) = package;
+        self.wash(&[
+            "link",
+            "put",
+            source,
+            target,
+            namespace,
+            package,
+            "--interface",
+            interface,
+        ])
+        .await;
+    }
+
+    /// Deletes `source`'s link for `namespace:package`, as `wash link del`.
+    pub async fn delete_link(&self, source: &str, package: (&str, &str)) {
+        let (namespace, package) = package;
+        self.wash(&["link", "del", source, namespace, package])
+            .await;
+    }
+
+    /// The links the lattice holds from `source`, as `wash get links` lists them.
+    pub async fn links_of(&self, source: &str) -> Vec<Value> {
+        let listed: Value =
+            serde_json::from_str(&self.wash(&["get", "links", "-o", "json"]).await).unwrap();
+        let links = listed["links"].as_array().cloned().unwrap_or_default();
+        links
+            .into_iter()
+            .filter(|link| link["source_id"] == source)
+            .collect()
+    }
+
     async fn await_deployed(&self, version: &str) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {

@@ -11,6 +11,7 @@ mod contract;
 mod idempotency;
 mod isolation;
 mod limits;
+mod links;
 mod nats_access;
 mod order_status;
 mod scenario;
