@@ -376,12 +376,28 @@ links_live() {
     "GET /OrderStatus?order_id=readiness-probe 404" "GET /DeadLetters 200" "GET / 200" "GET /openapi.json 200")
   [[ $instance == bench* ]] && probes+=("GET /Hello 200")
   [[ $instance == test ]] && probes+=("GET /Probe 200")
-  ADMIN_TOKEN=$(admin_token) python3 - "$HTTP_URLS" "${probes[@]}" <<'PY' || return 1
-import os, sys, urllib.error, urllib.request
+  # order and notify read the API key billing announced for a user (stream KEYS) before they take
+  # a user's key: asked with a key of ours that was never announced, each answers 401 once it can
+  # read them, 503 `auth_unavailable` while its link to the messaging provider is not in place.
+  probes+=("POST /Order 401 unannounced-key" "GET /List?user=readiness-probe 401 unannounced-key")
+  ADMIN_TOKEN=$(admin_token) API_KEY_SECRET=$(tr -d '\n' < "$SECRETS/api-key-secret") \
+    python3 - "$HTTP_URLS" "${probes[@]}" <<'PY' || return 1
+import base64, hashlib, hmac, os, sys, urllib.error, urllib.request
 bases, *probes = sys.argv[1:]
-def answer(method, path):
-    # POSTs go without a key (refused before the body is read); GETs as the admin.
-    headers = {} if method == "POST" else {"Authorization": "Bearer " + os.environ["ADMIN_TOKEN"]}
+def unannounced_key():
+    # An API key of user `readiness-probe` as orders_common::auth issues them (its MAC is valid),
+    # which billing never announced.
+    user, nonce = b"readiness-probe", bytes(16)
+    mac = hmac.new(bytes.fromhex(os.environ["API_KEY_SECRET"]),
+                   b"orders-lattice api key v1\0" + user + b"\0" + nonce, hashlib.sha256).digest()
+    text = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return f"olk_{text(user)}.{text(nonce)}.{text(mac)}"
+def answer(method, path, credential):
+    # POSTs go without a key (refused before the body is read); GETs as the admin; either with
+    # the unannounced key when the probe names it.
+    token = {"unannounced-key": unannounced_key()}.get(credential) or (
+        None if method == "POST" else os.environ["ADMIN_TOKEN"])
+    headers = {"Authorization": "Bearer " + token} if token else {}
     request = urllib.request.Request(base + path, method=method, headers=headers,
                                      data=b"{" if method == "POST" else None)
     try:
@@ -391,8 +407,8 @@ def answer(method, path):
         return error.code, error.read()
 for base in bases.split(","):
     for probe in probes:
-        method, path, expected = probe.split()
-        status, body = answer(method, path)
+        method, path, expected, *credential = probe.split()
+        status, body = answer(method, path, credential[0] if credential else None)
         if status != int(expected) or b'"error":"unknown_path"' in body:
             sys.exit(f"{base}: {method} {path}: {status} {body[:200]!r}")
 PY

@@ -44,6 +44,14 @@
 # put at once 16 to 19 were kept (tests/e2e links.rs), and a redeploy could leave a component
 # without a link it declares, or with one still naming a deleted configuration.
 #
+# wadm 0.21.1 (wasmCloud's deployment manager). Its link scaler took a link as in place when any
+# link from the same source to the same target under the same name was: of a component's two links
+# to one provider for two packages (order to the key-value provider: wasi:keyvalue and
+# orders:lattice/keyvalue-cas), the second was put only if both scalers happened to look before
+# either link existed, and never again once lost. And a link whose configuration a new version of
+# the manifest changed was never put again ("TODO(#88)"). The patch compares the interface package
+# too, and puts a link again when its configuration differs.
+#
 # wasmcloud-runtime 0.12.0 (the host's component runtime). A component's execution runs in a span
 # of the runtime's (`handle` for HTTP, `handle_message` for messaging) made at debug level, so at
 # the usual info level it does not exist; and where it does, it is linked to the invocation's

@@ -9,13 +9,16 @@
 //! A valid MAC proves the key was issued, not that it is still current: billing keeps the SHA-256
 //! of each user's current key ([`KeyHash`], the only form in which a key is ever stored) and
 //! refuses replaced keys for deposits, balances and payments (an order carries the hash of the key
-//! it was placed with, and billing checks it when it settles).
+//! it was placed with, and billing checks it when it settles). billing also announces each key it
+//! issues on the broker ([`CurrentKeys`], `keys.<user digest>`), and order and notify accept a
+//! user's key only if it is the one the newest announcement names ([`Caller::require_current`]):
+//! a replaced key reads nothing, anywhere, from the moment its rotation answered.
 //!
 //! The admin token is a random string the operator keeps; services know only its SHA-256.
 //!
 //! Status mapping of [`AuthError`]: missing, malformed, forged or replaced credentials are 401
 //! `unauthorized`; a valid credential for something it may not do is 403 `forbidden`; a service
-//! without its key configuration is 503 `auth_unavailable`.
+//! without its key configuration, or that cannot read the current keys, is 503 `auth_unavailable`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64;
 use base64::Engine as _;
@@ -25,6 +28,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::api::ApiError;
 use crate::domain::UserName;
+use crate::ports::StoreError;
 
 /// The named-config keys a service reads its key configuration from (`wasi:config`).
 pub mod config_keys {
@@ -59,6 +63,8 @@ pub enum AuthError {
     AdminActingAsUser,
     #[error("this service has no key configuration: {0}")]
     NotConfigured(String),
+    #[error("the current API keys cannot be read: {0}")]
+    CurrentKeysUnavailable(String),
 }
 
 impl ApiError for AuthError {
@@ -69,7 +75,7 @@ impl ApiError for AuthError {
             | Self::InvalidKey
             | Self::ReplacedKey => 401,
             Self::AnotherUsersKey | Self::AdminOnly | Self::AdminActingAsUser => 403,
-            Self::NotConfigured(_) => 503,
+            Self::NotConfigured(_) | Self::CurrentKeysUnavailable(_) => 503,
         }
     }
 
@@ -80,6 +86,12 @@ impl ApiError for AuthError {
             _ => "auth_unavailable",
         }
     }
+}
+
+/// Each user's current API key, as billing announces it on the broker.
+pub trait CurrentKeys {
+    /// The hash of the key the newest announcement for `user` names; `None` when there is none.
+    fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError>;
 }
 
 /// The SHA-256 of an API key: what billing stores and what an order carries.
@@ -282,6 +294,22 @@ impl Caller {
         }
     }
 
+    /// Refuses a user key that is no longer its user's current one (or that billing never
+    /// announced: announcements come before the key is handed out, so that is a key whose
+    /// issuing failed). The admin token passes as it is.
+    pub fn require_current(&self, keys: &(impl CurrentKeys + ?Sized)) -> Result<(), AuthError> {
+        let Self::User(key) = self else {
+            return Ok(());
+        };
+        let current = keys
+            .current_key(&key.user)
+            .map_err(|e| AuthError::CurrentKeysUnavailable(e.to_string()))?;
+        match current {
+            Some(current) if key.hash.matches(current.as_bytes()) => Ok(()),
+            _ => Err(AuthError::ReplacedKey),
+        }
+    }
+
     /// For views across users.
     pub fn require_admin(&self) -> Result<(), AuthError> {
         match self {
@@ -422,6 +450,75 @@ mod tests {
             .require_user_or_admin(&user("Pavel"))
             .unwrap()
             .is_some());
+    }
+
+    /// The announcements of a broker, newest last.
+    struct Announced(Vec<(UserName, KeyHash)>, bool);
+
+    impl CurrentKeys for Announced {
+        fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
+            if self.1 {
+                return Err(StoreError::BrokerUnavailable("broker down".into()));
+            }
+            Ok(self
+                .0
+                .iter()
+                .rev()
+                .find(|(u, _)| u == user)
+                .map(|(_, h)| *h))
+        }
+    }
+
+    #[test]
+    fn only_the_newest_announced_key_of_a_user_is_current() {
+        let auth = authenticator();
+        let (first, second) = (
+            auth.keys.issue(&user("Pavel"), [1; 16]),
+            auth.keys.issue(&user("Pavel"), [2; 16]),
+        );
+        let anna = auth.keys.issue(&user("Anna"), [3; 16]);
+        let announced = Announced(
+            vec![
+                (user("Pavel"), first.hash),
+                (user("Anna"), anna.hash),
+                (user("Pavel"), second.hash),
+            ],
+            false,
+        );
+        let caller = |key: &str| auth.caller(Some(&bearer(key))).unwrap();
+        assert_eq!(caller(&second.key).require_current(&announced), Ok(()));
+        assert_eq!(caller(&anna.key).require_current(&announced), Ok(()));
+        let replaced = caller(&first.key).require_current(&announced).unwrap_err();
+        assert_eq!(replaced, AuthError::ReplacedKey);
+        assert_eq!((replaced.status(), replaced.code()), (401, "unauthorized"));
+    }
+
+    #[test]
+    fn a_key_never_announced_is_refused_and_the_admin_needs_no_announcement() {
+        let auth = authenticator();
+        let unannounced = auth.keys.issue(&user("Pavel"), [1; 16]);
+        let nothing = Announced(Vec::new(), false);
+        let caller = auth.caller(Some(&bearer(&unannounced.key))).unwrap();
+        assert_eq!(
+            caller.require_current(&nothing),
+            Err(AuthError::ReplacedKey)
+        );
+        let admin = auth.caller(Some(&bearer(ADMIN_TOKEN))).unwrap();
+        assert_eq!(admin.require_current(&Announced(Vec::new(), true)), Ok(()));
+    }
+
+    #[test]
+    fn unreadable_announcements_make_a_user_key_unavailable_not_accepted() {
+        let auth = authenticator();
+        let issued = auth.keys.issue(&user("Pavel"), [1; 16]);
+        let caller = auth.caller(Some(&bearer(&issued.key))).unwrap();
+        let refused = caller
+            .require_current(&Announced(vec![(user("Pavel"), issued.hash)], true))
+            .unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (503, "auth_unavailable")
+        );
     }
 
     #[test]

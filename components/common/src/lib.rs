@@ -162,6 +162,20 @@ pub mod subjects {
         subject_tokens.next().is_none()
     }
 
+    /// billing -> order, notify: [`crate::proto::CurrentApiKey`], on `keys.<user digest>`
+    /// ([`current_api_key`]).
+    pub const CURRENT_API_KEYS: &str = "keys.*";
+
+    /// The subject on which billing announces `user`'s current API key: `keys.` and the SHA-256
+    /// of the name in hex, one literal token whatever characters the name holds. The newest
+    /// message on it names the key in force.
+    pub fn current_api_key(user: &crate::domain::UserName) -> String {
+        format!(
+            "keys.{}",
+            hex::encode(Sha256::digest(user.as_str().as_bytes()))
+        )
+    }
+
     /// Whether `subject` carries a placed order (with its id, on its partition only, or from
     /// before partitioning).
     pub fn is_order_placed(subject: &str) -> bool {
@@ -181,6 +195,16 @@ pub mod subjects {
 
         fn id(raw: &str) -> OrderId {
             OrderId::parse(raw).unwrap()
+        }
+
+        #[test]
+        fn a_users_current_key_is_announced_on_a_subject_of_its_own_whatever_the_name() {
+            let subject = |name| current_api_key(&crate::domain::UserName::parse(name).unwrap());
+            let dotted = subject("Pa.vel >*");
+            assert!(matches(CURRENT_API_KEYS, &dotted), "{dotted}");
+            assert_eq!(dotted.len(), "keys.".len() + 64);
+            assert_ne!(subject("Pavel"), subject("Павел"));
+            assert_eq!(subject("Pavel"), subject("Pavel"));
         }
 
         #[test]

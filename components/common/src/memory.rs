@@ -5,14 +5,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use crate::auth::{config_keys, Authenticator, Caller};
-use crate::domain::OrderId;
+use crate::auth::{config_keys, Authenticator, Caller, CurrentKeys, KeyHash};
+use crate::domain::{OrderId, UserName};
 use crate::keys;
 use crate::ports::{
     decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError, Publisher,
     Revision, ScanBy, ScanPage, StoreError, Versioned,
 };
-use crate::proto::OrderPlaced;
+use crate::proto::{CurrentApiKey, OrderPlaced};
 use crate::subjects;
 
 /// The admin token of [`authenticator`].
@@ -215,6 +215,28 @@ impl PlacedOrders for MemoryPublisher {
             return Ok(None);
         };
         decode_record(subject, body).map(Some)
+    }
+}
+
+/// The publisher as the stream `KEYS`: a user's current key is the newest announced on the
+/// user's subject, as the messaging provider reads it.
+impl CurrentKeys for MemoryPublisher {
+    fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
+        if self.broken.get() {
+            return Err(StoreError::BrokerUnavailable("broker unreachable".into()));
+        }
+        let wanted = subjects::current_api_key(user);
+        let published = self.published.borrow();
+        let Some((subject, body)) = published.iter().rev().find(|(s, _)| *s == wanted) else {
+            return Ok(None);
+        };
+        let announced: CurrentApiKey = decode_record(subject, body)?;
+        KeyHash::from_bytes(&announced.key_sha256)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                key: subject.clone(),
+                why: "not a SHA-256".into(),
+            })
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use billing_core::{Billing, MAX_REPLACED_KEYS, REDELIVERY_HORIZON_MS};
 use orders_common::auth::{Caller, KeyHash};
-use orders_common::memory::{self, FixedClock, MemoryStore};
+use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore};
 use orders_common::ports::Clock as _;
 use orders_common::proto::{
     CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentOutcome, RotateKeyRequest,
@@ -82,8 +82,10 @@ proptest! {
         let (store, clock) = (MemoryStore::default(), FixedClock::at(1));
         let billing = Billing { store: &store, clock: &clock };
         let keys = memory::authenticator().keys;
+        // Where billing announces each key it issues, as order and notify read it.
+        let broker = MemoryPublisher::default();
         let created = billing
-            .create_user(&CreateUserRequest { user: "Pavel".into() }, &keys, [0; 16])
+            .create_user(&CreateUserRequest { user: "Pavel".into() }, &keys, [0; 16], &broker)
             .unwrap();
         let mut pavel = memory::caller(&created.api_key);
         // The model: the balance, the key generation now, each placed order's key generation.
@@ -102,11 +104,14 @@ proptest! {
                     // Distinct from every other step's and from CreateUser's all-zero nonce.
                     let mut nonce = [0xff; 16];
                     nonce[..8].copy_from_slice(&(step as u64).to_le_bytes());
+                    let replaced = pavel;
                     let rotated = billing
-                        .rotate_key(&pavel, &RotateKeyRequest { user: "Pavel".into() }, &keys, nonce)
+                        .rotate_key(&replaced, &RotateKeyRequest { user: "Pavel".into() }, &keys, nonce, &broker)
                         .unwrap();
                     pavel = memory::caller(&rotated.api_key);
                     generation += 1;
+                    prop_assert!(pavel.require_current(&broker).is_ok(), "the new key is announced");
+                    prop_assert!(replaced.require_current(&broker).is_err(), "the old one no longer");
                 }
                 Event::Place if placed.len() < ORDERS => {
                     let n = placed.len();

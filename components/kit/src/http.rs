@@ -30,6 +30,15 @@ impl Request {
         auth.caller(header)
     }
 
+    /// [`Self::caller`], refusing a user key that is no longer its user's current one, as billing
+    /// last announced it (order and notify; billing checks keys in the account it reads anyway).
+    /// One read of the `KEYS` stream for a user key, none for the admin token.
+    pub fn current_caller(&self, auth: &Authenticator) -> Result<Caller, AuthError> {
+        let caller = self.caller(auth)?;
+        caller.require_current(&crate::ports::AnnouncedKeys)?;
+        Ok(caller)
+    }
+
     /// Refuses every method but `allowed` (405).
     pub fn require(&self, allowed: Method) -> Result<(), RequestError> {
         if self.method == allowed {

@@ -9,10 +9,12 @@ pub mod ports;
 pub use wasmcloud_component::{error, info, warn};
 
 mod bindings {
-    //! Bindings for our `keyvalue-cas` interface; every standard interface comes from
-    //! `wasmcloud-component`.
+    //! Bindings for our `keyvalue-cas` and `stream-reader` interfaces; every standard interface
+    //! comes from `wasmcloud-component`.
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "orders:lattice/cas-client",
+        world: "orders:lattice/component-kit",
+        with: { "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types },
+        generate_all,
     });
 }

@@ -1,17 +1,22 @@
 //! The ports of `orders-common`, implemented over the host: key-value (our `keyvalue-cas` plus
-//! `wasi:keyvalue`), the broker (`wasmcloud:messaging`), the clock, randomness, and the key
+//! `wasi:keyvalue`), the broker (`wasmcloud:messaging`, and our `stream-reader` for what its
+//! streams keep: placed orders, announced API keys), the clock, randomness, and the key
 //! configuration (`wasi:config`).
 
-use orders_common::auth::{AuthError, Authenticator};
+use orders_common::auth::{AuthError, Authenticator, CurrentKeys, KeyHash};
+use orders_common::domain::{OrderId, UserName};
 use orders_common::ports::{
-    conflict_wait_ms, CasStore, CasWrite, Clock, Entry, PublishError, Publisher, Revision, ScanBy,
-    ScanPage, StoreError, Versioned,
+    conflict_wait_ms, decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError,
+    Publisher, Revision, ScanBy, ScanPage, StoreError, Versioned,
 };
+use orders_common::proto::{CurrentApiKey, OrderPlaced};
+use orders_common::subjects;
 use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasi::keyvalue::{batch, store};
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 
 use crate::bindings::orders::lattice::keyvalue_cas as cas;
+use crate::bindings::orders::lattice::stream_reader;
 
 /// The bucket our key-value provider linked to this component; `""` names "the linked bucket".
 const LINKED_BUCKET: &str = "";
@@ -134,6 +139,41 @@ impl Publisher for Broker {
             reply_to: None,
         };
         consumer::publish(&message).map_err(PublishError)
+    }
+}
+
+/// The newest message the broker's streams keep on `subject`, decoded.
+fn last_on_subject<M: prost::Message + Default>(subject: &str) -> Result<Option<M>, StoreError> {
+    let found = stream_reader::last_on_subject(subject).map_err(StoreError::BrokerUnavailable)?;
+    found
+        .map(|message| decode_record(&message.subject, &message.body))
+        .transpose()
+}
+
+/// The placed orders in the `ORDERS` stream, read through the messaging provider.
+pub struct OrdersStream;
+
+impl PlacedOrders for OrdersStream {
+    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
+        last_on_subject(&subjects::placed_order(id))
+    }
+}
+
+/// The API keys billing announced in the `KEYS` stream, read through the messaging provider.
+pub struct AnnouncedKeys;
+
+impl CurrentKeys for AnnouncedKeys {
+    fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
+        let subject = subjects::current_api_key(user);
+        let Some(announced) = last_on_subject::<CurrentApiKey>(&subject)? else {
+            return Ok(None);
+        };
+        KeyHash::from_bytes(&announced.key_sha256)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                key: subject,
+                why: "the announced key is no SHA-256".into(),
+            })
     }
 }
 

@@ -80,11 +80,12 @@ mod tests {
     fn the_kept_manifest_names_its_streams_buckets_and_the_secret_config() {
         let app = Application::parse(include_str!("../../../wadm.yaml")).unwrap();
         let plane = of(&app).unwrap();
-        assert_eq!(plane.streams, ["DEADLETTER", "ORDERS", "PAYMENTS"]);
+        assert_eq!(plane.streams, ["DEADLETTER", "KEYS", "ORDERS", "PAYMENTS"]);
         assert_eq!(
             plane.subjects,
             [
                 "deadletter.>",
+                "keys.*",
                 "orders.placed",
                 "orders.placed.*",
                 "orders.placed.*.*",
@@ -93,5 +94,42 @@ mod tests {
         );
         assert_eq!(plane.buckets, ["billing", "notify", "order"]);
         assert_eq!(plane.secret_configs, ["orders-auth"]);
+    }
+
+    /// Our providers keep one link configuration per component and link name: a component linked
+    /// to one provider for two interfaces (order: messaging's `consumer` and `stream-reader`)
+    /// must give both links the same properties, or whichever arrives last would be its policy.
+    #[test]
+    fn links_of_one_component_to_one_provider_carry_the_same_properties() {
+        let app: Value = serde_yaml::from_str(include_str!("../../../wadm.yaml")).unwrap();
+        let mut seen: std::collections::HashMap<(String, String, String), Value> =
+            Default::default();
+        for component in app["spec"]["components"].as_sequence().unwrap() {
+            let traits = component["traits"].as_sequence().into_iter().flatten();
+            for link in traits.filter(|t| t["type"] == "link") {
+                let properties = &link["properties"];
+                let Some(target) = properties["target"]["name"].as_str() else {
+                    continue;
+                };
+                let name = properties["name"].as_str().unwrap_or("default");
+                let key = (
+                    component["name"].as_str().unwrap().to_string(),
+                    target.to_string(),
+                    name.to_string(),
+                );
+                let config: Vec<&Value> = properties["target"]["config"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &c["properties"])
+                    .collect();
+                let config = serde_yaml::to_value(config).unwrap();
+                if let Some(earlier) = seen.insert(key.clone(), config.clone()) {
+                    assert_eq!(earlier, config, "{key:?}");
+                }
+            }
+        }
+        let order_to_messaging = ("order".into(), "messaging".into(), "default".into());
+        assert!(seen.contains_key(&order_to_messaging));
     }
 }

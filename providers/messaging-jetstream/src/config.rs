@@ -5,7 +5,11 @@
 //! - `replicas` (default 1): NATS servers keeping each stream it creates;
 //! - `streams`: streams to ensure at start, `NAME:subject[ subject…],NAME2:…`, e.g.
 //!   `ORDERS:orders.placed,PAYMENTS:payments.settled`. Publishing to a subject no stream captures
-//!   fails, so every subject components publish to must be listed.
+//!   fails, so every subject components publish to must be listed. A stream keeps its messages for
+//!   a week;
+//! - `last_value_streams` (optional): names of configured streams that keep instead the newest
+//!   message of each subject, for ever (a value per subject, such as the API key in force for
+//!   each user), separated by commas or spaces.
 //!
 //! Link config, provider → component (`orders:lattice/batch-handler`), one durable consumer each:
 //! - `stream` (required), `durable` (required): the consumer's name; it survives restarts;
@@ -55,6 +59,16 @@ pub struct ProviderConfig {
 pub struct StreamSpec {
     pub name: String,
     pub subjects: Vec<String>,
+    pub keeps: Keeps,
+}
+
+/// Which messages a stream keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keeps {
+    /// Every message, for a week, consumed or not.
+    LastWeek,
+    /// The newest message of each subject, for ever.
+    LastValuePerSubject,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,16 +95,26 @@ fn valid_name(name: &str) -> bool {
 
 impl ProviderConfig {
     pub fn from_map(config: &HashMap<String, String>) -> anyhow::Result<Self> {
-        let streams = config
+        let mut streams: Vec<StreamSpec> = config
             .get("streams")
             .map(|s| {
                 s.split(',')
                     .filter(|s| !s.trim().is_empty())
                     .map(parse_stream)
-                    .collect()
+                    .collect::<anyhow::Result<_>>()
             })
             .transpose()?
             .unwrap_or_default();
+        let last_value = config.get("last_value_streams").map(String::as_str);
+        for name in last_value.unwrap_or_default().split([',', ' ']) {
+            if name.is_empty() {
+                continue;
+            }
+            let Some(spec) = streams.iter_mut().find(|spec| spec.name == name) else {
+                bail!("last_value_streams names `{name}`, which `streams` does not configure");
+            };
+            spec.keeps = Keeps::LastValuePerSubject;
+        }
         Ok(Self {
             cluster_uri: config
                 .get("cluster_uri")
@@ -119,6 +143,7 @@ fn parse_stream(spec: &str) -> anyhow::Result<StreamSpec> {
     Ok(StreamSpec {
         name: name.to_string(),
         subjects,
+        keeps: Keeps::LastWeek,
     })
 }
 
@@ -303,6 +328,22 @@ mod tests {
             ["payments.settled", "payments.other"]
         );
         assert_eq!(config.cluster_uri, DEFAULT_CLUSTER_URI);
+    }
+
+    #[test]
+    fn a_stream_may_keep_the_last_value_of_each_subject() {
+        let config = ProviderConfig::from_map(&map(&[
+            ("streams", "ORDERS:orders.placed,KEYS:keys.*"),
+            ("last_value_streams", "KEYS"),
+        ]))
+        .unwrap();
+        let keeps: Vec<Keeps> = config.streams.iter().map(|s| s.keeps).collect();
+        assert_eq!(keeps, [Keeps::LastWeek, Keeps::LastValuePerSubject]);
+        let unknown = ProviderConfig::from_map(&map(&[
+            ("streams", "ORDERS:orders.placed"),
+            ("last_value_streams", "KEYS"),
+        ]));
+        assert!(unknown.is_err());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
-use config::{backoff, Access, ConsumerConfig, LinkPolicy, ProviderConfig, StreamSpec};
+use config::{backoff, Access, ConsumerConfig, Keeps, LinkPolicy, ProviderConfig, StreamSpec};
 use in_turn::InTurn;
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::{LinkKey, NatsCredentials};
@@ -99,12 +99,17 @@ pub async fn ensure_stream(
     replicas: usize,
 ) -> anyhow::Result<()> {
     let (name, subjects) = (&spec.name, &spec.subjects);
+    let (max_age, max_messages_per_subject) = match spec.keeps {
+        Keeps::LastWeek => (STREAM_MAX_AGE, -1),
+        Keeps::LastValuePerSubject => (Duration::ZERO, 1),
+    };
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
             name: name.clone(),
             subjects: subjects.clone(),
             storage: jetstream::stream::StorageType::File,
-            max_age: STREAM_MAX_AGE,
+            max_age,
+            max_messages_per_subject,
             num_replicas: replicas,
             ..Default::default()
         })

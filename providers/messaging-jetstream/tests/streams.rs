@@ -2,7 +2,7 @@
 //! (orders-test-nats).
 
 use async_nats::jetstream;
-use messaging_jetstream_provider::config::StreamSpec;
+use messaging_jetstream_provider::config::{Keeps, StreamSpec};
 use messaging_jetstream_provider::ensure_stream;
 use orders_test_nats::NatsServer;
 
@@ -20,6 +20,7 @@ fn orders_on(subjects: &[&str]) -> StreamSpec {
     StreamSpec {
         name: "ORDERS".into(),
         subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        keeps: Keeps::LastWeek,
     }
 }
 
@@ -56,4 +57,32 @@ async fn a_stream_from_before_partitioning_captures_the_partitions_and_keeps_its
         ["orders.placed", "orders.placed.*"],
         "a subject is never taken away"
     );
+}
+
+#[tokio::test]
+async fn a_last_value_stream_keeps_the_newest_message_of_each_subject_for_ever() {
+    let nats = NatsServer::start().await;
+    let js = jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let keys = StreamSpec {
+        name: "KEYS".into(),
+        subjects: vec!["keys.*".into()],
+        keeps: Keeps::LastValuePerSubject,
+    };
+    ensure_stream(&js, &keys, 1).await.unwrap();
+    for (subject, body) in [("keys.a", "a1"), ("keys.b", "b1"), ("keys.a", "a2")] {
+        stored(&js, subject, body).await.unwrap();
+    }
+    let mut stream = js.get_stream("KEYS").await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 2, "one message per subject");
+    assert_eq!(
+        info.config.max_age,
+        std::time::Duration::ZERO,
+        "kept for ever"
+    );
+    let newest = stream
+        .get_last_raw_message_by_subject("keys.a")
+        .await
+        .unwrap();
+    assert_eq!(&newest.payload[..], b"a2");
 }

@@ -579,6 +579,10 @@ pub fn traits_of<'m>(
         .expect("a list of traits")
 }
 
+/// How long `wash` waits for the host to answer a link change: the host makes one change at a
+/// time, and the end-to-end tests load it meanwhile (wash's own default is 2 s).
+const LINK_CHANGE_TIMEOUT_MS: &str = "15000";
+
 /// Redeploys the application with parts scaled down, the way an operator (or an outage) would stop
 /// them, through wadm with the real `wash`. Needs `ORDERS_WASH`, `ORDERS_CTL_PORT` and
 /// `ORDERS_MANIFEST` (the deployed manifest), which `make test` sets.
@@ -691,6 +695,8 @@ impl Operator {
             package,
             "--interface",
             interface,
+            "--timeout-ms",
+            LINK_CHANGE_TIMEOUT_MS,
         ])
         .await;
     }
@@ -698,8 +704,16 @@ impl Operator {
     /// Deletes `source`'s link for `namespace:package`, as `wash link del`.
     pub async fn delete_link(&self, source: &str, package: (&str, &str)) {
         let (namespace, package) = package;
-        self.wash(&["link", "del", source, namespace, package])
-            .await;
+        self.wash(&[
+            "link",
+            "del",
+            source,
+            namespace,
+            package,
+            "--timeout-ms",
+            LINK_CHANGE_TIMEOUT_MS,
+        ])
+        .await;
     }
 
     /// The links the lattice holds from `source`, as `wash get links` lists them.

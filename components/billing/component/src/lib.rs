@@ -1,5 +1,6 @@
 //! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`,
-//! `POST /RotateKey` over `wasi:http`, and placed orders from the broker in batches
+//! `POST /RotateKey` over `wasi:http` (each key it issues announced on `keys.<user digest>`), and
+//! placed orders from the broker in batches
 //! (`orders:lattice/batch-handler`), settled by `billing-core` and each answered with its payment
 //! result, for `payments.settled`.
 
@@ -9,7 +10,7 @@ use orders_common::ports::decode_message;
 use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced, RotateKeyRequest};
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{authenticator, random_16, KeyValue, WallClock};
+use orders_component_kit::ports::{authenticator, random_16, Broker, KeyValue, WallClock};
 use prost::Message as _;
 use wasmcloud_component::http::{self, Method};
 
@@ -47,7 +48,7 @@ fn route(request: &Request) -> Handled {
             request.require(Method::POST)?;
             let auth = authenticator()?;
             let body: CreateUserRequest = parse_json(&request.body)?;
-            let created = billing.create_user(&body, &auth.keys, random_16())?;
+            let created = billing.create_user(&body, &auth.keys, random_16(), &Broker)?;
             Ok(Reply::json(201, &created))
         }
         "/DepositCash" => {
@@ -68,7 +69,7 @@ fn route(request: &Request) -> Handled {
             let auth = authenticator()?;
             let caller = request.caller(&auth)?;
             let body: RotateKeyRequest = parse_json(&request.body)?;
-            let rotated = billing.rotate_key(&caller, &body, &auth.keys, random_16())?;
+            let rotated = billing.rotate_key(&caller, &body, &auth.keys, random_16(), &Broker)?;
             Ok(Reply::json(200, &rotated))
         }
         "/" => Ok(Reply::index(

@@ -10,19 +10,32 @@
 //!
 //! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
 //! current one in the account, in the same record as the balance: a deposit, a balance query and a
-//! payment check the key in the same read that decides them.
+//! payment check the key in the same read that decides them. It also announces each key it issues
+//! on the broker ([`CurrentApiKey`] on `keys.<user digest>`), where order and notify check the keys
+//! they are shown: a replaced key reads nothing there either.
+//!
+//! How an announcement never names a replaced key once a request that issued a key answered:
+//! - the new key is announced before it is stored: if billing stops in between, the newest
+//!   announcement names a key nobody holds, so order and notify refuse the old one (and billing
+//!   still takes it, so the user can rotate again);
+//! - after storing (or failing to), billing reads the account, announces the key it holds, and
+//!   reads again until the account still holds the key it last announced. Whichever request
+//!   announces last, it saw the account hold that key after its announcement; a key stored after
+//!   that is announced by the request that stored it, after storing.
 
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{
-    decode_record, CasStore, CasWrite, Clock, RecordStore, StoreError, Update, MAX_CONFLICTS,
+    decode_record, CasStore, CasWrite, Clock, PublishError, Publisher, RecordStore, StoreError,
+    Update, MAX_CONFLICTS,
 };
 use orders_common::proto::{
-    AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, DepositCashRequest,
-    OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest, Settlement,
-    StoredAccount,
+    AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, CurrentApiKey,
+    DepositCashRequest, OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest,
+    Settlement, StoredAccount,
 };
+use orders_common::subjects;
 
 /// The highest balance an account may hold: a million times the largest deposit, far from overflow.
 pub const MAX_BALANCE: u64 = 1_000_000_000_000_000;
@@ -45,7 +58,8 @@ pub const MAX_REMEMBERED_SETTLEMENTS: usize = 32;
 pub const REDELIVERY_HORIZON_MS: u64 = 10 * 60 * 1000;
 
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
-/// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503.
+/// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503,
+/// `Broker` 503.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
     #[error(transparent)]
@@ -60,6 +74,8 @@ pub enum BillingError {
     BalanceLimit(UserName),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the key could not be announced: {0}")]
+    Broker(#[from] PublishError),
 }
 
 impl ApiError for BillingError {
@@ -70,7 +86,7 @@ impl ApiError for BillingError {
             Self::UserExists(_) => 409,
             Self::UnknownUser(_) => 404,
             Self::BalanceLimit(_) => 422,
-            Self::Store(_) => 503,
+            Self::Store(_) | Self::Broker(_) => 503,
         }
     }
 
@@ -82,6 +98,7 @@ impl ApiError for BillingError {
             Self::UnknownUser(_) => "unknown_user",
             Self::BalanceLimit(_) => "balance_limit",
             Self::Store(_) => "store_unavailable",
+            Self::Broker(_) => "broker_unavailable",
         }
     }
 }
@@ -109,73 +126,128 @@ pub struct Billing<'a, S: ?Sized, C: ?Sized> {
 }
 
 impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
-    /// Opens an account with a zero balance and issues its API key (`nonce`: random bytes); a
-    /// second create of the same user changes nothing.
+    /// Opens an account with a zero balance and issues its API key (`nonce`: random bytes),
+    /// announced on `broker`; a second create of the same user changes nothing.
     pub fn create_user(
         &self,
         request: &CreateUserRequest,
         keys: &KeySecret,
         nonce: [u8; 16],
+        broker: &(impl Publisher + ?Sized),
     ) -> Result<CreateUserResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
+        // An existing user's announced key stays as it is.
+        if self
+            .store
+            .read_record::<StoredAccount>(&account_key(&user))?
+            .is_some()
+        {
+            return Err(BillingError::UserExists(user));
+        }
         let issued = keys.issue(&user, nonce);
-        self.store.update_record(
-            &account_key(&user),
-            |current: Option<StoredAccount>| match current {
-                Some(_) => Err(BillingError::UserExists(user.clone())),
-                None => {
-                    let account = StoredAccount {
-                        user: user.to_string(),
-                        key_sha256: issued.hash.as_bytes().to_vec(),
-                        keeps_settlements: true,
-                        ..Default::default()
-                    };
-                    let response = CreateUserResponse {
-                        status: true,
-                        user: account.user.clone(),
-                        balance: account.balance,
-                        api_key: issued.key.clone(),
-                    };
-                    Ok(Update::Write(account, response))
-                }
-            },
-        )
+        announce(broker, &user, issued.hash.as_bytes())?;
+        let created =
+            self.store
+                .update_record(
+                    &account_key(&user),
+                    |current: Option<StoredAccount>| match current {
+                        Some(_) => Err(BillingError::UserExists(user.clone())),
+                        None => {
+                            let account = StoredAccount {
+                                user: user.to_string(),
+                                key_sha256: issued.hash.as_bytes().to_vec(),
+                                keeps_settlements: true,
+                                ..Default::default()
+                            };
+                            let response = CreateUserResponse {
+                                status: true,
+                                user: account.user.clone(),
+                                balance: account.balance,
+                                api_key: issued.key.clone(),
+                            };
+                            Ok(Update::Write(account, response))
+                        }
+                    },
+                );
+        self.announce_current_key(&user, broker)?;
+        created
     }
 
     /// Replaces a user's API key: asked with the current key, or by the admin for a user who lost
-    /// theirs. The old key is refused from now on (orders placed with it before now are still paid).
+    /// theirs. The old key is refused from now on, here and, through the announcement on
+    /// `broker`, by order and notify (orders placed with it before now are still paid).
     pub fn rotate_key(
         &self,
         caller: &Caller,
         request: &RotateKeyRequest,
         keys: &KeySecret,
         nonce: [u8; 16],
+        broker: &(impl Publisher + ?Sized),
     ) -> Result<ApiKeyResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
         let presented = caller.require_user_or_admin(&user)?;
+        // Only a caller allowed to rotate gets a key announced.
+        let account = self
+            .store
+            .read_record::<StoredAccount>(&account_key(&user))?
+            .map(|(account, _)| account);
+        existing(account, &user, presented)?;
         let issued = keys.issue(&user, nonce);
+        announce(broker, &user, issued.hash.as_bytes())?;
         let now = self.clock.now_ms();
-        self.store
-            .update_record(&account_key(&user), |current: Option<StoredAccount>| {
-                let mut account = existing(current, &user, presented)?;
-                let replaced =
-                    std::mem::replace(&mut account.key_sha256, issued.hash.as_bytes().to_vec());
-                account.replaced_keys.push(ReplacedKey {
-                    key_sha256: replaced,
-                    replaced_at_ms: now,
+        let rotated =
+            self.store
+                .update_record(&account_key(&user), |current: Option<StoredAccount>| {
+                    let mut account = existing(current, &user, presented)?;
+                    let replaced =
+                        std::mem::replace(&mut account.key_sha256, issued.hash.as_bytes().to_vec());
+                    account.replaced_keys.push(ReplacedKey {
+                        key_sha256: replaced,
+                        replaced_at_ms: now,
+                    });
+                    let excess = account
+                        .replaced_keys
+                        .len()
+                        .saturating_sub(MAX_REPLACED_KEYS);
+                    account.replaced_keys.drain(..excess);
+                    let response = ApiKeyResponse {
+                        status: true,
+                        user: account.user.clone(),
+                        api_key: issued.key.clone(),
+                    };
+                    Ok(Update::Write(account, response))
                 });
-                let excess = account
-                    .replaced_keys
-                    .len()
-                    .saturating_sub(MAX_REPLACED_KEYS);
-                account.replaced_keys.drain(..excess);
-                let response = ApiKeyResponse {
-                    status: true,
-                    user: account.user.clone(),
-                    api_key: issued.key.clone(),
-                };
-                Ok(Update::Write(account, response))
-            })
+        self.announce_current_key(&user, broker)?;
+        rotated
+    }
+
+    /// Announces the key `user`'s account holds, then reads the account again, until it still
+    /// holds the key last announced (see the module's comment); nothing for a user without an
+    /// account.
+    fn announce_current_key(
+        &self,
+        user: &UserName,
+        broker: &(impl Publisher + ?Sized),
+    ) -> Result<(), BillingError> {
+        let mut announced: Option<Vec<u8>> = None;
+        for _ in 0..MAX_CONFLICTS {
+            let held = self
+                .store
+                .read_record::<StoredAccount>(&account_key(user))?
+                .map(|(account, _)| account.key_sha256);
+            match held {
+                None => return Ok(()),
+                Some(held) if announced.as_ref() == Some(&held) => return Ok(()),
+                Some(held) => {
+                    announce(broker, user, &held)?;
+                    announced = Some(held);
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the key of `{user}` kept changing: {MAX_CONFLICTS} announcements"
+        ))
+        .into())
     }
 
     /// Adds to a user's balance; only with the user's current key.
@@ -557,6 +629,19 @@ fn payment_result(settlement: &Settlement, user: &UserName) -> PaymentResult {
 }
 
 /// The account, if it exists and the presented key (if any: `None` is the admin) is its current one.
+/// Publishes `key_sha256` as `user`'s current key.
+fn announce(
+    broker: &(impl Publisher + ?Sized),
+    user: &UserName,
+    key_sha256: &[u8],
+) -> Result<(), PublishError> {
+    let announcement = CurrentApiKey {
+        user: user.to_string(),
+        key_sha256: key_sha256.to_vec(),
+    };
+    broker.publish_message(&subjects::current_api_key(user), &announcement)
+}
+
 fn existing(
     account: Option<StoredAccount>,
     user: &UserName,

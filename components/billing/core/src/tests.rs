@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
-use orders_common::auth::{AuthError, Caller, KeyHash};
-use orders_common::memory::{self, FixedClock, MemoryStore, ADMIN_TOKEN};
+use orders_common::auth::{AuthError, Caller, CurrentKeys, KeyHash};
+use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
 use orders_common::ports::{CasStore, CasWrite, RecordStore, Revision};
 
 use super::*;
@@ -9,6 +9,8 @@ use super::*;
 struct World {
     store: MemoryStore,
     clock: FixedClock,
+    /// Where billing announces the keys it issues.
+    broker: MemoryPublisher,
     /// Each user's current API key, as CreateUser and RotateKey answered.
     keys: std::cell::RefCell<HashMap<String, String>>,
     nonces: std::cell::Cell<u8>,
@@ -19,6 +21,7 @@ impl World {
         Self {
             store: MemoryStore::default(),
             clock: FixedClock::at(1_700_000_000_000),
+            broker: MemoryPublisher::default(),
             keys: Default::default(),
             nonces: Default::default(),
         }
@@ -41,6 +44,7 @@ impl World {
             &CreateUserRequest { user: user.into() },
             &memory::authenticator().keys,
             self.nonce(),
+            &self.broker,
         )?;
         self.keys
             .borrow_mut()
@@ -91,11 +95,21 @@ impl World {
             &RotateKeyRequest { user: user.into() },
             &memory::authenticator().keys,
             self.nonce(),
+            &self.broker,
         )?;
         self.keys
             .borrow_mut()
             .insert(rotated.user.clone(), rotated.api_key.clone());
         Ok(rotated)
+    }
+
+    /// Whether order and notify would take `caller`'s key: the newest announcement names it.
+    fn announced_current(&self, caller: &Caller) -> bool {
+        caller.require_current(&self.broker).is_ok()
+    }
+
+    fn announcements(&self) -> usize {
+        self.broker.published.borrow().len()
     }
 
     fn balance(&self, user: &str) -> u64 {
@@ -284,6 +298,79 @@ fn a_rotated_key_replaces_the_old_one_and_keeps_the_account() {
         assert_eq!((refused.status(), refused.code()), (401, "unauthorized"));
     }
     assert_eq!(world.deposit("Pavel", 5).unwrap().balance, 105);
+}
+
+#[test]
+fn every_issued_key_is_announced_and_only_the_newest_is_current_for_order_and_notify() {
+    let world = World::with_user("Pavel", 0);
+    let first = world.as_user("Pavel");
+    assert!(world.announced_current(&first));
+    world.rotate(&first, "Pavel").unwrap();
+    let second = world.as_user("Pavel");
+    world.rotate(&memory::caller(ADMIN_TOKEN), "Pavel").unwrap();
+    let third = world.as_user("Pavel");
+    assert!(!world.announced_current(&first));
+    assert!(!world.announced_current(&second));
+    assert!(world.announced_current(&third));
+    let user = UserName::parse("Pavel").unwrap();
+    let announced = world.broker.current_key(&user).unwrap().unwrap();
+    let Caller::User(key) = third else {
+        unreachable!()
+    };
+    assert_eq!(announced, key.hash);
+}
+
+#[test]
+fn a_refused_create_or_rotation_announces_no_key() {
+    let world = World::with_user("Pavel", 0);
+    let old = world.as_user("Pavel");
+    world.rotate(&old, "Pavel").unwrap();
+    let announced = world.announcements();
+    world.create("Pavel").unwrap_err();
+    world.rotate(&old, "Pavel").unwrap_err();
+    world.create("Anna").unwrap();
+    world.rotate(&world.as_user("Anna"), "Pavel").unwrap_err();
+    let anna = world.announcements() - announced;
+    assert_eq!(anna, 2, "Anna's key, before and after it was stored");
+    assert!(world.announced_current(&world.as_user("Pavel")));
+}
+
+#[test]
+fn a_key_that_cannot_be_announced_is_not_issued() {
+    let world = World::with_user("Pavel", 100);
+    let current = world.as_user("Pavel");
+    world.broker.broken.set(true);
+    let refused = world.create("Anna").unwrap_err();
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (503, "broker_unavailable")
+    );
+    assert!(world.store.keys().iter().all(|key| !key.contains("Anna")));
+    world.rotate(&current, "Pavel").unwrap_err();
+    world.broker.broken.set(false);
+    assert!(world.announced_current(&current));
+    assert_eq!(world.deposit_as(&current, "Pavel", 1).unwrap().balance, 101);
+}
+
+#[test]
+fn a_rotation_announces_its_key_after_any_older_announcement_that_came_late() {
+    let world = World::with_user("Pavel", 0);
+    let replaced = world.as_user("Pavel");
+    world.rotate(&replaced, "Pavel").unwrap();
+    // A concurrent request's announcement of the replaced key, arriving after the rotation's.
+    let Caller::User(stale) = &replaced else {
+        unreachable!()
+    };
+    announce(
+        &world.broker,
+        &UserName::parse("Pavel").unwrap(),
+        stale.hash.as_bytes(),
+    )
+    .unwrap();
+    assert!(world.announced_current(&replaced));
+    world.rotate(&world.as_user("Pavel"), "Pavel").unwrap();
+    assert!(!world.announced_current(&replaced));
+    assert!(world.announced_current(&world.as_user("Pavel")));
 }
 
 #[test]

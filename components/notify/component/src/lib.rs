@@ -2,45 +2,27 @@
 //! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them.
 //! `GET /OrderStatus?order_id=` tells where an order stands, from the order as its stream keeps it
 //! (`orders:lattice/stream-reader`) and its notification; dead letters from the broker are
-//! recorded for `GET /DeadLetters`.
+//! recorded for `GET /DeadLetters`. A user key is taken only while it is the user's current one.
 
 use notify_core::{Delivery, Notify, NotifyError};
 use orders_common::api::{query_param, RequestError};
-use orders_common::domain::OrderId;
 use orders_common::domain::PageRequest;
-use orders_common::ports::{
-    decode_message, decode_record, CasStore, Clock, PlacedOrders, StoreError,
-};
-use orders_common::proto::{OrderPlaced, PaymentResult};
+use orders_common::ports::{decode_message, CasStore, Clock, PlacedOrders};
+use orders_common::proto::PaymentResult;
 use orders_common::subjects;
 use orders_component_kit::http::{serve, Handled, Reply, Request};
-use orders_component_kit::ports::{authenticator, KeyValue, WallClock};
+use orders_component_kit::ports::{authenticator, KeyValue, OrdersStream, WallClock};
 use wasmcloud_component::http::{self, Method};
 
 mod bindings {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "orders:lattice/notify-component",
+        world: "orders:lattice/message-handler",
         with: { "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types },
         generate_all,
     });
 }
 use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
-use bindings::orders::lattice::stream_reader;
-
-/// The placed orders in the `ORDERS` stream, read through the messaging provider.
-struct OrdersStream;
-
-impl PlacedOrders for OrdersStream {
-    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
-        let subject = subjects::placed_order(id);
-        let found =
-            stream_reader::last_on_subject(&subject).map_err(StoreError::BrokerUnavailable)?;
-        found
-            .map(|message| decode_record(&message.subject, &message.body))
-            .transpose()
-    }
-}
 
 struct NotifyComponent;
 
@@ -66,7 +48,7 @@ fn route(request: &Request) -> Handled {
         // The seed's Postman request sends a JSON body with GET /List; the body is ignored.
         "/List" => {
             request.require(Method::GET)?;
-            let caller = request.caller(&authenticator()?)?;
+            let caller = request.current_caller(&authenticator()?)?;
             let user = query_param(&request.query, "user");
             let page = PageRequest::parse(
                 query_param(&request.query, "after").as_deref(),
@@ -80,12 +62,12 @@ fn route(request: &Request) -> Handled {
         }
         "/DeadLetters" => {
             request.require(Method::GET)?;
-            let caller = request.caller(&authenticator()?)?;
+            let caller = request.current_caller(&authenticator()?)?;
             Ok(Reply::json(200, &notify.dead_letters(&caller)?))
         }
         "/OrderStatus" => {
             request.require(Method::GET)?;
-            let caller = request.caller(&authenticator()?)?;
+            let caller = request.current_caller(&authenticator()?)?;
             let order_id = query_param(&request.query, "order_id")
                 .ok_or(RequestError::MissingParameter("order_id"))?;
             Ok(Reply::json(200, &notify.order_status(&caller, &order_id)?))

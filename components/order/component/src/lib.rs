@@ -1,6 +1,7 @@
 //! order as a wasmCloud component: `POST /Order` over `wasi:http`, published to the broker as
 //! `OrderPlaced` on `orders.placed` (`wasmcloud:messaging/consumer`). Its bucket holds only the
-//! `Idempotency-Key`s clients sent.
+//! `Idempotency-Key`s clients sent. A key is taken only while it is its user's current one, as
+//! billing announced it (`orders:lattice/stream-reader`).
 
 use order_core::{Order, OrderError};
 use orders_common::api::{parse_json, RequestError};
@@ -25,7 +26,7 @@ fn route(request: &Request) -> Handled {
     match request.path.as_str() {
         "/Order" => {
             request.require(Method::POST)?;
-            let caller = request.caller(&authenticator()?)?;
+            let caller = request.current_caller(&authenticator()?)?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
             let key = match request.headers.get("idempotency-key") {
                 Some(value) => Some(

@@ -30,6 +30,10 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
     assert_eq!(consumers_of("ORDERS"), ["billing"]);
     assert_eq!(consumers_of("PAYMENTS"), ["notify"]);
     assert_eq!(consumers_of("DEADLETTER"), ["notify-deadletters"]);
+    assert!(
+        consumers_of("KEYS").is_empty(),
+        "order and notify read it, nobody consumes it"
+    );
 }
 
 #[tokio::test]

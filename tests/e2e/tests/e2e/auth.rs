@@ -179,10 +179,12 @@ async fn the_admin_token_sees_everyone_but_cannot_move_anyones_money() {
 
 #[tokio::test]
 #[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_rotated_key_replaces_the_old_one_and_the_account_stays() {
+async fn a_rotated_key_is_refused_by_every_endpoint_at_once_reads_included() {
     let lattice = Lattice::from_env();
     let user = lattice.new_user("Rotating", 100).await;
     let old = lattice.key(&user);
+    let placed = lattice.order(&user, 10).await;
+    lattice.await_settled(&user, &placed).await;
     let rotated = lattice
         .post_as(&user, "/RotateKey", json!({ "user": user }))
         .await;
@@ -191,43 +193,79 @@ async fn a_rotated_key_replaces_the_old_one_and_the_account_stays() {
     assert_ne!(new, old);
     lattice.remember_key(&user, &new);
 
-    let balance_path = format!("/Balance?user={}", encode(&user));
-    let deposit = json!({ "user": user, "sum": 5 }).to_string();
-    for answer in [
+    // The very next request with the old key, to each service: nothing reads, nothing is placed.
+    let status_path = format!("/OrderStatus?order_id={placed}");
+    let mut answers = every_endpoint(&lattice, &user, Some(&old)).await;
+    answers.push((
+        format!("GET {status_path}"),
         lattice
-            .send(Method::GET, &balance_path, Some(&old), None)
+            .send(Method::GET, &status_path, Some(&old), None)
             .await,
-        lattice
-            .send(
-                Method::POST,
-                "/DepositCash",
-                Some(&old),
-                Some(deposit.into()),
-            )
-            .await,
-    ] {
-        assert_eq!((answer.status, answer.error_code()), (401, "unauthorized"));
+    ));
+    for (call, answer) in &answers {
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (401, "unauthorized"),
+            "{call} with the replaced key: {answer:?}"
+        );
     }
-    // order cannot know a key was replaced (it keeps no state); billing refuses the order.
-    let body = json!({ "user": user, "sum": 10 }).to_string();
-    let stale = lattice
-        .send(Method::POST, "/Order", Some(&old), Some(body.into()))
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        lattice.notifications(&user).await.len(),
+        1,
+        "no order was placed"
+    );
+    assert_eq!(
+        lattice.balance(&user).await,
+        90,
+        "nothing deposited or charged"
+    );
+
+    // The new key does all of it.
+    assert_eq!(lattice.get_as(&user, &status_path).await.status, 200);
+    lattice.order(&user, 10).await;
+    lattice.await_notifications(&user, 2).await;
+    assert_eq!(
+        lattice.balance(&user).await,
+        80,
+        "the account and its money stayed"
+    );
+}
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn an_order_carrying_a_key_replaced_before_it_was_placed_is_refused_by_billing() {
+    // order refuses such a key itself; this is an order that reached the broker anyway (in
+    // flight while the key was replaced, or published by a client of the broker).
+    let lattice = Lattice::from_env();
+    let user = lattice.new_user("Replaced", 100).await;
+    let old = lattice.key(&user);
+    let rotated = lattice
+        .post_as(&user, "/RotateKey", json!({ "user": user }))
         .await;
-    assert_eq!(stale.status, 202);
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    lattice.remember_key(&user, rotated.body["api_key"].as_str().unwrap());
+    let placed_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    publish_order(
+        &lattice,
+        &OrderPlaced {
+            order_id: unique("stale").replace('_', "-"),
+            user: user.clone(),
+            sum: 10,
+            placed_at_ms,
+            key_sha256: key_sha256(&old),
+        },
+    )
+    .await;
     let listed = lattice.await_notifications(&user, 1).await;
     assert_eq!(
         (listed[0]["paid"].clone(), listed[0]["reason"].clone()),
         (json!(false), json!("key_replaced"))
     );
     assert_eq!(lattice.balance(&user).await, 100, "nothing charged");
-
-    lattice.order(&user, 10).await;
-    lattice.await_notifications(&user, 2).await;
-    assert_eq!(
-        lattice.balance(&user).await,
-        90,
-        "the account and its money stayed"
-    );
 }
 
 #[tokio::test]
