@@ -129,7 +129,15 @@ async fn main() -> anyhow::Result<()> {
                 .context("stream DEADLETTER")?;
             match command {
                 Dlq::List => {
-                    for letter in dead_letters(&mut stream).await? {
+                    let letters = dead_letters(&mut stream).await?;
+                    // Said on stderr, so that an empty list reads as found empty, not as broken,
+                    // while stdout stays one JSON value per line for scripts.
+                    let plural = if letters.len() == 1 { "" } else { "s" };
+                    eprintln!(
+                        "{} dead letter{plural} in {DEAD_LETTER_STREAM}",
+                        letters.len()
+                    );
+                    for letter in letters {
                         emit(letter);
                     }
                 }

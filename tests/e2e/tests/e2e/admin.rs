@@ -241,3 +241,20 @@ async fn dead_letters_an_older_notify_stored_are_listed_once_migrated() {
     );
     assert_eq!(notify.get(&legacy_key).await.unwrap(), None);
 }
+
+#[tokio::test]
+#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+async fn the_dead_letter_list_says_how_many_it_found_even_none() {
+    let output = orders_admin_command(&["dlq", "list"])
+        .output()
+        .await
+        .expect("orders-admin runs");
+    assert!(output.status.success());
+    let listed = String::from_utf8(output.stdout).unwrap().lines().count();
+    let said = String::from_utf8(output.stderr).unwrap();
+    let plural = if listed == 1 { "" } else { "s" };
+    assert!(
+        said.contains(&format!("{listed} dead letter{plural} in DEADLETTER")),
+        "{listed} listed, and said: {said}"
+    );
+}
