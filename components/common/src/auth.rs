@@ -29,6 +29,7 @@ use subtle::ConstantTimeEq as _;
 use crate::api::ApiError;
 use crate::domain::UserName;
 use crate::ports::StoreError;
+use crate::proto::CurrentApiKey;
 
 /// The named-config keys a service reads its key configuration from (`wasi:config`).
 pub mod config_keys {
@@ -106,6 +107,14 @@ impl KeyHash {
     /// A stored or transported hash; anything but 32 bytes is no hash of ours.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok().map(Self)
+    }
+
+    /// The hash billing's announcement on `subject` names ([`CurrentKeys`]).
+    pub fn announced(subject: &str, announced: &CurrentApiKey) -> Result<Self, StoreError> {
+        Self::from_bytes(&announced.key_sha256).ok_or_else(|| StoreError::Corrupt {
+            key: subject.to_string(),
+            why: "the announced key is no SHA-256".into(),
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -202,19 +202,10 @@ impl Publisher for MemoryPublisher {
 /// as the messaging provider finds it in `ORDERS`.
 impl PlacedOrders for MemoryPublisher {
     fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
-        if self.broken.get() {
-            return Err(StoreError::BrokerUnavailable("broker unreachable".into()));
-        }
         let wanted = subjects::placed_order(id);
-        let published = self.published.borrow();
-        let found = published
-            .iter()
-            .rev()
-            .find(|(subject, _)| subjects::matches(&wanted, subject));
-        let Some((subject, body)) = found else {
-            return Ok(None);
-        };
-        decode_record(subject, body).map(Some)
+        self.newest(|subject| subjects::matches(&wanted, subject))?
+            .map(|(subject, body)| decode_record(&subject, &body))
+            .transpose()
     }
 }
 
@@ -222,21 +213,31 @@ impl PlacedOrders for MemoryPublisher {
 /// user's subject, as the messaging provider reads it.
 impl CurrentKeys for MemoryPublisher {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
+        let wanted = subjects::current_api_key(user);
+        let Some((subject, body)) = self.newest(|subject| subject == wanted)? else {
+            return Ok(None);
+        };
+        let announced: CurrentApiKey = decode_record(&subject, &body)?;
+        KeyHash::announced(&subject, &announced).map(Some)
+    }
+}
+
+impl MemoryPublisher {
+    /// The newest message published on a subject `wanted` accepts, as a stream reads it back
+    /// (and fails as one does when the broker is unreachable).
+    fn newest(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         if self.broken.get() {
             return Err(StoreError::BrokerUnavailable("broker unreachable".into()));
         }
-        let wanted = subjects::current_api_key(user);
         let published = self.published.borrow();
-        let Some((subject, body)) = published.iter().rev().find(|(s, _)| *s == wanted) else {
-            return Ok(None);
-        };
-        let announced: CurrentApiKey = decode_record(subject, body)?;
-        KeyHash::from_bytes(&announced.key_sha256)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt {
-                key: subject.clone(),
-                why: "not a SHA-256".into(),
-            })
+        Ok(published
+            .iter()
+            .rev()
+            .find(|(subject, _)| wanted(subject))
+            .cloned())
     }
 }
 

@@ -165,15 +165,9 @@ pub struct AnnouncedKeys;
 impl CurrentKeys for AnnouncedKeys {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
         let subject = subjects::current_api_key(user);
-        let Some(announced) = last_on_subject::<CurrentApiKey>(&subject)? else {
-            return Ok(None);
-        };
-        KeyHash::from_bytes(&announced.key_sha256)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt {
-                key: subject,
-                why: "the announced key is no SHA-256".into(),
-            })
+        last_on_subject::<CurrentApiKey>(&subject)?
+            .map(|announced| KeyHash::announced(&subject, &announced))
+            .transpose()
     }
 }
 
