@@ -53,23 +53,37 @@ else
   fix "only ${free_gb} GB free where $ORDERS_CACHE lives; a cold build needs about 6"
 fi
 
-# Each instance's ports are free, or held by that instance's own NATS (a running lattice).
+# Each instance's ports are free, or held by that instance itself (a running lattice): every NATS
+# server's client, route and monitoring port, every host's HTTP listener, the trace receiver.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+instance_running() {
+  local file
+  for file in "$ROOT/.state/$1"/*.pid; do
+    [[ -f $file ]] && kill -0 "$(cat "$file")" 2>/dev/null && return 0
+  done
+  return 1
+}
 check_ports() {
-  local instance=$1 pidfile=$ROOT/.state/$1/nats.pid busy=() port
+  local instance=$1 busy=() ports=() port n
   instance_ports "$instance"
-  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    ok "$instance lattice is running (NATS $NATS_PORT, HTTP $HTTP_PORT; make status, make logs)"
+  for ((n = 0; n < NATS_SERVERS; n++)); do
+    ports+=($((NATS_PORT + n)) $((MONITOR_PORT + n)))
+    ((NATS_SERVERS > 1)) && ports+=($((NATS_PORT + 10 + n)))
+  done
+  for ((n = 0; n < HOSTS; n++)); do ports+=($((HTTP_PORT + n))); done
+  ports+=("$TELEMETRY_PORT")
+  if instance_running "$instance"; then
+    ok "$instance lattice is running (ports ${ports[*]}; make status, make logs)"
     return
   fi
-  for port in "$NATS_PORT" "$HTTP_PORT" "$MONITOR_PORT" "$TELEMETRY_PORT"; do port_open "$port" && busy+=("$port"); done
+  for port in "${ports[@]}"; do port_open "$port" && busy+=("$port"); done
   if (( ${#busy[@]} )); then
     fix "ports ${busy[*]} of the $instance lattice are taken by another program (ss -ltnp | grep -E '${busy[*]// /|}')"
   else
-    ok "ports of the $instance lattice are free ($NATS_PORT, $HTTP_PORT, $MONITOR_PORT, $TELEMETRY_PORT)"
+    ok "ports of the $instance lattice are free (${ports[*]})"
   fi
 }
-for instance in run test bench; do
+for instance in run test bench ha bench-ha; do
   # Each instance's own ports (env.sh keeps NATS_PORT / HTTP_PORT once set).
   NATS_PORT='' HTTP_PORT='' check_ports "$instance"
 done

@@ -26,7 +26,7 @@ STATE=$ROOT/.state/$instance
 LOGS=$STATE/logs
 LATTICE=default
 CTL=(--ctl-host 127.0.0.1 --ctl-port "$NATS_PORT")
-# NATS credentials of this instance (README, Security): one creds file per identity, made by
+# NATS credentials of this instance (docs/security.md): one creds file per identity, made by
 # orders-nats-auth. Every wash command here speaks as the admin identity.
 AUTH=$STATE/nats
 export WASH_CTL_CREDS=$AUTH/admin.creds
@@ -110,7 +110,7 @@ app_status() { "$WASH" app status orders "${CTL[@]}" -o json 2>/dev/null | json_
 app_deployed() { [[ $(app_status) == deployed ]]; }
 app_live() { app_deployed && links_live; }
 
-# The instance's key configuration (README, Security): an HMAC secret for API keys and an admin
+# The instance's key configuration (docs/security.md): an HMAC secret for API keys and an admin
 # token, made on first start from the OS's random source, kept in $STATE/secrets (0700, files 0600)
 # and never printed. Only the token's SHA-256 reaches the lattice.
 SECRETS=$STATE/secrets
@@ -140,26 +140,13 @@ issue_credentials() {
   "$RELEASE/orders-nats-auth" issue --dir "$AUTH" --lattice "$LATTICE" "${plane[@]}"
 }
 
-# State written while NATS was anonymous lives in its global account ($G); with authorization it
-# belongs to the lattice account. Moved once, before NATS starts, so no balance or order is left
-# behind in an account nobody can reach.
-adopt_anonymous_state() {
-  local store=$STATE/jetstream/jetstream account
-  account=$("$RELEASE/orders-nats-auth" account --dir "$AUTH")
-  if [[ -d $store/\$G && ! -e $store/$account ]]; then
-    mv "$store/\$G" "$store/$account"
-    say "JetStream state of the anonymous lattice moved into account $account"
-  fi
-}
-
 # One NATS server, or the `ha` instance's cluster: each server with its own store, routes to the
 # others on loopback, and JetStream clustered (a stream or bucket of 3 replicas lives on all three).
 start_nats() {
   # wRPC subscribes and unsubscribes a reply subject for every call; with NATS's subscription
-  # cache on, each of those walks the whole cache (profile in README, Performance), so it is off.
+  # cache on, each of those walks the whole cache (profile in docs/benchmark.md), so it is off.
   # The included file makes NATS trust only our operator's accounts: no anonymous connection.
   printf 'disable_sublist_cache: true\ninclude "nats/server.conf"\n' > "$STATE/nats.conf"
-  ((NATS_SERVERS > 1)) || running nats || adopt_anonymous_state
   local i
   for i in "${!NATS_NAMES[@]}"; do start_nats_server "$i"; done
   wait_for "NATS on ports $NATS_PORT-$((NATS_PORT + NATS_SERVERS - 1))" 20 nats_listening
@@ -222,7 +209,7 @@ wadm_answers() { "$WASH" app list "${CTL[@]}" -o json; }
 # format and keeps its own).
 JSON_LOGS=false
 [[ ${LOG_FORMAT:-text} == json ]] && JSON_LOGS=true
-# Traces (README, Traces): the host and our providers export their spans over OTLP/HTTP, to our
+# Traces (docs/operations.md, Traces): the host and our providers export their spans over OTLP/HTTP, to our
 # receiver unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector of the user's; ORDERS_TRACES=off
 # exports nothing (the benchmark's default, so its figures are the application's alone).
 TRACES=${ORDERS_TRACES:-on}
@@ -540,9 +527,8 @@ restore() {
 }
 
 # Hosts first (their providers stop with them), then wadm, NATS and the trace receiver.
-# The layout's processes, hosts first; then any other pid file of the instance: a process of an
-# older layout (e.g. the wadm-1 and wadm-2 of a two-wadm `ha`) that would otherwise go on beside
-# the next start.
+# The layout's processes, hosts first; then any other process a pid file of the instance names, so
+# that nothing started for the instance outlives `down`.
 stop_all() {
   local name file
   for name in "${HOST_NAMES[@]}" "${WADM_NAMES[@]}" "${NATS_NAMES[@]}" telemetry; do stop "$name"; done

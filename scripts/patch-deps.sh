@@ -56,7 +56,7 @@
 # of the runtime's (`handle` for HTTP, `handle_message` for messaging) made at debug level, so at
 # the usual info level it does not exist; and where it does, it is linked to the invocation's
 # span by `set_parent` after it was entered, which tracing-opentelemetry 0.32 ignores. Either way
-# every invocation's work starts a trace of its own (README, Traces). The patch makes those two
+# every invocation's work starts a trace of its own (docs/operations.md, Traces). The patch makes those two
 # spans info level and children of the invocation's span from the start: one order, one trace.
 #
 # Wasmtime 36 (docs/security-advisories.md). wasmCloud 1.x runs wasmtime 38.0.4, out of support

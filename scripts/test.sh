@@ -61,6 +61,9 @@ export ORDERS_ADMIN_TOKEN
 say "end-to-end tests (Rust, through HTTP and NATS)"
 cargo test --release --test e2e -- --ignored --test-threads 4
 
+say "every shell block of README.md and docs/, as written (the README's twice in a row)"
+cargo test --release --test docs -- --ignored --nocapture
+
 say "fault tests (they stop parts of the lattice, so they run alone)"
 cargo test --release --test faults -- --ignored --test-threads 1 --nocapture
 

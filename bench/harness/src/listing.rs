@@ -136,12 +136,8 @@ async fn fill(bucket: &async_nats::jetstream::kv::Store, from: usize, to: usize)
                 message: format!("{user}, your order {order_id} for 1 is paid. Balance: 0."),
                 sent_at_ms: 0,
             };
-            let key = keyvalue_jetstream_provider::key::encode(&keys::of(&[
-                "notification",
-                &user,
-                &order_id,
-            ]))
-            .map_err(|why| anyhow::anyhow!("{}", why.0))?;
+            let key = keys::stored::encode(&keys::of(&["notification", &user, &order_id]))
+                .map_err(|why| anyhow::anyhow!("{}", why.0))?;
             bucket
                 .put(key, notification.encode_to_vec().into())
                 .await

@@ -1,7 +1,7 @@
 //! What billing, order and notify share, so it exists once: the protobuf messages of `schema/`,
 //! the domain newtypes every service parses its input into, the ports (storage, broker, clock) the
-//! cores are written against, who may call what (API keys, the admin token), and the JSON error
-//! shape of the HTTP APIs.
+//! cores are written against, who may call what (API keys, the admin token), the broker subjects,
+//! and the decoding of HTTP requests.
 //!
 //! No wit-bindgen here: this crate builds and tests natively and for `wasm32-wasip2`.
 
@@ -17,98 +17,21 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/orders.v1.rs"));
 }
 
-/// Where the broker is.
-pub mod broker {
-    /// The servers of a NATS URL list as every part of the lattice is given it
-    /// (`nats://127.0.0.1:25222,nats://127.0.0.1:25223`): a client tries them in turn, so it
-    /// connects while any one server of a cluster is up (and then learns the others from it).
-    pub fn servers(urls: &str) -> Vec<&str> {
-        urls.split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .collect()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn a_url_list_names_each_server_once_and_one_url_names_one() {
-            assert_eq!(
-                super::servers("nats://a:1, nats://b:2,"),
-                ["nats://a:1", "nats://b:2"]
-            );
-            assert_eq!(super::servers("nats://a:1"), ["nats://a:1"]);
-        }
-    }
-}
-
-/// Keys made of tokens, which a scan can select by group ([`crate::ports::CasStore::scan`]).
-///
-/// U+001F (the ASCII unit separator) separates a key's tokens. Our key-value provider stores it
-/// as JetStream's subject token separator `.`, so JetStream itself picks the keys of a group
-/// (`notification␟Pavel␟>`) without reading the others. No user name, order id or other key part
-/// holds it: [`crate::domain`] refuses control characters.
-pub mod keys {
-    /// Separates a key's tokens.
-    pub const TOKEN_SEPARATOR: char = '\u{1f}';
-    /// In a scan's filter, a token that matches any one token.
-    pub const ANY_TOKEN: &str = "*";
-    /// In a scan's filter, a last token that matches one or more tokens.
-    pub const ALL_FOLLOWING: &str = ">";
-
-    /// The key (or filter) of these tokens.
-    pub fn of(tokens: &[&str]) -> String {
-        tokens.join(&TOKEN_SEPARATOR.to_string())
-    }
-
-    /// Whether `key` matches `filter`, as JetStream matches subjects.
-    pub fn matches(filter: &str, key: &str) -> bool {
-        let mut keys = key.split(TOKEN_SEPARATOR);
-        let mut filters = filter.split(TOKEN_SEPARATOR).peekable();
-        while let Some(wanted) = filters.next() {
-            if wanted == ALL_FOLLOWING && filters.peek().is_none() {
-                return keys.next().is_some();
-            }
-            match keys.next() {
-                Some(token) if wanted == ANY_TOKEN || wanted == token => {}
-                _ => return false,
-            }
-        }
-        keys.next().is_none()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn a_filter_matches_as_jetstream_matches_subjects() {
-            let key = of(&["notification", "Pavel", "o-1"]);
-            assert!(matches(&of(&["notification", "Pavel", ">"]), &key));
-            assert!(matches(&of(&["notification", ">"]), &key));
-            assert!(matches(&of(&["notification", "*", "o-1"]), &key));
-            assert!(matches(&key, &key));
-            assert!(!matches(&of(&["notification", "Anna", ">"]), &key));
-            assert!(!matches(&of(&["notification", "Pavel", "o-1", ">"]), &key));
-            assert!(!matches(&of(&["notification", "*"]), &key));
-            assert!(!matches(
-                &of(&["notification", "Pavel"]),
-                "notification/Pavel"
-            ));
-        }
-    }
-}
+/// What the lattice's parts agree on: NATS server lists, keys of tokens (every key of a group is
+/// found by one scan, [`crate::ports::CasStore::scan`]).
+pub use orders_conventions::{broker, keys};
 
 /// Broker subjects.
 pub mod subjects {
+    pub use orders_conventions::subjects::{
+        matches, DEAD_LETTER_PREFIX, FAILURE_HEADER, ORIGINAL_SUBJECT_HEADER,
+    };
     use sha2::{Digest as _, Sha256};
 
     use crate::domain::OrderId;
 
     /// order -> billing: [`crate::proto::OrderPlaced`], on `orders.placed.<partition>.<order id>`
-    /// ([`order_placed`]). Orders published before their subject carried their id are on
-    /// `orders.placed.<partition>`, and before partitioning (with their dead letters) on this
-    /// subject itself.
+    /// ([`order_placed`]).
     pub const ORDER_PLACED: &str = "orders.placed";
     /// Every placed order's subject, as a NATS subscription, or a link's `publish`, names them.
     pub const ORDER_PLACED_SUBJECTS: &str = "orders.placed.*.*";
@@ -117,14 +40,6 @@ pub mod subjects {
     pub const ORDER_PARTITION_TOKENS: usize = 3;
     /// billing -> notify: [`crate::proto::PaymentResult`].
     pub const PAYMENT_SETTLED: &str = "payments.settled";
-    /// The messaging provider -> notify: `deadletter.<consumer>`, a message that consumer gave up
-    /// on, its payload as published.
-    pub const DEAD_LETTER_PREFIX: &str = "deadletter.";
-    /// A dead letter's header: the subject its message was first published on.
-    pub const ORIGINAL_SUBJECT_HEADER: &str = "Orders-Original-Subject";
-    /// A dead letter's header: the handler's last error.
-    pub const FAILURE_HEADER: &str = "Orders-Failure";
-
     /// The subject of order `id` placed by `user`: `orders.placed.`, two hex digits of the
     /// SHA-256 of the name (one of 256 partitions), and the order's id.
     /// - billing's link delivers the orders of one partition one after another, so one account's
@@ -144,24 +59,6 @@ pub mod subjects {
         format!("{ORDER_PLACED}.*.{id}")
     }
 
-    /// Whether `pattern` (NATS wildcards: `*` one token, a last `>` the rest) matches `subject`.
-    /// `subject` may be a filter with wildcards itself: it matches only if the pattern covers
-    /// every subject the filter does (a `>` in it is matched only by a `>` in the pattern).
-    pub fn matches(pattern: &str, subject: &str) -> bool {
-        let mut subject_tokens = subject.split('.');
-        for expected in pattern.split('.') {
-            match (expected, subject_tokens.next()) {
-                (_, None | Some("")) => return false,
-                (">", Some(_)) => return true,
-                (_, Some(">")) => return false,
-                ("*", Some(_)) => {}
-                (literal, Some(token)) if literal == token => {}
-                _ => return false,
-            }
-        }
-        subject_tokens.next().is_none()
-    }
-
     /// billing -> order, notify: [`crate::proto::CurrentApiKey`], on `keys.<user digest>`
     /// ([`current_api_key`]).
     pub const CURRENT_API_KEYS: &str = "keys.*";
@@ -174,19 +71,6 @@ pub mod subjects {
             "keys.{}",
             hex::encode(Sha256::digest(user.as_str().as_bytes()))
         )
-    }
-
-    /// Whether `subject` carries a placed order (with its id, on its partition only, or from
-    /// before partitioning).
-    pub fn is_order_placed(subject: &str) -> bool {
-        match subject.strip_prefix(ORDER_PLACED) {
-            Some("") => true,
-            Some(rest) => rest.strip_prefix('.').is_some_and(|rest| {
-                let tokens: Vec<&str> = rest.split('.').collect();
-                tokens.len() <= 2 && tokens.iter().all(|token| !token.is_empty())
-            }),
-            None => false,
-        }
     }
 
     #[cfg(test)]
@@ -248,18 +132,6 @@ pub mod subjects {
                 matches(ORDER_PLACED_SUBJECTS, &filter),
                 "a link may read it"
             );
-        }
-
-        #[test]
-        fn placed_orders_are_told_by_subject() {
-            assert!(is_order_placed(&order_placed("Pavel", &id("o-1"))));
-            assert!(is_order_placed("orders.placed.ab"));
-            assert!(is_order_placed("orders.placed"));
-            assert!(!is_order_placed("orders.placed."));
-            assert!(!is_order_placed("orders.placed.ab."));
-            assert!(!is_order_placed("orders.placed.ab.cd.ef"));
-            assert!(!is_order_placed("orders.placedx"));
-            assert!(!is_order_placed(PAYMENT_SETTLED));
         }
     }
 }

@@ -165,7 +165,7 @@ struct Args {
     /// Longest a component invocation may run before the host abandons it, in milliseconds.
     /// Each component runs at most its `instances` invocations at once, and a call its caller
     /// abandoned mid-way can leave the host's side waiting; until this ends it, it holds one of
-    /// those places (README, Troubleshooting). Upstream's default is 10 minutes; ours is 30 s,
+    /// those places (docs/troubleshooting.md). Upstream's default is 10 minutes; ours is 30 s,
     /// far above any of our handlers and the HTTP clients' patience.
     #[arg(
         long,

@@ -79,7 +79,7 @@ impl ServerConfig {
                 .with_context(|| format!("`address` `{address}` is not IP:port"))?,
             max_body_bytes: usize::try_from(number(
                 "max_body_bytes",
-                orders_common::api::MAX_BODY_BYTES as u64,
+                orders_conventions::http::MAX_BODY_BYTES as u64,
             )?)?,
             body_timeout: millis("body_timeout_ms", 5_000)?,
             header_timeout: millis("header_timeout_ms", 5_000)?,

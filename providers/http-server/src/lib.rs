@@ -9,7 +9,7 @@
 //!   arrive within a deadline too, and one IP address holds a bounded number of connections, so
 //!   idle or slow clients cannot stall a service;
 //! - rate limits per client address and per credential (429 with `Retry-After`);
-//! - every answer of its own is the API's JSON error (`orders_common::api`), including a component
+//! - every answer of its own is the API's JSON error (`orders_conventions::http`), including a component
 //!   that cannot be invoked (503 `service_unavailable`, never the transport's internals);
 //! - a call runs in its own task, so a client that goes away never leaves a call half-sent on the
 //!   host (which would hold a component place until the host's execution timeout);
@@ -32,7 +32,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use orders_common::api::{ApiError, RequestError};
+use orders_conventions::http::{ApiError, RequestError};
 use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::RwLock;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::config::BucketConfig;
-use crate::key;
+use orders_conventions::keys::stored as key;
 use orders_provider_support::NatsCredentials;
 
 /// What went wrong, in the terms of `wasi:keyvalue`'s `error` variant.

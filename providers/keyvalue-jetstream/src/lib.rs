@@ -7,7 +7,6 @@
 
 pub mod bucket;
 pub mod config;
-pub mod key;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -163,7 +162,10 @@ type StoreResult<T> = anyhow::Result<Result<T, store::Error>>;
 /// The keys of a batch as a span shows them: the first few, and how many there were.
 fn keys_summary<'k>(keys: impl ExactSizeIterator<Item = &'k str>) -> String {
     let count = keys.len();
-    let shown: Vec<&str> = keys.take(4).collect();
+    let shown: Vec<String> = keys
+        .take(4)
+        .map(orders_conventions::keys::readable)
+        .collect();
     match count {
         0..=4 => shown.join(","),
         _ => format!("{},... ({count} keys)", shown.join(",")),
@@ -180,7 +182,7 @@ fn operation_span(cx: &Option<Context>, operation: &str, bucket: &str, key: &str
         db.operation.name = %operation,
         // What the component named; empty for the bucket its link configures.
         db.namespace = %bucket,
-        key = %key,
+        key = %orders_conventions::keys::readable(key),
         // Compare-and-swap writes that lost to another writer: a caller that settles one
         // account's orders in turn never loses one.
         lost = tracing::field::Empty,

@@ -143,7 +143,7 @@ async fn a_scan_reads_one_group_of_keys_oldest_first_page_by_page_either_way() {
                 .unwrap();
         }
     }
-    kv.set("notification/legacy", "old layout".into())
+    kv.set("notification/one-token", "not in the group".into())
         .await
         .unwrap();
     kv.delete(&tokens(&["notification", "Павел", "o-1"]))
@@ -196,7 +196,7 @@ async fn a_scan_reads_one_group_of_keys_oldest_first_page_by_page_either_way() {
         assert_eq!(
             everyone.entries.len(),
             14,
-            "{by:?}: the one-token legacy key is not in the group"
+            "{by:?}: a key of one token is not in the group"
         );
         assert!(kv
             .scan(&tokens(&["notification", "", ">"]), by, 0, 1)

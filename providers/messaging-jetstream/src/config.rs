@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use orders_common::subjects;
+use orders_conventions::subjects;
 
 pub const DEFAULT_CLUSTER_URI: &str = "nats://127.0.0.1:4222";
 
@@ -391,7 +391,7 @@ mod tests {
         assert_eq!(
             billing.turn_of("orders.placed.ab").as_deref(),
             Some("orders.placed.ab"),
-            "an order from before subjects carried ids shares its partition's turn"
+            "a subject of as many tokens as a turn is its own turn"
         );
         assert_eq!(
             billing.turn_of("orders.placed").as_deref(),

@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use bytes::Bytes;
 use futures::StreamExt as _;
-use orders_common::subjects;
+use orders_conventions::subjects;
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument as _};

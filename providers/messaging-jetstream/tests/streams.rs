@@ -25,7 +25,7 @@ fn orders_on(subjects: &[&str]) -> StreamSpec {
 }
 
 #[tokio::test]
-async fn a_stream_from_before_partitioning_captures_the_partitions_and_keeps_its_messages() {
+async fn a_stream_given_more_subjects_captures_them_and_keeps_what_it_stored() {
     let nats = NatsServer::start().await;
     let js = jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     ensure_stream(&js, &orders_on(&["orders.placed"]), 1)
@@ -46,7 +46,7 @@ async fn a_stream_from_before_partitioning_captures_the_partitions_and_keeps_its
     let mut stream = js.get_stream("ORDERS").await.unwrap();
     let info = stream.info().await.unwrap();
     assert_eq!(info.config.subjects, ["orders.placed", "orders.placed.*"]);
-    assert_eq!(info.state.messages, 2, "the message from before is kept");
+    assert_eq!(info.state.messages, 2, "what it stored before is kept");
 
     ensure_stream(&js, &orders_on(&["orders.placed.*"]), 1)
         .await

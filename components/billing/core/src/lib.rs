@@ -156,7 +156,6 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                             let account = StoredAccount {
                                 user: user.to_string(),
                                 key_sha256: issued.hash.as_bytes().to_vec(),
-                                keeps_settlements: true,
                                 ..Default::default()
                             };
                             let response = CreateUserResponse {
@@ -465,11 +464,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         if let Some(earlier) = self.earlier_result(account, user, id, order, archived)? {
             return Ok(Decision::Keep(earlier));
         }
-        let legacy_debit = account.debited_orders.iter().any(|o| o == id.as_str());
-        let outcome = if legacy_debit {
-            account.debited_orders.retain(|o| o != id.as_str());
-            PaymentOutcome::Paid
-        } else if order.placed_at_ms <= account.forgotten_through_ms {
+        let outcome = if order.placed_at_ms <= account.forgotten_through_ms {
             // Uncharged and unrecorded: every later delivery is refused the same way.
             return Ok(Decision::Keep(parsed.result(
                 PaymentOutcome::Expired,
@@ -515,12 +510,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         {
             return Ok(Some(payment_result(settlement, user)));
         }
-        let archived_through = if account.keeps_settlements {
-            account.archived_through_ms
-        } else {
-            u64::MAX
-        };
-        if order.placed_at_ms > archived_through {
+        if order.placed_at_ms > account.archived_through_ms {
             return Ok(None);
         }
         let key = payment_key(id);
@@ -554,12 +544,6 @@ fn remember(
 ) -> Result<(), BillingError> {
     account.settlements.push(settlement);
     let held_when_read = account.settlements.len().saturating_sub(fresh);
-    if !account.keeps_settlements {
-        // Orders placed until shortly after this moment may have been settled by a billing
-        // that recorded them under payment/<id> only (clocks of hosts differ a little).
-        account.archived_through_ms = now + REDELIVERY_HORIZON_MS;
-        account.keeps_settlements = true;
-    }
     let leaving = account
         .settlements
         .len()

@@ -101,11 +101,6 @@ impl BatchHandler for NotifyComponent {
         for (index, message) in messages.iter().enumerate() {
             if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
                 answers[index] = Some(record_dead_letter(&notify, consumer, &message.body));
-            } else if subjects::is_order_placed(&message.subject) {
-                // Only the link of an older deployment (`notify-orders`) delivers placed orders,
-                // until wadm removes it: notify reads orders from their stream now, so there is
-                // nothing to do, and nothing to retry or dead-letter.
-                answers[index] = Some(Ok(()));
             } else {
                 match decode_message(&message.subject, &message.body, "PaymentResult") {
                     Ok(result) => settled.push((index, result)),

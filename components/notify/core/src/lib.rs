@@ -6,9 +6,6 @@
 //! - `notification␟<user>␟<order id>` (tokens separated by U+001F, [`orders_common::keys`]): the
 //!   [`Notification`] sent for the order's payment result. Grouped by user, so that one user's
 //!   notifications are read without reading anyone else's, however many are stored;
-//! - `order/<order id>`: read only: an order notify saw placed ([`PlacedOrder`]) when it kept a
-//!   copy of every order to show it as pending. Orders are now found in the broker's stream
-//!   ([`PlacedOrders`]), under a subject that carries their id;
 //! - `deadletter␟<consumer>␟<SHA-256 of the payload>`: a message a consumer gave up on
 //!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck;
 //!   grouped, so that they are read without reading the notifications.
@@ -73,7 +70,6 @@ impl ApiError for NotifyError {
 
 /// The first token of a notification's key.
 const NOTIFICATIONS: &str = "notification";
-const PLACED_PREFIX: &str = "order/";
 /// The first token of a dead letter's key: `deadletter␟<consumer>␟<sha-256 of the payload>`, so
 /// that the dead letters are found without reading the notifications beside them.
 const DEAD_LETTERS: &str = "deadletter";
@@ -213,19 +209,11 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
     ) -> Result<OrderStatusResponse, NotifyError> {
         let id = OrderId::parse(order_id)?;
         // An order published malformed (billing dead-letters it) was never a valid order.
-        let placed = match self
+        // Not in the stream: older than the stream keeps, or never placed.
+        let placed = self
             .orders
             .find(&id)?
-            .and_then(|order| placed_record(&order))
-        {
-            Some(placed) => Some(placed),
-            // Not in the stream: placed before its subject carried its id (notify kept a pending
-            // record of such orders), older than the stream keeps, or never placed.
-            None => self
-                .store
-                .read_record::<PlacedOrder>(&format!("{PLACED_PREFIX}{id}"))?
-                .map(|(placed, _)| placed),
-        };
+            .and_then(|order| placed_record(&order));
         let notified = match &placed {
             Some(placed) => self
                 .store
@@ -901,32 +889,6 @@ mod tests {
                 status.placed_at_ms
             ),
             ("paid", "Pavel", None)
-        );
-    }
-
-    #[test]
-    fn an_order_placed_before_subjects_carried_ids_is_told_by_the_pending_record_kept_then() {
-        let world = World::new();
-        let kept = PlacedOrder {
-            order_id: "o-1".into(),
-            user: "Pavel".into(),
-            sum: 10,
-            placed_at_ms: 500,
-        };
-        world.store.write_record("order/o-1", &kept, None).unwrap();
-        let pending = world.notify().order_status(&admin(), "o-1").unwrap();
-        assert_eq!(
-            (pending.state.as_str(), pending.placed_at_ms),
-            ("pending", Some(500))
-        );
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
-            .unwrap();
-        let paid = world.notify().order_status(&admin(), "o-1").unwrap();
-        assert_eq!(
-            (paid.state.as_str(), paid.placed_at_ms),
-            ("paid", Some(500))
         );
     }
 

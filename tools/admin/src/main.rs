@@ -9,10 +9,6 @@
 //! - `tail <subject>`: messages as they are published (NATS wildcards allowed), decoded.
 //! - `kv export <bucket>`, `kv import <bucket>`: a key-value bucket as JSON lines (key, value in
 //!   base64), to standard output and from standard input; an import writes every key it reads.
-//! - `kv migrate-keys [bucket]`: moves what an older notify stored under one-token keys to the
-//!   keys of tokens it reads now: `notification/<order id>` to `notification␟<user>␟<order id>`
-//!   (where `GET /List` reads them), `deadletter/<consumer>/<hash>` to
-//!   `deadletter␟<consumer>␟<hash>` (where `GET /DeadLetters` reads them).
 
 use std::path::PathBuf;
 
@@ -22,7 +18,7 @@ use async_nats::jetstream::{self, stream::Stream, ErrorCode};
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
-use orders_common::proto::{Notification, OrderPlaced, PaymentResult, StoredDeadLetter};
+use orders_common::proto::{OrderPlaced, PaymentResult};
 use orders_common::subjects;
 use prost::Message as _;
 use serde_json::{json, Value};
@@ -54,9 +50,8 @@ enum Command {
     },
     /// Streams and their durable consumers: counts, backlog, replicas and each stream's leader.
     Streams,
-    /// Removes durable consumer NAME of STREAM, one no link reads any more: `notify-orders` of
-    /// ORDERS, left by a notify that kept a copy of every order (its backlog only grows). The
-    /// stream's messages stay.
+    /// Removes durable consumer NAME of STREAM, one no link reads any more (its subscription left
+    /// the manifest, and its backlog only grows). The stream's messages stay.
     RemoveConsumer { stream: String, name: String },
     /// Keeps REPLICAS copies of every stream and bucket on a NATS cluster: raises those with fewer
     /// (wadm and the host create theirs with one, whatever the cluster).
@@ -88,14 +83,6 @@ enum Kv {
     Export { bucket: String },
     /// Writes every line of an export (standard input) into BUCKET, creating it if missing.
     Import { bucket: String },
-    /// Moves the notifications and dead letters an older notify stored under one-token keys
-    /// (`notification/<order id>`, `deadletter/<consumer>/<hash>`) to the keys `GET /List` and
-    /// `GET /DeadLetters` read, oldest first; safe to run again and while notify runs.
-    #[command(alias = "migrate-notifications")]
-    MigrateKeys {
-        #[arg(default_value = "notify")]
-        bucket: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -173,9 +160,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Kv {
             command: Kv::Import { bucket },
         } => import(&js, &bucket).await?,
-        Command::Kv {
-            command: Kv::MigrateKeys { bucket },
-        } => migrate_keys(&js, &bucket).await?,
         Command::Tail { subject } => {
             let mut messages = client.subscribe(subject).await?;
             while let Some(message) = messages.next().await {
@@ -208,7 +192,7 @@ fn emit(line: impl std::fmt::Display) {
 /// A payload as JSON, by the subject it was published on; unknown payloads as their bytes.
 fn decode(subject: &str, payload: &[u8]) -> Value {
     let decoded = match subject {
-        placed if subjects::is_order_placed(placed) => {
+        placed if subjects::matches(subjects::ORDER_PLACED_SUBJECTS, placed) => {
             OrderPlaced::decode(payload).map(|m| json!(m))
         }
         subjects::PAYMENT_SETTLED => PaymentResult::decode(payload).map(|m| json!(m)),
@@ -449,133 +433,4 @@ async fn import(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
     }
     eprintln!("{written} keys written to {bucket}");
     Ok(())
-}
-
-/// The one-token keys under which an older notify stored a notification and a dead letter.
-const LEGACY_NOTIFICATION_PREFIX: &str = "notification/";
-const LEGACY_DEAD_LETTER_PREFIX: &str = "deadletter/";
-
-/// A key to move: where it goes, and when its record was written (moves go oldest first, so that
-/// lists stay oldest first).
-struct Move {
-    old_key: String,
-    new_key: String,
-    written_at_ms: u64,
-    value: Vec<u8>,
-}
-
-/// Where a legacy key of notify's moves, or `None` for a key that is not one.
-fn legacy_move(old_key: &str, value: Vec<u8>) -> anyhow::Result<Option<Move>> {
-    let (tokens, written_at_ms) = if old_key.starts_with(LEGACY_NOTIFICATION_PREFIX) {
-        let notification = Notification::decode(value.as_ref())
-            .with_context(|| format!("{old_key} holds no notification"))?;
-        let tokens = ["notification", &notification.user, &notification.order_id];
-        (orders_common::keys::of(&tokens), notification.sent_at_ms)
-    } else if let Some(rest) = old_key.strip_prefix(LEGACY_DEAD_LETTER_PREFIX) {
-        let (consumer, digest) = rest
-            .split_once('/')
-            .with_context(|| format!("{old_key} is no `deadletter/<consumer>/<hash>`"))?;
-        let letter = StoredDeadLetter::decode(value.as_ref())
-            .with_context(|| format!("{old_key} holds no dead letter"))?;
-        let tokens = ["deadletter", consumer, digest];
-        (orders_common::keys::of(&tokens), letter.recorded_at_ms)
-    } else {
-        return Ok(None);
-    };
-    let new_key = keyvalue_jetstream_provider::key::encode(&tokens)
-        .map_err(|why| anyhow::anyhow!("{old_key}: {}", why.0))?;
-    Ok(Some(Move {
-        old_key: old_key.to_string(),
-        new_key,
-        written_at_ms,
-        value,
-    }))
-}
-
-async fn migrate_keys(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
-    let store = js
-        .get_key_value(bucket)
-        .await
-        .with_context(|| format!("bucket {bucket}"))?;
-    let mut moves = Vec::new();
-    let mut listed = store.keys().await?;
-    while let Some(key) = listed.next().await {
-        let key = key?;
-        if !key.starts_with(LEGACY_NOTIFICATION_PREFIX)
-            && !key.starts_with(LEGACY_DEAD_LETTER_PREFIX)
-        {
-            continue;
-        }
-        // A key deleted between listing and reading has nothing left to move.
-        if let Some(value) = store.get(&key).await? {
-            moves.extend(legacy_move(&key, value.to_vec())?);
-        }
-    }
-    moves.sort_by(|a, b| (a.written_at_ms, &a.old_key).cmp(&(b.written_at_ms, &b.old_key)));
-    let (mut moved, mut present) = (0, 0);
-    for Move {
-        old_key,
-        new_key,
-        value,
-        ..
-    } in moves
-    {
-        // Created only if absent: notify may have stored the record again at its new key (a
-        // redelivered result or dead letter), and the one stored first is the one that counts.
-        match store.create(&new_key, value.into()).await {
-            Ok(_) => moved += 1,
-            Err(e) if e.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => present += 1,
-            Err(e) => return Err(e).with_context(|| format!("writing {new_key}")),
-        }
-        store
-            .purge(&old_key)
-            .await
-            .with_context(|| format!("removing {old_key}"))?;
-    }
-    eprintln!("{moved} keys moved to keys of tokens in {bucket}, {present} were there already");
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_legacy_notification_moves_under_its_user() {
-        let notification = Notification {
-            order_id: "o-1".into(),
-            user: "Pavel".into(),
-            sent_at_ms: 7,
-            ..Default::default()
-        };
-        let planned = legacy_move("notification/o-1", notification.encode_to_vec())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (planned.new_key.as_str(), planned.written_at_ms),
-            ("notification.Pavel.o-1", 7)
-        );
-    }
-
-    #[test]
-    fn a_legacy_dead_letter_moves_under_its_consumer() {
-        let letter = StoredDeadLetter {
-            consumer: "billing".into(),
-            recorded_at_ms: 9,
-            ..Default::default()
-        };
-        let planned = legacy_move("deadletter/billing/ab12", letter.encode_to_vec())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (planned.new_key.as_str(), planned.written_at_ms),
-            ("deadletter.billing.ab12", 9)
-        );
-    }
-
-    #[test]
-    fn other_keys_stay_and_a_malformed_dead_letter_key_is_reported() {
-        assert!(legacy_move("order/o-1", Vec::new()).unwrap().is_none());
-        assert!(legacy_move("deadletter/billing", Vec::new()).is_err());
-    }
 }

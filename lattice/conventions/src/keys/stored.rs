@@ -1,15 +1,14 @@
-//! Key encoding: JetStream KV keys allow only `[-/_=.A-Za-z0-9]` with no empty `.` tokens, while
-//! `wasi:keyvalue` keys are any string (user names may be Cyrillic). We keep `[-/_A-Za-z0-9]` as
-//! they are, so keys stay readable in `nats kv ls`, and write every other byte as `=XX` (hex).
+//! How the key-value provider stores a key: JetStream KV keys allow only `[-/_=.A-Za-z0-9]` with
+//! no empty `.` tokens, while `wasi:keyvalue` keys are any string (user names may be Cyrillic).
+//! `[-/_A-Za-z0-9]` stays as it is, so keys stay readable in `nats kv ls`; every other byte is
+//! written `=XX` (hex), and the token separator U+001F is written `.`.
 //!
-//! One byte is special: U+001F (the ASCII unit separator) separates a key's tokens and is stored
-//! as JetStream's `.`, so that a scan can name a group of keys (`notification␟Pavel␟>`) and
-//! JetStream filters them without reading any other key. No key written before the separator
-//! existed held it: user names refuse control characters and order ids are `[A-Za-z0-9-]`.
+//! Anyone who reads or writes a bucket from outside the provider (an export, a benchmark's fill)
+//! uses these functions, so the stored form exists once.
 
 use std::fmt::Write as _;
 
-use orders_common::keys::{ALL_FOLLOWING, ANY_TOKEN, TOKEN_SEPARATOR};
+use super::{ALL_FOLLOWING, ANY_TOKEN, TOKEN_SEPARATOR};
 
 /// Why a key cannot be stored.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,0 +1,80 @@
+use orders_layers::{arrows, broken_rule, Arrow, Crate};
+
+fn workspace_metadata() -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
+}
+
+fn arrow(from: &str, to: &str, dev: bool) -> Arrow {
+    let at = |folder: &str| Crate {
+        name: folder.rsplit('/').next().unwrap().to_string(),
+        folder: folder.to_string(),
+    };
+    Arrow {
+        from: at(from),
+        to: at(to),
+        dev,
+    }
+}
+
+#[test]
+fn every_arrow_between_the_workspace_crates_runs_the_right_way() {
+    let all = arrows(&workspace_metadata());
+    assert!(
+        all.len() > 20,
+        "the workspace's arrows were read: {} found",
+        all.len()
+    );
+    let broken: Vec<String> = all.iter().filter_map(broken_rule).collect();
+    assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn a_provider_that_imports_the_application_breaks_the_layers() {
+    assert!(broken_rule(&arrow("providers/http-server", "components/common", false)).is_some());
+    assert!(broken_rule(&arrow("lattice/host", "tools/admin", true)).is_some());
+}
+
+#[test]
+fn a_tool_or_a_benchmark_that_reaches_into_a_provider_breaks_the_layers() {
+    assert!(broken_rule(&arrow("tools/admin", "providers/keyvalue-jetstream", false)).is_some());
+    assert!(broken_rule(&arrow(
+        "bench/harness",
+        "providers/keyvalue-jetstream",
+        false
+    ))
+    .is_some());
+    assert!(broken_rule(&arrow("lattice/host", "providers/support", false)).is_some());
+}
+
+#[test]
+fn the_application_reaches_the_platform_through_the_conventions_only() {
+    assert!(broken_rule(&arrow("components/common", "lattice/conventions", false)).is_none());
+    assert!(broken_rule(&arrow("tools/admin", "lattice/nats-auth", false)).is_some());
+}
+
+#[test]
+fn the_platform_may_start_a_nats_server_in_its_own_tests_only() {
+    assert!(broken_rule(&arrow("providers/support", "tests/nats-server", true)).is_none());
+    assert!(broken_rule(&arrow("providers/support", "tests/nats-server", false)).is_some());
+}
+
+#[test]
+fn providers_share_their_support_crate() {
+    assert!(broken_rule(&arrow("providers/http-server", "providers/support", false)).is_none());
+}
