@@ -47,7 +47,7 @@ measure() {
   read -r in0 out0 < <(varz)
   place "$clients" < "$orders"
   # Until billing's and notify's consumers have nothing waiting or in hand (at most 60 s).
-  for _ in $(seq 120); do sleep 0.5; "$ROOT/scripts/consumers.py" $MON drained && break; done
+  for _ in $(seq 120); do sleep 0.5; "$RELEASE/orders-nats-monitor" $MON drained && break; done
   read -r in1 out1 < <(varz)
   # Stopped before the balances are read, which are requests of their own.
   [[ -z $tail_pid ]] || { kill "$tail_pid"; wait "$tail_pid" 2>/dev/null || true; }

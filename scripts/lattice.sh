@@ -399,7 +399,7 @@ for base in bases.split(","):
         if status != int(expected) or b'"error":"unknown_path"' in body:
             sys.exit(f"{base}: {method} {path}: {status} {body[:200]!r}")
 PY
-  "$ROOT/scripts/consumers.py" "$MONITOR_URLS" pulling billing notify notify-deadletters
+  "$RELEASE/orders-nats-monitor" "$MONITOR_URLS" pulling billing notify notify-deadletters
 }
 
 # A lattice started from kept (or restored) state has wadm placing the application again while it
@@ -464,7 +464,7 @@ status() {
     fi
   done
   if running "${NATS_NAMES[0]}"; then
-    "$ROOT/scripts/consumers.py" "$MONITOR_URLS" show || true
+    "$RELEASE/orders-nats-monitor" "$MONITOR_URLS" show || true
   fi
   if running "${HOST_NAMES[0]}"; then "$WASH" app status orders "${CTL[@]}" || true; fi
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod domain;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;

@@ -10,6 +10,29 @@ use wasmcloud_component::http::{
     self as wasi_http, HeaderValue, IncomingRequest, Method, Response, StatusCode,
 };
 
+/// Declares `$component` and exports it as the component's `wasi:http` handler: every request is
+/// read whole and answered by `$route` through [`serve`].
+#[macro_export]
+macro_rules! export_http_routes {
+    ($component:ident, $route:path) => {
+        struct $component;
+
+        ::wasmcloud_component::http::export!($component);
+
+        impl ::wasmcloud_component::http::Server for $component {
+            fn handle(
+                request: ::wasmcloud_component::http::IncomingRequest,
+            ) -> ::wasmcloud_component::http::Result<
+                ::wasmcloud_component::http::Response<
+                    impl ::wasmcloud_component::http::OutgoingBody,
+                >,
+            > {
+                Ok($crate::http::serve(request, $route))
+            }
+        }
+    };
+}
+
 /// A request read into memory.
 pub struct Request {
     pub method: Method,

@@ -3,25 +3,15 @@
 //! serves them with nothing fetched from anywhere; the page talks to the API on the same origin.
 
 use orders_common::api::RequestError;
-use orders_component_kit::http::{serve, Handled, Reply, Request};
-use wasmcloud_component::http::{self, Method};
+use orders_component_kit::http::{Handled, Reply, Request};
+use wasmcloud_component::http::Method;
 
 const CONSOLE: &str = include_str!(concat!(env!("OUT_DIR"), "/console.html"));
 /// Allows exactly the page's own style and script, and requests to its own origin.
 const CONSOLE_POLICY: &str = include_str!(concat!(env!("OUT_DIR"), "/console.csp"));
 const OPENAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
-struct WebComponent;
-
-http::export!(WebComponent);
-
-impl http::Server for WebComponent {
-    fn handle(
-        request: http::IncomingRequest,
-    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
-        Ok(serve(request, route))
-    }
-}
+orders_component_kit::export_http_routes!(WebComponent, route);
 
 fn route(request: &Request) -> Handled {
     match request.path.as_str() {

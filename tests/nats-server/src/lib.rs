@@ -27,6 +27,12 @@ impl Drop for NatsServer {
 }
 
 impl NatsServer {
+    /// The monitoring endpoint (`http://127.0.0.1:<port>`) of a server started with `-m -1`;
+    /// empty otherwise.
+    pub fn monitoring(&self) -> &str {
+        &self.monitoring
+    }
+
     /// A server that lets anyone in.
     pub async fn start() -> Self {
         Self::start_with::<&str>(&[]).await

@@ -4,15 +4,18 @@
 //! (`orders:lattice/batch-handler`), settled by `billing-core` and each answered with its payment
 //! result, for `payments.settled`.
 
-use billing_core::Billing;
+use billing_core::{Billing, BillingError};
 use orders_common::api::{parse_json, query_param, RequestError};
+use orders_common::batch::answer_each;
 use orders_common::ports::decode_message;
-use orders_common::proto::{CreateUserRequest, DepositCashRequest, OrderPlaced, RotateKeyRequest};
+use orders_common::proto::{
+    CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentResult, RotateKeyRequest,
+};
 use orders_common::subjects;
-use orders_component_kit::http::{serve, Handled, Reply, Request};
+use orders_component_kit::http::{Handled, Reply, Request};
 use orders_component_kit::ports::{authenticator, random_16, Broker, KeyValue, WallClock};
 use prost::Message as _;
-use wasmcloud_component::http::{self, Method};
+use wasmcloud_component::http::Method;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -24,18 +27,8 @@ mod bindings {
 }
 use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
 
-struct BillingComponent;
-
-http::export!(BillingComponent);
+orders_component_kit::export_http_routes!(BillingComponent, route);
 bindings::export!(BillingComponent with_types_in bindings);
-
-impl http::Server for BillingComponent {
-    fn handle(
-        request: http::IncomingRequest,
-    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
-        Ok(serve(request, route))
-    }
-}
 
 fn route(request: &Request) -> Handled {
     let store = KeyValue::new();
@@ -90,43 +83,43 @@ impl BatchHandler for BillingComponent {
     /// each with its payment result, which the messaging provider publishes on `payments.settled`
     /// before it acknowledges the order. An `Err` tells the provider that order was not handled.
     fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
-        let decoded: Vec<Result<OrderPlaced, String>> = messages
-            .iter()
-            .map(|message| decode_message(&message.subject, &message.body, "OrderPlaced"))
-            .collect();
-        let orders: Vec<OrderPlaced> = decoded
-            .iter()
-            .filter_map(|o| o.as_ref().ok().cloned())
-            .collect();
         let store = KeyValue::new();
-        let mut settled = Billing {
+        let billing = Billing {
             store: &store,
             clock: &WallClock,
-        }
-        .settle_all(&orders)
-        .into_iter()
-        .zip(&orders);
-        decoded
-            .into_iter()
-            .map(|order| {
-                order?;
-                let (result, order) = settled.next().expect("one result per order");
-                let result =
-                    result.map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
-                orders_component_kit::info!(
-                    "order {} of {} for {}: outcome {}, balance {:?}",
-                    result.order_id,
-                    result.user,
-                    result.sum,
-                    result.outcome,
-                    result.balance
-                );
-                Ok(vec![BrokerMessage {
-                    subject: subjects::PAYMENT_SETTLED.to_string(),
-                    body: result.encode_to_vec(),
-                    reply_to: None,
-                }])
-            })
-            .collect()
+        };
+        answer_each(
+            messages,
+            |message| decode_message(&message.subject, &message.body, "OrderPlaced").map_err(Err),
+            |orders| {
+                let settled = billing.settle_all(&orders);
+                settled
+                    .into_iter()
+                    .zip(&orders)
+                    .map(payment_reply)
+                    .collect()
+            },
+        )
     }
+}
+
+/// The answer to one placed order: its payment result, for `payments.settled`, or why it was
+/// not settled (the provider delivers it again).
+fn payment_reply(
+    (settled, order): (Result<PaymentResult, BillingError>, &OrderPlaced),
+) -> Result<Vec<BrokerMessage>, String> {
+    let result = settled.map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
+    orders_component_kit::info!(
+        "order {} of {} for {}: outcome {}, balance {:?}",
+        result.order_id,
+        result.user,
+        result.sum,
+        result.outcome,
+        result.balance
+    );
+    Ok(vec![BrokerMessage {
+        subject: subjects::PAYMENT_SETTLED.to_string(),
+        body: result.encode_to_vec(),
+        reply_to: None,
+    }])
 }

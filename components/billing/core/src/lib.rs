@@ -25,6 +25,7 @@
 
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
+use orders_common::batch::answer_each;
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{
     decode_record, CasStore, CasWrite, Clock, PublishError, Publisher, RecordStore, StoreError,
@@ -295,79 +296,93 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     /// after another on it, and it is written once with their balance and outcomes together, so
     /// no crash can separate a debit from the record that it happened. An account another writer
     /// changed meanwhile (a deposit) is read and decided again; the others are done. One result
-    /// per order, in the orders' order.
+    /// per order, in the orders' order; an order that does not parse fails alone.
     pub fn settle_all(&self, orders: &[OrderPlaced]) -> Vec<Result<PaymentResult, BillingError>> {
         let now = self.clock.now_ms();
-        let mut results: Vec<Option<Result<PaymentResult, BillingError>>> =
+        answer_each(
+            orders,
+            |order| {
+                ParsedOrder::parse(order)
+                    .map(|parsed| (parsed, order))
+                    .map_err(Err)
+            },
+            |parsed| self.settle_parsed(&parsed, now),
+        )
+    }
+
+    /// Settles parsed orders in rounds, until no account's write lost to another writer (at most
+    /// [`MAX_CONFLICTS`] rounds). One result per order, in order.
+    fn settle_parsed(
+        &self,
+        orders: &[(ParsedOrder, &OrderPlaced)],
+        now: u64,
+    ) -> Vec<Result<PaymentResult, BillingError>> {
+        let mut settled: Vec<Option<Result<PaymentResult, BillingError>>> =
             orders.iter().map(|_| None).collect();
-        // Each account's orders (their indices), in the orders' order.
-        let mut accounts: Vec<(UserName, Vec<(usize, ParsedOrder)>)> = Vec::new();
-        for (index, order) in orders.iter().enumerate() {
-            match ParsedOrder::parse(order) {
-                Ok(parsed) => match accounts.iter_mut().find(|(user, _)| *user == parsed.user) {
-                    Some((_, its)) => its.push((index, parsed)),
-                    None => accounts.push((parsed.user.clone(), vec![(index, parsed)])),
-                },
-                Err(invalid) => results[index] = Some(Err(invalid)),
-            }
-        }
+        let mut unsettled = AccountOrders::of(orders);
         for conflicts in 0..MAX_CONFLICTS {
-            if accounts.is_empty() {
+            if unsettled.is_empty() {
                 break;
             }
             if conflicts > 0 {
                 self.store.wait_after_conflict(conflicts);
             }
-            match self.settle_round(&accounts, orders, now) {
-                Ok(rounds) => {
+            match self.settle_round(&unsettled, orders, now) {
+                Ok(outcomes) => {
                     let mut lost = Vec::new();
-                    for (account, round) in accounts.into_iter().zip(rounds) {
-                        match round {
-                            Some(decided) => {
-                                for ((index, _), result) in account.1.iter().zip(decided) {
-                                    results[*index] = Some(result);
+                    for (account, outcome) in unsettled.into_iter().zip(outcomes) {
+                        match outcome {
+                            RoundOutcome::Decided(results) => {
+                                for (position, result) in account.positions.iter().zip(results) {
+                                    settled[*position] = Some(result);
                                 }
                             }
-                            None => lost.push(account),
+                            RoundOutcome::Lost => lost.push(account),
                         }
                     }
-                    accounts = lost;
+                    unsettled = lost;
                 }
                 Err(failed) => {
-                    for (index, _) in accounts.iter().flat_map(|(_, its)| its) {
-                        results[*index] = Some(Err(BillingError::Store(failed.clone())));
+                    for account in unsettled.drain(..) {
+                        for position in account.positions {
+                            settled[position] = Some(Err(BillingError::Store(failed.clone())));
+                        }
                     }
-                    accounts = Vec::new();
                 }
             }
         }
-        for (index, _) in accounts.iter().flat_map(|(_, its)| its) {
-            results[*index] = Some(Err(BillingError::Store(StoreError::Unavailable(format!(
-                "the account of order {} kept changing: {MAX_CONFLICTS} conflicting writes",
-                orders[*index].order_id
-            )))));
+        for account in unsettled {
+            for position in account.positions {
+                settled[position] =
+                    Some(Err(BillingError::Store(StoreError::Unavailable(format!(
+                        "the account of order {} kept changing: {MAX_CONFLICTS} conflicting writes",
+                        orders[position].0.id
+                    )))));
+            }
         }
-        results
+        settled
             .into_iter()
             .map(|result| result.expect("every order is decided or failed"))
             .collect()
     }
 
     /// One read of every account, their orders decided, one write of every changed account.
-    /// `None` for an account whose write lost to another writer: decide it again on what won.
-    #[allow(clippy::type_complexity)]
     fn settle_round(
         &self,
-        accounts: &[(UserName, Vec<(usize, ParsedOrder)>)],
-        orders: &[OrderPlaced],
+        accounts: &[AccountOrders],
+        orders: &[(ParsedOrder, &OrderPlaced)],
         now: u64,
-    ) -> Result<Vec<Option<Vec<Result<PaymentResult, BillingError>>>>, StoreError> {
-        let keys: Vec<String> = accounts.iter().map(|(user, _)| account_key(user)).collect();
+    ) -> Result<Vec<RoundOutcome>, StoreError> {
+        let keys: Vec<String> = accounts
+            .iter()
+            .map(|account| account_key(&account.user))
+            .collect();
         let current = self.store.read_many(&keys)?;
-        let mut decided = Vec::with_capacity(accounts.len());
+        let mut outcomes = Vec::with_capacity(accounts.len());
         let mut archived = Vec::new();
         let mut writes = Vec::new();
-        for ((key, (_, its)), found) in keys.into_iter().zip(accounts).zip(current) {
+        for ((key, account_orders), found) in keys.into_iter().zip(accounts).zip(current) {
+            let its_orders = account_orders.positions.iter().map(|p| &orders[*p]);
             // A record that cannot be decoded fails its own account's orders, not the batch's.
             let found = match found
                 .map(|(bytes, revision)| {
@@ -377,8 +392,8 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             {
                 Ok(found) => found,
                 Err(corrupt) => {
-                    decided.push(Some(
-                        its.iter()
+                    outcomes.push(RoundOutcome::Decided(
+                        its_orders
                             .map(|_| Err(BillingError::Store(corrupt.clone())))
                             .collect(),
                     ));
@@ -388,28 +403,20 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             let Some((mut account, revision)) = found else {
                 // Accounts are created before any key of theirs exists and never deleted, so no
                 // later delivery of these orders can find one: nothing to remember.
-                let unknown = its
-                    .iter()
-                    .map(|(_, o)| Ok(o.result(PaymentOutcome::UnknownUser, None, now)));
-                decided.push(Some(unknown.collect()));
+                let unknown = its_orders
+                    .map(|(parsed, _)| Ok(parsed.result(PaymentOutcome::UnknownUser, None, now)));
+                outcomes.push(RoundOutcome::Decided(unknown.collect()));
                 continue;
             };
-            let mut results = Vec::with_capacity(its.len());
+            let mut results = Vec::with_capacity(account_orders.positions.len());
             // Settlements decided in this round, the newest of the account's.
             let mut decided_here = 0;
-            for (index, parsed) in its {
+            for (parsed, order) in its_orders {
                 // Decided on a copy: an order that fails leaves the account as the orders before
                 // it left it.
                 let mut next = account.clone();
                 let fresh = decided_here + 1;
-                match self.decide(
-                    &mut next,
-                    fresh,
-                    parsed,
-                    &orders[*index],
-                    now,
-                    &mut archived,
-                ) {
+                match self.decide(&mut next, fresh, parsed, order, now, &mut archived) {
                     Ok(Decision::Keep(result)) => results.push(Ok(result)),
                     Ok(Decision::Write(result)) => {
                         account = next;
@@ -421,11 +428,11 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             }
             if decided_here > 0 {
                 writes.push((
-                    decided.len(),
+                    outcomes.len(),
                     CasWrite::record(key, &account, Some(revision)),
                 ));
             }
-            decided.push(Some(results));
+            outcomes.push(RoundOutcome::Decided(results));
         }
         // The records of settlements that left their accounts are written before the accounts
         // that no longer hold them, so there is no moment when neither has them. First writer
@@ -441,11 +448,11 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             let (positions, writes): (Vec<usize>, Vec<CasWrite>) = writes.into_iter().unzip();
             for (position, written) in positions.into_iter().zip(self.store.write_many(&writes)?) {
                 if written.is_none() {
-                    decided[position] = None;
+                    outcomes[position] = RoundOutcome::Lost;
                 }
             }
         }
-        Ok(decided)
+        Ok(outcomes)
     }
 
     /// Decides one order on its account as it stands, changing it in place when the order's
@@ -571,6 +578,42 @@ enum Decision {
     Keep(PaymentResult),
     /// The account changed: write it, then publish this result.
     Write(PaymentResult),
+}
+
+/// The orders of one account in a batch: their positions among the batch's parsed orders, in
+/// the batch's order.
+struct AccountOrders {
+    user: UserName,
+    positions: Vec<usize>,
+}
+
+impl AccountOrders {
+    /// The batch's orders grouped by account, accounts in the order of their first order.
+    fn of(orders: &[(ParsedOrder, &OrderPlaced)]) -> Vec<Self> {
+        let mut accounts: Vec<Self> = Vec::new();
+        for (position, (parsed, _)) in orders.iter().enumerate() {
+            match accounts
+                .iter_mut()
+                .find(|account| account.user == parsed.user)
+            {
+                Some(account) => account.positions.push(position),
+                None => accounts.push(Self {
+                    user: parsed.user.clone(),
+                    positions: vec![position],
+                }),
+            }
+        }
+        accounts
+    }
+}
+
+/// What one round did with one account's orders.
+enum RoundOutcome {
+    /// One result per order of the account, in order: written with the account, or nothing to
+    /// write.
+    Decided(Vec<Result<PaymentResult, BillingError>>),
+    /// The account's write lost to another writer: its orders are decided again on what won.
+    Lost,
 }
 
 /// A placed order's fields, parsed.

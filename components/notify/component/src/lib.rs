@@ -6,13 +6,14 @@
 
 use notify_core::{Delivery, Notify, NotifyError};
 use orders_common::api::{query_param, RequestError};
+use orders_common::batch::answer_each;
 use orders_common::domain::PageRequest;
 use orders_common::ports::{decode_message, CasStore, Clock, PlacedOrders};
 use orders_common::proto::PaymentResult;
 use orders_common::subjects;
-use orders_component_kit::http::{serve, Handled, Reply, Request};
+use orders_component_kit::http::{Handled, Reply, Request};
 use orders_component_kit::ports::{authenticator, KeyValue, OrdersStream, WallClock};
-use wasmcloud_component::http::{self, Method};
+use wasmcloud_component::http::Method;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -24,18 +25,8 @@ mod bindings {
 }
 use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
 
-struct NotifyComponent;
-
-http::export!(NotifyComponent);
+orders_component_kit::export_http_routes!(NotifyComponent, route);
 bindings::export!(NotifyComponent with_types_in bindings);
-
-impl http::Server for NotifyComponent {
-    fn handle(
-        request: http::IncomingRequest,
-    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
-        Ok(serve(request, route))
-    }
-}
 
 fn route(request: &Request) -> Handled {
     let store = KeyValue::new();
@@ -96,54 +87,45 @@ impl BatchHandler for NotifyComponent {
             clock: &WallClock,
             orders: &OrdersStream,
         };
-        let mut answers: Vec<Option<Result<(), String>>> = messages.iter().map(|_| None).collect();
-        let mut settled = Vec::new();
-        for (index, message) in messages.iter().enumerate() {
-            if let Some(consumer) = message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
-                answers[index] = Some(record_dead_letter(&notify, consumer, &message.body));
-            } else {
-                match decode_message(&message.subject, &message.body, "PaymentResult") {
-                    Ok(result) => settled.push((index, result)),
-                    Err(e) => answers[index] = Some(Err(e)),
+        answer_each(
+            messages,
+            |message| match message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
+                Some(consumer) => Err(record_dead_letter(&notify, consumer, &message.body)),
+                None => {
+                    decode_message(&message.subject, &message.body, "PaymentResult").map_err(Err)
                 }
-            }
+            },
+            |results| {
+                let delivered = notify.deliver_all(&results);
+                delivered.into_iter().zip(&results).map(notified).collect()
+            },
+        )
+        .into_iter()
+        .map(|answer| answer.map(|()| Vec::new()))
+        .collect()
+    }
+}
+
+/// What delivering one payment result did, logged; an `Err` has the provider deliver it again.
+fn notified(
+    (delivery, result): (Result<Delivery, NotifyError>, &PaymentResult),
+) -> Result<(), String> {
+    match delivery {
+        Ok(Delivery::Sent(sent)) => {
+            orders_component_kit::info!("notification sent to {}: {}", sent.user, sent.message);
+            Ok(())
         }
-        let (indices, results): (Vec<usize>, Vec<PaymentResult>) = settled.into_iter().unzip();
-        for ((index, result), delivery) in indices
-            .into_iter()
-            .zip(&results)
-            .zip(notify.deliver_all(&results))
-        {
-            answers[index] = Some(match delivery {
-                Ok(Delivery::Sent(sent)) => {
-                    orders_component_kit::info!(
-                        "notification sent to {}: {}",
-                        sent.user,
-                        sent.message
-                    );
-                    Ok(())
-                }
-                Ok(Delivery::AlreadySent(_)) => {
-                    orders_component_kit::info!(
-                        "order {} was notified before; not sent again",
-                        result.order_id
-                    );
-                    Ok(())
-                }
-                Err(e) => Err(format!(
-                    "no notification for order {}: {e}",
-                    result.order_id
-                )),
-            });
+        Ok(Delivery::AlreadySent(_)) => {
+            orders_component_kit::info!(
+                "order {} was notified before; not sent again",
+                result.order_id
+            );
+            Ok(())
         }
-        answers
-            .into_iter()
-            .map(|answer| {
-                answer
-                    .expect("every message is answered")
-                    .map(|()| Vec::new())
-            })
-            .collect()
+        Err(e) => Err(format!(
+            "no notification for order {}: {e}",
+            result.order_id
+        )),
     }
 }
 

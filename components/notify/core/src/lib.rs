@@ -16,6 +16,7 @@
 
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
+use orders_common::batch::answer_each;
 use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
 use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
 use orders_common::ports::{
@@ -109,59 +110,50 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
     /// order; a malformed result fails alone.
     pub fn deliver_all(&self, results: &[PaymentResult]) -> Vec<Result<Delivery, NotifyError>> {
         let now = self.clock.now_ms();
-        let mut answers: Vec<Option<Result<Delivery, NotifyError>>> = Vec::new();
-        let (mut indices, mut writes) = (Vec::new(), Vec::<CasWrite>::new());
-        // A result delivered twice in one batch is created once; its second answer is the first's.
-        let mut twins = Vec::new();
-        for (index, result) in results.iter().enumerate() {
-            let notification = match notification_of(result, now) {
-                Ok(notification) => notification,
-                Err(malformed) => {
-                    answers.push(Some(Err(malformed)));
-                    continue;
-                }
-            };
-            answers.push(None);
-            let key = notification_key(&notification.user, &notification.order_id);
-            match writes.iter().position(|w| w.key == key) {
-                Some(first) => twins.push((index, first)),
-                None => {
-                    indices.push(index);
-                    writes.push(CasWrite::record(key, &notification, None));
-                }
-            }
-        }
-        match self.create_or_read(&writes) {
-            Ok(found) => {
-                for (index, (sent_now, stored)) in indices.iter().zip(found) {
-                    answers[*index] = Some(Ok(if sent_now {
-                        Delivery::Sent(stored)
-                    } else {
-                        Delivery::AlreadySent(stored)
-                    }));
-                }
-            }
+        answer_each(
+            results,
+            |result| notification_of(result, now).map_err(Err),
+            |notifications| self.create_all(&notifications),
+        )
+    }
+
+    /// Creates every notification that was not sent before, with one write. A notification twice
+    /// in the batch (a result delivered twice) is created once, and its second answer is
+    /// [`Delivery::AlreadySent`]. One answer per notification, in order.
+    fn create_all(&self, notifications: &[Notification]) -> Vec<Result<Delivery, NotifyError>> {
+        let mut writes: Vec<CasWrite> = Vec::new();
+        // Which write creates each notification: a twin's is its first's.
+        let write_of: Vec<usize> = notifications
+            .iter()
+            .map(|notification| {
+                let key = notification_key(&notification.user, &notification.order_id);
+                writes.iter().position(|w| w.key == key).unwrap_or_else(|| {
+                    writes.push(CasWrite::record(key, notification, None));
+                    writes.len() - 1
+                })
+            })
+            .collect();
+        let created = match self.create_or_read(&writes) {
+            Ok(created) => created,
             Err(failed) => {
-                for index in &indices {
-                    answers[*index] = Some(Err(failed.clone().into()));
-                }
+                return write_of
+                    .iter()
+                    .map(|_| Err(failed.clone().into()))
+                    .collect()
             }
-        }
-        for (index, first) in twins {
-            answers[index] = Some(match &answers[indices[first]] {
-                Some(Ok(Delivery::Sent(n) | Delivery::AlreadySent(n))) => {
-                    Ok(Delivery::AlreadySent(n.clone()))
-                }
-                _ => Err(StoreError::Unavailable(format!(
-                    "the first delivery of order {} in this batch failed",
-                    results[index].order_id
-                ))
-                .into()),
-            });
-        }
-        answers
+        };
+        let mut answered = vec![false; writes.len()];
+        write_of
             .into_iter()
-            .map(|answer| answer.expect("every result is answered"))
+            .map(|write| {
+                let (sent_now, stored) = &created[write];
+                let first = !std::mem::replace(&mut answered[write], true);
+                Ok(if *sent_now && first {
+                    Delivery::Sent(stored.clone())
+                } else {
+                    Delivery::AlreadySent(stored.clone())
+                })
+            })
             .collect()
     }
 

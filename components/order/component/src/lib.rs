@@ -6,21 +6,11 @@
 use order_core::{Order, OrderError};
 use orders_common::api::{parse_json, RequestError};
 use orders_common::proto::CreateOrderRequest;
-use orders_component_kit::http::{serve, Handled, Reply, Request};
+use orders_component_kit::http::{Handled, Reply, Request};
 use orders_component_kit::ports::{authenticator, random_16, Broker, KeyValue, WallClock};
-use wasmcloud_component::http::{self, Method};
+use wasmcloud_component::http::Method;
 
-struct OrderComponent;
-
-http::export!(OrderComponent);
-
-impl http::Server for OrderComponent {
-    fn handle(
-        request: http::IncomingRequest,
-    ) -> http::Result<http::Response<impl http::OutgoingBody>> {
-        Ok(serve(request, route))
-    }
-}
+orders_component_kit::export_http_routes!(OrderComponent, route);
 
 fn route(request: &Request) -> Handled {
     match request.path.as_str() {
