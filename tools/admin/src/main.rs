@@ -9,6 +9,9 @@
 //! - `tail <subject>`: messages as they are published (NATS wildcards allowed), decoded.
 //! - `kv export <bucket>`, `kv import <bucket>`: a key-value bucket as JSON lines (key, value in
 //!   base64), to standard output and from standard input; an import writes every key it reads.
+//! - `ready`: whether the application answers through every link ([`ready`]); HTTP only.
+
+mod ready;
 
 use std::path::PathBuf;
 
@@ -75,6 +78,22 @@ enum Command {
         #[command(subcommand)]
         command: Kv,
     },
+    /// Exits 0 once the application answers through every link of its providers, as `make run`
+    /// waits for; otherwise says which request got which answer. HTTP only, no NATS.
+    Ready {
+        /// Each host's HTTP listener, comma-separated.
+        #[arg(long)]
+        listeners: String,
+        /// The file holding the lattice's admin token.
+        #[arg(long)]
+        admin_token_file: PathBuf,
+        /// The file holding the lattice's API key secret (to make a key billing never announced).
+        #[arg(long)]
+        api_key_secret_file: PathBuf,
+        /// A probe of a path only this lattice serves, `METHOD PATH STATUS`; may be repeated.
+        #[arg(long = "also")]
+        also: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +119,24 @@ const DEAD_LETTER_STREAM: &str = "DEADLETTER";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Ready {
+        listeners,
+        admin_token_file,
+        api_key_secret_file,
+        also,
+    } = &cli.command
+    {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        return ready::check(
+            listeners,
+            &read(admin_token_file)?,
+            &read(api_key_secret_file)?,
+            also,
+        )
+        .await;
+    }
     let client = async_nats::ConnectOptions::with_credentials_file(&cli.creds)
         .await
         .with_context(|| format!("reading {}", cli.creds.display()))?
@@ -160,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Kv {
             command: Kv::Import { bucket },
         } => import(&js, &bucket).await?,
+        Command::Ready { .. } => unreachable!("answered before NATS is reached"),
         Command::Tail { subject } => {
             let mut messages = client.subscribe(subject).await?;
             while let Some(message) = messages.next().await {
