@@ -68,13 +68,17 @@ pub async fn run() -> anyhow::Result<()> {
         Some(domain) => jetstream::with_domain(client.clone(), domain),
         None => jetstream::new(client.clone()),
     };
+    let mut read_directly = HashSet::new();
     for spec in &config.streams {
-        ensure_stream(&js, spec, config.replicas).await?;
+        if ensure_stream(&js, spec, config.replicas).await? {
+            read_directly.insert(spec.name.clone());
+        }
     }
     let provider = JetStreamMessaging {
         client,
         js,
         streams: Arc::new(config.streams),
+        read_directly: Arc::new(read_directly),
         consumers: Arc::default(),
         publishers: Arc::default(),
     };
@@ -90,14 +94,19 @@ pub async fn run() -> anyhow::Result<()> {
 const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Creates the stream unless it exists. An existing stream keeps its settings, replicas included,
-/// but captures the configured subjects it lacks: a lattice deployed before orders were published
-/// on partition subjects has `ORDERS` on `orders.placed` alone, and a publication no stream
-/// captures fails. A subject is never taken away, so messages kept under it stay reachable.
+/// but captures the configured subjects it lacks (a subject is never taken away, so messages kept
+/// under it stay reachable).
+///
+/// Answers whether a read may be a direct get: only on a stream one server keeps, which then
+/// allows them. A direct get is answered by the stream itself rather than through the JetStream
+/// API's request to its leader, for less work per read; on a stream of more replicas any replica
+/// may answer one, possibly before it has a write its leader acknowledged, so there reads go to
+/// the leader (STREAM.MSG.GET).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     spec: &StreamSpec,
     replicas: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let (name, subjects) = (&spec.name, &spec.subjects);
     let (max_age, max_messages_per_subject) = match spec.keeps {
         Keeps::LastWeek => (STREAM_MAX_AGE, -1),
@@ -111,6 +120,7 @@ pub async fn ensure_stream(
             max_age,
             max_messages_per_subject,
             num_replicas: replicas,
+            allow_direct: replicas == 1,
             ..Default::default()
         })
         .await
@@ -121,15 +131,17 @@ pub async fn ensure_stream(
         .filter(|subject| !kept.subjects.contains(subject))
         .cloned()
         .collect();
-    if !missing.is_empty() {
+    let one_server = kept.num_replicas <= 1;
+    if !missing.is_empty() || (one_server && !kept.allow_direct) {
         kept.subjects.extend(missing.iter().cloned());
-        js.update_stream(kept)
+        kept.allow_direct |= one_server;
+        js.update_stream(&kept)
             .await
-            .with_context(|| format!("failed to add subjects {missing:?} to stream {name}"))?;
-        info!(stream = %name, added = ?missing, "stream captures more subjects");
+            .with_context(|| format!("failed to update stream {name}"))?;
+        info!(stream = %name, added = ?missing, direct_gets = kept.allow_direct, "stream updated");
     }
-    info!(stream = %name, ?subjects, replicas, "stream ready");
-    Ok(())
+    info!(stream = %name, ?subjects, replicas = kept.num_replicas, "stream ready");
+    Ok(one_server)
 }
 
 #[derive(Clone)]
@@ -138,6 +150,8 @@ struct JetStreamMessaging {
     js: jetstream::Context,
     /// The configured streams, to find the one a read is for.
     streams: Arc<Vec<StreamSpec>>,
+    /// The streams one server keeps, read with a direct get ([`ensure_stream`]).
+    read_directly: Arc<HashSet<String>>,
     /// Consumer tasks by (component id, link name).
     consumers: Arc<RwLock<HashMap<LinkKey, JoinHandle<()>>>>,
     /// What each linked component may publish and read, by (component id, link name).
@@ -748,9 +762,9 @@ impl stream_reader::Handler<Option<Context>> for JetStreamMessaging {
 }
 
 impl JetStreamMessaging {
-    /// The newest message stored on a subject matching `subject`, from the leader of the
-    /// configured stream that captures them (STREAM.MSG.GET, not a direct get, which a replica
-    /// may answer before it has the message).
+    /// The newest message stored on a subject matching `subject`, from the configured stream
+    /// that captures them: by a direct get where one server keeps it, else from its leader
+    /// (STREAM.MSG.GET), never from a replica that may not have it yet.
     async fn read_last(
         &self,
         cx: &Option<Context>,
@@ -767,22 +781,31 @@ impl JetStreamMessaging {
             .get_stream_no_info(&spec.name)
             .await
             .map_err(|e| format!("stream {}: {e}", spec.name))?;
-        let found = match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Some(BrokerMessage {
-                subject: message.subject.to_string(),
-                body: message.payload,
-                reply_to: None,
-            }),
-            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
-                None
+        let failed = |e: &dyn std::fmt::Display| {
+            format!("reading {subject} from stream {} failed: {e}", spec.name)
+        };
+        let found = if self.read_directly.contains(&spec.name) {
+            match stream.direct_get_last_for_subject(subject).await {
+                Ok(message) => Some((message.subject, message.payload)),
+                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => None,
+                Err(e) => return Err(failed(&e)),
             }
-            Err(e) => {
-                return Err(format!(
-                    "reading {subject} from stream {} failed: {e}",
-                    spec.name
-                ))
+        } else {
+            match stream.get_last_raw_message_by_subject(subject).await {
+                Ok(message) => Some((message.subject, message.payload)),
+                Err(e)
+                    if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    None
+                }
+                Err(e) => return Err(failed(&e)),
             }
         };
+        let found = found.map(|(subject, body)| BrokerMessage {
+            subject: subject.to_string(),
+            body,
+            reply_to: None,
+        });
         tracing::Span::current().record("found", found.is_some());
         Ok(found)
     }

@@ -86,3 +86,57 @@ async fn a_last_value_stream_keeps_the_newest_message_of_each_subject_for_ever()
         .unwrap();
     assert_eq!(&newest.payload[..], b"a2");
 }
+
+#[tokio::test]
+async fn a_stream_one_server_keeps_is_read_directly_and_one_of_three_from_its_leader() {
+    let nats = NatsServer::start().await;
+    let js = jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    // A stream made before reads could be direct.
+    js.create_stream(jetstream::stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(ensure_stream(&js, &orders_on(&["orders.>"]), 1)
+        .await
+        .unwrap());
+    let info = js
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert!(info.config.allow_direct, "now allows direct gets");
+    stored(&js, "orders.1", "one").await.unwrap();
+    let stream = js.get_stream_no_info("ORDERS").await.unwrap();
+    let newest = stream
+        .direct_get_last_for_subject("orders.1")
+        .await
+        .unwrap();
+    assert_eq!(&newest.payload[..], b"one");
+
+    let cluster = orders_test_nats::NatsCluster::start().await;
+    let js = jetstream::new(async_nats::connect(&cluster.servers[0].url).await.unwrap());
+    assert!(
+        !ensure_stream(&js, &orders_on(&["orders.>"]), 3)
+            .await
+            .unwrap(),
+        "three replicas: read from the leader"
+    );
+    let info = js
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert!(
+        !info.config.allow_direct,
+        "no replica answers a read on its own"
+    );
+}

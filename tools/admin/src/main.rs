@@ -366,6 +366,9 @@ async fn replicate(
         let empty = stream.cached_info().state.messages == 0;
         if before < replicas {
             config.num_replicas = replicas;
+            // A replica may answer a direct get before it has a write its leader acknowledged:
+            // reads of a replicated stream go to its leader (as our providers do).
+            config.allow_direct = false;
             if recreate_empty && empty {
                 js.delete_stream(&name)
                     .await
