@@ -16,6 +16,12 @@ async fn stored(js: &jetstream::Context, subject: &str, body: &'static str) -> R
     ack.await.map(drop).map_err(|e| e.to_string())
 }
 
+/// The stream's configuration as the server holds it now.
+async fn config_of(js: &jetstream::Context, stream: &str) -> jetstream::stream::Config {
+    let mut stream = js.get_stream(stream).await.unwrap();
+    stream.info().await.unwrap().config.clone()
+}
+
 fn orders_on(subjects: &[&str]) -> StreamSpec {
     StreamSpec {
         name: "ORDERS".into(),
@@ -102,15 +108,8 @@ async fn a_stream_one_server_keeps_is_read_directly_and_one_of_three_from_its_le
     assert!(ensure_stream(&js, &orders_on(&["orders.>"]), 1)
         .await
         .unwrap());
-    let info = js
-        .get_stream("ORDERS")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
-    assert!(info.config.allow_direct, "now allows direct gets");
+    let config = config_of(&js, "ORDERS").await;
+    assert!(config.allow_direct, "now allows direct gets");
     stored(&js, "orders.1", "one").await.unwrap();
     let stream = js.get_stream_no_info("ORDERS").await.unwrap();
     let newest = stream
@@ -127,16 +126,6 @@ async fn a_stream_one_server_keeps_is_read_directly_and_one_of_three_from_its_le
             .unwrap(),
         "three replicas: read from the leader"
     );
-    let info = js
-        .get_stream("ORDERS")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
-    assert!(
-        !info.config.allow_direct,
-        "no replica answers a read on its own"
-    );
+    let config = config_of(&js, "ORDERS").await;
+    assert!(!config.allow_direct, "no replica answers a read on its own");
 }
