@@ -387,39 +387,51 @@ async fn replicate(
 
 async fn streams(js: &jetstream::Context) -> anyhow::Result<()> {
     for name in stream_names(js).await? {
-        let stream = match js.get_stream(&name).await {
-            Ok(stream) => stream,
-            // Deleted since it was listed: it is no longer there to show.
-            Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND) => {
-                continue
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let info = stream.cached_info();
-        let mut consumers = Vec::new();
-        let mut infos = stream.consumers();
-        while let Some(consumer) = infos.next().await {
-            let consumer = consumer?;
-            if consumer.config.durable_name.is_none() {
-                continue;
-            }
-            consumers.push(json!({
-                "name": consumer.name,
-                "waiting": consumer.num_pending,
-                "being_handled": consumer.num_ack_pending,
-                "redelivered": consumer.num_redelivered,
-            }));
+        match describe_stream(js, &name).await {
+            Ok(described) => emit(described),
+            // Deleted since it was listed (between any two of the requests that describe it):
+            // it is no longer there to show.
+            Err(_) if !stream_exists(js, &name).await? => continue,
+            Err(e) => return Err(e.context(format!("describing stream {name}"))),
         }
-        emit(json!({
-            "stream": name,
-            "messages": info.state.messages,
-            "subjects": info.config.subjects,
-            "replicas": info.config.num_replicas,
-            "leader": info.cluster.as_ref().and_then(|c| c.leader.clone()),
-            "consumers": consumers,
-        }));
     }
     Ok(())
+}
+
+/// A stream with its durable consumers, as `streams` prints it.
+async fn describe_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<Value> {
+    let stream = js.get_stream(name).await?;
+    let info = stream.cached_info().clone();
+    let mut consumers = Vec::new();
+    let mut infos = stream.consumers();
+    while let Some(consumer) = infos.next().await {
+        let consumer = consumer?;
+        if consumer.config.durable_name.is_none() {
+            continue;
+        }
+        consumers.push(json!({
+            "name": consumer.name,
+            "waiting": consumer.num_pending,
+            "being_handled": consumer.num_ack_pending,
+            "redelivered": consumer.num_redelivered,
+        }));
+    }
+    Ok(json!({
+        "stream": name,
+        "messages": info.state.messages,
+        "subjects": info.config.subjects,
+        "replicas": info.config.num_replicas,
+        "leader": info.cluster.as_ref().and_then(|c| c.leader.clone()),
+        "consumers": consumers,
+    }))
+}
+
+async fn stream_exists(js: &jetstream::Context, name: &str) -> anyhow::Result<bool> {
+    match js.get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn export(js: &jetstream::Context, bucket: &str) -> anyhow::Result<()> {
