@@ -33,6 +33,9 @@ bench() {
     "$RELEASE/orders-bench" --state-dir "$ROOT/.state/$instance" --wrk-scripts "$ROOT/bench/wrk" \
     --out "$out" ${BENCH_ARGS:-} >&2
   cp "$out" "$results/latest.json"
+  say "the benchmark lattice's books after the run: each balance against its ledger, each debit against its notification" >&2
+  ORDERS_NATS_URL=$NATS_URLS ORDERS_NATS_CREDS=$ROOT/.state/$instance/nats/admin.creds \
+    "$RELEASE/orders-admin" audit --wait 30 >&2
   say "stopping the benchmark lattice (logs kept in .state/$instance/logs)" >&2
   scripts/lattice.sh down "$instance" >/dev/null
   trap - EXIT

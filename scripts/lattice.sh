@@ -274,7 +274,7 @@ up() {
 
   orders is up ($instance)
     console       http://127.0.0.1:$HTTP_PORT/   (open it in a browser)
-    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /List /OrderStatus?order_id=)
+    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /Statement?user= /List /OrderStatus?order_id=)
     contract      http://127.0.0.1:$HTTP_PORT/openapi.json   (OpenAPI 3.1)$every_host
     quick start   README.md, Quick start: a fresh user, a deposit, orders paid and refused
     API keys      POST /CreateUser answers the user's key once; send it as  Authorization: Bearer <key>

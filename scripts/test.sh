@@ -95,6 +95,9 @@ fuzz_key=$(curl -sf -X POST "$ORDERS_BASE_URL/CreateUser" -d "{\"user\":\"$ORDER
   --generation-database "$ORDERS_CACHE/schemathesis-examples" \
   --report junit --report-junit-path reports/schemathesis.xml)
 
+say "the test lattice's books after every test above: each balance against its ledger, each debit against its notification (orders-admin audit)"
+"$ORDERS_ADMIN_TOOL" audit --wait 30
+
 say "the replicated lattice (3 NATS servers, 2 hosts): a server, a host, both, and two servers killed while orders flow; backup and restore"
 scripts/lattice.sh down test >/dev/null
 unset NATS_PORT HTTP_PORT

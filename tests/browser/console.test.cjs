@@ -116,6 +116,23 @@ test("a burst of orders is placed at once and each one is settled once", async (
   assert.equal((await page.$$("#notifications li.refused")).length, 1);
 });
 
+test("the statement shows every deposit and payment, newest first, and no refused order", async () => {
+  const movements = () => page.$$eval("#statement tbody tr", (rows) => rows.map((row) =>
+    [row.cells[0].textContent, row.cells[1].textContent, row.cells[2].textContent, row.cells[4].textContent]));
+  await until("seven movements", async () => (await movements()).length === 7);
+  assert.deepEqual(await movements(), [
+    ["7", "payment", "−1", "85"],
+    ["6", "payment", "−1", "86"],
+    ["5", "payment", "−1", "87"],
+    ["4", "payment", "−1", "88"],
+    ["3", "payment", "−1", "89"],
+    ["2", "payment", "−10", "90"],
+    ["1", "deposit", "+100", "100"],
+  ]);
+  assert.deepEqual([await text("#statement-opening"), await text("#statement-closing")], ["0", "85"]);
+  assert.ok(await page.$eval("#statement-older", (button) => button.disabled), "one page holds them all");
+});
+
 test("the API's refusals are shown in its own words and change nothing", async () => {
   await submit("#deposit-sum", -5, "#deposit");
   await until("the invalid sum to be explained", async () => (await text("#message")).startsWith("422 invalid_sum"));

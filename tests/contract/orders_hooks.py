@@ -26,7 +26,7 @@ BASE_URL = os.environ["ORDERS_BASE_URL"]
 MONITOR_URL = os.environ["ORDERS_MONITOR_URL"]
 ADMIN_TOKEN = os.environ["ORDERS_ADMIN_TOKEN"]
 FUZZ_USER = os.environ["ORDERS_FUZZ_USER"]
-NAMES_THE_FUZZ_USER = {"/DepositCash", "/Order", "/Balance", "/List"}
+NAMES_THE_FUZZ_USER = {"/DepositCash", "/Order", "/Balance", "/Statement", "/List"}
 
 
 def half(value):

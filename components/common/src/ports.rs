@@ -172,6 +172,13 @@ pub trait RecordStore: CasStore {
                         return Ok(outcome);
                     }
                 }
+                Update::WriteAfter(first, record, outcome) => {
+                    // Lost creates are records an earlier attempt wrote: immutable, so the same.
+                    self.write_many(&first)?;
+                    if self.write_record(key, &record, revision)?.is_some() {
+                        return Ok(outcome);
+                    }
+                }
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -236,6 +243,9 @@ pub enum Update<M, T> {
     Keep(T),
     /// Write `M` (if nobody wrote in between) and return `T`.
     Write(M, T),
+    /// Create the immutable records first (each only if absent), then as [`Update::Write`]: for
+    /// what leaves `M` into records of its own, so that there is no moment when neither has it.
+    WriteAfter(Vec<CasWrite>, M, T),
 }
 
 /// A broker message's protobuf body, `name` being what the subject carries; the error says which

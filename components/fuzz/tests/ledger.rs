@@ -1,11 +1,12 @@
 //! Property test of billing's ledger against a model: any mix of deposits, key rotations, orders
 //! placed with the key current at the time, (re)deliveries of those orders in batches, and time passing, with
-//! enough orders that the account's settlements overflow into records of their own or are forgotten.
+//! enough orders that the account's settlements and entries overflow into records of their own.
 
 use std::collections::HashMap;
 
-use billing_core::{Billing, MAX_REPLACED_KEYS, REDELIVERY_HORIZON_MS};
+use billing_core::{Billing, MAX_REPLACED_KEYS};
 use orders_common::auth::{Caller, KeyHash};
+use orders_common::domain::PageRequest;
 use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore};
 use orders_common::ports::Clock as _;
 use orders_common::proto::{
@@ -23,7 +24,7 @@ enum Event {
     /// Orders reach billing in one batch, those that were placed; the same order may arrive many
     /// times, even twice in one batch.
     Deliver(Vec<Pick>),
-    /// An eighth of the redelivery horizon passes.
+    /// An hour passes.
     Wait,
 }
 
@@ -36,7 +37,7 @@ enum Pick {
     Any(usize),
 }
 
-/// More orders than an account remembers settlements (billing-core MAX_REMEMBERED_SETTLEMENTS).
+/// More orders than an account holds settlements (billing-core MAX_RECENT).
 const ORDERS: usize = 80;
 
 fn events() -> impl Strategy<Value = Vec<Event>> {
@@ -70,10 +71,9 @@ proptest! {
     /// Deposits always count; each order id is settled once, and paid only if the key it was
     /// placed with is still one billing honours (current, or among the last MAX_REPLACED_KEYS
     /// replaced after the order was placed) and the balance covers it at that moment;
-    /// redeliveries get the same outcome and change nothing; the balance never goes below zero.
-    /// Billing may answer `Expired` (charging nothing) only where it may have forgotten: for a
-    /// redelivery once its settlement is older than the redelivery horizon, or for an order that
-    /// a newer-placed order overtook and was settled that long ago.
+    /// redeliveries, however late, get the same outcome and change nothing; the balance never
+    /// goes below zero; the statement lists every deposit and payment once, newest first, and
+    /// each entry's balance is the one before it moved by its amount.
     #[test]
     fn any_mix_of_deposits_rotations_and_redelivered_orders_matches_the_model_ledger(
         sums in proptest::collection::vec(1u64..80, ORDERS),
@@ -91,14 +91,17 @@ proptest! {
         // The model: the balance, the key generation now, each placed order's key generation.
         let (mut balance, mut generation) = (0u64, 0usize);
         let mut placed: HashMap<usize, (OrderPlaced, usize)> = HashMap::new();
-        // Each delivered order's first outcome and when it was settled.
-        let mut settled: HashMap<usize, (PaymentOutcome, u64)> = HashMap::new();
+        // Each delivered order's first outcome.
+        let mut settled: HashMap<usize, PaymentOutcome> = HashMap::new();
+        // Every movement, oldest first: its kind, amount and the balance after it.
+        let mut ledger: Vec<(String, u64, u64)> = Vec::new();
         for (step, event) in events.into_iter().enumerate() {
             clock.advance(1);
             match event {
                 Event::Deposit(sum) => {
                     billing.deposit(&pavel, &DepositCashRequest { user: "Pavel".into(), sum }).unwrap();
                     balance += u64::try_from(sum).unwrap();
+                    ledger.push(("deposit".into(), u64::try_from(sum).unwrap(), balance));
                 }
                 Event::Rotate => {
                     // Distinct from every other step's and from CreateUser's all-zero nonce.
@@ -125,7 +128,7 @@ proptest! {
                     placed.insert(n, (order, generation));
                 }
                 Event::Place => {}
-                Event::Wait => clock.advance(REDELIVERY_HORIZON_MS / 8),
+                Event::Wait => clock.advance(60 * 60 * 1000),
                 Event::Deliver(picks) => {
                     let delivered: Vec<usize> = picks
                         .into_iter()
@@ -139,40 +142,25 @@ proptest! {
                         delivered.iter().map(|n| placed[n].0.clone()).collect();
                     let results = billing.settle_all(&orders);
                     prop_assert_eq!(results.len(), delivered.len());
-                    let now = clock.now_ms();
-                    let long_ago = |at: u64| now - at >= REDELIVERY_HORIZON_MS;
                     // The batch's orders are decided one after another, as the model does.
                     for (n, result) in delivered.into_iter().zip(results) {
                         let result = result.unwrap();
                         let (order, placed_with) = &placed[&n];
                         prop_assert!(KeyHash::from_bytes(&order.key_sha256).is_some());
                         match settled.get(&n) {
-                            Some(&(first, at)) if result.outcome() == PaymentOutcome::Expired
-                                && first != PaymentOutcome::Expired =>
-                            {
-                                prop_assert!(long_ago(at), "order {} forgotten {} ms after its settlement", n, now - at);
-                            }
-                            Some(&(first, _)) => prop_assert_eq!(result.outcome(), first),
-                            None if result.outcome() == PaymentOutcome::Expired => {
-                                let overtaken = settled.iter().any(|(other, &(outcome, at))| {
-                                    outcome != PaymentOutcome::Expired
-                                        && placed[other].0.placed_at_ms >= order.placed_at_ms
-                                        && long_ago(at)
-                                });
-                                prop_assert!(overtaken, "order {} expired without being overtaken", n);
-                                settled.insert(n, (PaymentOutcome::Expired, now));
-                            }
+                            Some(&first) => prop_assert_eq!(result.outcome(), first),
                             None => {
                                 let expected = if generation - placed_with > MAX_REPLACED_KEYS {
                                     PaymentOutcome::KeyReplaced
                                 } else if balance >= sums[n] {
                                     balance -= sums[n];
+                                    ledger.push(("payment".into(), sums[n], balance));
                                     PaymentOutcome::Paid
                                 } else {
                                     PaymentOutcome::InsufficientFunds
                                 };
                                 prop_assert_eq!(result.outcome(), expected);
-                                settled.insert(n, (expected, now));
+                                settled.insert(n, expected);
                             }
                         }
                     }
@@ -180,5 +168,17 @@ proptest! {
             }
             prop_assert_eq!(billing.balance(&pavel, "Pavel").unwrap().balance, balance);
         }
+        let mut statement = Vec::new();
+        let mut after = None;
+        loop {
+            let page = billing.statement(&pavel, "Pavel", PageRequest { after, limit: 7 }).unwrap();
+            statement.extend(page.entries.into_iter().map(|e| (e.kind, e.amount, e.balance_after)));
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        ledger.reverse();
+        prop_assert_eq!(statement, ledger);
     }
 }

@@ -20,6 +20,9 @@ const session = {
 };
 // The admin token, for the dead letters only: in this page's memory, never stored.
 let adminToken = "";
+// The statement page shown: the `after` it was asked with, null for the newest entries.
+const STATEMENT_PAGE = 20;
+let statementAfter = null;
 // order id -> { sum, state, reason, balance, row }, in the order they were placed.
 const orders = new Map();
 
@@ -76,6 +79,36 @@ async function refreshBalance() {
   if (!session.user) return;
   const answer = await api("GET", `/Balance?user=${encodeURIComponent(session.user)}`);
   if (answer.status === 200) $("balance").textContent = answer.body.balance;
+}
+
+async function refreshStatement() {
+  if (!session.user) return;
+  const after = statementAfter === null ? "" : `&after=${statementAfter}`;
+  const answer = await api("GET", `/Statement?user=${encodeURIComponent(session.user)}&limit=${STATEMENT_PAGE}${after}`);
+  if (answer.status !== 200) return;
+  const page = answer.body;
+  $("statement-opening").textContent = page.opening_balance;
+  $("statement-closing").textContent = page.closing_balance;
+  $("statement").tBodies[0].replaceChildren(...page.entries.map((entry) => {
+    const row = document.createElement("tr");
+    row.className = entry.kind;
+    const amount = entry.kind === "payment" ? `−${entry.amount}` : `+${entry.amount}`;
+    const cells = [entry.entry, entry.kind, amount, entry.order_id ?? "", entry.balance_after, new Date(entry.at_ms).toLocaleString()];
+    row.replaceChildren(...cells.map((text) => {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      return cell;
+    }));
+    return row;
+  }));
+  $("statement-older").disabled = page.next_after === null;
+  $("statement-older").dataset.after = page.next_after ?? "";
+  $("statement-newest").disabled = statementAfter === null;
+}
+
+// The balance and the statement, after money moved.
+async function refreshMoney() {
+  await Promise.all([refreshBalance(), refreshStatement()]);
 }
 
 // Every notification of the signed-in user, oldest first, page by page.
@@ -170,7 +203,7 @@ async function poll() {
       settled ||= FINAL.has(order.state);
       renderOrder(id);
     });
-    if (settled) await Promise.all([refreshBalance(), refreshNotifications()]);
+    if (settled) await Promise.all([refreshMoney(), refreshNotifications()]);
   } finally {
     polling = false;
   }
@@ -186,7 +219,8 @@ $("create-form").addEventListener("submit", async (event) => {
   $("key-details").open = true;
   showWho();
   $("balance").textContent = answer.body.balance;
-  await refreshNotifications();
+  statementAfter = null;
+  await Promise.all([refreshStatement(), refreshNotifications()]);
   say(`Created ${answer.body.user}. Keep the API key shown under "API key": it is not shown again.`);
 });
 
@@ -207,7 +241,8 @@ $("key-form").addEventListener("submit", async (event) => {
   const answer = await api("GET", `/Balance?user=${encodeURIComponent(user)}`);
   if (answer.status !== 200) return sayError(answer);
   $("balance").textContent = answer.body.balance;
-  await refreshNotifications();
+  statementAfter = null;
+  await Promise.all([refreshStatement(), refreshNotifications()]);
 });
 
 $("deposit-form").addEventListener("submit", async (event) => {
@@ -216,6 +251,7 @@ $("deposit-form").addEventListener("submit", async (event) => {
   const answer = await api("POST", "/DepositCash", { user: session.user, sum: sumOf($("deposit-sum")) });
   if (answer.status !== 200) return sayError(answer);
   $("balance").textContent = answer.body.balance;
+  await refreshStatement();
   say(`Deposited. Balance ${answer.body.balance}.`);
 });
 
@@ -241,8 +277,18 @@ $("admin-form").addEventListener("submit", async (event) => {
   await refreshDeadLetters();
 });
 
+$("statement-older").addEventListener("click", async () => {
+  statementAfter = Number($("statement-older").dataset.after);
+  await refreshStatement();
+});
+
+$("statement-newest").addEventListener("click", async () => {
+  statementAfter = null;
+  await refreshStatement();
+});
+
 showWho();
-refreshBalance();
+refreshMoney();
 refreshNotifications();
 setInterval(poll, POLL_MS);
 setInterval(refreshDeadLetters, 2000);

@@ -236,17 +236,25 @@ impl Lattice {
             .await
     }
 
-    /// Every notification of `path` (a `/List` query), following `next_after` from page to page.
-    pub async fn every_page(&self, path: &str, token: &str) -> Vec<Value> {
-        let mut notifications = Vec::new();
+    /// Every item of `path` (a `/List` or `/Statement` query; `items`: the field holding a
+    /// page's), following `next_after` from page to page, checking each page with `check`.
+    pub async fn every_page_checked(
+        &self,
+        path: &str,
+        items: &str,
+        token: &str,
+        mut check: impl FnMut(&Value),
+    ) -> Vec<Value> {
+        let mut all = Vec::new();
         let mut next_page = path.to_string();
         loop {
             let answer = self
                 .send(reqwest::Method::GET, &next_page, Some(token), None)
                 .await;
             assert_eq!(answer.status, 200, "{answer:?}");
-            notifications.extend(
-                answer.body["notifications"]
+            check(&answer.body);
+            all.extend(
+                answer.body[items]
                     .as_array()
                     .expect("a list")
                     .iter()
@@ -254,9 +262,15 @@ impl Lattice {
             );
             match answer.body["next_after"].as_u64() {
                 Some(after) => next_page = format!("{path}&after={after}"),
-                None => return notifications,
+                None => return all,
             }
         }
+    }
+
+    /// Every notification of `path` (a `/List` query), following `next_after` from page to page.
+    pub async fn every_page(&self, path: &str, token: &str) -> Vec<Value> {
+        self.every_page_checked(path, "notifications", token, |_| {})
+            .await
     }
 
     /// `user`'s key, or the admin token for a user this client has no key for.
@@ -402,6 +416,17 @@ pub async fn orders_admin(args: &[&str]) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
         .collect()
+}
+
+/// `orders-admin audit` on the test lattice finds nothing wrong within [`PATIENCE`] (a debit's
+/// notification may still be on its way; a balance that differs from its ledger never mends).
+/// Returns its summary.
+pub async fn the_books_add_up() -> Value {
+    let wait = PATIENCE.as_secs().to_string();
+    let printed = orders_admin(&["audit", "--wait", &wait]).await;
+    let summary = printed.last().expect("a summary")["audited"].clone();
+    println!("audit: {summary}");
+    summary
 }
 
 /// `orders-admin` (`ORDERS_ADMIN_TOOL`) with `args`, to run or spawn.

@@ -10,7 +10,10 @@
 //! - `kv export <bucket>`, `kv import <bucket>`: a key-value bucket as JSON lines (key, value in
 //!   base64), to standard output and from standard input; an import writes every key it reads.
 //! - `ready`: whether the application answers through every link ([`ready`]); HTTP only.
+//! - `audit`: every balance against its ledger, and the ledger against the notifications
+//!   ([`audit`]); exits non-zero on any mismatch.
 
+mod audit;
 mod ready;
 
 use std::path::PathBuf;
@@ -70,6 +73,21 @@ enum Command {
         /// stops receiving when the stream it sources is raised from one replica to three.
         #[arg(long)]
         recreate_empty: bool,
+    },
+    /// Checks every account: its balance against its ledger, each debit once and against the
+    /// notifications (or dead letters). Prints each mismatch and a summary; fails on a mismatch.
+    Audit {
+        /// billing's key-value bucket.
+        #[arg(long, default_value = "billing")]
+        billing_bucket: String,
+        /// notify's key-value bucket.
+        #[arg(long, default_value = "notify")]
+        notify_bucket: String,
+        /// Audits again, once a second, until nothing is found or this many seconds passed: right
+        /// after orders were placed a debit's notification may still be on its way (a mismatch of
+        /// money never mends).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
     },
     /// Prints each message published on SUBJECT (wildcards allowed) until interrupted.
     Tail { subject: String },
@@ -197,6 +215,29 @@ async fn main() -> anyhow::Result<()> {
         Command::Kv {
             command: Kv::Import { bucket },
         } => import(&js, &bucket).await?,
+        Command::Audit {
+            billing_bucket,
+            notify_bucket,
+            wait,
+        } => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            let report = loop {
+                let billing = audit::read_bucket(&js, &billing_bucket).await?;
+                let notify = audit::read_bucket(&js, &notify_bucket).await?;
+                let report = audit::audit(&billing, &notify);
+                if report.mismatches.is_empty() || std::time::Instant::now() >= deadline {
+                    break report;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            };
+            for mismatch in &report.mismatches {
+                emit(mismatch);
+            }
+            emit(json!({ "audited": report.summary() }));
+            if !report.mismatches.is_empty() {
+                bail!("{} mismatches", report.mismatches.len());
+            }
+        }
         Command::Ready { .. } => unreachable!("answered before NATS is reached"),
         Command::Tail { subject } => {
             let mut messages = client.subscribe(subject).await?;
@@ -429,7 +470,9 @@ async fn describe_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<
 async fn stream_exists(js: &jetstream::Context, name: &str) -> anyhow::Result<bool> {
     match js.get_stream(name).await {
         Ok(_) => Ok(true),
-        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND) => Ok(false),
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND) => {
+            Ok(false)
+        }
         Err(e) => Err(e.into()),
     }
 }

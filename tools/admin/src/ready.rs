@@ -54,6 +54,7 @@ fn application_probes() -> Vec<Probe> {
         probe("POST", "/Order", 401, NoKey),
         probe("POST", "/RotateKey", 401, NoKey),
         probe("GET", "/Balance?user=readiness-probe", 404, Admin),
+        probe("GET", "/Statement?user=readiness-probe", 404, Admin),
         probe("GET", "/List?user=readiness-probe", 200, Admin),
         probe("GET", "/OrderStatus?order_id=readiness-probe", 404, Admin),
         probe("GET", "/DeadLetters", 200, Admin),

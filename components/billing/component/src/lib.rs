@@ -1,5 +1,5 @@
 //! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`,
-//! `POST /RotateKey` over `wasi:http` (each key it issues announced on `keys.<user digest>`), and
+//! `GET /Statement?user=`, `POST /RotateKey` over `wasi:http` (each key it issues announced on `keys.<user digest>`), and
 //! placed orders from the broker in batches
 //! (`orders:lattice/batch-handler`), settled by `billing-core` and each answered with its payment
 //! result, for `payments.settled`.
@@ -7,6 +7,7 @@
 use billing_core::{Billing, BillingError};
 use orders_common::api::{parse_json, query_param, RequestError};
 use orders_common::batch::answer_each;
+use orders_common::domain::PageRequest;
 use orders_common::ports::decode_message;
 use orders_common::proto::{
     CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentResult, RotateKeyRequest,
@@ -57,6 +58,18 @@ fn route(request: &Request) -> Handled {
                 .ok_or(RequestError::MissingParameter("user"))?;
             Ok(Reply::json(200, &billing.balance(&caller, &user)?))
         }
+        "/Statement" => {
+            request.require(Method::GET)?;
+            let caller = request.caller(&authenticator()?)?;
+            let user = query_param(&request.query, "user")
+                .ok_or(RequestError::MissingParameter("user"))?;
+            let page = PageRequest::parse(
+                query_param(&request.query, "after").as_deref(),
+                query_param(&request.query, "limit").as_deref(),
+            )
+            .map_err(BillingError::from)?;
+            Ok(Reply::json(200, &billing.statement(&caller, &user, page)?))
+        }
         "/RotateKey" => {
             request.require(Method::POST)?;
             let auth = authenticator()?;
@@ -71,6 +84,7 @@ fn route(request: &Request) -> Handled {
                 "POST /CreateUser",
                 "POST /DepositCash",
                 "GET /Balance?user=",
+                "GET /Statement?user=&limit=&after=",
                 "POST /RotateKey",
             ],
         )),

@@ -3,10 +3,13 @@
 //! State lives in one key-value bucket through [`CasStore`]:
 //! - `account/<user>`: [`StoredAccount`], changed only by compare-and-swap, so concurrent deposits
 //!   and payments (parallel component instances) never lose an update nor overdraw. It holds the
-//!   balance and the outcomes of the account's last [`MAX_REMEMBERED_SETTLEMENTS`] orders, written
-//!   together: a redelivered order finds its outcome there and is not charged again;
-//! - `payment/<order id>`: the [`PaymentResult`] of a settled order that had to leave the account
-//!   while the broker might still deliver it again (a busy account), written once.
+//!   balance, the newest entries of its ledger and the outcomes of its newest orders (each at most
+//!   [`MAX_RECENT`]), written together: no crash separates a movement of money from its entry, and
+//!   a redelivered order finds its outcome there and is not charged again;
+//! - `payment/<order id>`: the [`PaymentResult`] of a settled order that left the account, written
+//!   once before the account stops holding it, and kept: a replay however late finds it;
+//! - `ledger/<user>/<number>`: a [`LedgerEntry`] that left the account, written the same way.
+//!   Entries are numbered from 1 without gaps, so a statement reads its page by key.
 //!
 //! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
 //! current one in the account, in the same record as the balance: a deposit, a balance query and a
@@ -26,15 +29,15 @@
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::batch::answer_each;
-use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
+use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
 use orders_common::ports::{
     decode_record, CasStore, CasWrite, Clock, PublishError, Publisher, RecordStore, StoreError,
     Update, MAX_CONFLICTS,
 };
 use orders_common::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, CurrentApiKey,
-    DepositCashRequest, OrderPlaced, PaymentOutcome, PaymentResult, ReplacedKey, RotateKeyRequest,
-    Settlement, StoredAccount,
+    DepositCashRequest, EntryKind, LedgerEntry, OrderPlaced, PaymentOutcome, PaymentResult,
+    ReplacedKey, RotateKeyRequest, Settlement, StatementEntry, StatementResponse, StoredAccount,
 };
 use orders_common::subjects;
 
@@ -47,16 +50,11 @@ pub const MAX_BALANCE: u64 = 1_000_000_000_000_000;
 /// wrongly.
 pub const MAX_REPLACED_KEYS: usize = 8;
 
-/// How many settled orders an account remembers in its own record. Enough that an account
-/// with a few orders a minute never needs more than its one record; small enough that rewriting it
-/// on every order stays cheap (about 60 bytes each).
-pub const MAX_REMEMBERED_SETTLEMENTS: usize = 32;
-
-/// How long after its settlement an order may still be delivered again by the broker: a lost
-/// acknowledgement is redelivered after 30 s (`ack_wait_ms`), a failed handler about 20 s of
-/// backoff before its dead letter (`max_attempts` 10). A settlement younger than this that must
-/// leave the account goes to its own record; an older one is forgotten.
-pub const REDELIVERY_HORIZON_MS: u64 = 10 * 60 * 1000;
+/// How many of its newest settlements, and of its newest ledger entries, an account holds in its
+/// own record. Enough that an account with a few movements a minute is read and written as one
+/// record; small enough that rewriting it on every order stays cheap (about 60 bytes each). Older
+/// ones are in records of their own, each written once, when it leaves.
+pub const MAX_RECENT: usize = 32;
 
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
 /// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503,
@@ -110,6 +108,11 @@ fn account_key(user: &UserName) -> String {
 
 fn payment_key(order: &OrderId) -> String {
     format!("payment/{order}")
+}
+
+/// Zero-padded, so that a listing of the bucket shows an account's entries in order.
+fn ledger_key(user: &UserName, number: u64) -> String {
+    format!("ledger/{user}/{number:020}")
 }
 
 fn account_response(account: &StoredAccount) -> AccountResponse {
@@ -259,17 +262,95 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         let user = UserName::parse(&request.user)?;
         let sum = Amount::parse(request.sum)?;
         let presented = caller.require_user(&user)?;
+        let now = self.clock.now_ms();
         self.store
             .update_record(&account_key(&user), |current: Option<StoredAccount>| {
                 let mut account = existing(current, &user, Some(presented))?;
+                let held_length = account.ledger_length;
                 account.balance = account
                     .balance
                     .checked_add(sum.get())
                     .filter(|balance| *balance <= MAX_BALANCE)
                     .ok_or_else(|| BillingError::BalanceLimit(user.clone()))?;
+                let mut leaving = Leaving::default();
+                let movement = Movement {
+                    kind: EntryKind::Deposit,
+                    amount: sum,
+                    order: None,
+                };
+                record_entry(
+                    &mut account,
+                    &user,
+                    held_length,
+                    movement,
+                    now,
+                    &mut leaving,
+                );
                 let response = account_response(&account);
-                Ok(Update::Write(account, response))
+                Ok(if leaving.is_empty() {
+                    Update::Write(account, response)
+                } else {
+                    Update::WriteAfter(leaving.creates(), account, response)
+                })
             })
+    }
+
+    /// A page of the account's ledger, newest entry first, for the user's current key or the
+    /// admin token. `page.after` is the number of the oldest entry of the page before.
+    pub fn statement(
+        &self,
+        caller: &Caller,
+        user: &str,
+        page: PageRequest,
+    ) -> Result<StatementResponse, BillingError> {
+        let user = UserName::parse(user)?;
+        let presented = caller.require_user_or_admin(&user)?;
+        let account = self
+            .store
+            .read_record::<StoredAccount>(&account_key(&user))?
+            .map(|(account, _)| account);
+        let account = existing(account, &user, presented)?;
+        let newest = page.after.map_or(account.ledger_length, |after| {
+            after.saturating_sub(1).min(account.ledger_length)
+        });
+        // Empty when `newest` is 0: nothing older.
+        let numbers = newest.saturating_sub(u64::from(page.limit) - 1).max(1)..=newest;
+        let first_recent =
+            (account.ledger_length + 1).saturating_sub(account.recent_entries.len() as u64);
+        let keys: Vec<String> = numbers
+            .clone()
+            .filter(|number| *number < first_recent)
+            .map(|number| ledger_key(&user, number))
+            .collect();
+        let mut entries = Vec::with_capacity(keys.len());
+        for (key, value) in keys.iter().zip(self.store.get_many(&keys)?) {
+            let bytes = value.ok_or_else(|| StoreError::Corrupt {
+                key: key.clone(),
+                why: "missing, although its account counts it".to_string(),
+            })?;
+            entries.push(decode_record::<LedgerEntry>(key, &bytes)?);
+        }
+        entries.extend(
+            account
+                .recent_entries
+                .iter()
+                .filter(|entry| numbers.contains(&entry.number))
+                .cloned(),
+        );
+        entries.reverse();
+        let (opening_balance, closing_balance) = match (entries.last(), entries.first()) {
+            (Some(oldest), Some(newest)) => (balance_before(oldest), newest.balance_after),
+            _ => (0, 0),
+        };
+        let oldest = *numbers.start();
+        Ok(StatementResponse {
+            status: true,
+            user: user.to_string(),
+            next_after: (oldest > 1 && !entries.is_empty()).then_some(oldest),
+            entries: entries.iter().map(statement_entry).collect(),
+            opening_balance,
+            closing_balance,
+        })
     }
 
     /// A user's balance, for the user's current key or the admin token.
@@ -379,7 +460,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             .collect();
         let current = self.store.read_many(&keys)?;
         let mut outcomes = Vec::with_capacity(accounts.len());
-        let mut archived = Vec::new();
+        let mut leaving = Leaving::default();
         let mut writes = Vec::new();
         for ((key, account_orders), found) in keys.into_iter().zip(accounts).zip(current) {
             let its_orders = account_orders.positions.iter().map(|p| &orders[*p]);
@@ -411,16 +492,20 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             let mut results = Vec::with_capacity(account_orders.positions.len());
             // Settlements decided in this round, the newest of the account's.
             let mut decided_here = 0;
+            let held_length = account.ledger_length;
             for (parsed, order) in its_orders {
                 // Decided on a copy: an order that fails leaves the account as the orders before
                 // it left it.
                 let mut next = account.clone();
-                let fresh = decided_here + 1;
-                match self.decide(&mut next, fresh, parsed, order, now, &mut archived) {
+                let held = Held {
+                    settlements: account.settlements.len() - decided_here,
+                    ledger_length: held_length,
+                };
+                match self.decide(&mut next, held, parsed, order, now, &mut leaving) {
                     Ok(Decision::Keep(result)) => results.push(Ok(result)),
                     Ok(Decision::Write(result)) => {
                         account = next;
-                        decided_here = fresh;
+                        decided_here += 1;
                         results.push(Ok(result));
                     }
                     Err(failed) => results.push(Err(failed)),
@@ -434,15 +519,11 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             }
             outcomes.push(RoundOutcome::Decided(results));
         }
-        // The records of settlements that left their accounts are written before the accounts
-        // that no longer hold them, so there is no moment when neither has them. First writer
-        // wins: an earlier attempt of this round may have written one.
-        if !archived.is_empty() {
-            let records: Vec<CasWrite> = archived
-                .iter()
-                .map(|(key, record)| CasWrite::record(key.clone(), record, None))
-                .collect();
-            self.store.write_many(&records)?;
+        // The records of what left the accounts are written before the accounts that no longer
+        // hold it, so there is no moment when neither has it. First writer wins: an earlier
+        // attempt of this round may have written one, the same.
+        if !leaving.is_empty() {
+            self.store.write_many(&leaving.creates())?;
         }
         if !writes.is_empty() {
             let (positions, writes): (Vec<usize>, Vec<CasWrite>) = writes.into_iter().unzip();
@@ -456,34 +537,32 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     }
 
     /// Decides one order on its account as it stands, changing it in place when the order's
-    /// outcome is to be remembered. Settlements pushed out of the account that must be kept are
-    /// added to `archived`.
+    /// outcome is to be remembered. What leaves the account is added to `leaving`.
     fn decide(
         &self,
         account: &mut StoredAccount,
-        fresh: usize,
+        held: Held,
         parsed: &ParsedOrder,
         order: &OrderPlaced,
         now: u64,
-        archived: &mut Vec<(String, PaymentResult)>,
+        leaving: &mut Leaving,
     ) -> Result<Decision, BillingError> {
         let (id, user, sum) = (&parsed.id, &parsed.user, parsed.sum);
-        if let Some(earlier) = self.earlier_result(account, user, id, order, archived)? {
+        if let Some(earlier) = self.earlier_result(account, user, id, order, leaving)? {
             return Ok(Decision::Keep(earlier));
         }
-        let outcome = if order.placed_at_ms <= account.forgotten_through_ms {
-            // Uncharged and unrecorded: every later delivery is refused the same way.
-            return Ok(Decision::Keep(parsed.result(
-                PaymentOutcome::Expired,
-                Some(account.balance),
-                now,
-            )));
-        } else if !placed_with_a_valid_key(account, order) {
+        let outcome = if !placed_with_a_valid_key(account, order) {
             PaymentOutcome::KeyReplaced
         } else if account.balance < sum.get() {
             PaymentOutcome::InsufficientFunds
         } else {
             account.balance -= sum.get();
+            let movement = Movement {
+                kind: EntryKind::Payment,
+                amount: sum,
+                order: Some(id),
+            };
+            record_entry(account, user, held.ledger_length, movement, now, leaving);
             PaymentOutcome::Paid
         };
         let settlement = Settlement {
@@ -495,20 +574,26 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             placed_at_ms: order.placed_at_ms,
         };
         let settled = payment_result(&settlement, user);
-        remember(account, settlement, fresh, user, now, archived)?;
+        remember(
+            account,
+            settlement,
+            held.settlements,
+            user,
+            &mut leaving.payments,
+        )?;
         Ok(Decision::Write(settled))
     }
 
     /// The result this order already got, from the account's settlements or, for an order placed
-    /// early enough to have one, its own record: stored, or still to be written (`archived`: it
-    /// left the account earlier in this batch).
+    /// early enough to have one, its own record: stored, or still to be written (it left the
+    /// account earlier in this batch).
     fn earlier_result(
         &self,
         account: &StoredAccount,
         user: &UserName,
         id: &OrderId,
         order: &OrderPlaced,
-        archived: &[(String, PaymentResult)],
+        leaving: &Leaving,
     ) -> Result<Option<PaymentResult>, BillingError> {
         if let Some(settlement) = account
             .settlements
@@ -521,7 +606,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             return Ok(None);
         }
         let key = payment_key(id);
-        if let Some((_, pending)) = archived.iter().find(|(archived, _)| *archived == key) {
+        if let Some((_, pending)) = leaving.payments.iter().find(|(leaving, _)| *leaving == key) {
             return Ok(Some(pending.clone()));
         }
         Ok(self
@@ -531,45 +616,144 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     }
 }
 
-/// Adds `settlement` to the account's, which stay at [`MAX_REMEMBERED_SETTLEMENTS`]: the oldest
-/// leaves, into a record of its own (added to `archived`, to be written before the account) if a
-/// delivery of its order may still come, else forgotten.
-///
-/// Only settlements the account held when it was read leave it (`fresh`: how many of the last
-/// ones, this one included, were decided since). A settlement decided in this round is not
-/// written yet: a record of its own, written before the account, would stay behind if the
-/// account's write then failed or lost, and a redelivery would find it and call an order paid
-/// that was never debited. So a batch with more new orders of one account than it remembers
-/// leaves the account holding more for one write; the next write trims it.
+/// How much of an account's recent settlements and entries it held when it was read: only those
+/// may leave it in this round. What the round added is not written yet: a record of its own,
+/// written before the account, would stay behind if the account's write then failed or lost, and
+/// a redelivery would find it and call an order paid that was never debited. So a batch with more
+/// new orders of one account than [`MAX_RECENT`] leaves the account holding them all for one
+/// write; the next write trims it.
+#[derive(Clone, Copy)]
+struct Held {
+    /// How many of the oldest settlements.
+    settlements: usize,
+    /// The ledger's length: entries up to this number.
+    ledger_length: u64,
+}
+
+/// What leaves accounts into records of their own in one write of them, to be created before the
+/// accounts that no longer hold it. Each key once: a write-many takes each key once, and an order
+/// that failed after pushing something out left its account holding it for the next order to push
+/// out again.
+#[derive(Default)]
+struct Leaving {
+    payments: Vec<(String, PaymentResult)>,
+    entries: Vec<(String, LedgerEntry)>,
+}
+
+impl Leaving {
+    fn is_empty(&self) -> bool {
+        self.payments.is_empty() && self.entries.is_empty()
+    }
+
+    /// Create-only writes: every record is immutable, so one already there is this one.
+    fn creates(&self) -> Vec<CasWrite> {
+        let payments = self
+            .payments
+            .iter()
+            .map(|(key, record)| CasWrite::record(key.clone(), record, None));
+        let entries = self
+            .entries
+            .iter()
+            .map(|(key, record)| CasWrite::record(key.clone(), record, None));
+        payments.chain(entries).collect()
+    }
+}
+
+/// Adds `record` under `key` unless it is there already.
+fn add_once<T>(leaving: &mut Vec<(String, T)>, key: String, record: T) {
+    if !leaving.iter().any(|(already, _)| *already == key) {
+        leaving.push((key, record));
+    }
+}
+
+/// Takes out of `recent` (oldest first) what exceeds [`MAX_RECENT`], of its first `held` only.
+fn overflow<T>(recent: &mut Vec<T>, held: usize) -> Vec<T> {
+    let leaving = recent.len().saturating_sub(MAX_RECENT).min(held);
+    recent.drain(..leaving).collect()
+}
+
+/// Adds `settlement` to the account's; the oldest it held when read leave into `leaving`, and
+/// the account notes that orders placed up to then may have a record of their own.
 fn remember(
     account: &mut StoredAccount,
     settlement: Settlement,
-    fresh: usize,
+    held: usize,
     user: &UserName,
-    now: u64,
-    archived: &mut Vec<(String, PaymentResult)>,
+    leaving: &mut Vec<(String, PaymentResult)>,
 ) -> Result<(), BillingError> {
     account.settlements.push(settlement);
-    let held_when_read = account.settlements.len().saturating_sub(fresh);
-    let leaving = account
-        .settlements
-        .len()
-        .saturating_sub(MAX_REMEMBERED_SETTLEMENTS)
-        .min(held_when_read);
-    for oldest in account.settlements.drain(..leaving).collect::<Vec<_>>() {
-        if now.saturating_sub(oldest.settled_at_ms) < REDELIVERY_HORIZON_MS {
-            let key = payment_key(&OrderId::parse(&oldest.order_id)?);
-            // Once: a write-many takes each key once, and an order that failed after pushing it
-            // out left the account holding it for the next order to push out again.
-            if !archived.iter().any(|(archived, _)| *archived == key) {
-                archived.push((key, payment_result(&oldest, user)));
-            }
-            account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
-        } else {
-            account.forgotten_through_ms = account.forgotten_through_ms.max(oldest.placed_at_ms);
-        }
+    for oldest in overflow(&mut account.settlements, held) {
+        let key = payment_key(&OrderId::parse(&oldest.order_id)?);
+        add_once(leaving, key, payment_result(&oldest, user));
+        account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
     }
     Ok(())
+}
+
+/// A movement of money, as its ledger entry records it.
+struct Movement<'a> {
+    kind: EntryKind,
+    amount: Amount,
+    /// The order paid, for a payment.
+    order: Option<&'a OrderId>,
+}
+
+/// Appends `movement` to the account's ledger, its balance already changed; the oldest entries it
+/// held when read (up to `held_length`) leave into `leaving`.
+fn record_entry(
+    account: &mut StoredAccount,
+    user: &UserName,
+    held_length: u64,
+    movement: Movement,
+    now: u64,
+    leaving: &mut Leaving,
+) {
+    account.ledger_length += 1;
+    account.recent_entries.push(LedgerEntry {
+        number: account.ledger_length,
+        kind: movement.kind.into(),
+        amount: movement.amount.get(),
+        order_id: movement.order.map(OrderId::to_string).unwrap_or_default(),
+        balance_after: account.balance,
+        at_ms: now,
+    });
+    let held = account
+        .recent_entries
+        .iter()
+        .take_while(|entry| entry.number <= held_length)
+        .count();
+    for oldest in overflow(&mut account.recent_entries, held) {
+        add_once(
+            &mut leaving.entries,
+            ledger_key(user, oldest.number),
+            oldest,
+        );
+    }
+}
+
+/// The balance before `entry` moved it.
+fn balance_before(entry: &LedgerEntry) -> u64 {
+    match entry.kind() {
+        EntryKind::Payment => entry.balance_after + entry.amount,
+        EntryKind::Deposit => entry.balance_after.saturating_sub(entry.amount),
+        EntryKind::Unspecified => entry.balance_after,
+    }
+}
+
+fn statement_entry(entry: &LedgerEntry) -> StatementEntry {
+    let kind = match entry.kind() {
+        EntryKind::Deposit => "deposit",
+        EntryKind::Payment => "payment",
+        EntryKind::Unspecified => "unspecified",
+    };
+    StatementEntry {
+        entry: entry.number,
+        kind: kind.to_string(),
+        amount: entry.amount,
+        order_id: (!entry.order_id.is_empty()).then(|| entry.order_id.clone()),
+        balance_after: entry.balance_after,
+        at_ms: entry.at_ms,
+    }
 }
 
 /// What deciding one order does to its account.

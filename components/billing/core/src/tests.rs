@@ -598,16 +598,30 @@ fn account(world: &World, user: &str) -> StoredAccount {
 }
 
 #[test]
-fn a_busy_accounts_oldest_settlements_move_to_their_own_records_and_still_stop_a_second_charge() {
+fn a_busy_accounts_oldest_settlements_and_entries_move_to_their_own_records_and_still_stop_a_second_charge(
+) {
     let world = World::with_user("Pavel", 1_000);
-    let placed = orders(&world, "o", MAX_REMEMBERED_SETTLEMENTS + 3);
+    let placed = orders(&world, "o", MAX_RECENT + 3);
+    let held = account(&world, "Pavel");
+    assert_eq!(held.settlements.len(), MAX_RECENT);
+    assert_eq!(held.recent_entries.len(), MAX_RECENT);
     assert_eq!(
-        account(&world, "Pavel").settlements.len(),
-        MAX_REMEMBERED_SETTLEMENTS
+        held.ledger_length,
+        1 + placed.len() as u64,
+        "the deposit and every payment"
     );
     assert_eq!(
         world.store.keys(),
-        ["account/Pavel", "payment/o-0", "payment/o-1", "payment/o-2"]
+        [
+            "account/Pavel",
+            "ledger/Pavel/00000000000000000001",
+            "ledger/Pavel/00000000000000000002",
+            "ledger/Pavel/00000000000000000003",
+            "ledger/Pavel/00000000000000000004",
+            "payment/o-0",
+            "payment/o-1",
+            "payment/o-2"
+        ]
     );
     let balance = world.balance("Pavel");
     world.clock.advance(5_000);
@@ -620,28 +634,141 @@ fn a_busy_accounts_oldest_settlements_move_to_their_own_records_and_still_stop_a
     }
     assert_eq!(world.balance("Pavel"), balance);
     assert_eq!(balance, 1_000 - placed.len() as u64);
+    assert_eq!(account(&world, "Pavel").ledger_length, held.ledger_length);
 }
 
 #[test]
-fn settlements_past_the_redelivery_horizon_are_forgotten_and_older_orders_expire_uncharged() {
-    let world = World::with_user("Pavel", 1_000);
-    let late = world.placed("late", "Pavel", 7, &world.key("Pavel"));
-    let early = orders(&world, "early", 1);
-    world.clock.advance(REDELIVERY_HORIZON_MS);
-    orders(&world, "recent", MAX_REMEMBERED_SETTLEMENTS);
-    let account = account(&world, "Pavel");
-    assert_eq!(account.forgotten_through_ms, early[0].placed_at_ms);
-    assert_eq!(world.store.keys(), ["account/Pavel"], "nothing archived");
+fn an_order_replayed_a_day_after_hundreds_of_newer_ones_gets_its_first_result_and_no_charge() {
+    let world = World::with_user("Pavel", 5);
+    let long_ago = [
+        world.placed("paid-long-ago", "Pavel", 3, &world.key("Pavel")),
+        world.placed("refused-long-ago", "Pavel", 10, &world.key("Pavel")),
+    ];
+    let first = world.billing().settle_all(&long_ago);
+    world.deposit("Pavel", 1_000).unwrap();
+    orders(&world, "newer", 10 * MAX_RECENT);
+    world.clock.advance(24 * 60 * 60 * 1000);
     let balance = world.balance("Pavel");
 
-    let forgotten = world.billing().settle(&early[0]).unwrap();
-    let overtaken = world.billing().settle(&late).unwrap();
+    let again = world.billing().settle_all(&long_ago);
+    let outcomes = |results: &[Result<PaymentResult, BillingError>]| -> Vec<PaymentResult> {
+        results
+            .iter()
+            .map(|r| r.as_ref().unwrap().clone())
+            .collect()
+    };
+    assert_eq!(outcomes(&again), outcomes(&first));
     assert_eq!(
-        [outcome(&forgotten), outcome(&overtaken)],
-        [PaymentOutcome::Expired, PaymentOutcome::Expired]
+        outcomes(&again).iter().map(outcome).collect::<Vec<_>>(),
+        [PaymentOutcome::Paid, PaymentOutcome::InsufficientFunds]
     );
-    assert_eq!(overtaken.balance, Some(balance));
     assert_eq!(world.balance("Pavel"), balance, "nothing charged");
+}
+
+/// A page of Pavel's statement, as his key reads it.
+fn statement(world: &World, after: Option<u64>, limit: u32) -> StatementResponse {
+    world
+        .billing()
+        .statement(
+            &world.as_user("Pavel"),
+            "Pavel",
+            PageRequest { after, limit },
+        )
+        .unwrap()
+}
+
+fn movements(page: &StatementResponse) -> Vec<(u64, &str, u64, u64)> {
+    page.entries
+        .iter()
+        .map(|e| (e.entry, e.kind.as_str(), e.amount, e.balance_after))
+        .collect()
+}
+
+#[test]
+fn a_statement_shows_every_deposit_and_payment_newest_first_and_no_refusal() {
+    let world = World::with_user("Pavel", 100);
+    let paid = world.order("o-1", "Pavel", 30);
+    world.order("o-2", "Pavel", 500);
+    world.deposit("Pavel", 7).unwrap();
+    let page = statement(&world, None, 100);
+    assert_eq!(
+        movements(&page),
+        [
+            (3, "deposit", 7, 77),
+            (2, "payment", 30, 70),
+            (1, "deposit", 100, 100)
+        ]
+    );
+    assert_eq!(
+        page.entries[1].order_id.as_deref(),
+        Some(paid.order_id.as_str())
+    );
+    assert_eq!(page.entries[0].order_id, None);
+    assert_eq!((page.opening_balance, page.closing_balance), (0, 77));
+    assert_eq!(page.next_after, None);
+}
+
+#[test]
+fn a_statement_pages_back_through_entries_that_left_the_account_with_each_pages_balances() {
+    let world = World::with_user("Pavel", 1_000);
+    orders(&world, "o", 2 * MAX_RECENT);
+    let length = 1 + 2 * MAX_RECENT as u64;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = statement(&world, after, 7);
+        let first = page.entries.first().unwrap();
+        let last = page.entries.last().unwrap();
+        assert_eq!(page.closing_balance, first.balance_after);
+        let before_last = match last.kind.as_str() {
+            "deposit" => last.balance_after - last.amount,
+            _ => last.balance_after + last.amount,
+        };
+        assert_eq!(page.opening_balance, before_last);
+        seen.extend(page.entries.iter().map(|e| e.entry));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=length).rev().collect::<Vec<_>>());
+    assert_eq!(
+        statement(&world, None, 1).closing_balance,
+        world.balance("Pavel")
+    );
+}
+
+#[test]
+fn an_empty_statement_has_no_entries_and_a_zero_balance_on_both_ends() {
+    let world = World::with_user("Pavel", 0);
+    let page = statement(&world, None, 100);
+    assert!(page.entries.is_empty());
+    assert_eq!(
+        (page.opening_balance, page.closing_balance, page.next_after),
+        (0, 0, None)
+    );
+}
+
+#[test]
+fn a_statement_is_the_users_own_or_the_admins() {
+    let world = World::with_user("Pavel", 10);
+    world.create("Maria").unwrap();
+    let page = PageRequest {
+        after: None,
+        limit: 10,
+    };
+    let theirs = world
+        .billing()
+        .statement(&world.as_user("Maria"), "Pavel", page);
+    assert_eq!(theirs.unwrap_err().status(), 403);
+    let admins = world
+        .billing()
+        .statement(&memory::caller(ADMIN_TOKEN), "Pavel", page);
+    assert_eq!(admins.unwrap().entries.len(), 1);
+    let nobodys = world
+        .billing()
+        .statement(&memory::caller(ADMIN_TOKEN), "Nobody", page);
+    assert_eq!(nobodys.unwrap_err().status(), 404);
 }
 
 #[test]

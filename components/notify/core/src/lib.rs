@@ -419,7 +419,6 @@ fn reason(outcome: PaymentOutcome) -> &'static str {
         PaymentOutcome::InsufficientFunds => "insufficient_funds",
         PaymentOutcome::UnknownUser | PaymentOutcome::Unspecified => "unknown_user",
         PaymentOutcome::KeyReplaced => "key_replaced",
-        PaymentOutcome::Expired => "expired",
     }
 }
 
@@ -441,9 +440,6 @@ fn message(
         }
         (PaymentOutcome::KeyReplaced, _) => format!(
             "{refused}: it was placed with an API key that had been replaced. Nothing was charged."
-        ),
-        (PaymentOutcome::Expired, _) => format!(
-            "{refused}: it reached billing too late, after newer orders of yours had long been settled. Nothing was charged."
         ),
         _ => format!("{refused}: there is no account for you."),
     }

@@ -31,6 +31,7 @@ async fn every_endpoint(
             Some(json!({ "user": user })),
         ),
         (Method::GET, format!("/Balance?user={query}"), None),
+        (Method::GET, format!("/Statement?user={query}"), None),
         (Method::GET, format!("/List?user={query}"), None),
     ];
     let mut answers = Vec::new();

@@ -15,4 +15,5 @@ mod links;
 mod nats_access;
 mod order_status;
 mod scenario;
+mod statement;
 mod telemetry;

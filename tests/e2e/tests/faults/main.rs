@@ -51,6 +51,7 @@ async fn every_order_delivered_twice_is_charged_once() {
     println!(
         "duplicates: 10 orders delivered twice (20 deliveries): 10 charged, 0 doubled, 0 lost"
     );
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -110,6 +111,7 @@ async fn orders_accepted_while_billing_is_stopped_are_pending_then_all_paid_once
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(lattice.notifications(&user).await.len(), 100);
     println!("outage: 100 orders accepted while billing was stopped: 100 paid, 0 lost, 0 doubled; backlog drained {drained:?} after the redeploy began");
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -139,6 +141,7 @@ async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once() {
     let dead = tokio::time::timeout(Duration::from_millis(500), dead_letters.next()).await;
     assert!(dead.is_err(), "nothing was dead-lettered: {dead:?}");
     println!("failing handler: 1 order redelivered until billing could settle it: paid once, 0 dead letters");
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -284,6 +287,7 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
         placed.len(),
         billing_outcomes.join(", ")
     );
+    orders_e2e::the_books_add_up().await;
 }
 
 /// Deploys the application with `component`'s link to the messaging provider allowing only
@@ -391,6 +395,7 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
     println!(
         "missed links: billing's bucket back after {bucket_back:?}; notify consumed again; the order paid once"
     );
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -452,6 +457,7 @@ async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
     );
     assert_eq!(lattice.balance(&user).await, 100);
     println!("abandoned requests: 800 given up after 2-11 ms; billing and order answer at once");
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -511,6 +517,7 @@ async fn a_component_may_publish_only_what_its_link_allows() {
     lattice.order(&user, 1).await;
     lattice.await_notifications(&user, accepted + 1).await;
     println!("publish policy: order's link changed to allow only payments.settled: {accepted} orders accepted before the provider took it, then POST /Order 503 broker_unavailable and nothing published; restored: paid");
+    orders_e2e::the_books_add_up().await;
 }
 
 /// Opens a connection from `source` (a loopback address of its own) to the lattice's HTTP port.
@@ -613,12 +620,14 @@ async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
         "a connection that never finishes its headers is closed"
     );
     println!("stalled clients: 300 bodies never sent + 100 slow headers; every endpoint answered, slowest {slowest:?}; stalled bodies answered 408");
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
 #[ignore = "stops parts of a running lattice: `make test` runs these alone"]
 async fn a_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key() {
     orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "test").await;
+    orders_e2e::the_books_add_up().await;
 }
 
 /// Waits until the API reads an account again (HTTP server, billing and its key-value store all
@@ -724,6 +733,7 @@ async fn a_warm_make_run_changes_nothing_running_and_the_host_restarts_every_pro
     assert!(providers_after
         .iter()
         .all(|p| !providers_before.contains(p)));
+    orders_e2e::the_books_add_up().await;
 }
 
 /// Kills `process` of the test lattice alone with orders flowing; its supervisor starts it again,
@@ -749,6 +759,7 @@ async fn a_crashed_host_is_started_again_by_its_supervisor_and_every_order_accep
         "kill -9 of the host and its providers (its supervisor starts it again)",
     )
     .await;
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -760,4 +771,5 @@ async fn a_crashed_nats_server_is_started_again_with_its_store_and_every_order_a
         "kill -9 of the NATS server (its supervisor starts it again on its store)",
     )
     .await;
+    orders_e2e::the_books_add_up().await;
 }

@@ -188,6 +188,7 @@ async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_or
         revived,
     )
     .await;
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -212,6 +213,7 @@ async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_ev
     )
     .await;
     listener_placed_back_and_serving(&lattice, &listener, revived).await;
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -238,6 +240,7 @@ async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() 
     )
     .await;
     listener_placed_back_and_serving(&lattice, &listener, revived).await;
+    orders_e2e::the_books_add_up().await;
 }
 
 /// wadm places host-2's listener back once the host is back, and an order placed through it is
@@ -322,6 +325,7 @@ async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one
         revived,
     )
     .await;
+    orders_e2e::the_books_add_up().await;
 }
 
 #[tokio::test]
@@ -329,4 +333,5 @@ async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one
 async fn a_stopped_replicated_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key(
 ) {
     orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "ha").await;
+    orders_e2e::the_books_add_up().await;
 }
