@@ -4,7 +4,8 @@
 //! components, so a mistake of theirs cannot hide itself. What must hold:
 //! - an account's ledger is numbered 1 to its length without a gap, each entry moves the balance
 //!   the one before it left by its amount (from 0), and the last leaves the account's balance;
-//! - an entry that left the account into a record of its own is the one the account held;
+//! - entries that left the account into a record of their own (a chunk, under the number of its
+//!   first) are the ones it held;
 //! - no order is debited twice, and every order billing settled as paid has its debit;
 //! - every paid notification has its debit (same user, same sum), no refused one has a debit, and
 //!   every debit has its paid notification, or a dead letter of the order or of its result.
@@ -16,8 +17,8 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use orders_common::keys::{self, TOKEN_SEPARATOR};
 use orders_common::proto::{
-    EntryKind, LedgerEntry, Notification, PaymentOutcome, PaymentResult, StoredAccount,
-    StoredDeadLetter,
+    EntryKind, LedgerChunk, LedgerEntry, Notification, PaymentOutcome, PaymentResult,
+    StoredAccount, StoredDeadLetter,
 };
 use prost::Message;
 use serde_json::{json, Value};
@@ -114,21 +115,36 @@ struct Debit {
 /// Checks billing's bucket against itself and notify's (see the module's comment).
 pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
     let mut report = Report::default();
-    let mut ledger_records: HashMap<&str, BTreeMap<u64, &[u8]>> = HashMap::new();
+    let mut ledger_records: HashMap<&str, BTreeMap<u64, LedgerEntry>> = HashMap::new();
     let mut settled_paid: Vec<PaymentResult> = Vec::new();
     for (key, value) in billing {
         if let Some(rest) = key.strip_prefix("ledger/") {
-            match rest
+            let parsed = rest
                 .rsplit_once('/')
-                .and_then(|(user, n)| Some((user, n.parse().ok()?)))
-            {
-                Some((user, number)) => {
-                    ledger_records
-                        .entry(user)
-                        .or_default()
-                        .insert(number, value);
+                .and_then(|(user, first)| Some((user, first.parse::<u64>().ok()?)));
+            let Some((user, first)) = parsed else {
+                report.mismatch("malformed ledger key", json!({ "key": key }));
+                continue;
+            };
+            match LedgerChunk::decode(value.as_slice()) {
+                Ok(chunk) => {
+                    let numbers: Vec<u64> = chunk.entries.iter().map(|e| e.number).collect();
+                    if !numbers
+                        .iter()
+                        .copied()
+                        .eq(first..first + numbers.len() as u64)
+                    {
+                        report.mismatch(
+                            "chunk of entries not numbered from its key",
+                            json!({ "key": key, "numbers": numbers }),
+                        );
+                    }
+                    let entries = ledger_records.entry(user).or_default();
+                    entries.extend(chunk.entries.into_iter().map(|e| (e.number, e)));
                 }
-                None => report.mismatch("malformed ledger key", json!({ "key": key })),
+                Err(e) => {
+                    report.mismatch("undecodable", json!({ "key": key, "why": e.to_string() }))
+                }
             }
         } else if key.starts_with("payment/") {
             match PaymentResult::decode(value.as_slice()) {
@@ -212,38 +228,23 @@ fn ledger(
     report: &mut Report,
     user: &str,
     account: &StoredAccount,
-    records: &BTreeMap<u64, &[u8]>,
+    records: &BTreeMap<u64, LedgerEntry>,
 ) -> Vec<LedgerEntry> {
     let length = account.ledger_length;
     let first_recent = (length + 1).saturating_sub(account.recent_entries.len() as u64);
     let mut entries = Vec::with_capacity(length as usize);
-    for (&number, bytes) in records {
-        let entry = match LedgerEntry::decode(*bytes) {
-            Ok(entry) => entry,
-            Err(e) => {
-                report.mismatch(
-                    "undecodable entry",
-                    json!({ "user": user, "entry": number, "why": e.to_string() }),
-                );
-                continue;
-            }
-        };
+    for (&number, entry) in records {
         if number >= first_recent {
             // Written before a write of the account that lost: the account must hold the same.
             let held = account.recent_entries.iter().find(|e| e.number == number);
-            if held != Some(&entry) {
+            if held != Some(entry) {
                 report.mismatch(
                     "entry record differs from the account's",
                     json!({ "user": user, "entry": number }),
                 );
             }
-        } else if entry.number != number {
-            report.mismatch(
-                "entry under another number",
-                json!({ "user": user, "key": number, "entry": entry.number }),
-            );
         } else {
-            entries.push(entry);
+            entries.push(entry.clone());
         }
     }
     entries.extend(account.recent_entries.iter().cloned());
@@ -359,11 +360,16 @@ mod tests {
             order_id: order.to_string(),
             balance_after: after,
             at_ms: number,
+            ..Default::default()
         }
     }
 
-    /// Pavel: a deposit of 100 (entry 1, moved out to its record) and a payment of 10 for order
-    /// o-1 (held), notified as paid.
+    fn chunk(entries: Vec<LedgerEntry>) -> Vec<u8> {
+        LedgerChunk { entries }.encode_to_vec()
+    }
+
+    /// Pavel: a deposit of 100 (entry 1, moved out to a chunk) and a payment of 10 for order o-1
+    /// (held), notified as paid; the refusal of order o-2 (held), notified as refused.
     fn books() -> (Bucket, Bucket) {
         let account = StoredAccount {
             user: "Pavel".into(),
@@ -371,9 +377,9 @@ mod tests {
             ledger_length: 2,
             recent_entries: vec![entry(2, EntryKind::Payment, 10, "o-1", 90)],
             settlements: vec![Settlement {
-                order_id: "o-1".into(),
-                sum: 10,
-                outcome: PaymentOutcome::Paid.into(),
+                order_id: "o-2".into(),
+                sum: 500,
+                outcome: PaymentOutcome::InsufficientFunds.into(),
                 balance: 90,
                 ..Default::default()
             }],
@@ -383,13 +389,19 @@ mod tests {
             ("account/Pavel".to_string(), account.encode_to_vec()),
             (
                 "ledger/Pavel/00000000000000000001".to_string(),
-                entry(1, EntryKind::Deposit, 100, "", 100).encode_to_vec(),
+                chunk(vec![entry(1, EntryKind::Deposit, 100, "", 100)]),
             ),
         ]);
-        let notify = Bucket::from([(
-            keys::of(&["notification", "Pavel", "o-1"]),
-            notification("o-1", 10, true).encode_to_vec(),
-        )]);
+        let notify = Bucket::from([
+            (
+                keys::of(&["notification", "Pavel", "o-1"]),
+                notification("o-1", 10, true).encode_to_vec(),
+            ),
+            (
+                keys::of(&["notification", "Pavel", "o-2"]),
+                notification("o-2", 500, false).encode_to_vec(),
+            ),
+        ]);
         (billing, notify)
     }
 
@@ -426,7 +438,7 @@ mod tests {
         assert_eq!(
             report.summary(),
             json!({ "accounts": 1, "entries": 2, "debits": 1, "paid_notifications": 1,
-                    "refused_notifications": 0, "dead_letters": 0, "mismatches": 0 })
+                    "refused_notifications": 1, "dead_letters": 0, "mismatches": 0 })
         );
     }
 
@@ -476,12 +488,17 @@ mod tests {
     #[test]
     fn a_paid_settlement_without_its_debit_is_found() {
         let (mut billing, mut notify) = books();
-        edit_account(&mut billing, |account| {
-            account.settlements[0].order_id = "o-2".into();
-        });
+        let paid = PaymentResult {
+            order_id: "o-3".into(),
+            user: "Pavel".into(),
+            sum: 10,
+            outcome: PaymentOutcome::Paid.into(),
+            ..Default::default()
+        };
+        billing.insert("payment/o-3".into(), paid.encode_to_vec());
         notify.insert(
-            keys::of(&["notification", "Pavel", "o-2"]),
-            notification("o-2", 10, true).encode_to_vec(),
+            keys::of(&["notification", "Pavel", "o-3"]),
+            notification("o-3", 10, true).encode_to_vec(),
         );
         assert_eq!(
             mismatches(&billing, &notify),
@@ -526,7 +543,7 @@ mod tests {
         let (mut billing, notify) = books();
         billing.insert(
             "ledger/Pavel/00000000000000000002".to_string(),
-            entry(2, EntryKind::Payment, 11, "o-1", 89).encode_to_vec(),
+            chunk(vec![entry(2, EntryKind::Payment, 11, "o-1", 89)]),
         );
         assert_eq!(
             mismatches(&billing, &notify),

@@ -84,8 +84,8 @@ enum Command {
         #[arg(long, default_value = "notify")]
         notify_bucket: String,
         /// Audits again, once a second, until nothing is found or this many seconds passed: right
-        /// after orders were placed a debit's notification may still be on its way (a mismatch of
-        /// money never mends).
+        /// after orders were placed a debit's notification may still be on its way, and a stream
+        /// just restored may not answer yet (a mismatch of money never mends).
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
@@ -222,11 +222,18 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
             let report = loop {
-                let billing = audit::read_bucket(&js, &billing_bucket).await?;
-                let notify = audit::read_bucket(&js, &notify_bucket).await?;
-                let report = audit::audit(&billing, &notify);
-                if report.mismatches.is_empty() || std::time::Instant::now() >= deadline {
-                    break report;
+                let read = async {
+                    let billing = audit::read_bucket(&js, &billing_bucket).await?;
+                    let notify = audit::read_bucket(&js, &notify_bucket).await?;
+                    anyhow::Ok(audit::audit(&billing, &notify))
+                };
+                let waited_enough = std::time::Instant::now() >= deadline;
+                match read.await {
+                    Ok(report) if report.mismatches.is_empty() || waited_enough => break report,
+                    Ok(_) => {}
+                    Err(e) if waited_enough => return Err(e),
+                    // A stream just restored, or whose leader moved, answers 503 for a moment.
+                    Err(e) => eprintln!("reading the buckets: {e:#}; trying again"),
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             };

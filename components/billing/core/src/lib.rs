@@ -3,13 +3,16 @@
 //! State lives in one key-value bucket through [`CasStore`]:
 //! - `account/<user>`: [`StoredAccount`], changed only by compare-and-swap, so concurrent deposits
 //!   and payments (parallel component instances) never lose an update nor overdraw. It holds the
-//!   balance, the newest entries of its ledger and the outcomes of its newest orders (each at most
-//!   [`MAX_RECENT`]), written together: no crash separates a movement of money from its entry, and
-//!   a redelivered order finds its outcome there and is not charged again;
-//! - `payment/<order id>`: the [`PaymentResult`] of a settled order that left the account, written
-//!   once before the account stops holding it, and kept: a replay however late finds it;
-//! - `ledger/<user>/<number>`: a [`LedgerEntry`] that left the account, written the same way.
-//!   Entries are numbered from 1 without gaps, so a statement reads its page by key.
+//!   balance, the newest entries of its ledger (a payment's entry is its order's outcome) and the
+//!   outcomes of its newest refused orders, written together: no crash separates a movement of
+//!   money from its entry, and a redelivered order finds its outcome there and is not decided
+//!   again;
+//! - `ledger/<user>/<number of the first entry>`: [`LEDGER_CHUNK`] consecutive entries that left
+//!   the account together ([`LedgerChunk`]), created before the account stops holding them and
+//!   never changed. Entries are numbered from 1 without gaps, so a statement reads its page by key;
+//! - `payment/<order id>`: the [`PaymentResult`] of a settled order whose outcome left the account
+//!   (with its entry's chunk, or as the oldest refusal), created the same way and kept: a replay
+//!   however late finds it.
 //!
 //! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
 //! current one in the account, in the same record as the balance: a deposit, a balance query and a
@@ -36,8 +39,9 @@ use orders_common::ports::{
 };
 use orders_common::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, CurrentApiKey,
-    DepositCashRequest, EntryKind, LedgerEntry, OrderPlaced, PaymentOutcome, PaymentResult,
-    ReplacedKey, RotateKeyRequest, Settlement, StatementEntry, StatementResponse, StoredAccount,
+    DepositCashRequest, EntryKind, LedgerChunk, LedgerEntry, OrderPlaced, PaymentOutcome,
+    PaymentResult, ReplacedKey, RotateKeyRequest, Settlement, StatementEntry, StatementResponse,
+    StoredAccount,
 };
 use orders_common::subjects;
 
@@ -50,11 +54,15 @@ pub const MAX_BALANCE: u64 = 1_000_000_000_000_000;
 /// wrongly.
 pub const MAX_REPLACED_KEYS: usize = 8;
 
-/// How many of its newest settlements, and of its newest ledger entries, an account holds in its
-/// own record. Enough that an account with a few movements a minute is read and written as one
-/// record; small enough that rewriting it on every order stays cheap (about 60 bytes each). Older
-/// ones are in records of their own, each written once, when it leaves.
+/// How many of its newest refusals, and at least how many of its newest ledger entries, an account
+/// holds in its own record. Enough that an account with a few movements a minute is read and
+/// written as one record; small enough that rewriting it on every order stays cheap (about 70
+/// bytes each). Older ones are in records of their own, each written once, when it leaves.
 pub const MAX_RECENT: usize = 32;
+
+/// How many ledger entries leave an account together, into one record: an order costs a sixteenth
+/// of a write for its entry, and a statement page of 100 reads 7 records.
+pub const LEDGER_CHUNK: u64 = 16;
 
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
 /// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503,
@@ -110,9 +118,11 @@ fn payment_key(order: &OrderId) -> String {
     format!("payment/{order}")
 }
 
-/// Zero-padded, so that a listing of the bucket shows an account's entries in order.
+/// The record of the chunk holding entry `number`. Zero-padded, so that a listing of the bucket
+/// shows an account's chunks in order.
 fn ledger_key(user: &UserName, number: u64) -> String {
-    format!("ledger/{user}/{number:020}")
+    let first = (number - 1) / LEDGER_CHUNK * LEDGER_CHUNK + 1;
+    format!("ledger/{user}/{first:020}")
 }
 
 fn account_response(account: &StoredAccount) -> AccountResponse {
@@ -285,7 +295,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                     movement,
                     now,
                     &mut leaving,
-                );
+                )?;
                 let response = account_response(&account);
                 Ok(if leaving.is_empty() {
                     Update::Write(account, response)
@@ -317,18 +327,25 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         let numbers = newest.saturating_sub(u64::from(page.limit) - 1).max(1)..=newest;
         let first_recent =
             (account.ledger_length + 1).saturating_sub(account.recent_entries.len() as u64);
-        let keys: Vec<String> = numbers
+        let mut keys: Vec<String> = numbers
             .clone()
             .filter(|number| *number < first_recent)
             .map(|number| ledger_key(&user, number))
             .collect();
-        let mut entries = Vec::with_capacity(keys.len());
+        keys.dedup();
+        let mut entries = Vec::new();
         for (key, value) in keys.iter().zip(self.store.get_many(&keys)?) {
             let bytes = value.ok_or_else(|| StoreError::Corrupt {
                 key: key.clone(),
-                why: "missing, although its account counts it".to_string(),
+                why: "missing, although its account counts its entries".to_string(),
             })?;
-            entries.push(decode_record::<LedgerEntry>(key, &bytes)?);
+            let chunk = decode_record::<LedgerChunk>(key, &bytes)?;
+            entries.extend(
+                chunk
+                    .entries
+                    .into_iter()
+                    .filter(|entry| numbers.contains(&entry.number)),
+            );
         }
         entries.extend(
             account
@@ -490,15 +507,16 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                 continue;
             };
             let mut results = Vec::with_capacity(account_orders.positions.len());
-            // Settlements decided in this round, the newest of the account's.
-            let mut decided_here = 0;
+            // Writes decided in this round, and how many of them are refusals: the newest of the
+            // account's settlements.
+            let (mut decided_here, mut refused_here) = (0, 0);
             let held_length = account.ledger_length;
             for (parsed, order) in its_orders {
                 // Decided on a copy: an order that fails leaves the account as the orders before
                 // it left it.
                 let mut next = account.clone();
                 let held = Held {
-                    settlements: account.settlements.len() - decided_here,
+                    settlements: account.settlements.len() - refused_here,
                     ledger_length: held_length,
                 };
                 match self.decide(&mut next, held, parsed, order, now, &mut leaving) {
@@ -506,6 +524,9 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                     Ok(Decision::Write(result)) => {
                         account = next;
                         decided_here += 1;
+                        if result.outcome() != PaymentOutcome::Paid {
+                            refused_here += 1;
+                        }
                         results.push(Ok(result));
                     }
                     Err(failed) => results.push(Err(failed)),
@@ -551,7 +572,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         if let Some(earlier) = self.earlier_result(account, user, id, order, leaving)? {
             return Ok(Decision::Keep(earlier));
         }
-        let outcome = if !placed_with_a_valid_key(account, order) {
+        let refusal = if !placed_with_a_valid_key(account, order) {
             PaymentOutcome::KeyReplaced
         } else if account.balance < sum.get() {
             PaymentOutcome::InsufficientFunds
@@ -560,33 +581,27 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             let movement = Movement {
                 kind: EntryKind::Payment,
                 amount: sum,
-                order: Some(id),
+                order: Some((id, order.placed_at_ms)),
             };
-            record_entry(account, user, held.ledger_length, movement, now, leaving);
-            PaymentOutcome::Paid
+            let entry = record_entry(account, user, held.ledger_length, movement, now, leaving)?;
+            return Ok(Decision::Write(paid_result(&entry, user)));
         };
         let settlement = Settlement {
             order_id: id.to_string(),
             sum: sum.get(),
-            outcome: outcome.into(),
+            outcome: refusal.into(),
             balance: account.balance,
             settled_at_ms: now,
             placed_at_ms: order.placed_at_ms,
         };
-        let settled = payment_result(&settlement, user);
-        remember(
-            account,
-            settlement,
-            held.settlements,
-            user,
-            &mut leaving.payments,
-        )?;
-        Ok(Decision::Write(settled))
+        let refused = payment_result(&settlement, user);
+        remember(account, settlement, held.settlements, user, leaving)?;
+        Ok(Decision::Write(refused))
     }
 
-    /// The result this order already got, from the account's settlements or, for an order placed
-    /// early enough to have one, its own record: stored, or still to be written (it left the
-    /// account earlier in this batch).
+    /// The result this order already got, from the account's refusals or payments or, for an
+    /// order placed early enough to have one, its own record: stored, or still to be written (it
+    /// left the account earlier in this batch).
     fn earlier_result(
         &self,
         account: &StoredAccount,
@@ -602,6 +617,13 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         {
             return Ok(Some(payment_result(settlement, user)));
         }
+        if let Some(entry) = account
+            .recent_entries
+            .iter()
+            .find(|e| e.kind() == EntryKind::Payment && e.order_id == id.as_str())
+        {
+            return Ok(Some(paid_result(entry, user)));
+        }
         if order.placed_at_ms > account.archived_through_ms {
             return Ok(None);
         }
@@ -616,15 +638,15 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     }
 }
 
-/// How much of an account's recent settlements and entries it held when it was read: only those
-/// may leave it in this round. What the round added is not written yet: a record of its own,
+/// How much of an account's recent refusals and entries it held when it was read: only those may
+/// leave it in this round. What the round added is not written yet: a record of its own,
 /// written before the account, would stay behind if the account's write then failed or lost, and
 /// a redelivery would find it and call an order paid that was never debited. So a batch with more
 /// new orders of one account than [`MAX_RECENT`] leaves the account holding them all for one
 /// write; the next write trims it.
 #[derive(Clone, Copy)]
 struct Held {
-    /// How many of the oldest settlements.
+    /// How many of the oldest refusals.
     settlements: usize,
     /// The ledger's length: entries up to this number.
     ledger_length: u64,
@@ -637,12 +659,12 @@ struct Held {
 #[derive(Default)]
 struct Leaving {
     payments: Vec<(String, PaymentResult)>,
-    entries: Vec<(String, LedgerEntry)>,
+    chunks: Vec<(String, LedgerChunk)>,
 }
 
 impl Leaving {
     fn is_empty(&self) -> bool {
-        self.payments.is_empty() && self.entries.is_empty()
+        self.payments.is_empty() && self.chunks.is_empty()
     }
 
     /// Create-only writes: every record is immutable, so one already there is this one.
@@ -651,11 +673,11 @@ impl Leaving {
             .payments
             .iter()
             .map(|(key, record)| CasWrite::record(key.clone(), record, None));
-        let entries = self
-            .entries
+        let chunks = self
+            .chunks
             .iter()
             .map(|(key, record)| CasWrite::record(key.clone(), record, None));
-        payments.chain(entries).collect()
+        payments.chain(chunks).collect()
     }
 }
 
@@ -672,21 +694,44 @@ fn overflow<T>(recent: &mut Vec<T>, held: usize) -> Vec<T> {
     recent.drain(..leaving).collect()
 }
 
-/// Adds `settlement` to the account's; the oldest it held when read leave into `leaving`, and
-/// the account notes that orders placed up to then may have a record of their own.
+/// Adds `settlement` (a refusal) to the account's; the oldest it held when read leave into
+/// `leaving`.
 fn remember(
     account: &mut StoredAccount,
     settlement: Settlement,
     held: usize,
     user: &UserName,
-    leaving: &mut Vec<(String, PaymentResult)>,
+    leaving: &mut Leaving,
 ) -> Result<(), BillingError> {
     account.settlements.push(settlement);
     for oldest in overflow(&mut account.settlements, held) {
-        let key = payment_key(&OrderId::parse(&oldest.order_id)?);
-        add_once(leaving, key, payment_result(&oldest, user));
-        account.archived_through_ms = account.archived_through_ms.max(oldest.placed_at_ms);
+        let result = payment_result(&oldest, user);
+        archive(
+            account,
+            leaving,
+            &oldest.order_id,
+            oldest.placed_at_ms,
+            result,
+        )?;
     }
+    Ok(())
+}
+
+/// Puts an order's result into `leaving`, for a record of its own, and notes in the account that
+/// orders placed up to then may have one.
+fn archive(
+    account: &mut StoredAccount,
+    leaving: &mut Leaving,
+    order_id: &str,
+    placed_at_ms: u64,
+    result: PaymentResult,
+) -> Result<(), BillingError> {
+    add_once(
+        &mut leaving.payments,
+        payment_key(&OrderId::parse(order_id)?),
+        result,
+    );
+    account.archived_through_ms = account.archived_through_ms.max(placed_at_ms);
     Ok(())
 }
 
@@ -694,12 +739,14 @@ fn remember(
 struct Movement<'a> {
     kind: EntryKind,
     amount: Amount,
-    /// The order paid, for a payment.
-    order: Option<&'a OrderId>,
+    /// The order paid and when it was placed, for a payment.
+    order: Option<(&'a OrderId, u64)>,
 }
 
-/// Appends `movement` to the account's ledger, its balance already changed; the oldest entries it
-/// held when read (up to `held_length`) leave into `leaving`.
+/// Appends `movement` to the account's ledger, its balance already changed, and returns its entry.
+/// While the account holds a chunk more than [`MAX_RECENT`] entries and it held the oldest chunk's
+/// when read (up to `held_length`), that chunk leaves into `leaving`, with the result of each
+/// payment in it.
 fn record_entry(
     account: &mut StoredAccount,
     user: &UserName,
@@ -707,27 +754,51 @@ fn record_entry(
     movement: Movement,
     now: u64,
     leaving: &mut Leaving,
-) {
+) -> Result<LedgerEntry, BillingError> {
     account.ledger_length += 1;
-    account.recent_entries.push(LedgerEntry {
+    let (order_id, order_placed_at_ms) = movement
+        .order
+        .map_or((String::new(), 0), |(id, placed)| (id.to_string(), placed));
+    let entry = LedgerEntry {
         number: account.ledger_length,
         kind: movement.kind.into(),
         amount: movement.amount.get(),
-        order_id: movement.order.map(OrderId::to_string).unwrap_or_default(),
+        order_id,
+        order_placed_at_ms,
         balance_after: account.balance,
         at_ms: now,
-    });
-    let held = account
-        .recent_entries
-        .iter()
-        .take_while(|entry| entry.number <= held_length)
-        .count();
-    for oldest in overflow(&mut account.recent_entries, held) {
-        add_once(
-            &mut leaving.entries,
-            ledger_key(user, oldest.number),
-            oldest,
-        );
+    };
+    account.recent_entries.push(entry.clone());
+    let chunk = LEDGER_CHUNK as usize;
+    while account.recent_entries.len() >= MAX_RECENT + chunk
+        && account.recent_entries[chunk - 1].number <= held_length
+    {
+        let entries: Vec<LedgerEntry> = account.recent_entries.drain(..chunk).collect();
+        for paid in entries.iter().filter(|e| e.kind() == EntryKind::Payment) {
+            let result = paid_result(paid, user);
+            archive(
+                account,
+                leaving,
+                &paid.order_id,
+                paid.order_placed_at_ms,
+                result,
+            )?;
+        }
+        let key = ledger_key(user, entries[0].number);
+        add_once(&mut leaving.chunks, key, LedgerChunk { entries });
+    }
+    Ok(entry)
+}
+
+/// The result of the order a payment entry paid.
+fn paid_result(entry: &LedgerEntry, user: &UserName) -> PaymentResult {
+    PaymentResult {
+        order_id: entry.order_id.clone(),
+        user: user.to_string(),
+        sum: entry.amount,
+        outcome: PaymentOutcome::Paid.into(),
+        balance: Some(entry.balance_after),
+        settled_at_ms: entry.at_ms,
     }
 }
 

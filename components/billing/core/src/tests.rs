@@ -598,31 +598,28 @@ fn account(world: &World, user: &str) -> StoredAccount {
 }
 
 #[test]
-fn a_busy_accounts_oldest_settlements_and_entries_move_to_their_own_records_and_still_stop_a_second_charge(
+fn a_busy_accounts_oldest_entries_move_as_a_chunk_with_their_payments_and_still_stop_a_second_charge(
 ) {
     let world = World::with_user("Pavel", 1_000);
-    let placed = orders(&world, "o", MAX_RECENT + 3);
+    let placed = orders(&world, "o", 50);
     let held = account(&world, "Pavel");
-    assert_eq!(held.settlements.len(), MAX_RECENT);
-    assert_eq!(held.recent_entries.len(), MAX_RECENT);
+    assert_eq!(held.ledger_length, 51, "the deposit and every payment");
     assert_eq!(
-        held.ledger_length,
-        1 + placed.len() as u64,
-        "the deposit and every payment"
+        held.recent_entries.len(),
+        35,
+        "entries 1 to 16 left together when the account held 48"
     );
-    assert_eq!(
-        world.store.keys(),
-        [
-            "account/Pavel",
-            "ledger/Pavel/00000000000000000001",
-            "ledger/Pavel/00000000000000000002",
-            "ledger/Pavel/00000000000000000003",
-            "ledger/Pavel/00000000000000000004",
-            "payment/o-0",
-            "payment/o-1",
-            "payment/o-2"
-        ]
+    assert!(
+        held.settlements.is_empty(),
+        "a payment's outcome is its entry"
     );
+    let mut expected = vec![
+        "account/Pavel".to_string(),
+        "ledger/Pavel/00000000000000000001".to_string(),
+    ];
+    expected.extend((0..15).map(|n| format!("payment/o-{n}")));
+    expected.sort();
+    assert_eq!(world.store.keys(), expected);
     let balance = world.balance("Pavel");
     world.clock.advance(5_000);
     for order in &placed {
@@ -635,6 +632,50 @@ fn a_busy_accounts_oldest_settlements_and_entries_move_to_their_own_records_and_
     assert_eq!(world.balance("Pavel"), balance);
     assert_eq!(balance, 1_000 - placed.len() as u64);
     assert_eq!(account(&world, "Pavel").ledger_length, held.ledger_length);
+}
+
+#[test]
+fn entries_of_one_batch_leave_the_account_only_after_a_write_of_it_held_them() {
+    let world = World::with_user("Pavel", 1_000);
+    let batch: Vec<OrderPlaced> = (0..60)
+        .map(|n| world.placed(&format!("b-{n}"), "Pavel", 1, &world.key("Pavel")))
+        .collect();
+    assert!(world.billing().settle_all(&batch).iter().all(|r| r.is_ok()));
+    assert_eq!(account(&world, "Pavel").recent_entries.len(), 61);
+    assert_eq!(world.store.keys(), ["account/Pavel"], "nothing left it yet");
+
+    orders(&world, "next", 1);
+    assert_eq!(account(&world, "Pavel").recent_entries.len(), 46);
+    let keys = world.store.keys();
+    assert!(keys.contains(&"ledger/Pavel/00000000000000000001".to_string()));
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("payment/b-")).count(),
+        15
+    );
+}
+
+#[test]
+fn a_busy_accounts_oldest_refusals_move_to_their_own_records_and_stay_refused() {
+    let world = World::with_user("Pavel", 0);
+    let refused: Vec<OrderPlaced> = (0..MAX_RECENT + 2)
+        .map(|n| {
+            world.clock.advance(1);
+            let order = world.placed(&format!("r-{n}"), "Pavel", 5, &world.key("Pavel"));
+            world.billing().settle(&order).unwrap();
+            order
+        })
+        .collect();
+    assert_eq!(account(&world, "Pavel").settlements.len(), MAX_RECENT);
+    assert_eq!(
+        world.store.keys(),
+        ["account/Pavel", "payment/r-0", "payment/r-1"]
+    );
+    world.deposit("Pavel", 1_000).unwrap();
+    for order in &refused {
+        let again = world.billing().settle(order).unwrap();
+        assert_eq!(outcome(&again), PaymentOutcome::InsufficientFunds);
+    }
+    assert_eq!(world.balance("Pavel"), 1_000);
 }
 
 #[test]
