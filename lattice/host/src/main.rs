@@ -290,8 +290,8 @@ impl Args {
         let read = |creds: &Option<PathBuf>, jwt: &Option<String>, seed: &Option<String>| match (
             creds, jwt, seed,
         ) {
-            (Some(path), _, _) => Ok(Some(orders_nats_auth::Credentials::read(path)?)),
-            (None, Some(jwt), Some(seed)) => Ok(Some(orders_nats_auth::Credentials::new(
+            (Some(path), _, _) => Ok(Some(orders_nats_creds::Credentials::read(path)?)),
+            (None, Some(jwt), Some(seed)) => Ok(Some(orders_nats_creds::Credentials::new(
                 jwt.clone(),
                 seed.clone(),
             ))),
@@ -441,7 +441,8 @@ mod tests {
     /// A creds file for a new user whose JWT reads `h.<name>.s`; its path and the user's key.
     fn creds_file(name: &str) -> (String, String) {
         let user = nkeys::KeyPair::new_user();
-        let creds = orders_nats_auth::Credentials::new(format!("h.{name}.s"), user.seed().unwrap());
+        let creds =
+            orders_nats_creds::Credentials::new(format!("h.{name}.s"), user.seed().unwrap());
         let path =
             std::env::temp_dir().join(format!("orders-host-{name}-{}.creds", std::process::id()));
         std::fs::write(&path, creds.to_creds_file()).unwrap();

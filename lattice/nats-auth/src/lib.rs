@@ -16,7 +16,6 @@
 //! account has no JetStream), and `nats-io-jwt` 0.1 rewrites its own sources in cargo's registry
 //! at build time. The claims are a few JSON fields; signing is `nkeys`, which the host uses too.
 
-mod creds;
 mod identity;
 pub mod jwt;
 
@@ -30,8 +29,8 @@ use nkeys::KeyPair;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use creds::Credentials;
 pub use identity::{DataPlane, Identity, Permissions, Rule};
+pub use orders_nats_creds::Credentials;
 
 /// The keys that make a lattice instance's trust: created once, kept, so that the lattice account
 /// (whose public key names JetStream's store for it) stays the same from one start to the next.

@@ -8,27 +8,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use orders_nats_creds::Credentials;
 use wasmcloud_provider_sdk::load_host_data;
 
 /// The data plane's user JWT and seed as the host gave them; none on a lattice whose NATS is
-/// anonymous.
-#[derive(Clone, Default)]
-pub struct NatsCredentials(Option<UserCredentials>);
-
-#[derive(Clone)]
-struct UserCredentials {
-    jwt: String,
-    seed: String,
-}
-
-/// Never prints the seed.
-impl std::fmt::Debug for NatsCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("NatsCredentials")
-            .field(&self.0.as_ref().map(|user| &user.jwt))
-            .finish()
-    }
-}
+/// anonymous. Never prints the seed.
+#[derive(Clone, Debug, Default)]
+pub struct NatsCredentials(Option<Credentials>);
 
 impl NatsCredentials {
     /// The credentials the host gave this provider.
@@ -36,9 +22,8 @@ impl NatsCredentials {
         let host_data = load_host_data().context("failed to load host data")?;
         let jwt = host_data.lattice_rpc_user_jwt.trim();
         let seed = host_data.lattice_rpc_user_seed.trim();
-        Ok(Self((!jwt.is_empty()).then(|| UserCredentials {
-            jwt: jwt.to_string(),
-            seed: seed.to_string(),
+        Ok(Self((!jwt.is_empty()).then(|| {
+            Credentials::new(jwt.to_string(), seed.to_string())
         })))
     }
 
@@ -49,8 +34,9 @@ impl NatsCredentials {
             None => async_nats::ConnectOptions::new(),
             Some(credentials) => {
                 let key = Arc::new(
-                    nkeys::KeyPair::from_seed(&credentials.seed)
-                        .context("the host's RPC credentials: the user seed is not a seed")?,
+                    credentials
+                        .key_pair()
+                        .context("the host's RPC credentials")?,
                 );
                 async_nats::ConnectOptions::with_jwt(credentials.jwt.clone(), move |nonce| {
                     let key = Arc::clone(&key);

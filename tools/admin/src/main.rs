@@ -49,6 +49,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Broker(BrokerCommand),
+    /// Exits 0 once the application answers through every link of its providers, as `make run`
+    /// waits for; otherwise says which request got which answer. HTTP only, no NATS.
+    Ready {
+        /// Each host's HTTP listener, comma-separated.
+        #[arg(long)]
+        listeners: String,
+        /// The file holding the lattice's admin token.
+        #[arg(long)]
+        admin_token_file: PathBuf,
+        /// The file holding the lattice's API key secret (to make a key billing never announced).
+        #[arg(long)]
+        api_key_secret_file: PathBuf,
+        /// A probe of a path only this lattice serves, `METHOD PATH STATUS`; may be repeated.
+        #[arg(long = "also")]
+        also: Vec<String>,
+    },
+}
+
+/// What is done through the lattice's NATS.
+#[derive(Subcommand)]
+enum BrokerCommand {
     /// Dead letters: messages a consumer gave up on after its attempts.
     Dlq {
         #[command(subcommand)]
@@ -96,22 +119,6 @@ enum Command {
         #[command(subcommand)]
         command: Kv,
     },
-    /// Exits 0 once the application answers through every link of its providers, as `make run`
-    /// waits for; otherwise says which request got which answer. HTTP only, no NATS.
-    Ready {
-        /// Each host's HTTP listener, comma-separated.
-        #[arg(long)]
-        listeners: String,
-        /// The file holding the lattice's admin token.
-        #[arg(long)]
-        admin_token_file: PathBuf,
-        /// The file holding the lattice's API key secret (to make a key billing never announced).
-        #[arg(long)]
-        api_key_secret_file: PathBuf,
-        /// A probe of a path only this lattice serves, `METHOD PATH STATUS`; may be repeated.
-        #[arg(long = "also")]
-        also: Vec<String>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -137,34 +144,41 @@ const DEAD_LETTER_STREAM: &str = "DEADLETTER";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Ready {
-        listeners,
-        admin_token_file,
-        api_key_secret_file,
-        also,
-    } = &cli.command
-    {
-        let read = |path: &PathBuf| {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-        };
-        return ready::check(
-            listeners,
-            &read(admin_token_file)?,
-            &read(api_key_secret_file)?,
-            also,
-        )
-        .await;
-    }
-    let client = async_nats::ConnectOptions::with_credentials_file(&cli.creds)
-        .await
-        .with_context(|| format!("reading {}", cli.creds.display()))?
-        .name("orders-admin")
-        .connect(orders_common::broker::servers(&cli.nats))
-        .await
-        .with_context(|| format!("connecting to {}", cli.nats))?;
-    let js = jetstream::new(client.clone());
     match cli.command {
-        Command::Dlq { command } => {
+        Command::Ready {
+            listeners,
+            admin_token_file,
+            api_key_secret_file,
+            also,
+        } => {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            };
+            ready::check(
+                &listeners,
+                &read(&admin_token_file)?,
+                &read(&api_key_secret_file)?,
+                &also,
+            )
+            .await
+        }
+        Command::Broker(command) => {
+            let client = async_nats::ConnectOptions::with_credentials_file(&cli.creds)
+                .await
+                .with_context(|| format!("reading {}", cli.creds.display()))?
+                .name("orders-admin")
+                .connect(orders_common::broker::servers(&cli.nats))
+                .await
+                .with_context(|| format!("connecting to {}", cli.nats))?;
+            on_broker(client, command).await
+        }
+    }
+}
+
+async fn on_broker(client: async_nats::Client, command: BrokerCommand) -> anyhow::Result<()> {
+    let js = jetstream::new(client.clone());
+    match command {
+        BrokerCommand::Dlq { command } => {
             let mut stream = js
                 .get_stream(DEAD_LETTER_STREAM)
                 .await
@@ -189,8 +203,8 @@ async fn main() -> anyhow::Result<()> {
                 Dlq::Replay { seq } => replay(&js, &stream, seq).await?,
             }
         }
-        Command::Streams => streams(&js).await?,
-        Command::RemoveConsumer { stream, name } => {
+        BrokerCommand::Streams => streams(&js).await?,
+        BrokerCommand::RemoveConsumer { stream, name } => {
             js.get_stream(&stream)
                 .await
                 .with_context(|| format!("stream {stream}"))?
@@ -199,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("removing consumer {name} of {stream}"))?;
             emit(json!({ "stream": stream, "removed_consumer": name }));
         }
-        Command::Replicate {
+        BrokerCommand::Replicate {
             replicas,
             host_buckets_of,
             recreate_empty,
@@ -209,13 +223,13 @@ async fn main() -> anyhow::Result<()> {
             }
             replicate(&js, replicas, recreate_empty).await?
         }
-        Command::Kv {
+        BrokerCommand::Kv {
             command: Kv::Export { bucket },
         } => export(&js, &bucket).await?,
-        Command::Kv {
+        BrokerCommand::Kv {
             command: Kv::Import { bucket },
         } => import(&js, &bucket).await?,
-        Command::Audit {
+        BrokerCommand::Audit {
             billing_bucket,
             notify_bucket,
             wait,
@@ -245,8 +259,7 @@ async fn main() -> anyhow::Result<()> {
                 bail!("{} mismatches", report.mismatches.len());
             }
         }
-        Command::Ready { .. } => unreachable!("answered before NATS is reached"),
-        Command::Tail { subject } => {
+        BrokerCommand::Tail { subject } => {
             let mut messages = client.subscribe(subject).await?;
             while let Some(message) = messages.next().await {
                 let origin = message

@@ -313,13 +313,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         user: &str,
         page: PageRequest,
     ) -> Result<StatementResponse, BillingError> {
-        let user = UserName::parse(user)?;
-        let presented = caller.require_user_or_admin(&user)?;
-        let account = self
-            .store
-            .read_record::<StoredAccount>(&account_key(&user))?
-            .map(|(account, _)| account);
-        let account = existing(account, &user, presented)?;
+        let (user, account) = self.account_to_read(caller, user)?;
         let newest = page.after.map_or(account.ledger_length, |after| {
             after.saturating_sub(1).min(account.ledger_length)
         });
@@ -372,13 +366,24 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
 
     /// A user's balance, for the user's current key or the admin token.
     pub fn balance(&self, caller: &Caller, user: &str) -> Result<AccountResponse, BillingError> {
+        let (_, account) = self.account_to_read(caller, user)?;
+        Ok(account_response(&account))
+    }
+
+    /// The account of `user`, for the user's current key or the admin token.
+    fn account_to_read(
+        &self,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<(UserName, StoredAccount), BillingError> {
         let user = UserName::parse(user)?;
         let presented = caller.require_user_or_admin(&user)?;
         let account = self
             .store
             .read_record::<StoredAccount>(&account_key(&user))?
             .map(|(account, _)| account);
-        Ok(account_response(&existing(account, &user, presented)?))
+        let account = existing(account, &user, presented)?;
+        Ok((user, account))
     }
 
     /// Pays a placed order if the user exists and can afford it, at most once per order id however
