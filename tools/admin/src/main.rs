@@ -382,35 +382,38 @@ async fn create_host_buckets(
         if js.get_key_value(&bucket).await.is_ok() {
             continue;
         }
-        js.create_key_value(jetstream::kv::Config {
+        let config = || jetstream::kv::Config {
             bucket: bucket.clone(),
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating {bucket} with {replicas} replicas"))?;
+        };
+        let what = format!("creating {bucket} with {replicas} replicas");
+        until_the_cluster_agrees(&what, || js.create_key_value(config())).await?;
     }
     Ok(())
 }
 
-/// Creates a stream just deleted. A cluster applies the deletion through its meta leader a moment
-/// after answering it, and refuses the name meanwhile ("already in use"), so this tries for 10 s.
-async fn create_once_deleted(
-    js: &jetstream::Context,
-    config: jetstream::stream::Config,
-) -> anyhow::Result<()> {
-    let name = config.name.clone();
+/// Tries `change` for 10 s until the cluster takes it. A cluster just started may still miss a
+/// peer ("no suitable peers for placement"), and one that just deleted a stream applies the
+/// deletion through its meta leader a moment after answering, refusing the name meanwhile
+/// ("already in use").
+async fn until_the_cluster_agrees<T, E, F>(
+    what: &str,
+    mut change: impl FnMut() -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match js.create_stream(config.clone()).await {
-            Ok(_) => return Ok(()),
+        match change().await {
+            Ok(done) => return Ok(done),
             Err(e) if std::time::Instant::now() < deadline => {
-                eprintln!("{name} not created yet ({e}); trying again");
+                eprintln!("{what}: {e}; trying again");
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating {name} again"));
-            }
+            Err(e) => return Err(e).context(what.to_string()),
         }
     }
 }
@@ -434,11 +437,11 @@ async fn replicate(
                 js.delete_stream(&name)
                     .await
                     .with_context(|| format!("removing {name} to create it again"))?;
-                create_once_deleted(js, config).await?;
+                let what = format!("creating {name} again");
+                until_the_cluster_agrees(&what, || js.create_stream(config.clone())).await?;
             } else {
-                js.update_stream(&config)
-                    .await
-                    .with_context(|| format!("raising {name} to {replicas} replicas"))?;
+                let what = format!("raising {name} to {replicas} replicas");
+                until_the_cluster_agrees(&what, || js.update_stream(&config)).await?;
             }
         }
         emit(json!({ "stream": name, "replicas": before.max(replicas), "before": before }));
