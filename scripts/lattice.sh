@@ -274,14 +274,14 @@ up() {
 
   orders is up ($instance)
     console       http://127.0.0.1:$HTTP_PORT/   (open it in a browser)
-    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /RotateKey, GET /Balance?user= /Statement?user= /List /OrderStatus?order_id=)
+    base URL      http://127.0.0.1:$HTTP_PORT   (POST /CreateUser /DepositCash /Order /Refund /RotateKey, GET /Balance?user= /Statement?user= /List /OrderStatus?order_id=)
     contract      http://127.0.0.1:$HTTP_PORT/openapi.json   (OpenAPI 3.1)$every_host
     quick start   README.md, Quick start: a fresh user, a deposit, orders paid and refused
     API keys      POST /CreateUser answers the user's key once; send it as  Authorization: Bearer <key>
                     curl -s -X POST 127.0.0.1:$HTTP_PORT/CreateUser -d "{\"user\":\"Pavel-\$RANDOM\"}"
     admin token   in $SECRETS/admin-token (GET /List of everyone, any user's balance, key recovery)
                     curl -s 127.0.0.1:$HTTP_PORT/List -H "Authorization: Bearer \$(cat $SECRETS/admin-token)"
-    NATS          $NATS_URLS   (subjects orders.placed.<partition>.<order id>, payments.settled)
+    NATS          $NATS_URLS   (subjects orders.placed.<partition>.<order id>, refunds.requested.<partition>.<order id>, payments.settled, payments.refunded)
                   no anonymous clients: creds files per identity in $AUTH (admin.creds for people)
     traces        $(trace_hint)
     logs          $LOGS

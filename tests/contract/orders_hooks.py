@@ -9,7 +9,7 @@ keeps its generated names, since rotating the run's own key would lock it out.
 
 The check `refused_input_changes_nothing` makes "bad input is never stored or published" part of
 the contract: before each call the hooks wait until billing and notify have settled everything on
-the broker and note the messages stored in ORDERS and the account the request names (asked with the
+the broker and note the messages stored in ORDERS and REFUNDS and the account the request names (asked with the
 admin token); after a refused request (4xx) the same must be found.
 """
 import json
@@ -26,7 +26,7 @@ BASE_URL = os.environ["ORDERS_BASE_URL"]
 MONITOR_URL = os.environ["ORDERS_MONITOR_URL"]
 ADMIN_TOKEN = os.environ["ORDERS_ADMIN_TOKEN"]
 FUZZ_USER = os.environ["ORDERS_FUZZ_USER"]
-NAMES_THE_FUZZ_USER = {"/DepositCash", "/Order", "/Balance", "/Statement", "/List"}
+NAMES_THE_FUZZ_USER = {"/DepositCash", "/Order", "/Refund", "/Balance", "/Statement", "/List"}
 
 
 def half(value):
@@ -62,13 +62,14 @@ def streams():
 
 
 def settled_broker():
-    """The number of orders stored in ORDERS, once no durable consumer has work left (10 s at most)."""
+    """The orders stored in ORDERS and the refund requests in REFUNDS, once no durable consumer has
+    work left (10 s at most)."""
     deadline = time.monotonic() + 10
     while True:
         details = list(streams())
         busy = sum(c["num_pending"] + c["num_ack_pending"] for s in details for c in s.get("consumer_detail") or [])
         if busy == 0 or time.monotonic() > deadline:
-            return next((s["state"]["messages"] for s in details if s["name"] == "ORDERS"), 0)
+            return {s["name"]: s["state"]["messages"] for s in details if s["name"] in ("ORDERS", "REFUNDS")}
         time.sleep(0.02)
 
 
@@ -84,7 +85,7 @@ def snapshot(case):
     if user is not None:
         status, body = get_json(f"{BASE_URL}/Balance?user={urllib.parse.quote(user)}", ADMIN_TOKEN)
         account = (status, body.get("balance") if isinstance(body, dict) else None)
-    return {"orders stored in ORDERS": settled_broker(), f"account of {user!r}": account}
+    return {"messages stored": settled_broker(), f"account of {user!r}": account}
 
 
 before = {}

@@ -139,6 +139,7 @@ async fn fill(bucket: &async_nats::jetstream::kv::Store, from: usize, to: usize)
                     "{user}, your order {order_id} for 1 could not be paid: there is no account for you."
                 ),
                 sent_at_ms: 0,
+                refund_id: None,
             };
             let key = keys::stored::encode(&keys::of(&["notification", &user, &order_id]))
                 .map_err(|why| anyhow::anyhow!("{}", why.0))?;

@@ -19,8 +19,45 @@ impl ApiError for InvalidValue {
             "sum" => "invalid_sum",
             "after" => "invalid_cursor",
             "limit" => "invalid_limit",
+            "refund_id" => "invalid_refund_id",
             _ => "invalid_order_id",
         }
+    }
+}
+
+/// A client's `Idempotency-Key` header: 1 to 255 visible ASCII characters. A request repeated
+/// under the same key is answered as the first was, and changes nothing a second time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+/// An `Idempotency-Key` that is empty, too long or not visible ASCII (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Idempotency-Key must be 1 to {max} visible ASCII characters", max = IdempotencyKey::MAX_LEN)]
+pub struct MalformedIdempotencyKey;
+
+impl ApiError for MalformedIdempotencyKey {
+    fn status(&self) -> u16 {
+        400
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_idempotency_key"
+    }
+}
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, MalformedIdempotencyKey> {
+        let valid =
+            (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        valid
+            .then(|| Self(raw.to_string()))
+            .ok_or(MalformedIdempotencyKey)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+use sha2::{Digest as _, Sha256};
+
+use crate::api::IdempotencyKey;
+
 /// Why an input value was refused (HTTP 422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidValue {
@@ -17,6 +21,8 @@ pub enum InvalidValue {
     SumTooLarge,
     #[error("order id must be 1 to 64 letters, digits or dashes")]
     MalformedOrderId,
+    #[error("refund id must be 32 lowercase hex digits")]
+    MalformedRefundId,
     #[error("after must be the next_after of a page you were given (a whole number)")]
     MalformedCursor,
     #[error("limit must be a whole number from 1 to {max}", max = PageRequest::MAX_LIMIT)]
@@ -32,6 +38,7 @@ impl InvalidValue {
             }
             Self::SumNotPositive | Self::SumTooLarge => "sum",
             Self::MalformedOrderId => "order_id",
+            Self::MalformedRefundId => "refund_id",
             Self::MalformedCursor => "after",
             Self::LimitOutOfRange => "limit",
         }
@@ -134,6 +141,42 @@ impl OrderId {
 }
 
 impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A refund's id: 32 lowercase hex digits. A refund asked with an `Idempotency-Key` gets an id
+/// made from its user, order and key, so every repeat of the request names the same refund and
+/// is applied once; one asked without gets a random id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RefundId(String);
+
+impl RefundId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let valid = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid
+            .then(|| Self(raw.to_string()))
+            .ok_or(InvalidValue::MalformedRefundId)
+    }
+
+    /// The id of the refund of `order` that `user` asks for under `key`: the first 16 bytes of
+    /// the SHA-256 of the three (separated by U+001F, which none of them holds).
+    pub fn for_key(user: &UserName, order: &OrderId, key: &IdempotencyKey) -> Self {
+        let digest = Sha256::digest(format!("{user}\u{1f}{order}\u{1f}{}", key.as_str()));
+        Self(hex::encode(&digest[..16]))
+    }
+
+    pub fn from_random(bytes: [u8; 16]) -> Self {
+        Self(hex::encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RefundId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -50,8 +50,26 @@ pub mod subjects {
     /// - The id makes the order findable in its stream ([`placed_order`]): notify reads an
     ///   order's status from it rather than keeping a copy of every order.
     pub fn order_placed(user: &str, id: &OrderId) -> String {
-        let digest = Sha256::digest(user.as_bytes());
-        format!("{ORDER_PLACED}.{:02x}.{id}", digest[0])
+        format!("{ORDER_PLACED}.{}.{id}", partition(user))
+    }
+
+    /// billing -> billing: [`crate::proto::RefundRequested`], on
+    /// `refunds.requested.<partition>.<order id>` ([`refund_requested`]).
+    pub const REFUND_REQUESTED: &str = "refunds.requested";
+    /// Every refund request's subject.
+    pub const REFUND_REQUESTED_SUBJECTS: &str = "refunds.requested.*.*";
+    /// billing -> notify: [`crate::proto::RefundResult`].
+    pub const PAYMENT_REFUNDED: &str = "payments.refunded";
+
+    /// The subject of a refund of `user`'s order `id`: the order's partition, so billing's link
+    /// applies one account's refunds one after another, as its orders.
+    pub fn refund_requested(user: &str, id: &OrderId) -> String {
+        format!("{REFUND_REQUESTED}.{}.{id}", partition(user))
+    }
+
+    /// Two hex digits of the SHA-256 of the user's name: one of 256 partitions.
+    fn partition(user: &str) -> String {
+        format!("{:02x}", Sha256::digest(user.as_bytes())[0])
     }
 
     /// The subject filter that finds order `id` in its stream, whoever placed it. Order ids are

@@ -1,18 +1,24 @@
 //! Property test of billing's ledger against a model: any mix of deposits, key rotations, orders
-//! placed with the key current at the time, (re)deliveries of those orders in batches, and time passing, with
-//! enough orders that the account's settlements and entries overflow into records of their own.
+//! placed with the key current at the time, (re)deliveries of those orders in batches, refunds
+//! (whole, partial, retried under one key, of orders paid, refused or never delivered), refund
+//! requests redelivered, and time passing, with enough orders that the account's settlements and
+//! entries overflow into records of their own.
 
 use std::collections::HashMap;
 
-use billing_core::{Billing, MAX_REPLACED_KEYS};
+use billing_core::{Billing, MAX_REFUNDS_PER_ORDER, MAX_REPLACED_KEYS};
+use orders_common::api::ApiError as _;
 use orders_common::auth::{Caller, KeyHash};
 use orders_common::domain::PageRequest;
 use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore};
 use orders_common::ports::Clock as _;
 use orders_common::proto::{
-    CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentOutcome, RotateKeyRequest,
+    CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentOutcome, RefundRequest,
+    RefundRequested, RotateKeyRequest,
 };
+use orders_common::subjects;
 use proptest::prelude::*;
+use prost::Message as _;
 
 #[derive(Debug, Clone)]
 enum Event {
@@ -26,6 +32,15 @@ enum Event {
     Deliver(Vec<Pick>),
     /// An hour passes.
     Wait,
+    /// A refund of order `order` (placed or not): `sum`, or all that is left; under one of a few
+    /// Idempotency-Keys, or none.
+    Refund {
+        order: usize,
+        sum: Option<i64>,
+        key: Option<u8>,
+    },
+    /// billing's consumer gets the `k`-th refund request billing published (again).
+    RedeliverRefund(usize),
 }
 
 /// Which order a delivery brings.
@@ -55,6 +70,9 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
             )
             .prop_map(Event::Deliver),
             1 => Just(Event::Wait),
+            3 => (0usize..ORDERS, proptest::option::of(1i64..40), proptest::option::of(0u8..3))
+                .prop_map(|(order, sum, key)| Event::Refund { order, sum, key }),
+            1 => (0usize..50).prop_map(Event::RedeliverRefund),
         ],
         0..400,
     )
@@ -72,8 +90,10 @@ proptest! {
     /// placed with is still one billing honours (current, or among the last MAX_REPLACED_KEYS
     /// replaced after the order was placed) and the balance covers it at that moment;
     /// redeliveries, however late, get the same outcome and change nothing; the balance never
-    /// goes below zero; the statement lists every deposit and payment once, newest first, and
-    /// each entry's balance is the one before it moved by its amount.
+    /// goes below zero; a refund gives back money of a paid order only, never more than it paid,
+    /// once per Idempotency-Key, and a redelivered refund request changes nothing; the statement
+    /// lists every deposit, payment and refund once, newest first, and each entry's balance is the
+    /// one before it moved by its amount.
     #[test]
     fn any_mix_of_deposits_rotations_and_redelivered_orders_matches_the_model_ledger(
         sums in proptest::collection::vec(1u64..80, ORDERS),
@@ -95,6 +115,9 @@ proptest! {
         let mut settled: HashMap<usize, PaymentOutcome> = HashMap::new();
         // Every movement, oldest first: its kind, amount and the balance after it.
         let mut ledger: Vec<(String, u64, u64)> = Vec::new();
+        // Each order's refunds: their amounts, and which Idempotency-Key gave which.
+        let mut refunds: HashMap<usize, Vec<u64>> = HashMap::new();
+        let mut keyed: HashMap<(usize, u8), u64> = HashMap::new();
         for (step, event) in events.into_iter().enumerate() {
             clock.advance(1);
             match event {
@@ -129,6 +152,65 @@ proptest! {
                 }
                 Event::Place => {}
                 Event::Wait => clock.advance(60 * 60 * 1000),
+                Event::Refund { order: n, sum, key } => {
+                    let request = RefundRequest { order_id: format!("order-{n}"), sum, user: None };
+                    let idempotency_key = key.map(|k| format!("key-{k}"));
+                    let mut nonce = [0xee; 16];
+                    nonce[..8].copy_from_slice(&(step as u64).to_le_bytes());
+                    let answer = billing.refund(&pavel, &request, idempotency_key.as_deref(), nonce, &broker);
+                    let given = refunds.entry(n).or_default();
+                    let left = sums[n] - given.iter().sum::<u64>();
+                    let earlier = key.and_then(|k| keyed.get(&(n, k)).copied());
+                    let expected: Result<u64, &str> = match settled.get(&n) {
+                        None => Err("unknown_payment"),
+                        Some(PaymentOutcome::Paid) => match (earlier, sum) {
+                            (Some(first), Some(sum)) if u64::try_from(sum).unwrap() != first => {
+                                Err("idempotency_conflict")
+                            }
+                            (Some(first), _) => Ok(first),
+                            (None, sum) => {
+                                let amount = sum.map_or(left, |s| u64::try_from(s).unwrap());
+                                if amount > left || left == 0 {
+                                    Err("refund_exceeds_payment")
+                                } else if given.len() >= MAX_REFUNDS_PER_ORDER as usize {
+                                    Err("too_many_refunds")
+                                } else {
+                                    given.push(amount);
+                                    if let Some(k) = key {
+                                        keyed.insert((n, k), amount);
+                                    }
+                                    balance += amount;
+                                    ledger.push(("refund".into(), amount, balance));
+                                    Ok(amount)
+                                }
+                            }
+                        },
+                        Some(_) => Err("order_not_paid"),
+                    };
+                    match (answer, expected) {
+                        (Ok(refund), Ok(amount)) => {
+                            prop_assert_eq!(refund.sum, amount);
+                            prop_assert_eq!(refund.refunded <= sums[n], true);
+                        }
+                        (Err(error), Err(code)) => prop_assert_eq!(error.code(), code),
+                        (answer, expected) => prop_assert!(false, "refund of order {}: {:?}, expected {:?}", n, answer, expected),
+                    }
+                }
+                Event::RedeliverRefund(k) => {
+                    let requests: Vec<RefundRequested> = broker
+                        .published
+                        .borrow()
+                        .iter()
+                        .filter(|(subject, _)| subject.starts_with(subjects::REFUND_REQUESTED))
+                        .map(|(_, body)| RefundRequested::decode(body.as_slice()).unwrap())
+                        .collect();
+                    if let Some(requested) = requests.get(k) {
+                        // Every request billing published was applied when it was asked.
+                        let again = billing.apply_refund(requested).unwrap();
+                        prop_assert_eq!(&again.refund_id, &requested.refund_id);
+                        prop_assert_eq!(again.sum, requested.sum);
+                    }
+                }
                 Event::Deliver(picks) => {
                     let delivered: Vec<usize> = picks
                         .into_iter()

@@ -2,7 +2,7 @@
 //! (the HTTP server provider routes by path); [`serve`] reads the request and turns any error into
 //! the JSON error body.
 
-use orders_common::api::{ApiError, RequestError, MAX_BODY_BYTES};
+use orders_common::api::{ApiError, MalformedIdempotencyKey, RequestError, MAX_BODY_BYTES};
 use orders_common::auth::{AuthError, Authenticator, Caller};
 use serde::Serialize;
 use std::io::Read as _;
@@ -60,6 +60,15 @@ impl Request {
         let caller = self.caller(auth)?;
         caller.require_current(&crate::ports::AnnouncedKeys)?;
         Ok(caller)
+    }
+
+    /// The request's `Idempotency-Key` header, if it has one; its value is checked by
+    /// [`orders_common::api::IdempotencyKey::parse`].
+    pub fn idempotency_key(&self) -> Result<Option<&str>, MalformedIdempotencyKey> {
+        self.headers
+            .get("idempotency-key")
+            .map(|value| value.to_str().map_err(|_| MalformedIdempotencyKey))
+            .transpose()
     }
 
     /// Refuses every method but `allowed` (405).

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const FINAL = new Set(["paid", "refused"]);
+const FINAL = new Set(["paid", "refused", "partially_refunded", "refunded"]);
 const POLL_MS = 400;
 // Under the per-credential rate limit (100 requests/s): at most this many status asks per poll.
 const STATUS_ASKS_PER_POLL = 20;
@@ -92,7 +92,7 @@ async function refreshStatement() {
   $("statement").tBodies[0].replaceChildren(...page.entries.map((entry) => {
     const row = document.createElement("tr");
     row.className = entry.kind;
-    const amount = entry.kind === "payment" ? `−${entry.amount}` : `+${entry.amount}`;
+    const amount = entry.kind === "payment" ? `−${entry.amount}` : `+${entry.amount}`;  // deposits and refunds add
     const cells = [entry.entry, entry.kind, amount, entry.order_id ?? "", entry.balance_after, new Date(entry.at_ms).toLocaleString()];
     row.replaceChildren(...cells.map((text) => {
       const cell = document.createElement("td");
@@ -131,14 +131,15 @@ async function refreshNotifications() {
   if (notifications === null) return;
   // Orders placed before a reload (or elsewhere) come back into the table from their notifications.
   for (const n of notifications) {
-    if (orders.has(n.order_id)) continue;
+    // A refund's notification follows its order's, which brings the order back.
+    if (n.refund_id || orders.has(n.order_id)) continue;
     orders.set(n.order_id, { sum: n.sum, state: n.paid ? "paid" : "refused", reason: n.reason, balance: n.balance });
     renderOrder(n.order_id);
   }
   const list = $("notifications");
   list.replaceChildren(...notifications.map((n) => {
     const item = document.createElement("li");
-    item.className = n.paid ? "paid" : "refused";
+    item.className = n.refund_id ? "refunded" : n.paid ? "paid" : "refused";
     item.dataset.orderId = n.order_id;
     item.textContent = n.message;
     return item;

@@ -80,14 +80,19 @@ mod tests {
     fn the_kept_manifest_names_its_streams_buckets_and_the_secret_config() {
         let app = Application::parse(include_str!("../../../wadm.yaml")).unwrap();
         let plane = of(&app).unwrap();
-        assert_eq!(plane.streams, ["DEADLETTER", "KEYS", "ORDERS", "PAYMENTS"]);
+        assert_eq!(
+            plane.streams,
+            ["DEADLETTER", "KEYS", "ORDERS", "PAYMENTS", "REFUNDS"]
+        );
         assert_eq!(
             plane.subjects,
             [
                 "deadletter.>",
                 "keys.*",
                 "orders.placed.*.*",
-                "payments.settled"
+                "payments.refunded",
+                "payments.settled",
+                "refunds.requested.*.*"
             ]
         );
         assert_eq!(plane.buckets, ["billing", "notify", "order"]);

@@ -279,6 +279,43 @@ impl Lattice {
         key.unwrap_or_else(|| self.admin_token.clone())
     }
 
+    /// `POST /Refund` of `user`'s order `id` with the user's key: `sum` (absent: all that is
+    /// left), under `idempotency_key` when given.
+    pub async fn refund(
+        &self,
+        user: &str,
+        id: &str,
+        sum: Option<i64>,
+        idempotency_key: Option<&str>,
+    ) -> Answer {
+        let request = self.refund_request(&self.http, user, id, sum, idempotency_key);
+        answer(request.send().await.expect("the HTTP server answers")).await
+    }
+
+    /// [`Self::refund`]'s request, sent by `client`.
+    pub fn refund_request(
+        &self,
+        client: &reqwest::Client,
+        user: &str,
+        id: &str,
+        sum: Option<i64>,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut body = serde_json::json!({ "order_id": id });
+        if let Some(sum) = sum {
+            body["sum"] = sum.into();
+        }
+        let mut request = client
+            .post(format!("{}/Refund", self.base_url))
+            .bearer_auth(self.key(user))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request
+    }
+
     /// Where order `id` stands, asked with `user`'s key (the admin token for a user this client has
     /// no key for).
     pub async fn order_status(&self, user: &str, id: &str) -> Answer {
@@ -288,15 +325,17 @@ impl Lattice {
             .await
     }
 
-    /// Polls `/OrderStatus` until order `id` is settled (`paid` or `refused`), then returns the
-    /// answer; on the way it may be pending, and nothing else: an order is known from the moment
-    /// it was accepted (stored in its stream).
+    /// Polls `/OrderStatus` until order `id` is settled (`paid` or `refused`, or refunded since),
+    /// then returns the answer; on the way it may be pending, and nothing else: an order is known
+    /// from the moment it was accepted (stored in its stream).
     pub async fn await_settled(&self, user: &str, id: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let answer = self.order_status(user, id).await;
             match (answer.status, answer.body["state"].as_str()) {
-                (200, Some("paid" | "refused")) => return answer.body,
+                (200, Some("paid" | "refused" | "partially_refunded" | "refunded")) => {
+                    return answer.body
+                }
                 (200, Some("pending")) => {}
                 _ => panic!("order {id}: {answer:?}"),
             }

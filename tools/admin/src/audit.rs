@@ -8,7 +8,11 @@
 //!   first) are the ones it held;
 //! - no order is debited twice, and every order billing settled as paid has its debit;
 //! - every paid notification has its debit (same user, same sum), no refused one has a debit, and
-//!   every debit has its paid notification, or a dead letter of the order or of its result.
+//!   every debit has its paid notification, or a dead letter of the order or of its result;
+//! - every refund gives back money of an order its account was debited for, never more than the
+//!   debit in all, once per refund id; its record (once it left the account) is its entry; it has
+//!   its notification (same sum) or a dead letter of the order, and every refund notification has
+//!   its refund.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -77,8 +81,10 @@ pub struct Report {
     pub accounts: usize,
     pub entries: usize,
     pub debits: usize,
+    pub refunds: usize,
     pub paid_notifications: usize,
     pub refused_notifications: usize,
+    pub refund_notifications: usize,
     pub dead_letters: usize,
     pub mismatches: Vec<Value>,
 }
@@ -89,8 +95,10 @@ impl Report {
             "accounts": self.accounts,
             "entries": self.entries,
             "debits": self.debits,
+            "refunds": self.refunds,
             "paid_notifications": self.paid_notifications,
             "refused_notifications": self.refused_notifications,
+            "refund_notifications": self.refund_notifications,
             "dead_letters": self.dead_letters,
             "mismatches": self.mismatches.len(),
         })
@@ -112,12 +120,36 @@ struct Debit {
     order_id: String,
 }
 
+/// One refund: which user's order, and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Credit {
+    debit: Debit,
+    refund_id: String,
+}
+
 /// Checks billing's bucket against itself and notify's (see the module's comment).
 pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
     let mut report = Report::default();
     let mut ledger_records: HashMap<&str, BTreeMap<u64, LedgerEntry>> = HashMap::new();
     let mut settled_paid: Vec<PaymentResult> = Vec::new();
+    // Refund records by order id and refund number.
+    let mut refund_records: HashMap<(String, u32), LedgerEntry> = HashMap::new();
     for (key, value) in billing {
+        if let Some(rest) = key.strip_prefix("refund/") {
+            let parsed = rest
+                .rsplit_once('/')
+                .and_then(|(order, number)| Some((order.to_string(), number.parse::<u32>().ok()?)));
+            match (parsed, LedgerEntry::decode(value.as_slice())) {
+                (Some(at), Ok(entry)) => {
+                    refund_records.insert(at, entry);
+                }
+                (None, _) => report.mismatch("malformed refund key", json!({ "key": key })),
+                (_, Err(e)) => {
+                    report.mismatch("undecodable", json!({ "key": key, "why": e.to_string() }))
+                }
+            }
+            continue;
+        }
         if let Some(rest) = key.strip_prefix("ledger/") {
             let parsed = rest
                 .rsplit_once('/')
@@ -157,6 +189,7 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
         }
     }
     let mut debits: HashMap<Debit, u64> = HashMap::new();
+    let mut credits: HashMap<Credit, u64> = HashMap::new();
     for (key, value) in billing {
         let Some(user) = key.strip_prefix("account/") else {
             continue;
@@ -172,6 +205,18 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
         let records = ledger_records.remove(user).unwrap_or_default();
         for entry in ledger(&mut report, user, &account, &records) {
             report.entries += 1;
+            if entry.kind() == EntryKind::Refund {
+                report.refunds += 1;
+                check_refund(
+                    &mut report,
+                    user,
+                    &entry,
+                    &debits,
+                    &mut credits,
+                    &mut refund_records,
+                );
+                continue;
+            }
             if entry.kind() != EntryKind::Payment {
                 continue;
             }
@@ -200,6 +245,12 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
                 }),
         );
     }
+    for ((order_id, number), _) in refund_records {
+        report.mismatch(
+            "refund record of no refund entry",
+            json!({ "order_id": order_id, "refund_number": number }),
+        );
+    }
     for (user, records) in ledger_records {
         report.mismatch(
             "ledger entries of no account",
@@ -218,8 +269,60 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
             );
         }
     }
-    check_notifications(&mut report, notify, &debits);
+    check_notifications(&mut report, notify, &debits, &credits);
     report
+}
+
+/// A refund entry of `user`'s, the account's entries before it already seen: its order was
+/// debited in this account before it, its refunds so far (`credits`) and it stay within the debit,
+/// its id is new for the order, and its record (if it has one, taken from `refund_records`) is it.
+fn check_refund(
+    report: &mut Report,
+    user: &str,
+    entry: &LedgerEntry,
+    debits: &HashMap<Debit, u64>,
+    credits: &mut HashMap<Credit, u64>,
+    refund_records: &mut HashMap<(String, u32), LedgerEntry>,
+) {
+    let debit = Debit {
+        user: user.to_string(),
+        order_id: entry.order_id.clone(),
+    };
+    let refunded_before: u64 = credits
+        .iter()
+        .filter(|(credit, _)| credit.debit == debit)
+        .map(|(_, amount)| amount)
+        .sum();
+    match debits.get(&debit) {
+        None => report.mismatch(
+            "refund of an order not debited",
+            json!({ "user": user, "order_id": entry.order_id, "entry": entry.number }),
+        ),
+        Some(&paid) if refunded_before + entry.amount > paid => report.mismatch(
+            "refunded more than was paid",
+            json!({ "user": user, "order_id": entry.order_id, "paid": paid,
+                    "refunded": refunded_before + entry.amount }),
+        ),
+        Some(_) => {}
+    }
+    let credit = Credit {
+        debit,
+        refund_id: entry.refund_id.clone(),
+    };
+    if credits.insert(credit, entry.amount).is_some() {
+        report.mismatch(
+            "refund applied twice",
+            json!({ "user": user, "order_id": entry.order_id, "refund_id": entry.refund_id }),
+        );
+    }
+    if let Some(record) = refund_records.remove(&(entry.order_id.clone(), entry.refund_number)) {
+        if record != *entry {
+            report.mismatch(
+                "refund record differs from its entry",
+                json!({ "user": user, "order_id": entry.order_id, "entry": entry.number }),
+            );
+        }
+    }
 }
 
 /// The account's entries in order, from its records and its own, each checked against the one
@@ -258,7 +361,7 @@ fn ledger(
             return entries;
         }
         let moved = match entry.kind() {
-            EntryKind::Deposit => balance.checked_add(entry.amount),
+            EntryKind::Deposit | EntryKind::Refund => balance.checked_add(entry.amount),
             EntryKind::Payment => balance.checked_sub(entry.amount),
             EntryKind::Unspecified => None,
         };
@@ -285,10 +388,16 @@ fn ledger(
     entries
 }
 
-fn check_notifications(report: &mut Report, notify: &Bucket, debits: &HashMap<Debit, u64>) {
+fn check_notifications(
+    report: &mut Report,
+    notify: &Bucket,
+    debits: &HashMap<Debit, u64>,
+    credits: &HashMap<Credit, u64>,
+) {
     let notification_prefix = format!("notification{TOKEN_SEPARATOR}");
     let dead_letter_prefix = format!("deadletter{TOKEN_SEPARATOR}");
     let mut notified_paid = HashSet::new();
+    let mut notified_refunds = HashSet::new();
     let mut dead_lettered = HashSet::new();
     for (key, value) in notify {
         if key.starts_with(&dead_letter_prefix) {
@@ -315,6 +424,23 @@ fn check_notifications(report: &mut Report, notify: &Bucket, debits: &HashMap<De
             user: notification.user.clone(),
             order_id: notification.order_id.clone(),
         };
+        if let Some(refund_id) = &notification.refund_id {
+            report.refund_notifications += 1;
+            let credit = Credit {
+                debit,
+                refund_id: refund_id.clone(),
+            };
+            let credited = credits.get(&credit);
+            if credited != Some(&notification.sum) {
+                report.mismatch(
+                    "notified as refunded without its refund",
+                    json!({ "user": notification.user, "order_id": notification.order_id,
+                            "refund_id": refund_id, "sum": notification.sum, "credited": credited }),
+                );
+            }
+            notified_refunds.insert(credit);
+            continue;
+        }
         let debited = debits.get(&debit);
         if notification.paid {
             report.paid_notifications += 1;
@@ -341,6 +467,15 @@ fn check_notifications(report: &mut Report, notify: &Bucket, debits: &HashMap<De
             report.mismatch(
                 "debited but never notified nor dead-lettered",
                 json!({ "user": debit.user, "order_id": debit.order_id }),
+            );
+        }
+    }
+    for credit in credits.keys() {
+        if !notified_refunds.contains(credit) && !dead_lettered.contains(&credit.debit.order_id) {
+            report.mismatch(
+                "refunded but never notified nor dead-lettered",
+                json!({ "user": credit.debit.user, "order_id": credit.debit.order_id,
+                        "refund_id": credit.refund_id }),
             );
         }
     }
@@ -437,8 +572,9 @@ mod tests {
         assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
         assert_eq!(
             report.summary(),
-            json!({ "accounts": 1, "entries": 2, "debits": 1, "paid_notifications": 1,
-                    "refused_notifications": 1, "dead_letters": 0, "mismatches": 0 })
+            json!({ "accounts": 1, "entries": 2, "debits": 1, "refunds": 0,
+                    "paid_notifications": 1, "refused_notifications": 1,
+                    "refund_notifications": 0, "dead_letters": 0, "mismatches": 0 })
         );
     }
 
@@ -548,6 +684,105 @@ mod tests {
         assert_eq!(
             mismatches(&billing, &notify),
             ["entry record differs from the account's"]
+        );
+    }
+
+    /// `books()` and a refund of `amount` of order o-1 (entry 3), notified.
+    fn refunded(amount: u64, refund_id: &str) -> (Bucket, Bucket) {
+        let (mut billing, mut notify) = books();
+        edit_account(&mut billing, |account| {
+            let mut refund = entry(3, EntryKind::Refund, amount, "o-1", 90 + amount);
+            refund.refund_id = refund_id.into();
+            refund.refund_number = 1;
+            account.recent_entries.push(refund);
+            account.ledger_length = 3;
+            account.balance = 90 + amount;
+        });
+        let notification = Notification {
+            refund_id: Some(refund_id.into()),
+            ..notification("o-1", amount, false)
+        };
+        notify.insert(
+            keys::of(&["notification", "Pavel", "o-1", refund_id]),
+            notification.encode_to_vec(),
+        );
+        (billing, notify)
+    }
+
+    #[test]
+    fn a_refund_within_its_debit_and_notified_adds_up() {
+        let (billing, notify) = refunded(10, "r-1");
+        let report = audit(&billing, &notify);
+        assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
+        assert_eq!(
+            (
+                report.refunds,
+                report.refund_notifications,
+                report.refused_notifications
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_refund_of_more_than_was_paid_or_of_an_order_never_debited_is_found() {
+        let (billing, notify) = refunded(11, "r-1");
+        assert_eq!(
+            mismatches(&billing, &notify),
+            ["refunded more than was paid"]
+        );
+        let (mut billing, notify) = refunded(10, "r-1");
+        edit_account(&mut billing, |account| {
+            account.recent_entries[1].order_id = "o-9".into();
+        });
+        assert_eq!(
+            mismatches(&billing, &notify),
+            [
+                "refund of an order not debited",
+                "notified as refunded without its refund",
+                "refunded but never notified nor dead-lettered"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refund_applied_twice_or_never_notified_is_found() {
+        let (mut billing, notify) = refunded(4, "r-1");
+        edit_account(&mut billing, |account| {
+            let mut twice = account.recent_entries[1].clone();
+            twice.number = 4;
+            twice.balance_after = 98;
+            account.recent_entries.push(twice);
+            account.ledger_length = 4;
+            account.balance = 98;
+        });
+        assert_eq!(mismatches(&billing, &notify), ["refund applied twice"]);
+        let (billing, mut notify) = refunded(10, "r-1");
+        notify.retain(|key, _| !key.ends_with("r-1"));
+        assert_eq!(
+            mismatches(&billing, &notify),
+            ["refunded but never notified nor dead-lettered"]
+        );
+    }
+
+    #[test]
+    fn a_refund_record_that_is_not_its_entry_is_found() {
+        let (mut billing, notify) = refunded(10, "r-1");
+        let mut forged = entry(3, EntryKind::Refund, 10, "o-1", 100);
+        forged.refund_id = "r-2".into();
+        forged.refund_number = 1;
+        billing.insert("refund/o-1/01".into(), forged.encode_to_vec());
+        assert_eq!(
+            mismatches(&billing, &notify),
+            ["refund record differs from its entry"]
+        );
+        billing.insert("refund/o-7/01".into(), forged.encode_to_vec());
+        assert_eq!(
+            mismatches(&billing, &notify),
+            [
+                "refund record differs from its entry",
+                "refund record of no refund entry"
+            ]
         );
     }
 }

@@ -53,6 +53,7 @@ fn application_probes() -> Vec<Probe> {
         probe("POST", "/DepositCash", 401, NoKey),
         probe("POST", "/Order", 401, NoKey),
         probe("POST", "/RotateKey", 401, NoKey),
+        probe("POST", "/Refund", 401, NoKey),
         probe("GET", "/Balance?user=readiness-probe", 404, Admin),
         probe("GET", "/Statement?user=readiness-probe", 404, Admin),
         probe("GET", "/List?user=readiness-probe", 200, Admin),

@@ -1,16 +1,19 @@
 //! billing as a wasmCloud component: `POST /CreateUser`, `POST /DepositCash`, `GET /Balance?user=`,
-//! `GET /Statement?user=`, `POST /RotateKey` over `wasi:http` (each key it issues announced on `keys.<user digest>`), and
-//! placed orders from the broker in batches
-//! (`orders:lattice/batch-handler`), settled by `billing-core` and each answered with its payment
-//! result, for `payments.settled`.
+//! `GET /Statement?user=`, `POST /RotateKey`, `POST /Refund` over `wasi:http` (each key it issues
+//! announced on `keys.<user digest>`, each refund published on `refunds.requested.…`), and from
+//! the broker in batches (`orders:lattice/batch-handler`): placed orders, settled by
+//! `billing-core` and each answered with its payment result, for `payments.settled`; and its own
+//! refund requests, each applied (once) and answered with its result, for `payments.refunded`.
 
 use billing_core::{Billing, BillingError};
-use orders_common::api::{parse_json, query_param, RequestError};
+use orders_common::api::{parse_json, query_param, ApiError as _, RequestError};
 use orders_common::batch::answer_each;
 use orders_common::domain::PageRequest;
 use orders_common::ports::decode_message;
+use orders_common::ports::{CasStore, Clock};
 use orders_common::proto::{
-    CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentResult, RotateKeyRequest,
+    CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentResult, RefundRequest,
+    RefundRequested, RotateKeyRequest,
 };
 use orders_common::subjects;
 use orders_component_kit::http::{Handled, Reply, Request};
@@ -78,6 +81,14 @@ fn route(request: &Request) -> Handled {
             let rotated = billing.rotate_key(&caller, &body, &auth.keys, random_16(), &Broker)?;
             Ok(Reply::json(200, &rotated))
         }
+        "/Refund" => {
+            request.require(Method::POST)?;
+            let caller = request.caller(&authenticator()?)?;
+            let key = request.idempotency_key().map_err(BillingError::from)?;
+            let body: RefundRequest = parse_json(&request.body)?;
+            let refund = billing.refund(&caller, &body, key, random_16(), &Broker)?;
+            Ok(Reply::json(200, &refund))
+        }
         "/" => Ok(Reply::index(
             "billing",
             &[
@@ -86,6 +97,7 @@ fn route(request: &Request) -> Handled {
                 "GET /Balance?user=",
                 "GET /Statement?user=&limit=&after=",
                 "POST /RotateKey",
+                "POST /Refund",
             ],
         )),
         other => Err(RequestError::UnknownPath(other.to_string()).into()),
@@ -95,7 +107,8 @@ fn route(request: &Request) -> Handled {
 impl BatchHandler for BillingComponent {
     /// Settles a batch of placed orders with one read and one write of their accounts, and answers
     /// each with its payment result, which the messaging provider publishes on `payments.settled`
-    /// before it acknowledges the order. An `Err` tells the provider that order was not handled.
+    /// before it acknowledges the order; applies each refund request of the batch on its own. An
+    /// `Err` tells the provider that message was not handled.
     fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
         let store = KeyValue::new();
         let billing = Billing {
@@ -104,7 +117,12 @@ impl BatchHandler for BillingComponent {
         };
         answer_each(
             messages,
-            |message| decode_message(&message.subject, &message.body, "OrderPlaced").map_err(Err),
+            |message| {
+                if subjects::matches(subjects::REFUND_REQUESTED_SUBJECTS, &message.subject) {
+                    return Err(refund_reply(&billing, &message));
+                }
+                decode_message(&message.subject, &message.body, "OrderPlaced").map_err(Err)
+            },
             |orders| {
                 let settled = billing.settle_all(&orders);
                 settled
@@ -136,4 +154,44 @@ fn payment_reply(
         body: result.encode_to_vec(),
         reply_to: None,
     }])
+}
+
+/// The answer to one refund request: its result, for `payments.refunded`; nothing when it was
+/// refused (nothing changed, and its requester was told); or why it was not handled (the provider
+/// delivers it again).
+fn refund_reply<S: CasStore + ?Sized, C: Clock + ?Sized>(
+    billing: &Billing<'_, S, C>,
+    message: &BrokerMessage,
+) -> Result<Vec<BrokerMessage>, String> {
+    let requested: RefundRequested =
+        decode_message(&message.subject, &message.body, "RefundRequested")?;
+    match billing.apply_refund(&requested) {
+        Ok(result) => {
+            orders_component_kit::info!(
+                "refund {} of order {}: {} back to {}, balance {}",
+                result.refund_id,
+                result.order_id,
+                result.sum,
+                result.user,
+                result.balance
+            );
+            Ok(vec![BrokerMessage {
+                subject: subjects::PAYMENT_REFUNDED.to_string(),
+                body: result.encode_to_vec(),
+                reply_to: None,
+            }])
+        }
+        Err(refused) if refused.status() < 500 => {
+            orders_component_kit::info!(
+                "refund {} of order {} refused: {refused}",
+                requested.refund_id,
+                requested.order_id
+            );
+            Ok(Vec::new())
+        }
+        Err(failed) => Err(format!(
+            "refund {} of order {} not applied: {failed}",
+            requested.refund_id, requested.order_id
+        )),
+    }
 }

@@ -12,7 +12,15 @@
 //!   never changed. Entries are numbered from 1 without gaps, so a statement reads its page by key;
 //! - `payment/<order id>`: the [`PaymentResult`] of a settled order whose outcome left the account
 //!   (with its entry's chunk, or as the oldest refusal), created the same way and kept: a replay
-//!   however late finds it.
+//!   however late finds it;
+//! - `refund/<order id>/<n>`: the entry of the order's n-th refund, once it left the account (with
+//!   its chunk), created the same way: an order's refunds are read by key.
+//!
+//! A refund ([`Billing::refund`]) is checked against the account, published as
+//! [`RefundRequested`] (stream REFUNDS), then applied by compare-and-swap; billing consumes its
+//! own requests and applies each again ([`Billing::apply_refund`]: a refund already applied is
+//! found by its id and not applied twice), answering with the [`RefundResult`] for notify. So a
+//! refund that was accepted is applied and notified even if billing stops before it answered.
 //!
 //! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
 //! current one in the account, in the same record as the balance: a deposit, a balance query and a
@@ -29,10 +37,10 @@
 //!   announces last, it saw the account hold that key after its announcement; a key stored after
 //!   that is announced by the request that stored it, after storing.
 
-use orders_common::api::ApiError;
+use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::batch::answer_each;
-use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
+use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName};
 use orders_common::ports::{
     decode_record, CasStore, CasWrite, Clock, PublishError, Publisher, RecordStore, StoreError,
     Update, MAX_CONFLICTS,
@@ -40,8 +48,8 @@ use orders_common::ports::{
 use orders_common::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, CurrentApiKey,
     DepositCashRequest, EntryKind, LedgerChunk, LedgerEntry, OrderPlaced, PaymentOutcome,
-    PaymentResult, ReplacedKey, RotateKeyRequest, Settlement, StatementEntry, StatementResponse,
-    StoredAccount,
+    PaymentResult, RefundRequest, RefundRequested, RefundResponse, RefundResult, ReplacedKey,
+    RotateKeyRequest, Settlement, StatementEntry, StatementResponse, StoredAccount,
 };
 use orders_common::subjects;
 
@@ -64,9 +72,14 @@ pub const MAX_RECENT: usize = 32;
 /// of a write for its entry, and a statement page of 100 reads 7 records.
 pub const LEDGER_CHUNK: u64 = 16;
 
+/// How many refunds one order may have: a refund in parts, and an order's refunds read in one
+/// batch.
+pub const MAX_REFUNDS_PER_ORDER: u32 = 16;
+
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
-/// [`orders_common::auth`]), `UserExists` 409, `UnknownUser` 404, `BalanceLimit` 422, `Store` 503,
-/// `Broker` 503.
+/// [`orders_common::auth`]), `InvalidIdempotencyKey` 400, `UserExists` 409, `UnknownUser` 404,
+/// `BalanceLimit` 422, `UnknownPayment` 404, `OrderNotPaid` 409, `RefundExceedsPayment` 422,
+/// `TooManyRefunds` 422, `IdempotencyConflict` 409, `Store` 503, `Broker` 503.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
     #[error(transparent)]
@@ -77,8 +90,20 @@ pub enum BillingError {
     UserExists(UserName),
     #[error("user `{0}` does not exist")]
     UnknownUser(UserName),
-    #[error("the deposit would take the balance of `{0}` over {MAX_BALANCE}")]
+    #[error("the balance of `{0}` would go over {MAX_BALANCE}")]
     BalanceLimit(UserName),
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] MalformedIdempotencyKey),
+    #[error("`{user}` paid no order `{order}` (unknown, of another user, or not settled yet)")]
+    UnknownPayment { user: UserName, order: OrderId },
+    #[error("order `{0}` was refused, not paid: there is nothing to refund")]
+    OrderNotPaid(OrderId),
+    #[error("order `{order}` has {left} left to refund")]
+    RefundExceedsPayment { order: OrderId, left: u64 },
+    #[error("order `{0}` has had {MAX_REFUNDS_PER_ORDER} refunds, the most one order may have")]
+    TooManyRefunds(OrderId),
+    #[error("this Idempotency-Key already refunded order `{0}` a different sum")]
+    IdempotencyConflict(OrderId),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the key could not be announced: {0}")]
@@ -93,6 +118,10 @@ impl ApiError for BillingError {
             Self::UserExists(_) => 409,
             Self::UnknownUser(_) => 404,
             Self::BalanceLimit(_) => 422,
+            Self::InvalidIdempotencyKey(malformed) => malformed.status(),
+            Self::UnknownPayment { .. } => 404,
+            Self::OrderNotPaid(_) | Self::IdempotencyConflict(_) => 409,
+            Self::RefundExceedsPayment { .. } | Self::TooManyRefunds(_) => 422,
             Self::Store(_) | Self::Broker(_) => 503,
         }
     }
@@ -104,6 +133,12 @@ impl ApiError for BillingError {
             Self::UserExists(_) => "user_exists",
             Self::UnknownUser(_) => "unknown_user",
             Self::BalanceLimit(_) => "balance_limit",
+            Self::InvalidIdempotencyKey(malformed) => malformed.code(),
+            Self::UnknownPayment { .. } => "unknown_payment",
+            Self::OrderNotPaid(_) => "order_not_paid",
+            Self::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+            Self::TooManyRefunds(_) => "too_many_refunds",
+            Self::IdempotencyConflict(_) => "idempotency_conflict",
             Self::Store(_) => "store_unavailable",
             Self::Broker(_) => "broker_unavailable",
         }
@@ -116,6 +151,11 @@ fn account_key(user: &UserName) -> String {
 
 fn payment_key(order: &OrderId) -> String {
     format!("payment/{order}")
+}
+
+/// The record of an order's `number`-th refund, once it left the account.
+fn refund_key(order: &OrderId, number: u32) -> String {
+    format!("refund/{order}/{number:02}")
 }
 
 /// The record of the chunk holding entry `number`. Zero-padded, so that a listing of the bucket
@@ -276,33 +316,163 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         self.store
             .update_record(&account_key(&user), |current: Option<StoredAccount>| {
                 let mut account = existing(current, &user, Some(presented))?;
-                let held_length = account.ledger_length;
-                account.balance = account
-                    .balance
-                    .checked_add(sum.get())
-                    .filter(|balance| *balance <= MAX_BALANCE)
-                    .ok_or_else(|| BillingError::BalanceLimit(user.clone()))?;
-                let mut leaving = Leaving::default();
-                let movement = Movement {
-                    kind: EntryKind::Deposit,
-                    amount: sum,
-                    order: None,
-                };
-                record_entry(
-                    &mut account,
-                    &user,
-                    held_length,
-                    movement,
-                    now,
-                    &mut leaving,
-                )?;
+                let (_, leaving) = credit(&mut account, &user, Movement::Deposit(sum), now)?;
                 let response = account_response(&account);
-                Ok(if leaving.is_empty() {
-                    Update::Write(account, response)
-                } else {
-                    Update::WriteAfter(leaving.creates(), account, response)
-                })
+                Ok(leaving.write_after(account, response))
             })
+    }
+
+    /// Gives back money of a paid order: `request.sum`, or all that is left of it. Asked with the
+    /// order's user's current key or the admin token (then `request.user` names the user). With
+    /// an `idempotency_key`, every repeat of the request is the same refund, applied once;
+    /// without, the refund gets an id from `nonce`. A refund that cannot be applied is refused
+    /// before anything is published; one that can is published on `broker` (see the module's
+    /// comment), then applied.
+    pub fn refund(
+        &self,
+        caller: &Caller,
+        request: &RefundRequest,
+        idempotency_key: Option<&str>,
+        nonce: [u8; 16],
+        broker: &(impl Publisher + ?Sized),
+    ) -> Result<RefundResponse, BillingError> {
+        let order = OrderId::parse(&request.order_id)?;
+        let user = match (&request.user, caller) {
+            (Some(user), _) => UserName::parse(user)?,
+            (None, Caller::User(key)) => key.user.clone(),
+            // The admin names the user: an empty name is refused as such.
+            (None, Caller::Admin) => UserName::parse("")?,
+        };
+        let sum = request.sum.map(Amount::parse).transpose()?;
+        let presented = caller.require_user_or_admin(&user)?;
+        let key = idempotency_key.map(IdempotencyKey::parse).transpose()?;
+        let refund_id = match &key {
+            Some(key) => RefundId::for_key(&user, &order, key),
+            None => RefundId::from_random(nonce),
+        };
+        let account = self
+            .store
+            .read_record::<StoredAccount>(&account_key(&user))?
+            .map(|(account, _)| account);
+        let account = existing(account, &user, presented)?;
+        let paid = self.paid_order(&account, &user, &order)?;
+        let sum = match paid.decide(&order, &refund_id, sum)? {
+            RefundDecision::Applied(entry) => {
+                return Ok(refund_response(paid.result(&entry, &user)))
+            }
+            RefundDecision::Apply { amount, .. } => amount,
+        };
+        let requested = RefundRequested {
+            refund_id: refund_id.to_string(),
+            order_id: order.to_string(),
+            user: user.to_string(),
+            sum,
+            requested_at_ms: self.clock.now_ms(),
+        };
+        broker.publish_message(
+            &subjects::refund_requested(user.as_str(), &order),
+            &requested,
+        )?;
+        Ok(refund_response(self.apply_refund(&requested)?))
+    }
+
+    /// Applies a refund that [`Self::refund`] published, unless it was applied before, and
+    /// returns its result (the first one's, when it was). Refused, with nothing changed, when it
+    /// no longer fits the order (another refund took what was left meanwhile).
+    pub fn apply_refund(&self, requested: &RefundRequested) -> Result<RefundResult, BillingError> {
+        let order = OrderId::parse(&requested.order_id)?;
+        let user = UserName::parse(&requested.user)?;
+        let refund_id = RefundId::parse(&requested.refund_id)?;
+        let sum = Amount::parse_unsigned(requested.sum)?;
+        let now = self.clock.now_ms();
+        self.store
+            .update_record(&account_key(&user), |current: Option<StoredAccount>| {
+                let mut account = existing(current, &user, None)?;
+                let paid = self.paid_order(&account, &user, &order)?;
+                let number = match paid.decide(&order, &refund_id, Some(sum))? {
+                    RefundDecision::Applied(entry) => {
+                        return Ok(Update::Keep(paid.result(&entry, &user)))
+                    }
+                    RefundDecision::Apply { number, .. } => number,
+                };
+                let movement = Movement::Refund {
+                    amount: sum,
+                    order: &order,
+                    refund_id: &refund_id,
+                    number,
+                };
+                let (entry, leaving) = credit(&mut account, &user, movement, now)?;
+                let mut refunded = paid;
+                refunded.refunds.push(entry.clone());
+                Ok(leaving.write_after(account, refunded.result(&entry, &user)))
+            })
+    }
+
+    /// What `user` paid for `order` and the refunds it has had, oldest first: from the account's
+    /// recent entries while it holds the payment (it then holds every later entry, the refunds
+    /// too), else from the payment's and the refunds' own records and the account.
+    fn paid_order(
+        &self,
+        account: &StoredAccount,
+        user: &UserName,
+        order: &OrderId,
+    ) -> Result<PaidOrder, BillingError> {
+        let of_this_order = |kind: EntryKind| {
+            move |entry: &&LedgerEntry| entry.kind() == kind && entry.order_id == order.as_str()
+        };
+        let recent_refunds = account
+            .recent_entries
+            .iter()
+            .filter(of_this_order(EntryKind::Refund));
+        if let Some(payment) = account
+            .recent_entries
+            .iter()
+            .find(of_this_order(EntryKind::Payment))
+        {
+            return Ok(PaidOrder {
+                sum: payment.amount,
+                refunds: recent_refunds.cloned().collect(),
+            });
+        }
+        if account
+            .settlements
+            .iter()
+            .any(|refused| refused.order_id == order.as_str())
+        {
+            return Err(BillingError::OrderNotPaid(order.clone()));
+        }
+        let unknown = || BillingError::UnknownPayment {
+            user: user.clone(),
+            order: order.clone(),
+        };
+        // Order ids are global: the record may be another user's order.
+        let archived = self
+            .store
+            .read_record::<PaymentResult>(&payment_key(order))?
+            .map(|(archived, _)| archived)
+            .filter(|archived| archived.user == user.as_str())
+            .ok_or_else(unknown)?;
+        if archived.outcome() != PaymentOutcome::Paid {
+            return Err(BillingError::OrderNotPaid(order.clone()));
+        }
+        let keys: Vec<String> = (1..=MAX_REFUNDS_PER_ORDER)
+            .map(|number| refund_key(order, number))
+            .collect();
+        // Refunds leave the account oldest first: their records are the first ones, and the
+        // account holds the rest (and may still hold some that have a record).
+        let mut refunds: Vec<LedgerEntry> = self.store.records(&keys)?;
+        for entry in recent_refunds {
+            if !refunds
+                .iter()
+                .any(|refund| refund.refund_number == entry.refund_number)
+            {
+                refunds.push(entry.clone());
+            }
+        }
+        Ok(PaidOrder {
+            sum: archived.sum,
+            refunds,
+        })
     }
 
     /// A page of the account's ledger, newest entry first, for the user's current key or the
@@ -583,10 +753,10 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             PaymentOutcome::InsufficientFunds
         } else {
             account.balance -= sum.get();
-            let movement = Movement {
-                kind: EntryKind::Payment,
+            let movement = Movement::Payment {
                 amount: sum,
-                order: Some((id, order.placed_at_ms)),
+                order: id,
+                placed_at_ms: order.placed_at_ms,
             };
             let entry = record_entry(account, user, held.ledger_length, movement, now, leaving)?;
             return Ok(Decision::Write(paid_result(&entry, user)));
@@ -665,24 +835,36 @@ struct Held {
 struct Leaving {
     payments: Vec<(String, PaymentResult)>,
     chunks: Vec<(String, LedgerChunk)>,
+    refunds: Vec<(String, LedgerEntry)>,
 }
 
 impl Leaving {
     fn is_empty(&self) -> bool {
-        self.payments.is_empty() && self.chunks.is_empty()
+        self.payments.is_empty() && self.chunks.is_empty() && self.refunds.is_empty()
     }
 
     /// Create-only writes: every record is immutable, so one already there is this one.
     fn creates(&self) -> Vec<CasWrite> {
-        let payments = self
-            .payments
-            .iter()
-            .map(|(key, record)| CasWrite::record(key.clone(), record, None));
-        let chunks = self
-            .chunks
-            .iter()
-            .map(|(key, record)| CasWrite::record(key.clone(), record, None));
-        payments.chain(chunks).collect()
+        fn create<M: prost::Message>(
+            records: &[(String, M)],
+        ) -> impl Iterator<Item = CasWrite> + '_ {
+            records
+                .iter()
+                .map(|(key, record)| CasWrite::record(key.clone(), record, None))
+        }
+        create(&self.payments)
+            .chain(create(&self.chunks))
+            .chain(create(&self.refunds))
+            .collect()
+    }
+
+    /// The update of one account that leaves this behind.
+    fn write_after<T>(self, account: StoredAccount, outcome: T) -> Update<StoredAccount, T> {
+        if self.is_empty() {
+            Update::Write(account, outcome)
+        } else {
+            Update::WriteAfter(self.creates(), account, outcome)
+        }
     }
 }
 
@@ -741,17 +923,96 @@ fn archive(
 }
 
 /// A movement of money, as its ledger entry records it.
-struct Movement<'a> {
-    kind: EntryKind,
-    amount: Amount,
-    /// The order paid and when it was placed, for a payment.
-    order: Option<(&'a OrderId, u64)>,
+enum Movement<'a> {
+    Deposit(Amount),
+    Payment {
+        amount: Amount,
+        order: &'a OrderId,
+        placed_at_ms: u64,
+    },
+    Refund {
+        amount: Amount,
+        order: &'a OrderId,
+        refund_id: &'a RefundId,
+        /// Which of the order's refunds this is, from 1.
+        number: u32,
+    },
+}
+
+impl Movement<'_> {
+    fn amount(&self) -> Amount {
+        match *self {
+            Self::Deposit(amount) | Self::Payment { amount, .. } | Self::Refund { amount, .. } => {
+                amount
+            }
+        }
+    }
+
+    /// Its entry, numbered `number`, that leaves the balance at `balance_after`.
+    fn entry(&self, number: u64, balance_after: u64, at_ms: u64) -> LedgerEntry {
+        let entry = LedgerEntry {
+            number,
+            balance_after,
+            at_ms,
+            ..Default::default()
+        };
+        match *self {
+            Self::Deposit(amount) => LedgerEntry {
+                kind: EntryKind::Deposit.into(),
+                amount: amount.get(),
+                ..entry
+            },
+            Self::Payment {
+                amount,
+                order,
+                placed_at_ms,
+            } => LedgerEntry {
+                kind: EntryKind::Payment.into(),
+                amount: amount.get(),
+                order_id: order.to_string(),
+                order_placed_at_ms: placed_at_ms,
+                ..entry
+            },
+            Self::Refund {
+                amount,
+                order,
+                refund_id,
+                number,
+            } => LedgerEntry {
+                kind: EntryKind::Refund.into(),
+                amount: amount.get(),
+                order_id: order.to_string(),
+                refund_id: refund_id.to_string(),
+                refund_number: number,
+                ..entry
+            },
+        }
+    }
+}
+
+/// Adds `movement` (a deposit or a refund) to the account's balance, within [`MAX_BALANCE`], and
+/// appends its entry; returns the entry and what left the account.
+fn credit(
+    account: &mut StoredAccount,
+    user: &UserName,
+    movement: Movement,
+    now: u64,
+) -> Result<(LedgerEntry, Leaving), BillingError> {
+    let held_length = account.ledger_length;
+    account.balance = account
+        .balance
+        .checked_add(movement.amount().get())
+        .filter(|balance| *balance <= MAX_BALANCE)
+        .ok_or_else(|| BillingError::BalanceLimit(user.clone()))?;
+    let mut leaving = Leaving::default();
+    let entry = record_entry(account, user, held_length, movement, now, &mut leaving)?;
+    Ok((entry, leaving))
 }
 
 /// Appends `movement` to the account's ledger, its balance already changed, and returns its entry.
 /// While the account holds a chunk more than [`MAX_RECENT`] entries and it held the oldest chunk's
 /// when read (up to `held_length`), that chunk leaves into `leaving`, with the result of each
-/// payment in it.
+/// payment in it and each refund's entry.
 fn record_entry(
     account: &mut StoredAccount,
     user: &UserName,
@@ -761,33 +1022,31 @@ fn record_entry(
     leaving: &mut Leaving,
 ) -> Result<LedgerEntry, BillingError> {
     account.ledger_length += 1;
-    let (order_id, order_placed_at_ms) = movement
-        .order
-        .map_or((String::new(), 0), |(id, placed)| (id.to_string(), placed));
-    let entry = LedgerEntry {
-        number: account.ledger_length,
-        kind: movement.kind.into(),
-        amount: movement.amount.get(),
-        order_id,
-        order_placed_at_ms,
-        balance_after: account.balance,
-        at_ms: now,
-    };
+    let entry = movement.entry(account.ledger_length, account.balance, now);
     account.recent_entries.push(entry.clone());
     let chunk = LEDGER_CHUNK as usize;
     while account.recent_entries.len() >= MAX_RECENT + chunk
         && account.recent_entries[chunk - 1].number <= held_length
     {
         let entries: Vec<LedgerEntry> = account.recent_entries.drain(..chunk).collect();
-        for paid in entries.iter().filter(|e| e.kind() == EntryKind::Payment) {
-            let result = paid_result(paid, user);
-            archive(
-                account,
-                leaving,
-                &paid.order_id,
-                paid.order_placed_at_ms,
-                result,
-            )?;
+        for entry in &entries {
+            match entry.kind() {
+                EntryKind::Payment => {
+                    let result = paid_result(entry, user);
+                    archive(
+                        account,
+                        leaving,
+                        &entry.order_id,
+                        entry.order_placed_at_ms,
+                        result,
+                    )?;
+                }
+                EntryKind::Refund => {
+                    let key = refund_key(&OrderId::parse(&entry.order_id)?, entry.refund_number);
+                    add_once(&mut leaving.refunds, key, entry.clone());
+                }
+                EntryKind::Deposit | EntryKind::Unspecified => {}
+            }
         }
         let key = ledger_key(user, entries[0].number);
         add_once(&mut leaving.chunks, key, LedgerChunk { entries });
@@ -811,7 +1070,7 @@ fn paid_result(entry: &LedgerEntry, user: &UserName) -> PaymentResult {
 fn balance_before(entry: &LedgerEntry) -> u64 {
     match entry.kind() {
         EntryKind::Payment => entry.balance_after + entry.amount,
-        EntryKind::Deposit => entry.balance_after.saturating_sub(entry.amount),
+        EntryKind::Deposit | EntryKind::Refund => entry.balance_after.saturating_sub(entry.amount),
         EntryKind::Unspecified => entry.balance_after,
     }
 }
@@ -820,6 +1079,7 @@ fn statement_entry(entry: &LedgerEntry) -> StatementEntry {
     let kind = match entry.kind() {
         EntryKind::Deposit => "deposit",
         EntryKind::Payment => "payment",
+        EntryKind::Refund => "refund",
         EntryKind::Unspecified => "unspecified",
     };
     StatementEntry {
@@ -829,6 +1089,96 @@ fn statement_entry(entry: &LedgerEntry) -> StatementEntry {
         order_id: (!entry.order_id.is_empty()).then(|| entry.order_id.clone()),
         balance_after: entry.balance_after,
         at_ms: entry.at_ms,
+        refund_id: (!entry.refund_id.is_empty()).then(|| entry.refund_id.clone()),
+    }
+}
+
+/// A paid order, as a refund finds it.
+struct PaidOrder {
+    /// What was paid.
+    sum: u64,
+    /// Its refunds' entries, oldest first, numbered from 1 without a gap.
+    refunds: Vec<LedgerEntry>,
+}
+
+/// Whether a refund is to be applied.
+enum RefundDecision {
+    /// It was, in this entry.
+    Applied(LedgerEntry),
+    /// It is to be: this amount, as the order's `number`-th refund.
+    Apply { amount: u64, number: u32 },
+}
+
+impl PaidOrder {
+    /// Refund `refund_id` of `sum` (absent: all that is left), on the order as it stands.
+    fn decide(
+        &self,
+        order: &OrderId,
+        refund_id: &RefundId,
+        sum: Option<Amount>,
+    ) -> Result<RefundDecision, BillingError> {
+        if let Some(applied) = self
+            .refunds
+            .iter()
+            .find(|refund| refund.refund_id == refund_id.as_str())
+        {
+            if sum.is_some_and(|sum| sum.get() != applied.amount) {
+                return Err(BillingError::IdempotencyConflict(order.clone()));
+            }
+            return Ok(RefundDecision::Applied(applied.clone()));
+        }
+        let left = self.sum - self.refunded_through(u32::MAX);
+        let amount = sum.map_or(left, Amount::get);
+        if amount > left || left == 0 {
+            return Err(BillingError::RefundExceedsPayment {
+                order: order.clone(),
+                left,
+            });
+        }
+        let number = u32::try_from(self.refunds.len()).unwrap_or(u32::MAX) + 1;
+        if number > MAX_REFUNDS_PER_ORDER {
+            return Err(BillingError::TooManyRefunds(order.clone()));
+        }
+        Ok(RefundDecision::Apply { amount, number })
+    }
+
+    /// How much its refunds up to the `number`-th gave back.
+    fn refunded_through(&self, number: u32) -> u64 {
+        self.refunds
+            .iter()
+            .filter(|refund| refund.refund_number <= number)
+            .map(|refund| refund.amount)
+            .sum()
+    }
+
+    /// The result of the refund `entry` recorded.
+    fn result(&self, entry: &LedgerEntry, user: &UserName) -> RefundResult {
+        RefundResult {
+            refund_id: entry.refund_id.clone(),
+            order_id: entry.order_id.clone(),
+            user: user.to_string(),
+            sum: entry.amount,
+            order_sum: self.sum,
+            refunded: self.refunded_through(entry.refund_number),
+            balance: entry.balance_after,
+            refunded_at_ms: entry.at_ms,
+            entry: entry.number,
+        }
+    }
+}
+
+/// The answer to POST /Refund: the refund's result.
+fn refund_response(result: RefundResult) -> RefundResponse {
+    RefundResponse {
+        status: true,
+        refund_id: result.refund_id,
+        order_id: result.order_id,
+        user: result.user,
+        sum: result.sum,
+        order_sum: result.order_sum,
+        refunded: result.refunded,
+        balance: result.balance,
+        entry: result.entry,
     }
 }
 

@@ -993,3 +993,299 @@ fn a_batch_whose_account_changed_before_its_write_is_decided_again_on_the_new_ba
     );
     assert_eq!(world.balance("Pavel"), 20);
 }
+
+impl World {
+    /// Asks for a refund of `order` as `caller`, under `key` if given.
+    fn refund_as(
+        &self,
+        caller: &Caller,
+        order: &str,
+        sum: Option<i64>,
+        key: Option<&str>,
+    ) -> Result<RefundResponse, BillingError> {
+        let request = RefundRequest {
+            order_id: order.into(),
+            sum,
+            user: None,
+        };
+        self.billing()
+            .refund(caller, &request, key, self.nonce(), &self.broker)
+    }
+
+    fn refund(
+        &self,
+        user: &str,
+        order: &str,
+        sum: Option<i64>,
+        key: Option<&str>,
+    ) -> Result<RefundResponse, BillingError> {
+        self.refund_as(&self.as_user(user), order, sum, key)
+    }
+
+    /// The refund requests billing published, oldest first.
+    fn refund_requests(&self) -> Vec<RefundRequested> {
+        self.broker
+            .published
+            .borrow()
+            .iter()
+            .filter(|(subject, _)| subject.starts_with(subjects::REFUND_REQUESTED))
+            .map(|(_, body)| prost::Message::decode(body.as_slice()).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn a_paid_order_is_refunded_in_full_once_however_often_the_refund_is_asked() {
+    let world = World::with_user("Pavel", 100);
+    world.order("o-1", "Pavel", 30);
+    let first = world.refund("Pavel", "o-1", None, Some("k-1")).unwrap();
+    assert_eq!(
+        (first.sum, first.order_sum, first.refunded, first.balance),
+        (30, 30, 30, 100)
+    );
+    let again = world.refund("Pavel", "o-1", None, Some("k-1")).unwrap();
+    assert_eq!(again, first, "the retry is answered as the first");
+    assert_eq!(world.balance("Pavel"), 100);
+    assert_eq!(
+        world.refund_requests().len(),
+        1,
+        "a refund already applied is not published again"
+    );
+    let more = world.refund("Pavel", "o-1", None, Some("k-2")).unwrap_err();
+    assert_eq!(
+        (more.status(), more.code()),
+        (422, "refund_exceeds_payment")
+    );
+}
+
+#[test]
+fn partial_refunds_give_back_up_to_the_paid_sum_and_no_more() {
+    let world = World::with_user("Pavel", 100);
+    world.order("o-1", "Pavel", 30);
+    assert_eq!(
+        world
+            .refund("Pavel", "o-1", Some(10), None)
+            .unwrap()
+            .refunded,
+        10
+    );
+    let over = world.refund("Pavel", "o-1", Some(21), None).unwrap_err();
+    assert_eq!(
+        (over.status(), over.code()),
+        (422, "refund_exceeds_payment")
+    );
+    assert!(over.to_string().contains("20 left"), "{over}");
+    let rest = world.refund("Pavel", "o-1", None, None).unwrap();
+    assert_eq!((rest.sum, rest.refunded, rest.balance), (20, 30, 100));
+    assert_eq!(world.balance("Pavel"), 100);
+    let page = statement(&world, None, 10);
+    assert_eq!(
+        movements(&page),
+        [
+            (4, "refund", 20, 100),
+            (3, "refund", 10, 80),
+            (2, "payment", 30, 70),
+            (1, "deposit", 100, 100)
+        ]
+    );
+    assert_eq!(
+        page.entries[0].refund_id.as_deref(),
+        Some(rest.refund_id.as_str())
+    );
+}
+
+#[test]
+fn the_same_key_with_a_different_sum_is_a_conflict_and_changes_nothing() {
+    let world = World::with_user("Pavel", 100);
+    world.order("o-1", "Pavel", 30);
+    world.refund("Pavel", "o-1", Some(5), Some("k")).unwrap();
+    let error = world
+        .refund("Pavel", "o-1", Some(6), Some("k"))
+        .unwrap_err();
+    assert_eq!(
+        (error.status(), error.code()),
+        (409, "idempotency_conflict")
+    );
+    assert_eq!(world.balance("Pavel"), 75);
+}
+
+#[test]
+fn refusing_a_refund_changes_and_publishes_nothing() {
+    let world = World::with_user("Pavel", 20);
+    world.create("Anna").unwrap();
+    world.order("paid", "Pavel", 10);
+    world.order("refused", "Pavel", 1_000);
+    let before = world.store.keys();
+    let announcements = world.announcements();
+    let admin = memory::caller(ADMIN_TOKEN);
+    let cases: Vec<(Result<RefundResponse, BillingError>, u16, &str)> = vec![
+        (
+            world.refund("Pavel", "nobody-placed-it", None, None),
+            404,
+            "unknown_payment",
+        ),
+        (
+            world.refund("Pavel", "refused", None, None),
+            409,
+            "order_not_paid",
+        ),
+        (
+            world.refund("Anna", "paid", None, None),
+            404,
+            "unknown_payment",
+        ),
+        (
+            world.refund("Pavel", "paid", Some(0), None),
+            422,
+            "invalid_sum",
+        ),
+        (
+            world.refund("Pavel", "paid", Some(11), None),
+            422,
+            "refund_exceeds_payment",
+        ),
+        (
+            world.refund("Pavel", "bad id", None, None),
+            422,
+            "invalid_order_id",
+        ),
+        (
+            world.refund("Pavel", "paid", None, Some("")),
+            400,
+            "invalid_idempotency_key",
+        ),
+        (
+            world.refund_as(&admin, "paid", None, None),
+            422,
+            "invalid_user",
+        ),
+        (
+            world.billing().refund(
+                &world.as_user("Anna"),
+                &RefundRequest {
+                    order_id: "paid".into(),
+                    sum: None,
+                    user: Some("Pavel".into()),
+                },
+                None,
+                [1; 16],
+                &world.broker,
+            ),
+            403,
+            "forbidden",
+        ),
+    ];
+    for (refused, status, code) in cases {
+        let error = refused.unwrap_err();
+        assert_eq!((error.status(), error.code()), (status, code), "{error}");
+    }
+    assert_eq!(world.store.keys(), before);
+    assert_eq!(world.announcements(), announcements, "nothing published");
+    assert_eq!(world.balance("Pavel"), 10);
+}
+
+#[test]
+fn the_admin_refunds_a_named_users_order_and_a_replaced_key_refunds_nothing() {
+    let world = World::with_user("Pavel", 100);
+    world.order("o-1", "Pavel", 30);
+    let old = world.as_user("Pavel");
+    world.rotate(&old, "Pavel").unwrap();
+    let replaced = world.refund_as(&old, "o-1", None, None).unwrap_err();
+    assert!(matches!(
+        replaced,
+        BillingError::Auth(AuthError::ReplacedKey)
+    ));
+    let request = RefundRequest {
+        order_id: "o-1".into(),
+        sum: Some(5),
+        user: Some("Pavel".into()),
+    };
+    let by_admin = world
+        .billing()
+        .refund(
+            &memory::caller(ADMIN_TOKEN),
+            &request,
+            None,
+            [3; 16],
+            &world.broker,
+        )
+        .unwrap();
+    assert_eq!((by_admin.user.as_str(), by_admin.balance), ("Pavel", 75));
+}
+
+#[test]
+fn a_published_refund_is_applied_once_whether_billing_or_its_consumer_gets_there_first() {
+    let world = World::with_user("Pavel", 100);
+    world.order("o-1", "Pavel", 30);
+    let asked = world.refund("Pavel", "o-1", Some(12), Some("k")).unwrap();
+    let [requested] = world.refund_requests().try_into().unwrap();
+    assert_eq!(
+        (requested.refund_id.as_str(), requested.sum),
+        (asked.refund_id.as_str(), 12)
+    );
+    // The consumer gets the request after billing applied it, as often as it is redelivered.
+    for _ in 0..3 {
+        let result = world.billing().apply_refund(&requested).unwrap();
+        assert_eq!((result.sum, result.refunded, result.balance), (12, 12, 82));
+        assert_eq!(result.entry, asked.entry);
+    }
+    assert_eq!(world.balance("Pavel"), 82);
+    // A request billing published but stopped before applying: the consumer applies it.
+    let lost = RefundRequested {
+        refund_id: RefundId::from_random([7; 16]).to_string(),
+        sum: 18,
+        ..requested.clone()
+    };
+    let applied = world.billing().apply_refund(&lost).unwrap();
+    assert_eq!((applied.refunded, applied.balance), (30, 100));
+    // One that no longer fits is refused and changes nothing.
+    let late = RefundRequested {
+        refund_id: RefundId::from_random([8; 16]).to_string(),
+        sum: 1,
+        ..requested
+    };
+    let error = world.billing().apply_refund(&late).unwrap_err();
+    assert_eq!(error.code(), "refund_exceeds_payment");
+    assert_eq!(world.balance("Pavel"), 100);
+}
+
+#[test]
+fn a_redelivered_order_after_its_refund_is_not_charged_again() {
+    let world = World::with_user("Pavel", 100);
+    let placed = world.placed("o-1", "Pavel", 30, &world.key("Pavel"));
+    world.billing().settle(&placed).unwrap();
+    world.refund("Pavel", "o-1", None, None).unwrap();
+    let again = world.billing().settle(&placed).unwrap();
+    assert_eq!(outcome(&again), PaymentOutcome::Paid);
+    assert_eq!(world.balance("Pavel"), 100);
+}
+
+#[test]
+fn an_order_refunded_long_after_its_payment_left_the_account_finds_it_and_its_refunds() {
+    let world = World::with_user("Pavel", 10_000);
+    world.order("early", "Pavel", 100);
+    world.refund("Pavel", "early", Some(10), None).unwrap();
+    orders(&world, "later", 80);
+    assert!(world.store.read("payment/early").unwrap().is_some());
+    assert!(world.store.read("refund/early/01").unwrap().is_some());
+    let refunded = world.refund("Pavel", "early", Some(40), None).unwrap();
+    assert_eq!((refunded.refunded, refunded.order_sum), (50, 100));
+    orders(&world, "even-later", 80);
+    assert!(world.store.read("refund/early/02").unwrap().is_some());
+    let rest = world.refund("Pavel", "early", None, None).unwrap();
+    assert_eq!((rest.sum, rest.refunded), (50, 100));
+    let error = world.refund("Pavel", "early", Some(1), None).unwrap_err();
+    assert_eq!(error.code(), "refund_exceeds_payment");
+}
+
+#[test]
+fn an_order_has_at_most_sixteen_refunds() {
+    let world = World::with_user("Pavel", 100);
+    world.order("o-1", "Pavel", 100);
+    for _ in 0..MAX_REFUNDS_PER_ORDER {
+        world.refund("Pavel", "o-1", Some(1), None).unwrap();
+    }
+    let error = world.refund("Pavel", "o-1", Some(1), None).unwrap_err();
+    assert_eq!((error.status(), error.code()), (422, "too_many_refunds"));
+    assert_eq!(world.balance("Pavel"), 16);
+}

@@ -1,15 +1,15 @@
-//! notify as a wasmCloud component: payment results from the broker (`orders:lattice/batch-handler`)
-//! become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them.
+//! notify as a wasmCloud component: payment results and refunds from the broker
+//! (`orders:lattice/batch-handler`) become notifications, "sent" to the log once and stored; `GET /List[?user=]` shows them.
 //! `GET /OrderStatus?order_id=` tells where an order stands, from the order as its stream keeps it
 //! (`orders:lattice/stream-reader`) and its notification; dead letters from the broker are
 //! recorded for `GET /DeadLetters`. A user key is taken only while it is the user's current one.
 
-use notify_core::{Delivery, Notify, NotifyError};
+use notify_core::{Delivery, Notify, NotifyError, Settled};
 use orders_common::api::{query_param, RequestError};
 use orders_common::batch::answer_each;
 use orders_common::domain::PageRequest;
 use orders_common::ports::{decode_message, CasStore, Clock, PlacedOrders};
-use orders_common::proto::PaymentResult;
+use orders_common::proto::{PaymentResult, RefundResult};
 use orders_common::subjects;
 use orders_component_kit::http::{Handled, Reply, Request};
 use orders_component_kit::ports::{authenticator, KeyValue, OrdersStream, WallClock};
@@ -77,8 +77,8 @@ fn route(request: &Request) -> Handled {
 }
 
 impl BatchHandler for NotifyComponent {
-    /// Dead letters (recorded) and payment results (notified), by subject; the payment results of
-    /// a batch with one write. notify publishes nothing, so every answer is `Ok` with no replies,
+    /// Dead letters (recorded), payment results and refunds (notified), by subject; the
+    /// notifications of a batch with one write. notify publishes nothing, so every answer is `Ok` with no replies,
     /// or the `Err` that has the provider deliver that message again.
     fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
         let store = KeyValue::new();
@@ -91,9 +91,18 @@ impl BatchHandler for NotifyComponent {
             messages,
             |message| match message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
                 Some(consumer) => Err(record_dead_letter(&notify, consumer, &message.body)),
-                None => {
-                    decode_message(&message.subject, &message.body, "PaymentResult").map_err(Err)
+                None if message.subject == subjects::PAYMENT_REFUNDED => {
+                    decode_message::<RefundResult>(&message.subject, &message.body, "RefundResult")
+                        .map(Settled::Refund)
+                        .map_err(Err)
                 }
+                None => decode_message::<PaymentResult>(
+                    &message.subject,
+                    &message.body,
+                    "PaymentResult",
+                )
+                .map(Settled::Payment)
+                .map_err(Err),
             },
             |results| {
                 let delivered = notify.deliver_all(&results);
@@ -106,10 +115,8 @@ impl BatchHandler for NotifyComponent {
     }
 }
 
-/// What delivering one payment result did, logged; an `Err` has the provider deliver it again.
-fn notified(
-    (delivery, result): (Result<Delivery, NotifyError>, &PaymentResult),
-) -> Result<(), String> {
+/// What delivering one result did, logged; an `Err` has the provider deliver it again.
+fn notified((delivery, result): (Result<Delivery, NotifyError>, &Settled)) -> Result<(), String> {
     match delivery {
         Ok(Delivery::Sent(sent)) => {
             orders_component_kit::info!("notification sent to {}: {}", sent.user, sent.message);
@@ -117,14 +124,14 @@ fn notified(
         }
         Ok(Delivery::AlreadySent(_)) => {
             orders_component_kit::info!(
-                "order {} was notified before; not sent again",
-                result.order_id
+                "order {} was notified of this before; not sent again",
+                result.order_id()
             );
             Ok(())
         }
         Err(e) => Err(format!(
             "no notification for order {}: {e}",
-            result.order_id
+            result.order_id()
         )),
     }
 }

@@ -1,11 +1,14 @@
-//! notify's rules, free of any host: turn each payment result into a notification, "send" it once
-//! however often the result is delivered, list what was sent, and tell where an order stands.
+//! notify's rules, free of any host: turn each payment result and each refund into a
+//! notification, "send" it once however often it is delivered, list what was sent, and tell where
+//! an order stands.
 //!
 //! State, each record created once (compare-and-swap against "absent"), so a redelivery neither
 //! sends nor stores anything a second time:
 //! - `notification␟<user>␟<order id>` (tokens separated by U+001F, [`orders_common::keys`]): the
 //!   [`Notification`] sent for the order's payment result. Grouped by user, so that one user's
 //!   notifications are read without reading anyone else's, however many are stored;
+//! - `notification␟<user>␟<order id>␟<refund id>`: the one sent for a refund of the order, found
+//!   with the order's;
 //! - `deadletter␟<consumer>␟<SHA-256 of the payload>`: a message a consumer gave up on
 //!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck;
 //!   grouped, so that they are read without reading the notifications.
@@ -17,7 +20,7 @@
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
 use orders_common::batch::answer_each;
-use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, UserName};
+use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName};
 use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
 use orders_common::ports::{
     decode_record, CasStore, CasWrite, Clock, PlacedOrders, RecordStore, Revision, ScanBy,
@@ -25,7 +28,8 @@ use orders_common::ports::{
 };
 use orders_common::proto::{
     DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
-    OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, StoredDeadLetter,
+    OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, RefundResult,
+    StoredDeadLetter,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -77,9 +81,55 @@ const DEAD_LETTERS: &str = "deadletter";
 /// How many dead letters one read of the key index returns.
 const DEAD_LETTERS_PAGE: u32 = 1000;
 
+/// How many refund notifications one order's status reads at most: billing refunds an order at
+/// most this often (billing-core's MAX_REFUNDS_PER_ORDER).
+const MAX_REFUNDS_READ: u32 = 16;
+
 /// Where the notification of `user`'s order `id` is stored.
 fn notification_key(user: &str, id: &str) -> String {
     keys::of(&[NOTIFICATIONS, user, id])
+}
+
+/// Where `notification` is stored: its order's key, and its refund's id for a refund's.
+fn key_of(notification: &Notification) -> String {
+    match &notification.refund_id {
+        None => notification_key(&notification.user, &notification.order_id),
+        Some(refund) => keys::of(&[
+            NOTIFICATIONS,
+            &notification.user,
+            &notification.order_id,
+            refund,
+        ]),
+    }
+}
+
+/// What notify is told of: an order's payment result, or a refund applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    Payment(PaymentResult),
+    Refund(RefundResult),
+}
+
+impl From<&PaymentResult> for Settled {
+    fn from(result: &PaymentResult) -> Self {
+        Self::Payment(result.clone())
+    }
+}
+
+impl From<&RefundResult> for Settled {
+    fn from(result: &RefundResult) -> Self {
+        Self::Refund(result.clone())
+    }
+}
+
+impl Settled {
+    /// The order it is about, for logs.
+    pub fn order_id(&self) -> &str {
+        match self {
+            Self::Payment(result) => &result.order_id,
+            Self::Refund(refund) => &refund.order_id,
+        }
+    }
 }
 
 /// What handling a payment result did.
@@ -99,8 +149,8 @@ pub struct Notify<'a, S: ?Sized, C: ?Sized, P: ?Sized> {
 }
 
 impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'_, S, C, P> {
-    pub fn deliver(&self, result: &PaymentResult) -> Result<Delivery, NotifyError> {
-        self.deliver_all(std::slice::from_ref(result))
+    pub fn deliver(&self, result: impl Into<Settled>) -> Result<Delivery, NotifyError> {
+        self.deliver_all(&[result.into()])
             .pop()
             .expect("one delivery per result")
     }
@@ -108,7 +158,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
     /// [`Self::deliver`] of every result, with one write creating all their notifications and,
     /// when some were sent before (redeliveries), one read of those. One answer per result, in
     /// order; a malformed result fails alone.
-    pub fn deliver_all(&self, results: &[PaymentResult]) -> Vec<Result<Delivery, NotifyError>> {
+    pub fn deliver_all(&self, results: &[Settled]) -> Vec<Result<Delivery, NotifyError>> {
         let now = self.clock.now_ms();
         answer_each(
             results,
@@ -126,7 +176,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
         let write_of: Vec<usize> = notifications
             .iter()
             .map(|notification| {
-                let key = notification_key(&notification.user, &notification.order_id);
+                let key = key_of(notification);
                 writes.iter().position(|w| w.key == key).unwrap_or_else(|| {
                     writes.push(CasWrite::record(key, notification, None));
                     writes.len() - 1
@@ -235,8 +285,14 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
             }
             other => other.map(drop)?,
         }
+        let refunded = match &notified {
+            Some(paid) if paid.paid => self.refunded(paid)?,
+            _ => 0,
+        };
         let state = match &notified {
             None => "pending",
+            Some(_) if refunded == sum => "refunded",
+            Some(_) if refunded > 0 => "partially_refunded",
             Some(notification) if notification.paid => "paid",
             Some(_) => "refused",
         };
@@ -250,7 +306,20 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
             reason: notified.as_ref().map(|n| n.reason.clone()),
             balance: notified.as_ref().and_then(|n| n.balance),
             notified_at_ms: notified.as_ref().map(|n| n.sent_at_ms),
+            refunded,
         })
+    }
+
+    /// How much of the order `paid` tells of was refunded, by the refunds notified so far.
+    fn refunded(&self, paid: &Notification) -> Result<u64, NotifyError> {
+        let filter = keys::of(&[NOTIFICATIONS, &paid.user, &paid.order_id, ANY_TOKEN]);
+        let (refunds, _) = self.store.scan_records::<Notification>(
+            &filter,
+            ScanBy::KeyIndex,
+            None,
+            MAX_REFUNDS_READ,
+        )?;
+        Ok(refunds.iter().map(|refund| refund.sum).sum())
     }
 
     /// Remembers a message `consumer` gave up on; `false` when this payload was recorded before.
@@ -379,9 +448,38 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
     }
 }
 
-/// The machine-readable `reason` of a notification.
+/// The notification `settled` becomes, sent at `now`.
+fn notification_of(settled: &Settled, now: u64) -> Result<Notification, NotifyError> {
+    match settled {
+        Settled::Payment(result) => payment_notification(result, now),
+        Settled::Refund(refund) => refund_notification(refund, now),
+    }
+}
+
+fn refund_notification(refund: &RefundResult, now: u64) -> Result<Notification, NotifyError> {
+    let id = OrderId::parse(&refund.order_id)?;
+    let user = UserName::parse(&refund.user)?;
+    let sum = Amount::parse_unsigned(refund.sum)?.get();
+    let refund_id = RefundId::parse(&refund.refund_id)?;
+    let (refunded, paid, balance) = (refund.refunded, refund.order_sum, refund.balance);
+    Ok(Notification {
+        order_id: id.to_string(),
+        user: user.to_string(),
+        sum,
+        paid: false,
+        reason: "refunded".to_string(),
+        balance: Some(balance),
+        message: format!(
+            "{user}, {sum} of your order {id} is refunded ({refunded} of {paid} by now). \
+             Balance: {balance}."
+        ),
+        sent_at_ms: now,
+        refund_id: Some(refund_id.to_string()),
+    })
+}
+
 /// The notification a payment result becomes, sent at `now`.
-fn notification_of(result: &PaymentResult, now: u64) -> Result<Notification, NotifyError> {
+fn payment_notification(result: &PaymentResult, now: u64) -> Result<Notification, NotifyError> {
     let id = OrderId::parse(&result.order_id)?;
     let user = UserName::parse(&result.user)?;
     let sum = Amount::parse_unsigned(result.sum)?;
@@ -400,6 +498,7 @@ fn notification_of(result: &PaymentResult, now: u64) -> Result<Notification, Not
         balance: result.balance,
         message: message(&user, &id, sum, outcome, result.balance),
         sent_at_ms: now,
+        refund_id: None,
     })
 }
 
@@ -525,7 +624,7 @@ mod tests {
         let malformed = result("", "Olga", PaymentOutcome::Paid, Some(0));
         let answers = world
             .notify()
-            .deliver_all(&[paid, refused.clone(), malformed, refused]);
+            .deliver_all(&[paid, refused.clone(), malformed, refused].map(|r| Settled::from(&r)));
         let operations = world.store.take_operations();
         assert_eq!(
             (operations.writes, operations.reads),
@@ -823,6 +922,66 @@ mod tests {
             (status.placed_at_ms, status.reason, status.balance),
             (Some(500), None, None)
         );
+    }
+
+    fn refund(id: &str, refund: u8, sum: u64, refunded: u64) -> RefundResult {
+        RefundResult {
+            order_id: id.into(),
+            user: "Pavel".into(),
+            sum,
+            refund_id: RefundId::from_random([refund; 16]).to_string(),
+            order_sum: 10,
+            refunded,
+            balance: 80 + refunded,
+            refunded_at_ms: 900,
+            entry: 3,
+        }
+    }
+
+    #[test]
+    fn a_refund_is_sent_once_beside_its_orders_notification_and_moves_its_status() {
+        let world = World::new();
+        world.place(placed("o-1", "Pavel"));
+        world
+            .notify()
+            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(80)))
+            .unwrap();
+        let state = || {
+            let status = world
+                .notify()
+                .order_status(&key_of("Pavel"), "o-1")
+                .unwrap();
+            (status.state, status.refunded)
+        };
+        let first = refund("o-1", 1, 4, 4);
+        let Delivery::Sent(sent) = world.notify().deliver(&first).unwrap() else {
+            panic!("a first refund is sent");
+        };
+        assert_eq!(
+            (sent.reason.as_str(), sent.paid, sent.sum, sent.balance),
+            ("refunded", false, 4, Some(84))
+        );
+        assert_eq!(
+            sent.message,
+            "Pavel, 4 of your order o-1 is refunded (4 of 10 by now). Balance: 84."
+        );
+        assert!(matches!(
+            world.notify().deliver(&first).unwrap(),
+            Delivery::AlreadySent(_)
+        ));
+        assert_eq!(state(), ("partially_refunded".to_string(), 4));
+        world.notify().deliver(&refund("o-1", 2, 6, 10)).unwrap();
+        assert_eq!(state(), ("refunded".to_string(), 10));
+        let listed = world
+            .notify()
+            .list(&key_of("Pavel"), Some("Pavel"), first_page())
+            .unwrap();
+        let reasons: Vec<&str> = listed
+            .notifications
+            .iter()
+            .map(|n| n.reason.as_str())
+            .collect();
+        assert_eq!(reasons, ["paid", "refunded", "refunded"]);
     }
 
     #[test]

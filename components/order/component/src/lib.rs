@@ -18,14 +18,7 @@ fn route(request: &Request) -> Handled {
             request.require(Method::POST)?;
             let caller = request.current_caller(&authenticator()?)?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
-            let key = match request.headers.get("idempotency-key") {
-                Some(value) => Some(
-                    value
-                        .to_str()
-                        .map_err(|_| OrderError::InvalidIdempotencyKey)?,
-                ),
-                None => None,
-            };
+            let key = request.idempotency_key().map_err(OrderError::from)?;
             let store = KeyValue::new();
             let order = Order {
                 store: &store,

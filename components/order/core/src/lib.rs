@@ -10,7 +10,7 @@
 //! ends it), so a retry returns the same order (published again, which billing and notify absorb)
 //! instead of placing a second one, and one user's keys never collide with another's.
 
-use orders_common::api::ApiError;
+use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
 use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
 use orders_common::ports::{
@@ -30,8 +30,8 @@ pub enum OrderError {
     Invalid(#[from] InvalidValue),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("Idempotency-Key must be 1 to {max} visible ASCII characters", max = IdempotencyKey::MAX_LEN)]
-    InvalidIdempotencyKey,
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] MalformedIdempotencyKey),
     #[error("Idempotency-Key `{0}` was already used for a different order")]
     IdempotencyConflict(String),
     #[error(transparent)]
@@ -45,7 +45,7 @@ impl ApiError for OrderError {
         match self {
             Self::Invalid(invalid) => invalid.status(),
             Self::Auth(auth) => auth.status(),
-            Self::InvalidIdempotencyKey => 400,
+            Self::InvalidIdempotencyKey(malformed) => malformed.status(),
             Self::IdempotencyConflict(_) => 409,
             Self::Broker(_) | Self::Store(_) => 503,
         }
@@ -55,27 +55,11 @@ impl ApiError for OrderError {
         match self {
             Self::Invalid(invalid) => invalid.code(),
             Self::Auth(auth) => auth.code(),
-            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::InvalidIdempotencyKey(malformed) => malformed.code(),
             Self::IdempotencyConflict(_) => "idempotency_conflict",
             Self::Broker(_) => "broker_unavailable",
             Self::Store(_) => "store_unavailable",
         }
-    }
-}
-
-/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub const MAX_LEN: usize = 255;
-
-    pub fn parse(raw: &str) -> Result<Self, OrderError> {
-        let valid =
-            (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-        valid
-            .then(|| Self(raw.to_string()))
-            .ok_or(OrderError::InvalidIdempotencyKey)
     }
 }
 
@@ -101,6 +85,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
         let sum = Amount::parse(request.sum)?;
         let api_key = caller.require_user(&user)?;
         let key = idempotency_key.map(IdempotencyKey::parse).transpose()?;
+        let key = key.as_ref().map(IdempotencyKey::as_str);
         let fresh = OrderPlaced {
             order_id: OrderId::from_random(random).to_string(),
             user: user.to_string(),
@@ -110,7 +95,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
         };
         let order = match key {
             None => fresh,
-            Some(IdempotencyKey(key)) => {
+            Some(key) => {
                 let fingerprint = format!("{}\n{}", user, sum.get());
                 self.store.update_record(
                     &format!("idempotency/{key} {user}"),
@@ -126,7 +111,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
                             request_fingerprint,
                             order: Some(first),
                         }) if request_fingerprint == fingerprint => Ok(Update::Keep(first)),
-                        Some(_) => Err(OrderError::IdempotencyConflict(key.clone())),
+                        Some(_) => Err(OrderError::IdempotencyConflict(key.to_string())),
                     },
                 )?
             }

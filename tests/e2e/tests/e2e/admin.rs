@@ -28,6 +28,7 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
         names
     };
     assert_eq!(consumers_of("ORDERS"), ["billing"]);
+    assert_eq!(consumers_of("REFUNDS"), ["billing-refunds"]);
     assert_eq!(consumers_of("PAYMENTS"), ["notify"]);
     assert_eq!(consumers_of("DEADLETTER"), ["notify-deadletters"]);
     assert!(

@@ -30,6 +30,11 @@ async fn every_endpoint(
             "/RotateKey".to_string(),
             Some(json!({ "user": user })),
         ),
+        (
+            Method::POST,
+            "/Refund".to_string(),
+            Some(json!({ "user": user, "order_id": "any-order" })),
+        ),
         (Method::GET, format!("/Balance?user={query}"), None),
         (Method::GET, format!("/Statement?user={query}"), None),
         (Method::GET, format!("/List?user={query}"), None),

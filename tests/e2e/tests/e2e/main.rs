@@ -14,6 +14,7 @@ mod limits;
 mod links;
 mod nats_access;
 mod order_status;
+mod refunds;
 mod scenario;
 mod statement;
 mod telemetry;

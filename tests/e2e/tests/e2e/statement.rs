@@ -14,7 +14,7 @@ async fn statement(lattice: &Lattice, user: &str, limit: u32) -> Vec<Value> {
             assert_eq!(page["closing_balance"], newest["balance_after"], "{page}");
             let (after, amount) = (oldest["balance_after"].as_u64(), oldest["amount"].as_u64());
             let before = match oldest["kind"].as_str() {
-                Some("deposit") => after.unwrap() - amount.unwrap(),
+                Some("deposit" | "refund") => after.unwrap() - amount.unwrap(),
                 _ => after.unwrap() + amount.unwrap(),
             };
             assert_eq!(page["opening_balance"], json!(before), "{page}");

@@ -113,7 +113,7 @@ async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag() {
     assert!(sample(&after, paid) > sample(&before, paid), "{after}");
     assert!(after
         .contains(r#"orders_http_request_duration_seconds_count{method="POST",path="/Order"}"#));
-    for consumer in ["billing", "notify", "notify-deadletters"] {
+    for consumer in ["billing", "billing-refunds", "notify", "notify-deadletters"] {
         assert!(
             after.contains(&format!(
                 "orders_consumer_waiting{{consumer=\"{consumer}\"}}"

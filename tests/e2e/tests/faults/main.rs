@@ -3,7 +3,7 @@
 //! become a dead letter, replayed with orders-admin; and crashes with orders flowing: every provider
 //! killed after a warm `make run`, the host killed, the NATS server killed, each started again by
 //! the lattice itself (the host, or the processes' supervisors), with every order accepted settled
-//! once. They stop parts of the lattice, so `make test` runs them alone, after the other
+//! once; and the host (billing with it) killed while refunds are asked, each applied once. They stop parts of the lattice, so `make test` runs them alone, after the other
 //! end-to-end tests.
 
 use std::time::{Duration, Instant};
@@ -771,5 +771,101 @@ async fn a_crashed_nats_server_is_started_again_with_its_store_and_every_order_a
         "kill -9 of the NATS server (its supervisor starts it again on its store)",
     )
     .await;
+    orders_e2e::the_books_add_up().await;
+}
+
+#[tokio::test]
+#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+async fn refunds_asked_while_the_host_is_killed_are_each_applied_once_and_notified_once() {
+    const ORDERS: usize = 20;
+    let lattice = Lattice::from_env();
+    let instance = Operator::from_env().instance;
+    let user = lattice.new_user("RefundCrash", 10 * ORDERS as i64).await;
+    let mut paid = Vec::new();
+    for _ in 0..ORDERS {
+        paid.push(lattice.order(&user, 10).await);
+    }
+    for id in &paid {
+        assert_eq!(
+            lattice.await_settled(&user, id).await["state"],
+            json!("paid")
+        );
+    }
+    let client = orders_e2e::http_client(Duration::from_secs(5));
+    // Each refund asked under its own Idempotency-Key, spread over a second, and asked again as a
+    // client would until it is answered 200; the host (billing, its providers) is killed among
+    // them, so some are cut off after billing published them, or applied them, or not at all.
+    let refunds = paid.iter().enumerate().map(|(i, id)| {
+        let (lattice, user, client) = (&lattice, &user, &client);
+        async move {
+            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            let key = unique(&format!("crash-refund-{i}"));
+            let began = Instant::now();
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let request = lattice.refund_request(client, user, id, None, Some(&key));
+                if let Ok(response) = request.send().await {
+                    let answer = orders_e2e::answer(response).await;
+                    if answer.status == 200 {
+                        return (answer.body["refund_id"].clone(), attempts);
+                    }
+                    assert!(
+                        answer.status >= 500,
+                        "a refund cut off is retried, never refused: {answer:?}"
+                    );
+                }
+                assert!(
+                    began.elapsed() < load::SETTLE_PATIENCE,
+                    "refund of {id} not answered within {:?}",
+                    load::SETTLE_PATIENCE
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let crashing = instance.clone();
+    let crash = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::spawn_blocking(move || on_lattice(&["crash", &crashing, "host"]))
+            .await
+            .unwrap();
+    };
+    let (answered, _) = tokio::join!(futures::future::join_all(refunds), crash);
+    let retried = answered
+        .iter()
+        .filter(|(_, attempts)| *attempts > 1)
+        .count();
+    let refund_ids: std::collections::HashSet<String> =
+        answered.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(refund_ids.len(), ORDERS, "one refund per order");
+    assert_eq!(
+        lattice.balance(&user).await,
+        10 * ORDERS as u64,
+        "every order refunded once"
+    );
+    let notifications = lattice.await_notifications(&user, 2 * ORDERS).await;
+    let refunded = notifications
+        .iter()
+        .filter(|n| n["reason"] == json!("refunded"))
+        .count();
+    assert_eq!(refunded, ORDERS, "one refund notification per refund");
+    let statement = lattice
+        .get_as(
+            &user,
+            &format!("/Statement?user={}&limit=100", orders_e2e::encode(&user)),
+        )
+        .await;
+    let refund_entries = statement.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == json!("refund"))
+        .count();
+    assert_eq!(refund_entries, ORDERS, "one ledger entry per refund");
+    println!(
+        "refunds: {ORDERS} refunds asked around a kill -9 of the host: {retried} retried by their \
+         clients, {ORDERS} applied, 0 doubled, {refunded} notified"
+    );
     orders_e2e::the_books_add_up().await;
 }
