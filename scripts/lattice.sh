@@ -361,7 +361,7 @@ links_live() {
   [[ $instance == test ]] && also+=(--also "GET /Probe 200")
   "$RELEASE/orders-admin" ready --listeners "$HTTP_URLS" --admin-token-file "$SECRETS/admin-token" \
     --api-key-secret-file "$SECRETS/api-key-secret" "${also[@]}" || return 1
-  "$RELEASE/orders-nats-monitor" "$MONITOR_URLS" pulling billing notify notify-deadletters
+  "$RELEASE/orders-nats-monitor" "$MONITOR_URLS" pulling billing billing-refunds notify notify-deadletters
 }
 
 # A lattice started from kept (or restored) state has wadm placing the application again while it

@@ -158,6 +158,22 @@ test("a reload keeps the user, the balance, the orders and the notifications", a
   assert.deepEqual(byId(after), byId(before));
 });
 
+test("a paid order is refunded with one click, once, and stays refunded after a reload", async () => {
+  const [order] = (await rowStates()).filter((row) => row.sum === "10");
+  await page.click(`#orders tbody tr[data-order-id="${order.id}"] button.refund`);
+  await until("the order to be refunded", async () =>
+    (await rowStates()).find((row) => row.id === order.id).state === "refunded");
+  await until("the balance of 95", async () => (await text("#balance")) === "95");
+  assert.equal(await page.$(`#orders tbody tr[data-order-id="${order.id}"] button.refund`), null, "nothing is left to refund");
+  const newest = await page.$eval("#statement tbody tr", (row) => [...row.cells].slice(0, 5).map((cell) => cell.textContent));
+  assert.deepEqual(newest, ["8", "refund", "+10", order.id, "95"]);
+  await until("the refund's notification", async () => (await page.$$("#notifications li.refunded")).length === 1);
+  await page.reload({ waitUntil: "networkidle0" });
+  await until("the refunded order after the reload", async () =>
+    (await rowStates()).find((row) => row.id === order.id)?.state === "refunded");
+  assert.equal(await text("#balance"), "95");
+});
+
 test("the admin sees how many dead letters there are, and a user's key is refused there", async () => {
   await submit("#admin-token", process.env.ORDERS_ADMIN_TOKEN, "#admin-form button");
   const expected = await page.evaluate(async (token) => {

@@ -23,7 +23,7 @@ let adminToken = "";
 // The statement page shown: the `after` it was asked with, null for the newest entries.
 const STATEMENT_PAGE = 20;
 let statementAfter = null;
-// order id -> { sum, state, reason, balance, row }, in the order they were placed.
+// order id -> { sum, state, reason, balance, row, refundKey }, in the order they were placed.
 const orders = new Map();
 
 async function api(method, path, body, extraHeaders = {}) {
@@ -129,12 +129,23 @@ async function refreshNotifications() {
   if (!session.user) return;
   const notifications = await userNotifications();
   if (notifications === null) return;
-  // Orders placed before a reload (or elsewhere) come back into the table from their notifications.
+  // Orders placed before a reload (or elsewhere) come back into the table from their notifications;
+  // a refund's notification (after its order's) tells how much of the order came back.
+  const refunded = new Map();
   for (const n of notifications) {
-    // A refund's notification follows its order's, which brings the order back.
-    if (n.refund_id || orders.has(n.order_id)) continue;
+    if (n.refund_id) {
+      refunded.set(n.order_id, (refunded.get(n.order_id) ?? 0) + n.sum);
+      continue;
+    }
+    if (orders.has(n.order_id)) continue;
     orders.set(n.order_id, { sum: n.sum, state: n.paid ? "paid" : "refused", reason: n.reason, balance: n.balance });
     renderOrder(n.order_id);
+  }
+  for (const [id, sum] of refunded) {
+    const order = orders.get(id);
+    if (!order) continue;
+    order.state = sum >= order.sum ? "refunded" : "partially_refunded";
+    renderOrder(id);
   }
   const list = $("notifications");
   list.replaceChildren(...notifications.map((n) => {
@@ -151,7 +162,7 @@ function renderOrder(id) {
   if (!order.row) {
     order.row = document.createElement("tr");
     order.row.dataset.orderId = id;
-    order.row.innerHTML = "<td></td><td></td><td><span class=state></span></td><td></td><td></td>";
+    order.row.innerHTML = "<td></td><td></td><td><span class=state></span></td><td></td><td></td><td></td>";
     $("orders").tBodies[0].prepend(order.row);
   }
   const cells = order.row.cells;
@@ -162,6 +173,34 @@ function renderOrder(id) {
   state.className = `state ${order.state}`;
   cells[3].textContent = order.reason ?? "";
   cells[4].textContent = order.balance ?? "";
+  // What is left of a paid order can be refunded.
+  if (order.state === "paid" || order.state === "partially_refunded") {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "refund";
+    button.textContent = "Refund";
+    button.addEventListener("click", () => refundOrder(id));
+    cells[5].replaceChildren(button);
+  } else {
+    cells[5].replaceChildren();
+  }
+}
+
+async function refundOrder(id) {
+  const order = orders.get(id);
+  // One key per refund, reused on a retry: the money comes back once.
+  order.refundKey ??= crypto.randomUUID();
+  const key = { "Idempotency-Key": order.refundKey };
+  let answer = await api("POST", "/Refund", { order_id: id }, key);
+  if (answer.status === 0 || answer.status === 503) answer = await api("POST", "/Refund", { order_id: id }, key);
+  if (answer.status !== 200) return sayError(answer);
+  order.refundKey = undefined;
+  order.state = answer.body.refunded >= answer.body.order_sum ? "refunded" : "partially_refunded";
+  renderOrder(id);
+  say(`Refunded ${answer.body.sum}. Balance ${answer.body.balance}.`);
+  await refreshMoney();
+  // notify records the refund's notification a moment later.
+  setTimeout(refreshNotifications, 500);
 }
 
 async function placeOne(sum) {

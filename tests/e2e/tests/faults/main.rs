@@ -832,6 +832,10 @@ async fn refunds_asked_while_the_host_is_killed_are_each_applied_once_and_notifi
             .unwrap();
     };
     let (answered, _) = tokio::join!(futures::future::join_all(refunds), crash);
+    // billing answered again; notify and every consumer may still be coming back.
+    tokio::task::spawn_blocking(move || on_lattice(&["ready", &instance]))
+        .await
+        .unwrap();
     let retried = answered
         .iter()
         .filter(|(_, attempts)| *attempts > 1)
