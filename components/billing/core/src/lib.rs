@@ -875,14 +875,8 @@ fn add_once<T>(leaving: &mut Vec<(String, T)>, key: String, record: T) {
     }
 }
 
-/// Takes out of `recent` (oldest first) what exceeds [`MAX_RECENT`], of its first `held` only.
-fn overflow<T>(recent: &mut Vec<T>, held: usize) -> Vec<T> {
-    let leaving = recent.len().saturating_sub(MAX_RECENT).min(held);
-    recent.drain(..leaving).collect()
-}
-
-/// Adds `settlement` (a refusal) to the account's; the oldest it held when read leave into
-/// `leaving`.
+/// Adds `settlement` (a refusal) to the account's; what exceeds [`MAX_RECENT`] of the oldest
+/// `held` (those it held when read) leaves into `leaving`.
 fn remember(
     account: &mut StoredAccount,
     settlement: Settlement,
@@ -891,7 +885,13 @@ fn remember(
     leaving: &mut Leaving,
 ) -> Result<(), BillingError> {
     account.settlements.push(settlement);
-    for oldest in overflow(&mut account.settlements, held) {
+    let excess = account
+        .settlements
+        .len()
+        .saturating_sub(MAX_RECENT)
+        .min(held);
+    let oldest: Vec<Settlement> = account.settlements.drain(..excess).collect();
+    for oldest in oldest {
         let result = payment_result(&oldest, user);
         archive(
             account,
