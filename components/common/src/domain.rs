@@ -146,6 +146,10 @@ impl fmt::Display for OrderId {
     }
 }
 
+/// How many refunds one order may have: a refund in parts, and an order's refunds read in one
+/// batch (billing, which refuses more, and notify, which reads them for the order's status).
+pub const MAX_REFUNDS_PER_ORDER: u32 = 16;
+
 /// A refund's id: 32 lowercase hex digits. A refund asked with an `Idempotency-Key` gets an id
 /// made from its user, order and key, so every repeat of the request names the same refund and
 /// is applied once; one asked without gets a random id.

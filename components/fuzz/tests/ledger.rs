@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use billing_core::{Billing, MAX_REFUNDS_PER_ORDER, MAX_REPLACED_KEYS};
+use billing_core::{Billing, MAX_REPLACED_KEYS};
 use orders_common::api::ApiError as _;
 use orders_common::auth::{Caller, KeyHash};
-use orders_common::domain::PageRequest;
+use orders_common::domain::{PageRequest, MAX_REFUNDS_PER_ORDER};
 use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore};
 use orders_common::ports::Clock as _;
 use orders_common::proto::{

@@ -188,11 +188,9 @@ function renderOrder(id) {
 
 async function refundOrder(id) {
   const order = orders.get(id);
-  // One key per refund, reused on a retry: the money comes back once.
+  // One key per refund, kept until it is answered: the money comes back once.
   order.refundKey ??= crypto.randomUUID();
-  const key = { "Idempotency-Key": order.refundKey };
-  let answer = await api("POST", "/Refund", { order_id: id }, key);
-  if (answer.status === 0 || answer.status === 503) answer = await api("POST", "/Refund", { order_id: id }, key);
+  const answer = await postRetried("/Refund", { order_id: id }, order.refundKey);
   if (answer.status !== 200) return sayError(answer);
   order.refundKey = undefined;
   order.state = answer.body.refunded >= answer.body.order_sum ? "refunded" : "partially_refunded";
@@ -203,13 +201,18 @@ async function refundOrder(id) {
   setTimeout(refreshNotifications, 500);
 }
 
+// A POST under an Idempotency-Key, sent once more with the same key when the lattice did not
+// answer (or answered 503): what it asks for happens at most once either way.
+async function postRetried(path, body, idempotencyKey) {
+  const key = { "Idempotency-Key": idempotencyKey };
+  const answer = await api("POST", path, body, key);
+  if (answer.status !== 0 && answer.status !== 503) return answer;
+  return api("POST", path, body, key);
+}
+
 async function placeOne(sum) {
-  // One key per order, reused on a retry: the order is never placed twice.
-  const key = { "Idempotency-Key": crypto.randomUUID() };
-  let answer = await api("POST", "/Order", { user: session.user, sum }, key);
-  if (answer.status === 0 || answer.status === 503) {
-    answer = await api("POST", "/Order", { user: session.user, sum }, key);
-  }
+  // One key per order: the order is never placed twice.
+  const answer = await postRetried("/Order", { user: session.user, sum }, crypto.randomUUID());
   if (answer.status !== 202) return answer;
   orders.set(answer.body.order_id, { sum: answer.body.sum, state: "pending" });
   renderOrder(answer.body.order_id);

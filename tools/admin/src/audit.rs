@@ -190,6 +190,8 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
     }
     let mut debits: HashMap<Debit, u64> = HashMap::new();
     let mut credits: HashMap<Credit, u64> = HashMap::new();
+    // How much of each debit its refunds seen so far gave back.
+    let mut refunded: HashMap<Debit, u64> = HashMap::new();
     for (key, value) in billing {
         let Some(user) = key.strip_prefix("account/") else {
             continue;
@@ -213,6 +215,7 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
                     &entry,
                     &debits,
                     &mut credits,
+                    &mut refunded,
                     &mut refund_records,
                 );
                 continue;
@@ -274,34 +277,33 @@ pub fn audit(billing: &Bucket, notify: &Bucket) -> Report {
 }
 
 /// A refund entry of `user`'s, the account's entries before it already seen: its order was
-/// debited in this account before it, its refunds so far (`credits`) and it stay within the debit,
-/// its id is new for the order, and its record (if it has one, taken from `refund_records`) is it.
+/// debited in this account before it, its refunds so far (`refunded`) and it stay within the
+/// debit, its id is new for the order (`credits`), and its record (if it has one, taken from
+/// `refund_records`) is it.
 fn check_refund(
     report: &mut Report,
     user: &str,
     entry: &LedgerEntry,
     debits: &HashMap<Debit, u64>,
     credits: &mut HashMap<Credit, u64>,
+    refunded: &mut HashMap<Debit, u64>,
     refund_records: &mut HashMap<(String, u32), LedgerEntry>,
 ) {
     let debit = Debit {
         user: user.to_string(),
         order_id: entry.order_id.clone(),
     };
-    let refunded_before: u64 = credits
-        .iter()
-        .filter(|(credit, _)| credit.debit == debit)
-        .map(|(_, amount)| amount)
-        .sum();
+    let total = refunded.entry(debit.clone()).or_default();
+    *total += entry.amount;
+    let total = *total;
     match debits.get(&debit) {
         None => report.mismatch(
             "refund of an order not debited",
             json!({ "user": user, "order_id": entry.order_id, "entry": entry.number }),
         ),
-        Some(&paid) if refunded_before + entry.amount > paid => report.mismatch(
+        Some(&paid) if total > paid => report.mismatch(
             "refunded more than was paid",
-            json!({ "user": user, "order_id": entry.order_id, "paid": paid,
-                    "refunded": refunded_before + entry.amount }),
+            json!({ "user": user, "order_id": entry.order_id, "paid": paid, "refunded": total }),
         ),
         Some(_) => {}
     }

@@ -40,7 +40,9 @@
 use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::batch::answer_each;
-use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName};
+use orders_common::domain::{
+    Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName, MAX_REFUNDS_PER_ORDER,
+};
 use orders_common::ports::{
     decode_record, CasStore, CasWrite, Clock, PublishError, Publisher, RecordStore, StoreError,
     Update, MAX_CONFLICTS,
@@ -71,10 +73,6 @@ pub const MAX_RECENT: usize = 32;
 /// How many ledger entries leave an account together, into one record: an order costs a sixteenth
 /// of a write for its entry, and a statement page of 100 reads 7 records.
 pub const LEDGER_CHUNK: u64 = 16;
-
-/// How many refunds one order may have: a refund in parts, and an order's refunds read in one
-/// batch.
-pub const MAX_REFUNDS_PER_ORDER: u32 = 16;
 
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
 /// [`orders_common::auth`]), `InvalidIdempotencyKey` 400, `UserExists` 409, `UnknownUser` 404,
@@ -340,8 +338,8 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         let user = match (&request.user, caller) {
             (Some(user), _) => UserName::parse(user)?,
             (None, Caller::User(key)) => key.user.clone(),
-            // The admin names the user: an empty name is refused as such.
-            (None, Caller::Admin) => UserName::parse("")?,
+            // The admin must name the user.
+            (None, Caller::Admin) => return Err(InvalidValue::EmptyUserName.into()),
         };
         let sum = request.sum.map(Amount::parse).transpose()?;
         let presented = caller.require_user_or_admin(&user)?;
@@ -1127,7 +1125,8 @@ impl PaidOrder {
             }
             return Ok(RefundDecision::Applied(applied.clone()));
         }
-        let left = self.sum - self.refunded_through(u32::MAX);
+        let refunded: u64 = self.refunds.iter().map(|refund| refund.amount).sum();
+        let left = self.sum - refunded;
         let amount = sum.map_or(left, Amount::get);
         if amount > left || left == 0 {
             return Err(BillingError::RefundExceedsPayment {

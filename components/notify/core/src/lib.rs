@@ -20,7 +20,9 @@
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
 use orders_common::batch::answer_each;
-use orders_common::domain::{Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName};
+use orders_common::domain::{
+    Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName, MAX_REFUNDS_PER_ORDER,
+};
 use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
 use orders_common::ports::{
     decode_record, CasStore, CasWrite, Clock, PlacedOrders, RecordStore, Revision, ScanBy,
@@ -80,10 +82,6 @@ const NOTIFICATIONS: &str = "notification";
 const DEAD_LETTERS: &str = "deadletter";
 /// How many dead letters one read of the key index returns.
 const DEAD_LETTERS_PAGE: u32 = 1000;
-
-/// How many refund notifications one order's status reads at most: billing refunds an order at
-/// most this often (billing-core's MAX_REFUNDS_PER_ORDER).
-const MAX_REFUNDS_READ: u32 = 16;
 
 /// Where the notification of `user`'s order `id` is stored.
 fn notification_key(user: &str, id: &str) -> String {
@@ -317,7 +315,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
             &filter,
             ScanBy::KeyIndex,
             None,
-            MAX_REFUNDS_READ,
+            MAX_REFUNDS_PER_ORDER,
         )?;
         Ok(refunds.iter().map(|refund| refund.sum).sum())
     }
