@@ -19,7 +19,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-action=${1:?usage: lattice.sh up|down|clean|status|backup|restore [instance] [archive]}
+action=${1:?usage: lattice.sh up|down|clean|status|backup|restore|nats [instance] [archive]}
 instance=${2:-run}
 instance_ports "$instance"
 STATE=$ROOT/.state/$instance
@@ -547,5 +547,8 @@ case $action in
   crash) crash "${3:-}" ;;
   revive) revive "${3:-}" ;;
   ready) wait_for "the providers to serve every link" 60 links_live ;;
+  # The instance's NATS server(s) alone, with its identities and secrets: what `make bench`'s
+  # native build runs on.
+  nats) mkdir -p "$LOGS" "$STATE/jetstream"; issue_credentials; start_nats; ensure_secrets ;;
   *) echo "unknown action '$action'" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test: unit tests of the native crates (cores, common, providers, with the key-value
-# provider's integration tests on a real nats-server), then end-to-end tests on a private lattice
+# Every test: unit tests of the native crates (cores, common, providers, with the JetStream
+# bucket's integration tests on a real nats-server), then end-to-end tests on a private lattice
 # on non-default ports (Rust through HTTP and NATS, newman, the console in chromium, the OpenAPI
 # contract fuzzed by schemathesis; the AsyncAPI and OpenAPI documents are validated first), which is
 # torn down at the end, pass or fail; last, the fault tests of the replicated lattice (`ha`: three

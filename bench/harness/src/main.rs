@@ -19,9 +19,16 @@
 //! median max rate (latency at a load the lattice keeps up with). The report gives every run and
 //! the medians with their min–max, which say more than any single run on a shared machine.
 //!
-//! scripts/bench.sh starts the lattice and runs this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
+//! With `--native`, the same phases measure the native build instead (`orders-native`: the same
+//! services as plain processes on the same NATS; this starts them), and `orders-bench compare`
+//! puts the two reports side by side: what the platform costs.
+//!
+//! scripts/bench.sh starts the lattice (or its NATS server alone, for the native build) and runs
+//! this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
 
+mod compare;
 mod listing;
+mod native;
 mod nats_counters;
 mod pause;
 mod pipeline;
@@ -44,7 +51,16 @@ use crate::report::{Machine, PhaseCpu, Report, Run, Settings, Summary};
 use crate::wrk::Load;
 
 #[derive(Parser)]
-#[command(about = "Benchmarks the orders lattice against a hello-world floor")]
+#[command(about = "Benchmarks the orders lattice against a hello-world floor and a native build")]
+enum Command {
+    /// Runs the benchmark on a lattice that is up (or on the native build, with `--native`).
+    Run(Box<Args>),
+    /// Puts reports side by side (medians [min - max]), the first against the last; when the
+    /// last is the native build's, with the platform's targets against it.
+    Compare { reports: Vec<PathBuf> },
+}
+
+#[derive(clap::Args)]
 struct Args {
     /// The lattice instance's state directory (pid files of NATS, wadm and the hosts).
     #[arg(long)]
@@ -96,6 +112,13 @@ struct Args {
     /// The lattice's layout, for the record (scripts/bench.sh: instance, servers, hosts, replicas).
     #[arg(long, env = "ORDERS_BENCH_LATTICE", default_value = "unknown")]
     lattice: String,
+    /// Measures the native build instead: this `orders-native` binary, started here as billing,
+    /// order and notify on the instance's NATS server (which must be up without a lattice).
+    #[arg(long)]
+    native: Option<PathBuf>,
+    /// The first of the native services' three HTTP ports.
+    #[arg(long, default_value_t = 28101)]
+    native_port: u16,
 }
 
 /// Orders of the user whose notifications are listed.
@@ -150,13 +173,39 @@ impl Meter {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    match Command::parse() {
+        Command::Run(args) => run(*args).await,
+        Command::Compare { reports } => {
+            println!("{}", compare::table(&reports)?);
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let lattice = Lattice::from_env();
+    let mut lattice = Lattice::from_env();
+    let mut processes = processes::of_instance(&args.state_dir)?;
+    let native = match &args.native {
+        Some(binary) => {
+            step("starting the native build: billing, order and notify as processes");
+            let services = native::NativeServices::start(
+                binary,
+                &args.state_dir,
+                &lattice.nats_url,
+                args.native_port,
+            )
+            .await?;
+            lattice = lattice.with_routes(services.routes.clone());
+            processes.extend(services.processes());
+            Some(services)
+        }
+        None => None,
+    };
     let meter = Meter {
-        processes: processes::of_instance(&args.state_dir)?,
+        processes,
         nats: NatsCounters::new(&args.nats_monitors),
     };
 
@@ -186,7 +235,7 @@ async fn main() -> Result<()> {
     .await?;
 
     let load = |url: &str, script: &'static str, script_args: Vec<String>, seconds: u64| {
-        let url = format!("{}{url}", lattice.base_url);
+        let url = lattice.url(url);
         let load = Load {
             url: &url,
             script,
@@ -205,7 +254,7 @@ async fn main() -> Result<()> {
     ]
     .concat();
     let pipeline = Pipeline {
-        base_url: lattice.base_url.clone(),
+        order_url: lattice.url("/Order"),
         nats: lattice.nats().await,
         user_prefix: user_prefix.clone(),
         keys,
@@ -327,6 +376,11 @@ async fn main() -> Result<()> {
         .min((rate * args.fixed_rate_max_seconds as f64) as usize)
         .max(1);
     let settings = Settings {
+        build: if native.is_some() {
+            "native"
+        } else {
+            "lattice"
+        },
         lattice: args.lattice,
         runs: args.runs,
         connections: args.connections,
@@ -356,7 +410,8 @@ async fn main() -> Result<()> {
         started_at: args.started_at,
         commit: args.commit,
         machine: machine()?,
-        targets_met: Report::targets(&summary, &settings, &fixed_rate, &list),
+        targets_met: (settings.build == "lattice")
+            .then(|| Report::targets(&summary, &settings, &fixed_rate, &list)),
         settings,
         list,
         summary,

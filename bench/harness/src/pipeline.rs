@@ -82,7 +82,8 @@ struct Observed {
 
 #[derive(Clone)]
 pub struct Pipeline {
-    pub base_url: String,
+    /// Where `POST /Order` goes.
+    pub order_url: String,
     pub nats: async_nats::Client,
     pub user_prefix: String,
     /// The API key of user `<user_prefix>-<n>` at index n.
@@ -97,7 +98,7 @@ impl Pipeline {
         let started = Instant::now();
         let sent = Arc::new(AtomicUsize::new(0));
         let progress = tokio::spawn(show_progress(observed.clone(), sent.clone(), orders));
-        let url = format!("{}/Order", self.base_url);
+        let url = self.order_url.clone();
         let (prefix, keys, on_answer) = (
             self.user_prefix.clone(),
             self.keys.clone(),

@@ -15,8 +15,8 @@ pub struct Process {
 }
 
 /// Every process of the instance from its pid files (NATS, wadm, the hosts, the trace receiver:
-/// `nats`, `host` on one node, `nats-1`.. and `host-1`.. on the replicated lattice), then each
-/// host's children: the providers, named by their executable and, with several hosts, their host.
+/// `nats`, `host` on one node, `nats-1`.. and `host-1`.. on the replicated lattice; NATS alone
+/// under the native build), then each host's children: the providers, named by their executable and, with several hosts, their host.
 /// A process run under its supervisor is the one in `<name>.child-pid` (`<name>.pid` is then the
 /// supervisor's, which only waits).
 pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
@@ -45,9 +45,9 @@ pub fn of_instance(state_dir: &Path) -> Result<Vec<Process>> {
         .filter(|p| p.name.starts_with("host"))
         .map(|p| (p.name.clone(), p.pid))
         .collect();
-    if hosts.is_empty() {
+    if processes.is_empty() {
         bail!(
-            "no host pid file in {} (is the bench lattice up?)",
+            "no pid file in {} (is the bench lattice up?)",
             state_dir.display()
         );
     }
@@ -84,6 +84,10 @@ fn provider_name(file: &str) -> Option<String> {
 }
 
 impl Process {
+    pub fn new(name: String, pid: u32) -> Self {
+        Self { name, pid }
+    }
+
     /// The most memory the process has held resident since it started (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;

@@ -1,7 +1,7 @@
 //! What billing, order and notify share, so it exists once: the protobuf messages of `schema/`,
 //! the domain newtypes every service parses its input into, the ports (storage, broker, clock) the
 //! cores are written against, who may call what (API keys, the admin token), the broker subjects,
-//! and the decoding of HTTP requests.
+//! the decoding of HTTP requests, and the host a service runs on ([`service`]).
 //!
 //! No wit-bindgen here: this crate builds and tests natively and for `wasm32-wasip2`.
 
@@ -12,6 +12,7 @@ pub mod domain;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod ports;
+pub mod service;
 
 /// The messages of `schema/*.proto` (package `orders.v1`).
 pub mod proto {

@@ -260,6 +260,96 @@ impl Clock for FixedClock {
     }
 }
 
+/// A whole host in memory, for the services' routes and message handlers: a [`MemoryStore`], a
+/// [`MemoryPublisher`] as broker and streams, a [`FixedClock`], [`authenticator`]'s keys, counted
+/// random bytes, and the log kept.
+pub struct MemoryHost {
+    pub store: MemoryStore,
+    pub broker: MemoryPublisher,
+    pub clock: FixedClock,
+    pub log: RefCell<Vec<String>>,
+    randoms: Cell<u8>,
+}
+
+impl Default for MemoryHost {
+    fn default() -> Self {
+        Self {
+            store: MemoryStore::default(),
+            broker: MemoryPublisher::default(),
+            clock: FixedClock::at(1_700_000_000_000),
+            log: RefCell::default(),
+            randoms: Cell::new(0),
+        }
+    }
+}
+
+impl crate::service::Host for MemoryHost {
+    type Store = MemoryStore;
+    type Broker = MemoryPublisher;
+    type Clock = FixedClock;
+    type Streams = MemoryPublisher;
+
+    fn store(&self) -> &MemoryStore {
+        &self.store
+    }
+
+    fn broker(&self) -> &MemoryPublisher {
+        &self.broker
+    }
+
+    fn clock(&self) -> &FixedClock {
+        &self.clock
+    }
+
+    fn streams(&self) -> &MemoryPublisher {
+        &self.broker
+    }
+
+    fn authenticator(&self) -> Result<Authenticator, crate::auth::AuthError> {
+        Ok(authenticator())
+    }
+
+    /// Different bytes on every call: the first byte counts the calls.
+    fn random_16(&self) -> [u8; 16] {
+        self.randoms.set(self.randoms.get().wrapping_add(1));
+        let mut bytes = [7; 16];
+        bytes[0] = self.randoms.get();
+        bytes
+    }
+
+    fn log(&self, line: &str) {
+        self.log.borrow_mut().push(line.to_string());
+    }
+}
+
+impl MemoryHost {
+    /// A request as a client sends it, with `token` as its bearer credentials when given.
+    pub fn request(
+        method: http::Method,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> crate::service::Request {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let mut headers = http::HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(
+                "authorization",
+                http::HeaderValue::from_str(&format!("Bearer {token}")).expect("a valid token"),
+            );
+        }
+        crate::service::Request {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

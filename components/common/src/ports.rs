@@ -290,3 +290,16 @@ pub trait PlacedOrders {
 pub trait Clock {
     fn now_ms(&self) -> u64;
 }
+
+/// The system's wall clock (`wasi:clocks` in a component).
+pub struct WallClock;
+
+impl Clock for WallClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+}

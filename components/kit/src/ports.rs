@@ -6,10 +6,11 @@
 use orders_common::auth::{AuthError, Authenticator, CurrentKeys, KeyHash};
 use orders_common::domain::{OrderId, UserName};
 use orders_common::ports::{
-    conflict_wait_ms, decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError,
-    Publisher, Revision, ScanBy, ScanPage, StoreError, Versioned,
+    conflict_wait_ms, decode_record, CasStore, CasWrite, Entry, PlacedOrders, PublishError,
+    Publisher, Revision, ScanBy, ScanPage, StoreError, Versioned, WallClock,
 };
 use orders_common::proto::{CurrentApiKey, OrderPlaced};
+use orders_common::service::{Answer, Host, Message};
 use orders_common::subjects;
 use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasi::keyvalue::{batch, store};
@@ -29,10 +30,6 @@ pub struct KeyValue {
 }
 
 impl KeyValue {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     fn bucket(&self) -> Result<&store::Bucket, StoreError> {
         if let Some(bucket) = self.bucket.get() {
             return Ok(bucket);
@@ -142,63 +139,114 @@ impl Publisher for Broker {
     }
 }
 
-/// The newest message the broker's streams keep on `subject`, decoded.
-fn last_on_subject<M: prost::Message + Default>(subject: &str) -> Result<Option<M>, StoreError> {
-    let found = stream_reader::last_on_subject(subject).map_err(StoreError::BrokerUnavailable)?;
-    found
-        .map(|message| decode_record(&message.subject, &message.body))
-        .transpose()
-}
+/// What the broker's streams keep, read back through the messaging provider: placed orders in
+/// `ORDERS`, the API keys billing announced in `KEYS`.
+pub struct BrokerStreams;
 
-/// The placed orders in the `ORDERS` stream, read through the messaging provider.
-pub struct OrdersStream;
-
-impl PlacedOrders for OrdersStream {
-    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
-        last_on_subject(&subjects::placed_order(id))
+impl BrokerStreams {
+    /// The newest message the streams keep on `subject`, decoded.
+    fn last_on_subject<M: prost::Message + Default>(
+        subject: &str,
+    ) -> Result<Option<M>, StoreError> {
+        let found =
+            stream_reader::last_on_subject(subject).map_err(StoreError::BrokerUnavailable)?;
+        found
+            .map(|message| decode_record(&message.subject, &message.body))
+            .transpose()
     }
 }
 
-/// The API keys billing announced in the `KEYS` stream, read through the messaging provider.
-pub struct AnnouncedKeys;
+impl PlacedOrders for BrokerStreams {
+    fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
+        Self::last_on_subject(&subjects::placed_order(id))
+    }
+}
 
-impl CurrentKeys for AnnouncedKeys {
+impl CurrentKeys for BrokerStreams {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
         let subject = subjects::current_api_key(user);
-        last_on_subject::<CurrentApiKey>(&subject)?
+        Self::last_on_subject::<CurrentApiKey>(&subject)?
             .map(|announced| KeyHash::announced(&subject, &announced))
             .transpose()
     }
 }
 
-/// The host's wall clock.
-pub struct WallClock;
+/// The wasmCloud host under a component: its key-value bucket, broker, clock, streams,
+/// randomness, key configuration and log.
+#[derive(Default)]
+pub struct WasiHost {
+    store: KeyValue,
+}
 
-impl Clock for WallClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-            })
+impl Host for WasiHost {
+    type Store = KeyValue;
+    type Broker = Broker;
+    type Clock = WallClock;
+    type Streams = BrokerStreams;
+
+    fn store(&self) -> &KeyValue {
+        &self.store
+    }
+
+    fn broker(&self) -> &Broker {
+        &Broker
+    }
+
+    fn clock(&self) -> &WallClock {
+        &WallClock
+    }
+
+    fn streams(&self) -> &BrokerStreams {
+        &BrokerStreams
+    }
+
+    /// The named config `orders-auth` that `wadm.yaml` links to the component (created by
+    /// `make run` / `make test`, or by the operator), read in one host call for both values.
+    fn authenticator(&self) -> Result<Authenticator, AuthError> {
+        let config: std::collections::HashMap<String, String> = config::store::get_all()
+            .map(|pairs| pairs.into_iter().collect())
+            .unwrap_or_default();
+        Authenticator::from_config(|name| config.get(name).cloned())
+    }
+
+    fn random_16(&self) -> [u8; 16] {
+        let bytes = wasmcloud_component::wasi::random::random::get_random_bytes(16);
+        bytes
+            .try_into()
+            .expect("the host returns exactly the bytes asked for")
+    }
+
+    fn log(&self, line: &str) {
+        wasmcloud_component::info!("{line}");
     }
 }
 
-/// 16 bytes from the host's cryptographic random source.
-pub fn random_16() -> [u8; 16] {
-    let bytes = wasmcloud_component::wasi::random::random::get_random_bytes(16);
-    bytes
-        .try_into()
-        .expect("the host returns exactly the bytes asked for")
-}
-
-/// The key configuration the host gives this component: the named config `orders-auth` that
-/// `wadm.yaml` links to it (created by `make run` / `make test`, or by the operator). Without it
-/// every authenticated request is a 503 `auth_unavailable`, never an open door.
-pub fn authenticator() -> Result<Authenticator, AuthError> {
-    // One host call for both values, on every authenticated request.
-    let config: std::collections::HashMap<String, String> = config::store::get_all()
-        .map(|pairs| pairs.into_iter().collect())
-        .unwrap_or_default();
-    Authenticator::from_config(|name| config.get(name).cloned())
+/// Answers a batch of broker messages with `handle` on the component's host: each message's
+/// answer is the messages to publish before it is acknowledged, or why it was not handled.
+pub fn answer_batch(
+    messages: Vec<BrokerMessage>,
+    handle: impl FnOnce(&WasiHost, Vec<Message>) -> Vec<Answer>,
+) -> Vec<Result<Vec<BrokerMessage>, String>> {
+    let messages = messages
+        .into_iter()
+        .map(|m| Message {
+            subject: m.subject,
+            body: m.body,
+        })
+        .collect();
+    handle(&WasiHost::default(), messages)
+        .into_iter()
+        .map(|answer| {
+            answer.map(|replies| {
+                replies
+                    .into_iter()
+                    .map(|m| BrokerMessage {
+                        subject: m.subject,
+                        body: m.body,
+                        reply_to: None,
+                    })
+                    .collect()
+            })
+        })
+        .collect()
 }

@@ -3,8 +3,7 @@
 //! serves them with nothing fetched from anywhere; the page talks to the API on the same origin.
 
 use orders_common::api::RequestError;
-use orders_component_kit::http::{Handled, Reply, Request};
-use wasmcloud_component::http::Method;
+use orders_common::service::{Handled, Method, Reply, Request};
 
 const CONSOLE: &str = include_str!(concat!(env!("OUT_DIR"), "/console.html"));
 /// Allows exactly the page's own style and script, and requests to its own origin.

@@ -5,7 +5,6 @@
 //! Each link from a component names its bucket in the link config (see [`config`]); the provider
 //! opens it, creating it when missing, and routes the component's calls by (component, link name).
 
-pub mod bucket;
 pub mod config;
 
 use std::collections::{HashMap, HashSet};
@@ -18,8 +17,8 @@ use tracing::Instrument as _;
 use tracing::{info, warn};
 use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider};
 
-use bucket::{Bucket, BucketError};
 use config::BucketConfig;
+use orders_jetstream_kv::{self as bucket, Bucket, BucketError};
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::{LinkKey, NatsCredentials};
 
@@ -76,6 +75,19 @@ enum Unroutable {
 }
 
 impl KeyValueProvider {
+    /// Connects with the data plane's credentials and opens the configured bucket.
+    async fn open(&self, config: &BucketConfig) -> anyhow::Result<Bucket> {
+        let client = self
+            .credentials
+            .connect(&config.cluster_uri, "orders keyvalue-jetstream provider")
+            .await?;
+        let js = match &config.js_domain {
+            Some(domain) => async_nats::jetstream::with_domain(client, domain),
+            None => async_nats::jetstream::new(client),
+        };
+        Bucket::open(&js, &config.bucket, config.history, config.replicas).await
+    }
+
     /// The bucket a call is for: the caller's link, checked against the identifier it opened.
     async fn bucket(&self, cx: &Option<Context>, identifier: &str) -> Result<Bucket, Unroutable> {
         let cx = cx.as_ref().ok_or(Unroutable::NoCaller)?;
@@ -95,7 +107,8 @@ impl KeyValueProvider {
 impl Provider for KeyValueProvider {
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         let config = BucketConfig::from_maps(&self.defaults, link.config)?;
-        let bucket = Bucket::open(&config, &self.credentials)
+        let bucket = self
+            .open(&config)
             .await
             .with_context(|| format!("failed to open bucket `{}`", config.bucket))?;
         info!(component = link.source_id, link = link.link_name, bucket = %config.bucket, "bucket linked");

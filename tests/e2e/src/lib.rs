@@ -16,6 +16,9 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct Lattice {
     pub base_url: String,
+    /// Paths served somewhere else than `base_url`, by path (`make bench`'s native build serves
+    /// each service on its own port); empty for the lattice, whose HTTP server routes them all.
+    routes: Vec<(String, String)>,
     pub nats_url: String,
     /// The creds file the tests speak to NATS with (the lattice's admin identity).
     pub nats_creds: String,
@@ -49,12 +52,29 @@ impl Lattice {
         };
         Self {
             base_url: var("ORDERS_BASE_URL"),
+            routes: Vec::new(),
             nats_url: var("ORDERS_NATS_URL"),
             nats_creds: var("ORDERS_NATS_CREDS"),
             admin_token: var("ORDERS_ADMIN_TOKEN"),
             http: http_client(Duration::from_secs(30)),
             keys: Default::default(),
         }
+    }
+
+    /// This client with each path of `routes` (path, base URL) sent to its own base URL.
+    pub fn with_routes(self, routes: Vec<(String, String)>) -> Self {
+        Self { routes, ..self }
+    }
+
+    /// Where a request for `path_and_query` goes.
+    pub fn url(&self, path_and_query: &str) -> String {
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        let base = self
+            .routes
+            .iter()
+            .find(|(routed, _)| routed == path)
+            .map_or(self.base_url.as_str(), |(_, base)| base.as_str());
+        format!("{base}{path_and_query}")
     }
 
     /// A NATS connection as the lattice's admin identity.
@@ -89,9 +109,7 @@ impl Lattice {
         token: Option<&str>,
         body: Option<reqwest::Body>,
     ) -> Answer {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path_and_query}", self.base_url));
+        let mut request = self.http.request(method, self.url(path_and_query));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -306,7 +324,7 @@ impl Lattice {
             body["sum"] = sum.into();
         }
         let mut request = client
-            .post(format!("{}/Refund", self.base_url))
+            .post(self.url("/Refund"))
             .bearer_auth(self.key(user))
             .header("content-type", "application/json")
             .body(body.to_string());

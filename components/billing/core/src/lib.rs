@@ -37,6 +37,8 @@
 //!   announces last, it saw the account hold that key after its announcement; a key stored after
 //!   that is announced by the request that stored it, after storing.
 
+pub mod service;
+
 use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
 use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
 use orders_common::batch::answer_each;

@@ -17,6 +17,8 @@
 //! everyone's notifications and the dead letters need the admin token ([`orders_common::auth`]). An order of another
 //! user is answered as unknown, like an order that does not exist.
 
+pub mod service;
+
 use orders_common::api::ApiError;
 use orders_common::auth::{AuthError, Caller};
 use orders_common::batch::answer_each;

@@ -10,6 +10,8 @@
 //! ends it), so a retry returns the same order (published again, which billing and notify absorb)
 //! instead of placing a second one, and one user's keys never collide with another's.
 
+pub mod service;
+
 use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
 use orders_common::auth::{AuthError, Caller};
 use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};

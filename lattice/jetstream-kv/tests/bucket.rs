@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use keyvalue_jetstream_provider::bucket::{Bucket, Page, ScanBy};
-use keyvalue_jetstream_provider::config::BucketConfig;
-use orders_provider_support::NatsCredentials;
+use orders_jetstream_kv::{Bucket, Page, ScanBy};
 use orders_test_nats::{NatsCluster, NatsServer};
 
 async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
@@ -14,14 +12,10 @@ async fn bucket(nats: &NatsServer, name: &str) -> Bucket {
 
 /// The bucket `name` on `nats`, created with `replicas` copies when missing.
 async fn bucket_with_replicas(nats: &NatsServer, name: &str, replicas: usize) -> Bucket {
-    let config = BucketConfig {
-        bucket: name.into(),
-        cluster_uri: nats.url.clone(),
-        js_domain: None,
-        history: 1,
-        replicas,
-    };
-    Bucket::open(&config, &NatsCredentials::default())
+    let client = async_nats::connect(nats.url.as_str())
+        .await
+        .expect("the test NATS server answers");
+    Bucket::open(&async_nats::jetstream::new(client), name, 1, replicas)
         .await
         .expect("the bucket opens")
 }

@@ -1,5 +1,7 @@
-//! One JetStream KV bucket, with the operations `wasi:keyvalue` and our compare-and-swap need.
-//! Keys are the components' keys; encoding them for JetStream happens here and nowhere else.
+//! One JetStream KV bucket, with the operations `wasi:keyvalue` and our compare-and-swap need:
+//! the key-value provider serves it to components, and `make bench`'s native build uses it
+//! directly. Keys are the services' keys; encoding them for JetStream happens here and nowhere
+//! else.
 
 use std::time::Duration;
 
@@ -8,9 +10,8 @@ use async_nats::jetstream::kv::{self, Operation};
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use crate::config::BucketConfig;
+use async_nats::jetstream;
 use orders_conventions::keys::stored as key;
-use orders_provider_support::NatsCredentials;
 
 /// What went wrong, in the terms of `wasi:keyvalue`'s `error` variant.
 #[derive(Debug)]
@@ -94,27 +95,22 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// Connects with `credentials` and opens the configured bucket, creating it (file storage)
-    /// when missing.
+    /// Opens bucket `name`, creating it (file storage, `history` revisions per key, on
+    /// `replicas` servers) when missing.
     pub async fn open(
-        config: &BucketConfig,
-        credentials: &NatsCredentials,
+        js: &jetstream::Context,
+        name: &str,
+        history: i64,
+        replicas: usize,
     ) -> anyhow::Result<Self> {
-        let client = credentials
-            .connect(&config.cluster_uri, "orders keyvalue-jetstream provider")
-            .await?;
-        let js = match &config.js_domain {
-            Some(domain) => async_nats::jetstream::with_domain(client, domain),
-            None => async_nats::jetstream::new(client),
-        };
-        let store = match js.get_key_value(&config.bucket).await {
+        let store = match js.get_key_value(name).await {
             Ok(store) => store,
             Err(_) => {
                 js.create_key_value(kv::Config {
-                    bucket: config.bucket.clone(),
-                    history: config.history,
-                    num_replicas: config.replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
+                    bucket: name.to_string(),
+                    history,
+                    num_replicas: replicas,
+                    storage: jetstream::stream::StorageType::File,
                     ..Default::default()
                 })
                 .await?
@@ -133,7 +129,7 @@ impl Bucket {
         stream_config.allow_direct = false;
         js.update_stream(&stream_config).await?;
         Ok(Self {
-            store: js.get_key_value(&config.bucket).await?,
+            store: js.get_key_value(name).await?,
         })
     }
 
