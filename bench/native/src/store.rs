@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use orders_common::ports::{
-    conflict_wait_ms, CasStore, CasWrite, Entry, Revision, ScanBy, ScanPage, StoreError, Versioned,
+    conflict_wait_ms, CasStore, CasWrite, Entry, Revision, Scan, ScanBy, ScanPage, StoreError,
+    Versioned,
 };
 use orders_jetstream_kv as kv;
 use tokio::runtime::Handle;
@@ -53,19 +54,6 @@ impl Bucket {
 }
 
 impl CasStore for Bucket {
-    fn read(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.wait(self.read_one(key))
-    }
-
-    fn write(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<Revision>,
-    ) -> Result<Option<Revision>, StoreError> {
-        self.wait(self.write_one(key, value, expected))
-    }
-
     fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
         let reads = keys.iter().map(|key| self.read_one(key));
         self.wait(futures::future::try_join_all(reads))
@@ -78,28 +66,14 @@ impl CasStore for Bucket {
         self.wait(futures::future::try_join_all(writes))
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        Ok(self
-            .read_many(keys)?
-            .into_iter()
-            .map(|found| found.map(|(value, _)| value))
-            .collect())
-    }
-
-    fn scan(
-        &self,
-        filter: &str,
-        by: ScanBy,
-        after: Option<Revision>,
-        limit: u32,
-    ) -> Result<ScanPage, StoreError> {
-        let by = match by {
+    fn scan(&self, scan: Scan<'_>) -> Result<ScanPage, StoreError> {
+        let by = match scan.by {
             ScanBy::WriteOrder => kv::ScanBy::WriteOrder,
             ScanBy::KeyIndex => kv::ScanBy::KeyIndex,
         };
-        let after = after.map_or(0, |r| r.0);
+        let after = scan.after.map_or(0, |r| r.0);
         let page = self
-            .wait(self.bucket.scan(filter, by, after, limit))
+            .wait(self.bucket.scan(scan.filter, by, after, scan.limit))
             .map_err(unavailable)?;
         Ok(ScanPage {
             entries: page

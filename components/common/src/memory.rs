@@ -10,7 +10,7 @@ use crate::domain::{OrderId, UserName};
 use crate::keys;
 use crate::ports::{
     decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError, Publisher,
-    Revision, ScanBy, ScanPage, StoreError, Versioned,
+    Revision, Scan, ScanPage, StoreError, Versioned,
 };
 use crate::proto::{CurrentApiKey, OrderPlaced};
 use crate::subjects;
@@ -99,21 +99,6 @@ impl MemoryStore {
 
 /// Counts round trips: a `read_many` or `write_many` is one, however many keys it carries.
 impl CasStore for MemoryStore {
-    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
-        self.count(|o| o.reads += 1);
-        Ok(self.lookup(key))
-    }
-
-    fn write(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<Revision>,
-    ) -> Result<Option<Revision>, StoreError> {
-        self.count(|o| o.writes += 1);
-        Ok(self.compare_and_swap(key, value, expected))
-    }
-
     fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
         self.count(|o| o.reads += 1);
         Ok(keys.iter().map(|key| self.lookup(key)).collect())
@@ -134,24 +119,10 @@ impl CasStore for MemoryStore {
             .collect())
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let entries = self.entries.borrow();
-        Ok(keys
-            .iter()
-            .map(|k| entries.get(k).map(|(v, _)| v.clone()))
-            .collect())
-    }
-
     /// Both ways of finding entries answer the same here.
-    fn scan(
-        &self,
-        filter: &str,
-        _by: ScanBy,
-        after: Option<Revision>,
-        limit: u32,
-    ) -> Result<ScanPage, StoreError> {
+    fn scan(&self, scan: Scan<'_>) -> Result<ScanPage, StoreError> {
         self.count(|o| o.reads += 1);
-        let after = after.map_or(0, |r| r.0);
+        let (filter, after, limit) = (scan.filter, scan.after.map_or(0, |r| r.0), scan.limit);
         let mut matching: Vec<Entry> = self
             .entries
             .borrow()
@@ -373,36 +344,25 @@ mod tests {
     }
 
     impl CasStore for RacedStore {
-        fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
-            self.inner.read(key)
+        fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+            self.inner.read_many(keys)
         }
-        fn write(
-            &self,
-            key: &str,
-            value: &[u8],
-            expected: Option<Revision>,
-        ) -> Result<Option<Revision>, StoreError> {
+        fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
             if !self.raced.replace(true) {
                 let rival = StoredAccount {
                     user: "rival".into(),
                     balance: 1,
                     ..Default::default()
                 };
-                self.inner.write_record(key, &rival, expected)?;
+                for write in writes {
+                    self.inner
+                        .write_record(&write.key, &rival, write.expected)?;
+                }
             }
-            self.inner.write(key, value, expected)
+            self.inner.write_many(writes)
         }
-        fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-            self.inner.get_many(keys)
-        }
-        fn scan(
-            &self,
-            filter: &str,
-            by: ScanBy,
-            after: Option<Revision>,
-            limit: u32,
-        ) -> Result<ScanPage, StoreError> {
-            self.inner.scan(filter, by, after, limit)
+        fn scan(&self, scan: Scan<'_>) -> Result<ScanPage, StoreError> {
+            self.inner.scan(scan)
         }
         fn wait_after_conflict(&self, conflicts: u32) {
             self.inner.wait_after_conflict(conflicts)

@@ -24,10 +24,30 @@ pub enum StoreError {
 /// A stored value and the revision it was written at.
 pub type Versioned = (Vec<u8>, Revision);
 
-/// A key-value bucket with compare-and-swap.
+/// A key-value bucket with compare-and-swap. A store implements the batch forms, each in one
+/// round trip where it can; one key's read and write are batches of one.
 pub trait CasStore {
+    /// Each key's value and revision, in the keys' order; `None` where a key does not exist.
+    fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError>;
+
+    /// Each write only if its key is still at its `expected` revision (`None`: only if the key
+    /// does not exist); each succeeds or loses on its own. The new revisions in the writes'
+    /// order, `None` where another writer got there first. A key may appear once.
+    fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError>;
+
+    /// One page of the entries [`Scan`] asks for, oldest first.
+    fn scan(&self, scan: Scan<'_>) -> Result<ScanPage, StoreError>;
+
+    /// Waits before the retry that follows the `conflicts`-th lost compare-and-swap of one
+    /// update, so that writers racing for one hot key spread out instead of colliding again in
+    /// lockstep (a busy account's orders, settled by many instances at once).
+    fn wait_after_conflict(&self, conflicts: u32);
+
     /// The value and its revision; `None` when the key does not exist.
-    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError>;
+    fn read(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let found = self.read_many(&[key.to_string()])?;
+        Ok(found.into_iter().next().flatten())
+    }
 
     /// Writes only if the key is still at `expected` (`None`: only if it does not exist); returns
     /// the new revision, or `None` when another writer got there first.
@@ -36,40 +56,34 @@ pub trait CasStore {
         key: &str,
         value: &[u8],
         expected: Option<Revision>,
-    ) -> Result<Option<Revision>, StoreError>;
-
-    /// [`Self::read`] of each key, in the keys' order, in one round trip where the store can.
-    fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
-        keys.iter().map(|key| self.read(key)).collect()
-    }
-
-    /// [`Self::write`] of each, in one round trip where the store can: each succeeds or loses on
-    /// its own. The new revisions in the writes' order, `None` where another writer got there
-    /// first. A key may appear once.
-    fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
-        writes
-            .iter()
-            .map(|w| self.write(&w.key, &w.value, w.expected))
-            .collect()
+    ) -> Result<Option<Revision>, StoreError> {
+        let write = CasWrite {
+            key: key.to_string(),
+            value: value.to_vec(),
+            expected,
+        };
+        let written = self.write_many(std::slice::from_ref(&write))?;
+        Ok(written.into_iter().next().flatten())
     }
 
     /// The values of `keys`, in order; `None` for a key that does not exist.
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let found = self.read_many(keys)?;
+        Ok(found
+            .into_iter()
+            .map(|entry| entry.map(|(value, _)| value))
+            .collect())
+    }
+}
 
-    /// Up to `limit` entries whose keys match `filter` (see [`crate::keys`]), written after
-    /// `after` (`None`: from the first), oldest first; `by` says how to find them cheaply.
-    fn scan(
-        &self,
-        filter: &str,
-        by: ScanBy,
-        after: Option<Revision>,
-        limit: u32,
-    ) -> Result<ScanPage, StoreError>;
-
-    /// Waits before the retry that follows the `conflicts`-th lost compare-and-swap of one
-    /// update, so that writers racing for one hot key spread out instead of colliding again in
-    /// lockstep (a busy account's orders, settled by many instances at once).
-    fn wait_after_conflict(&self, conflicts: u32);
+/// What one [`CasStore::scan`] asks for: up to `limit` entries whose keys match `filter` (see
+/// [`crate::keys`]), written after `after` (`None`: from the first), found as `by` says.
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    pub filter: &'a str,
+    pub by: ScanBy,
+    pub after: Option<Revision>,
+    pub limit: u32,
 }
 
 /// One write of [`CasStore::write_many`].
@@ -187,16 +201,12 @@ pub trait RecordStore: CasStore {
         .into())
     }
 
-    /// One page of the records whose keys match `filter`, oldest first, and the `after` of the
-    /// next page.
+    /// One page of the records [`Scan`] asks for, oldest first, and the `after` of the next page.
     fn scan_records<M: Message + Default>(
         &self,
-        filter: &str,
-        by: ScanBy,
-        after: Option<Revision>,
-        limit: u32,
+        scan: Scan<'_>,
     ) -> Result<(Vec<M>, Option<Revision>), StoreError> {
-        let page = self.scan(filter, by, after, limit)?;
+        let page = self.scan(scan)?;
         let records = page
             .entries
             .iter()

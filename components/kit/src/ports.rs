@@ -1,5 +1,5 @@
-//! The ports of `orders-common`, implemented over the host: key-value (our `keyvalue-cas` plus
-//! `wasi:keyvalue`), the broker (`wasmcloud:messaging`, and our `stream-reader` for what its
+//! The ports of `orders-common`, implemented over the host: key-value (our `keyvalue-cas`), the
+//! broker (`wasmcloud:messaging`, and our `stream-reader` for what its
 //! streams keep: placed orders, announced API keys), the clock, randomness, and the key
 //! configuration (`wasi:config`).
 
@@ -7,13 +7,12 @@ use orders_common::auth::{AuthError, Authenticator, CurrentKeys, KeyHash};
 use orders_common::domain::{OrderId, UserName};
 use orders_common::ports::{
     conflict_wait_ms, decode_record, CasStore, CasWrite, Entry, PlacedOrders, PublishError,
-    Publisher, Revision, ScanBy, ScanPage, StoreError, Versioned, WallClock,
+    Publisher, Revision, Scan, ScanBy, ScanPage, StoreError, Versioned, WallClock,
 };
 use orders_common::proto::{CurrentApiKey, OrderPlaced};
 use orders_common::service::{Answer, Host, Message};
 use orders_common::subjects;
 use wasmcloud_component::wasi::config;
-use wasmcloud_component::wasi::keyvalue::{batch, store};
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 
 use crate::bindings::orders::lattice::keyvalue_cas as cas;
@@ -22,44 +21,15 @@ use crate::bindings::orders::lattice::stream_reader;
 /// The bucket our key-value provider linked to this component; `""` names "the linked bucket".
 const LINKED_BUCKET: &str = "";
 
-/// The component's key-value bucket. Compare-and-swap reads and writes need no `wasi:keyvalue`
-/// bucket resource; listing does, so it is opened on first use.
+/// The component's key-value bucket, through our `keyvalue-cas` interface.
 #[derive(Default)]
-pub struct KeyValue {
-    bucket: std::cell::OnceCell<store::Bucket>,
-}
-
-impl KeyValue {
-    fn bucket(&self) -> Result<&store::Bucket, StoreError> {
-        if let Some(bucket) = self.bucket.get() {
-            return Ok(bucket);
-        }
-        let bucket = store::open(LINKED_BUCKET).map_err(|e| unavailable(&e))?;
-        Ok(self.bucket.get_or_init(|| bucket))
-    }
-}
+pub struct KeyValue;
 
 fn unavailable(error: &impl std::fmt::Debug) -> StoreError {
     StoreError::Unavailable(format!("{error:?}"))
 }
 
 impl CasStore for KeyValue {
-    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
-        let found = cas::read(LINKED_BUCKET, key).map_err(|e| unavailable(&e))?;
-        Ok(found.map(|v| (v.value, Revision(v.revision))))
-    }
-
-    fn write(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<Revision>,
-    ) -> Result<Option<Revision>, StoreError> {
-        let written = cas::write(LINKED_BUCKET, key, value, expected.map(|r| r.0))
-            .map_err(|e| unavailable(&e))?;
-        Ok(written.map(Revision))
-    }
-
     fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
         let found = cas::read_many(LINKED_BUCKET, keys).map_err(|e| unavailable(&e))?;
         Ok(found
@@ -81,26 +51,13 @@ impl CasStore for KeyValue {
         Ok(written.into_iter().map(|r| r.map(Revision)).collect())
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let found = batch::get_many(self.bucket()?, keys).map_err(|e| unavailable(&e))?;
-        Ok(found
-            .into_iter()
-            .map(|entry| entry.map(|(_, value)| value))
-            .collect())
-    }
-
-    fn scan(
-        &self,
-        filter: &str,
-        by: ScanBy,
-        after: Option<Revision>,
-        limit: u32,
-    ) -> Result<ScanPage, StoreError> {
-        let by = match by {
+    fn scan(&self, scan: Scan<'_>) -> Result<ScanPage, StoreError> {
+        let by = match scan.by {
             ScanBy::WriteOrder => cas::ScanBy::WriteOrder,
             ScanBy::KeyIndex => cas::ScanBy::KeyIndex,
         };
-        let page = cas::scan(LINKED_BUCKET, filter, by, after.map_or(0, |r| r.0), limit)
+        let after = scan.after.map_or(0, |r| r.0);
+        let page = cas::scan(LINKED_BUCKET, scan.filter, by, after, scan.limit)
             .map_err(|e| unavailable(&e))?;
         Ok(ScanPage {
             entries: page

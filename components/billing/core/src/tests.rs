@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use orders_common::auth::{AuthError, Caller, CurrentKeys, KeyHash};
 use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
-use orders_common::ports::{CasStore, CasWrite, RecordStore, Revision};
+use orders_common::ports::{CasStore, CasWrite, RecordStore, Revision, Versioned};
 
 use super::*;
 
@@ -887,16 +887,8 @@ impl<'a> Interfering<'a> {
 }
 
 impl CasStore for Interfering<'_> {
-    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
-        self.inner.read(key)
-    }
-    fn write(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<Revision>,
-    ) -> Result<Option<Revision>, StoreError> {
-        self.inner.write(key, value, expected)
+    fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.inner.read_many(keys)
     }
     fn write_many(&self, writes: &[CasWrite]) -> Result<Vec<Option<Revision>>, StoreError> {
         let accounts = writes.iter().any(|w| w.key.starts_with("account/"));
@@ -921,17 +913,11 @@ impl CasStore for Interfering<'_> {
         }
         self.inner.write_many(writes)
     }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.inner.get_many(keys)
-    }
     fn scan(
         &self,
-        filter: &str,
-        by: orders_common::ports::ScanBy,
-        after: Option<Revision>,
-        limit: u32,
+        scan: orders_common::ports::Scan<'_>,
     ) -> Result<orders_common::ports::ScanPage, StoreError> {
-        self.inner.scan(filter, by, after, limit)
+        self.inner.scan(scan)
     }
     fn wait_after_conflict(&self, conflicts: u32) {
         self.inner.wait_after_conflict(conflicts)

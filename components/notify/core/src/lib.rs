@@ -27,7 +27,7 @@ use orders_common::domain::{
 };
 use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
 use orders_common::ports::{
-    decode_record, CasStore, CasWrite, Clock, PlacedOrders, RecordStore, Revision, ScanBy,
+    decode_record, CasStore, CasWrite, Clock, PlacedOrders, RecordStore, Revision, Scan, ScanBy,
     StoreError,
 };
 use orders_common::proto::{
@@ -264,12 +264,12 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
             // Its placing is no longer at hand: the order's notification, whoever's it is.
             None => self
                 .store
-                .scan_records::<Notification>(
-                    &keys::of(&[NOTIFICATIONS, ANY_TOKEN, id.as_str()]),
-                    ScanBy::KeyIndex,
-                    None,
-                    1,
-                )?
+                .scan_records::<Notification>(Scan {
+                    filter: &keys::of(&[NOTIFICATIONS, ANY_TOKEN, id.as_str()]),
+                    by: ScanBy::KeyIndex,
+                    after: None,
+                    limit: 1,
+                })?
                 .0
                 .pop(),
         };
@@ -313,12 +313,12 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
     /// How much of the order `paid` tells of was refunded, by the refunds notified so far.
     fn refunded(&self, paid: &Notification) -> Result<u64, NotifyError> {
         let filter = keys::of(&[NOTIFICATIONS, &paid.user, &paid.order_id, ANY_TOKEN]);
-        let (refunds, _) = self.store.scan_records::<Notification>(
-            &filter,
-            ScanBy::KeyIndex,
-            None,
-            MAX_REFUNDS_PER_ORDER,
-        )?;
+        let (refunds, _) = self.store.scan_records::<Notification>(Scan {
+            filter: &filter,
+            by: ScanBy::KeyIndex,
+            after: None,
+            limit: MAX_REFUNDS_PER_ORDER,
+        })?;
         Ok(refunds.iter().map(|refund| refund.sum).sum())
     }
 
@@ -349,9 +349,12 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
         let mut stored: Vec<StoredDeadLetter> = Vec::new();
         let mut after = None;
         loop {
-            let (page, next) =
-                self.store
-                    .scan_records(&filter, ScanBy::KeyIndex, after, DEAD_LETTERS_PAGE)?;
+            let (page, next) = self.store.scan_records(Scan {
+                filter: &filter,
+                by: ScanBy::KeyIndex,
+                after,
+                limit: DEAD_LETTERS_PAGE,
+            })?;
             stored.extend(page);
             match next {
                 Some(next) => after = Some(next),
@@ -434,12 +437,12 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
                 )
             }
         };
-        let (notifications, next) = self.store.scan_records::<Notification>(
-            &filter,
+        let (notifications, next) = self.store.scan_records::<Notification>(Scan {
+            filter: &filter,
             by,
-            page.after.map(Revision),
-            page.limit,
-        )?;
+            after: page.after.map(Revision),
+            limit: page.limit,
+        })?;
         Ok(ListResponse {
             status: true,
             notifications,
