@@ -1,0 +1,177 @@
+//! `make bench`'s native build: billing, order and notify as the plain native processes a team
+//! would otherwise write, on the same NATS: hyper for HTTP, async-nats for JetStream. Each runs
+//! its service's own routes and message handler (`<service>_core::service`), the very code the
+//! wasm components run, against the same streams, subjects, buckets, protobuf messages, API keys
+//! and batches; what differs is only what the platform adds (the wasm sandbox, wRPC, the provider
+//! processes and their NATS hops). So `make bench` measures the platform's price and nothing else.
+//!
+//! Not a product: no traces, metrics, rate limits or link policies (the lattice's HTTP server and
+//! messaging providers add those), and it trusts its NATS identity to hold the data plane's
+//! permissions. scripts/bench.sh starts one process per service with the data plane's identity.
+
+mod broker;
+mod http;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use async_nats::jetstream;
+use clap::{Parser, ValueEnum};
+use orders_common::auth::{AuthError, Authenticator};
+use orders_common::ports::WallClock;
+use orders_common::service::Host;
+use sha2::Digest as _;
+
+use crate::broker::{Broker, Consumer, Streams};
+use crate::store::Bucket;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    Billing,
+    Order,
+    Notify,
+}
+
+#[derive(Parser)]
+#[command(about = "billing, order or notify as a native process (make bench's comparison)")]
+pub struct Args {
+    #[arg(value_enum)]
+    pub service: Service,
+    /// Where the service's HTTP API listens.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The NATS servers, comma-separated.
+    #[arg(long)]
+    pub nats: String,
+    /// The data plane's NATS credentials (what the lattice's providers use); none for a server
+    /// without authorization.
+    #[arg(long)]
+    pub creds: Option<PathBuf>,
+    /// The instance's secrets folder: `api-key-secret` and `admin-token`, as the lattice's
+    /// `orders-auth` config is made from them.
+    #[arg(long)]
+    pub secrets: PathBuf,
+}
+
+/// Runs one service until it fails.
+pub async fn run(args: Args) -> Result<()> {
+    let (name, bucket) = match args.service {
+        Service::Billing => ("billing", "billing"),
+        Service::Order => ("order", "order"),
+        Service::Notify => ("notify", "notify"),
+    };
+    let options = match &args.creds {
+        Some(creds) => async_nats::ConnectOptions::with_credentials_file(creds)
+            .await
+            .with_context(|| format!("cannot read {}", creds.display()))?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options
+        .name(format!("orders native {name}"))
+        .connect(orders_conventions::broker::servers(&args.nats))
+        .await?;
+    let js = jetstream::new(client);
+    broker::ensure_streams(&js).await?;
+    let host = Arc::new(NativeHost {
+        store: Bucket::open(&js, bucket).await?,
+        broker: Broker::new(js.clone()),
+        streams: Streams::open(&js).await?,
+        auth: AuthConfig::read(&args.secrets)?,
+        name,
+    });
+    match args.service {
+        Service::Billing => {
+            Consumer::new("ORDERS", "billing")
+                .start(&js, &host, billing_core::service::handle_messages)
+                .await?;
+            Consumer::new("REFUNDS", "billing-refunds")
+                .start(&js, &host, billing_core::service::handle_messages)
+                .await?;
+            http::serve(args.listen, host, billing_core::service::route).await
+        }
+        Service::Order => http::serve(args.listen, host, order_core::service::route).await,
+        Service::Notify => {
+            Consumer::new("PAYMENTS", "notify")
+                .start(&js, &host, notify_core::service::handle_messages)
+                .await?;
+            Consumer::new("DEADLETTER", "notify-deadletters")
+                .filtered("deadletter.*", "deadletter.unrecorded.notify-deadletters")
+                .start(&js, &host, notify_core::service::handle_messages)
+                .await?;
+            http::serve(args.listen, host, notify_core::service::route).await
+        }
+    }
+}
+
+/// The key configuration, as the lattice's `orders-auth` named config holds it.
+struct AuthConfig {
+    api_key_secret: String,
+    admin_token_sha256: String,
+}
+
+impl AuthConfig {
+    fn read(secrets: &std::path::Path) -> Result<Self> {
+        let read = |file: &str| {
+            std::fs::read_to_string(secrets.join(file))
+                .map(|value| value.trim().to_string())
+                .with_context(|| format!("cannot read {}", secrets.join(file).display()))
+        };
+        Ok(Self {
+            api_key_secret: read("api-key-secret")?,
+            admin_token_sha256: hex::encode(sha2::Sha256::digest(read("admin-token")?)),
+        })
+    }
+}
+
+/// What a service runs on here: a JetStream KV bucket, JetStream streams, the system clock and
+/// random source, and stderr for its log.
+pub struct NativeHost {
+    store: Bucket,
+    broker: Broker,
+    streams: Streams,
+    auth: AuthConfig,
+    name: &'static str,
+}
+
+impl Host for NativeHost {
+    type Store = Bucket;
+    type Broker = Broker;
+    type Clock = WallClock;
+    type Streams = Streams;
+
+    fn store(&self) -> &Bucket {
+        &self.store
+    }
+
+    fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    fn clock(&self) -> &WallClock {
+        &WallClock
+    }
+
+    fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    fn authenticator(&self) -> Result<Authenticator, AuthError> {
+        use orders_common::auth::config_keys;
+        Authenticator::from_config(|name| match name {
+            config_keys::API_KEY_SECRET => Some(self.auth.api_key_secret.clone()),
+            config_keys::ADMIN_TOKEN_SHA256 => Some(self.auth.admin_token_sha256.clone()),
+            _ => None,
+        })
+    }
+
+    fn random_16(&self) -> [u8; 16] {
+        rand::random()
+    }
+
+    fn log(&self, line: &str) {
+        eprintln!("{}: {line}", self.name);
+    }
+}
