@@ -46,8 +46,8 @@
 #
 # wadm 0.21.1 (wasmCloud's deployment manager). Its link scaler took a link as in place when any
 # link from the same source to the same target under the same name was: of a component's two links
-# to one provider for two packages (order to the key-value provider: wasi:keyvalue and
-# orders:lattice/keyvalue-cas), the second was put only if both scalers happened to look before
+# to one provider for two packages (order to the messaging provider: wasmcloud:messaging and
+# orders:lattice/stream-reader), the second was put only if both scalers happened to look before
 # either link existed, and never again once lost. And a link whose configuration a new version of
 # the manifest changed was never put again ("TODO(#88)"). The patch compares the interface package
 # too, and puts a link again when its configuration differs.

@@ -1,6 +1,6 @@
 //! Ports: what the cores need from the outside world, as traits. The components implement them over
-//! `wasi:keyvalue`, our `keyvalue-cas` interface and `wasmcloud:messaging`; unit tests use
-//! [`crate::memory`].
+//! our `keyvalue-cas` interface and `wasmcloud:messaging`, `make bench`'s native build over
+//! JetStream directly; unit tests use [`crate::memory`].
 
 use prost::Message;
 

@@ -342,7 +342,7 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
             &nats,
             "keyvalue",
             json!({"source_id": "orders-billing", "target": "orders-keyvalue", "name": "default",
-                   "wit_namespace": "wasi", "wit_package": "keyvalue", "interfaces": ["store"]}),
+                   "wit_namespace": "orders", "wit_package": "lattice", "interfaces": ["keyvalue-cas"]}),
         )
         .await;
         let deadline = Instant::now() + Duration::from_secs(2);
