@@ -4,27 +4,14 @@
 //! before it acknowledges the message.
 
 use orders_common::service::{Handled, Request};
-use orders_component_kit::ports::{answer_batch, WasiHost};
-
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../../wit",
-        world: "orders:lattice/message-handler",
-        with: { "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types },
-        generate_all,
-    });
-}
-use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
+use orders_component_kit::ports::WasiHost;
 
 orders_component_kit::export_http_routes!(BillingComponent, route);
-bindings::export!(BillingComponent with_types_in bindings);
+orders_component_kit::export_batch_handler!(
+    BillingComponent,
+    billing_core::service::handle_messages
+);
 
 fn route(request: &Request) -> Handled {
     billing_core::service::route(request, &WasiHost::default())
-}
-
-impl BatchHandler for BillingComponent {
-    fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
-        answer_batch(messages, billing_core::service::handle_messages)
-    }
 }

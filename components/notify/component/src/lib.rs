@@ -4,27 +4,11 @@
 //! `orders:lattice/stream-reader`.
 
 use orders_common::service::{Handled, Request};
-use orders_component_kit::ports::{answer_batch, WasiHost};
-
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../../wit",
-        world: "orders:lattice/message-handler",
-        with: { "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types },
-        generate_all,
-    });
-}
-use bindings::exports::orders::lattice::batch_handler::{BrokerMessage, Guest as BatchHandler};
+use orders_component_kit::ports::WasiHost;
 
 orders_component_kit::export_http_routes!(NotifyComponent, route);
-bindings::export!(NotifyComponent with_types_in bindings);
+orders_component_kit::export_batch_handler!(NotifyComponent, notify_core::service::handle_messages);
 
 fn route(request: &Request) -> Handled {
     notify_core::service::route(request, &WasiHost::default())
-}
-
-impl BatchHandler for NotifyComponent {
-    fn handle_messages(messages: Vec<BrokerMessage>) -> Vec<Result<Vec<BrokerMessage>, String>> {
-        answer_batch(messages, notify_core::service::handle_messages)
-    }
 }
