@@ -15,6 +15,7 @@ use orders_common::ports::{decode_record, PlacedOrders, PublishError, Publisher,
 use orders_common::proto::{CurrentApiKey, OrderPlaced};
 use orders_common::service::{Answer, Message};
 use orders_common::subjects;
+use orders_conventions::broker::redelivery_backoff as backoff;
 use tokio::runtime::Handle;
 
 use crate::NativeHost;
@@ -309,10 +310,4 @@ impl Consumer {
             eprintln!("{}: acknowledgement failed: {e}", self.durable);
         }
     }
-}
-
-/// 0.1 s after the first failure, doubling to at most 5 s, as on the lattice.
-fn backoff(attempt: u64) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1).min(6)).unwrap_or(6);
-    Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use async_nats::jetstream;
 use clap::{Parser, ValueEnum};
-use orders_common::auth::{AuthError, Authenticator};
+use orders_common::auth::{config_keys, AuthError, Authenticator};
 use orders_common::ports::WallClock;
 use orders_common::service::Host;
 use sha2::Digest as _;
@@ -79,7 +79,7 @@ pub async fn run(args: Args) -> Result<()> {
         store: Bucket::open(&js, bucket).await?,
         broker: Broker::new(js.clone()),
         streams: Streams::open(&js).await?,
-        auth: AuthConfig::read(&args.secrets)?,
+        auth: read_authenticator(&args.secrets)?,
         name,
     });
     match args.service {
@@ -106,24 +106,21 @@ pub async fn run(args: Args) -> Result<()> {
     }
 }
 
-/// The key configuration, as the lattice's `orders-auth` named config holds it.
-struct AuthConfig {
-    api_key_secret: String,
-    admin_token_sha256: String,
-}
-
-impl AuthConfig {
-    fn read(secrets: &std::path::Path) -> Result<Self> {
-        let read = |file: &str| {
-            std::fs::read_to_string(secrets.join(file))
-                .map(|value| value.trim().to_string())
-                .with_context(|| format!("cannot read {}", secrets.join(file).display()))
-        };
-        Ok(Self {
-            api_key_secret: read("api-key-secret")?,
-            admin_token_sha256: hex::encode(sha2::Sha256::digest(read("admin-token")?)),
-        })
-    }
+/// The key configuration from the instance's secrets, as `make` makes the lattice's
+/// `orders-auth` config from them; read and parsed once, at start.
+fn read_authenticator(secrets: &std::path::Path) -> Result<Authenticator> {
+    let read = |file: &str| {
+        std::fs::read_to_string(secrets.join(file))
+            .map(|value| value.trim().to_string())
+            .with_context(|| format!("cannot read {}", secrets.join(file).display()))
+    };
+    let api_key_secret = read("api-key-secret")?;
+    let admin_token_sha256 = hex::encode(sha2::Sha256::digest(read("admin-token")?));
+    Ok(Authenticator::from_config(|name| match name {
+        config_keys::API_KEY_SECRET => Some(api_key_secret.clone()),
+        config_keys::ADMIN_TOKEN_SHA256 => Some(admin_token_sha256.clone()),
+        _ => None,
+    })?)
 }
 
 /// What a service runs on here: a JetStream KV bucket, JetStream streams, the system clock and
@@ -132,7 +129,7 @@ pub struct NativeHost {
     store: Bucket,
     broker: Broker,
     streams: Streams,
-    auth: AuthConfig,
+    auth: Authenticator,
     name: &'static str,
 }
 
@@ -159,12 +156,7 @@ impl Host for NativeHost {
     }
 
     fn authenticator(&self) -> Result<Authenticator, AuthError> {
-        use orders_common::auth::config_keys;
-        Authenticator::from_config(|name| match name {
-            config_keys::API_KEY_SECRET => Some(self.auth.api_key_secret.clone()),
-            config_keys::ADMIN_TOKEN_SHA256 => Some(self.auth.admin_token_sha256.clone()),
-            _ => None,
-        })
+        Ok(self.auth.clone())
     }
 
     fn random_16(&self) -> [u8; 16] {

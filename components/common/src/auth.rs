@@ -135,6 +135,7 @@ pub struct IssuedKey {
 }
 
 /// The HMAC key under which API keys are issued and checked.
+#[derive(Clone)]
 pub struct KeySecret(Hmac<Sha256>);
 
 impl KeySecret {
@@ -194,6 +195,7 @@ impl KeySecret {
 }
 
 /// The SHA-256 of the admin token.
+#[derive(Clone)]
 pub struct AdminTokenHash([u8; 32]);
 
 impl AdminTokenHash {
@@ -214,6 +216,7 @@ fn decode_hex_32(hex_digits: &str, name: &str) -> Result<[u8; 32], AuthError> {
 }
 
 /// What a service needs to authenticate callers: the key secret, and the admin token's hash.
+#[derive(Clone)]
 pub struct Authenticator {
     pub keys: KeySecret,
     admin: AdminTokenHash,

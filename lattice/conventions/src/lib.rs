@@ -21,8 +21,24 @@ pub mod broker {
             .collect()
     }
 
+    /// How long a consumer waits before a message is delivered again after its `attempt`-th
+    /// failure: 100 ms, doubling up to 5 s (the messaging provider's, and the native build's).
+    pub fn redelivery_backoff(attempt: u64) -> std::time::Duration {
+        let exponent = u32::try_from(attempt.saturating_sub(1).min(6)).unwrap_or(6);
+        std::time::Duration::from_millis(100 * 2u64.pow(exponent))
+            .min(std::time::Duration::from_secs(5))
+    }
+
     #[cfg(test)]
     mod tests {
+        #[test]
+        fn redelivery_backoff_doubles_from_100_ms_up_to_5_s() {
+            let waits: Vec<u128> = (1..=8)
+                .map(|a| super::redelivery_backoff(a).as_millis())
+                .collect();
+            assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        }
+
         #[test]
         fn a_url_list_names_each_server_once_and_one_url_names_one() {
             assert_eq!(

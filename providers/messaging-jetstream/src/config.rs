@@ -304,12 +304,6 @@ fn valid_pattern(pattern: &str) -> bool {
     !tokens.iter().any(|t| t.is_empty()) && !misplaced_rest
 }
 
-/// How long to wait before redelivering after the `attempt`-th failure: 100 ms doubling to 5 s.
-pub fn backoff(attempt: u64) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1).min(6)).unwrap_or(6);
-    Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,11 +458,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn backoff_doubles_from_100_ms_up_to_5_s() {
-        let waits: Vec<u128> = (1..=8).map(|a| backoff(a).as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
     }
 }

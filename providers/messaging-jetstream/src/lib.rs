@@ -28,6 +28,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use bytes::Bytes;
 use futures::StreamExt as _;
+use orders_conventions::broker::redelivery_backoff as backoff;
 use orders_conventions::subjects;
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
@@ -36,7 +37,7 @@ use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
 };
 
-use config::{backoff, Access, ConsumerConfig, Keeps, LinkPolicy, ProviderConfig, StreamSpec};
+use config::{Access, ConsumerConfig, Keeps, LinkPolicy, ProviderConfig, StreamSpec};
 use in_turn::InTurn;
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::{LinkKey, NatsCredentials};
