@@ -311,6 +311,12 @@ deploy() {
   # the tests' lattice the isolation probe (tests/probe).
   [[ $instance == bench* ]] && overlay=(--overlay "$ROOT/bench/hello.wadm.yaml")
   [[ $instance == test ]] && overlay=(--overlay "$ROOT/tests/probe/probe.wadm.yaml")
+  # ORDERS_PROVIDERS=processes: the HTTP server as a provider process of its own, not in the host.
+  case ${ORDERS_PROVIDERS:-in-host} in
+    in-host) ;;
+    processes) overlay+=(--providers-as-processes) ;;
+    *) echo "ORDERS_PROVIDERS=$ORDERS_PROVIDERS: in-host or processes" >&2; exit 2 ;;
+  esac
   "$RELEASE/orders-manifest" render --nats-port "$NATS_PORT" --http-port "$HTTP_PORT" \
     --nats-servers "$NATS_SERVERS" --replicas "$REPLICAS" --hosts "$HOSTS" "${overlay[@]}" \
     "$ROOT/wadm.yaml" > "$manifest"

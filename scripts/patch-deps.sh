@@ -38,6 +38,13 @@
 # protocol operations per call and a walk of NATS's subscription structures for each. The patch
 # keeps one client per target (lattice and target id) and shares it among all calls, as the
 # provider SDK does for a provider's calls; replies are told apart by their subjects inside it.
+# It also lets the binary that embeds the host serve providers of its own in the host's process
+# (`EmbeddedProviders` in the host's config, started for `wasmcloud+builtin://<name>` ahead of
+# upstream's built-ins): such a provider gets its configuration, links and commands as a provider
+# process would, on the host's RPC (data-plane) connection, and calls a component running on the
+# host directly (`LocalComponents::handle_http`: one of its execution places, a fresh instance, as
+# upstream's built-in HTTP server does), with no wRPC and no NATS. Our host serves our HTTP server
+# so (lattice/host, embedded.rs).
 # It also changes a component's specification (its links, in the lattice's LATTICEDATA bucket) by
 # compare-and-swap on the entry's revision, retrying on a conflict. Upstream read the record,
 # changed it and wrote it back; wadm puts a component's links at the same moment, so of 20 links

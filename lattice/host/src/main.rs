@@ -5,6 +5,8 @@
 //! environment variables and flags, so `wash up --host-path`, the Kubernetes operator's contract and
 //! people's habits keep working.
 
+mod embedded;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -351,6 +353,7 @@ impl Args {
                 .sum(),
             http_admin: self.http_admin,
             max_execution_time: Duration::from_millis(self.max_execution_time_ms),
+            embedded_providers: embedded::providers(),
             ..HostConfig::default()
         })
     }

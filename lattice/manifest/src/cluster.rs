@@ -59,12 +59,15 @@ impl ClusterSettings {
         format!("{}/{}/{name}:{}", self.registry, self.repository, self.tag)
     }
 
-    /// The kept manifest, adapted: pinned OCI refs instead of local files, providers on every
+    /// The kept manifest, adapted: pinned OCI refs instead of local files and instead of our host's
+    /// built-in capabilities, providers on every
     /// host, on the pod's leaf node but the hub's JetStream domain, HTTP on all interfaces (a
     /// Service routes to the pods) without the per-address rate limit (every request comes from
     /// the ingress controller, which limits per client instead), the release tag as the manifest
     /// version.
     pub fn adapt(&self, app: &mut Application) -> Result<()> {
+        // The cluster's hosts run upstream's image, which serves none of our capabilities.
+        app.builtins_as_processes()?;
         app.replace_local_images(|name| self.oci_ref(name))?;
         app.run_on_every_host(|part| part["type"] == "capability")?;
         app.edit_provider_config(|properties| {

@@ -2,7 +2,7 @@
 //! edited by hand.
 //!
 //!   orders-manifest render  --nats-port P --http-port P [--nats-servers N --replicas N --hosts N]
-//!                           [--overlay FILE] wadm.yaml                               (a local instance)
+//!                           [--overlay FILE] [--providers-as-processes] wadm.yaml    (a local instance)
 //!   orders-manifest cluster --settings deploy/k8s/cluster.yaml wadm.yaml           (Kubernetes)
 //!   orders-manifest refs    --settings deploy/k8s/cluster.yaml wadm.yaml           (what to push where)
 //!   orders-manifest schema                                                          (wadm's OAM JSON schema)
@@ -50,6 +50,10 @@ enum Command {
         /// components that already exist are appended (the benchmark adds hello world this way).
         #[arg(long)]
         overlay: Option<PathBuf>,
+        /// Runs every capability our host would serve in its process (`wasmcloud+builtin://`) as
+        /// a provider process instead, from its archive.
+        #[arg(long)]
+        providers_as_processes: bool,
         manifest: PathBuf,
     },
     /// The manifest for the Kubernetes lattice: pinned OCI refs, providers on every host, the hub's
@@ -80,11 +84,15 @@ fn main() -> Result<()> {
             replicas,
             hosts,
             overlay,
+            providers_as_processes,
             manifest,
         } => {
             let mut app = Application::read(&manifest)?;
             if let Some(overlay) = overlay {
                 app.merge(Application::read(&overlay)?)?;
+            }
+            if providers_as_processes {
+                app.builtins_as_processes()?;
             }
             app.resolve_local_files(&directory_of(&manifest)?)?;
             app.use_local_instance(&LocalInstance {
@@ -104,7 +112,8 @@ fn main() -> Result<()> {
         }
         Command::Refs { settings, manifest } => {
             let settings = ClusterSettings::read(&settings)?;
-            let app = Application::read(&manifest)?;
+            let mut app = Application::read(&manifest)?;
+            app.builtins_as_processes()?;
             let root = directory_of(&manifest)?;
             for artifact in app.local_artifacts()? {
                 println!(

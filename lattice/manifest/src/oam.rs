@@ -9,6 +9,12 @@ use serde_yaml::{Mapping, Value};
 
 /// Artifacts in the kept manifest are `file://` paths relative to it.
 const LOCAL_PREFIX: &str = "file://./";
+/// A capability our host serves in its own process.
+const BUILTIN_PREFIX: &str = "wasmcloud+builtin://";
+/// Each capability our host serves in process, and the provider archive of the same code: what a
+/// host without it runs (upstream's host, so the Kubernetes image), or anyone who wants the
+/// capability in a process of its own (`render --providers-as-processes`).
+const BUILTIN_ARCHIVES: [(&str, &str); 1] = [("http-server", "build/providers/http-server.par.gz")];
 
 pub struct Application {
     root: Value,
@@ -127,6 +133,20 @@ impl Application {
             Ok(image
                 .strip_prefix(LOCAL_PREFIX)
                 .map(|path| format!("file://{root}/{path}")))
+        })
+    }
+
+    /// Every capability of our host's (`wasmcloud+builtin://`) as its provider archive instead.
+    pub fn builtins_as_processes(&mut self) -> Result<()> {
+        self.replace_images(|name, image| {
+            let Some(builtin) = image.strip_prefix(BUILTIN_PREFIX) else {
+                return Ok(None);
+            };
+            let (_, archive) = BUILTIN_ARCHIVES
+                .iter()
+                .find(|(served, _)| *served == builtin)
+                .ok_or_else(|| anyhow!("{name}: our host serves no builtin `{builtin}`"))?;
+            Ok(Some(format!("{LOCAL_PREFIX}{archive}")))
         })
     }
 
@@ -486,8 +506,43 @@ mod tests {
     }
 
     #[test]
+    fn the_http_server_is_our_hosts_own_unless_asked_to_run_as_a_process() {
+        let http_server_image = |app: &Application| {
+            image_of(
+                app.components()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["name"] == "http-server")
+                    .unwrap(),
+            )
+            .unwrap()
+            .to_string()
+        };
+        let mut app = kept();
+        assert_eq!(http_server_image(&app), "wasmcloud+builtin://http-server");
+        app.builtins_as_processes().unwrap();
+        app.resolve_local_files(Path::new("/checkout")).unwrap();
+        assert_eq!(
+            http_server_image(&app),
+            "file:///checkout/build/providers/http-server.par.gz"
+        );
+    }
+
+    #[test]
+    fn a_builtin_our_host_does_not_serve_is_refused() {
+        let mut app = Application::parse(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata: {name: x, annotations: {version: v1}}\n\
+             spec:\n  components:\n    - name: nats\n      type: capability\n      properties: {image: wasmcloud+builtin://messaging-nats}\n",
+        )
+        .unwrap();
+        assert!(app.builtins_as_processes().is_err());
+    }
+
+    #[test]
     fn every_local_artifact_is_listed_once() {
-        let names: Vec<_> = kept()
+        let mut app = kept();
+        app.builtins_as_processes().unwrap();
+        let names: Vec<_> = app
             .local_artifacts()
             .unwrap()
             .into_iter()

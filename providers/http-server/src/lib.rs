@@ -16,6 +16,11 @@
 //! - its links are kept in step with the lattice like our other providers' (a link the host's one
 //!   fire-and-forget publication did not deliver is taken from the lattice).
 //!
+//! It runs in the host's process (our host serves `wasmcloud+builtin://http-server` with it,
+//! [`serve_in_host`]), where a request reaches its component as a function call, or as a provider
+//! process of its own ([`run`]), where every request is a wRPC call over NATS. The difference is
+//! one trait, [`Components`].
+//!
 //! Settings: [`config`].
 
 pub mod config;
@@ -29,6 +34,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -38,9 +44,10 @@ use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument as _};
-use wasmcloud_provider_sdk::provider::WrpcClient;
+use wasmcloud_provider_sdk::core::HostData;
+use wasmcloud_provider_sdk::provider::{ProviderCommandReceivers, WrpcClient};
 use wasmcloud_provider_sdk::{
-    get_connection, load_host_data, LinkConfig, LinkDeleteInfo, Provider,
+    get_connection, load_host_data, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
 };
 use wrpc_interface_http::InvokeIncomingHandler as _;
 
@@ -49,30 +56,121 @@ use limits::{Admitted, Buckets, Connections};
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::LinkKey;
 
-/// Starts the listener and serves until the host stops the provider.
+/// The provider process: starts the listener and serves until the host stops it, calling
+/// components over wRPC.
 pub async fn run() -> anyhow::Result<()> {
     let _observability = orders_provider_support::init_observability("http-server-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ServerConfig::from_map(&host_data.config)?;
-    let provider = HttpServer::start(config).await?;
+    let provider = HttpServer::start(config, Arc::new(OverWrpc(get_connection().clone()))).await?;
     orders_provider_support::serve_until_stopped!(provider, "http-server-provider")
 }
 
+/// Serves in the host's process, with the host data and the SDK's connection and commands the host
+/// gives an embedded provider, calling components through `components`. The tasks end when the
+/// host aborts them.
+pub async fn serve_in_host(
+    host_data: HostData,
+    connection: ProviderConnection,
+    commands: ProviderCommandReceivers,
+    quit: tokio::sync::broadcast::Sender<()>,
+    components: Arc<dyn Components>,
+) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    let config = ServerConfig::from_map(&host_data.config)?;
+    let provider = HttpServer::start(config, components).await?;
+    Ok(orders_provider_support::serve_in_host(
+        provider,
+        host_data.link_definitions,
+        connection,
+        commands,
+        quit,
+    )
+    .await)
+}
+
+/// How the server reaches the components its paths are linked to.
+pub trait Components: Send + Sync + 'static {
+    /// `id`, ready to be called: asked once, when a link to it is put.
+    fn reach(&self, id: &str) -> BoxFuture<'_, anyhow::Result<Arc<dyn Component>>>;
+}
+
+/// A component's `wasi:http/incoming-handler`.
+pub trait Component: Send + Sync + 'static {
+    /// Calls the handler with a complete request and reads its whole answer, at most
+    /// [`MAX_RESPONSE_BYTES`]. Called inside the request's span: the call continues its trace.
+    fn handle(
+        &self,
+        request: hyper::Request<Bytes>,
+    ) -> BoxFuture<'static, anyhow::Result<hyper::Response<Bytes>>>;
+}
+
+/// Components on any host of the lattice, each call a wRPC call over NATS through the provider's
+/// connection.
+pub struct OverWrpc(pub ProviderConnection);
+
+impl Components for OverWrpc {
+    fn reach(&self, id: &str) -> BoxFuture<'_, anyhow::Result<Arc<dyn Component>>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            let wrpc = self
+                .0
+                .get_wrpc_client(&id)
+                .await
+                .context("failed to create the wRPC client")?;
+            Ok(Arc::new(WrpcComponent(Arc::new(wrpc))) as Arc<dyn Component>)
+        })
+    }
+}
+
+struct WrpcComponent(Arc<WrpcClient>);
+
+impl Component for WrpcComponent {
+    fn handle(
+        &self,
+        request: hyper::Request<Bytes>,
+    ) -> BoxFuture<'static, anyhow::Result<hyper::Response<Bytes>>> {
+        // Taken here, inside the request's span: the component's invocation becomes its child.
+        let trace_context = orders_provider_support::trace_headers();
+        let wrpc = Arc::clone(&self.0);
+        Box::pin(async move {
+            let (answer, body_errors, io) = wrpc
+                .invoke_handle_http(Some(trace_context), request.map(Full::new))
+                .await?;
+            if let Some(io) = io {
+                tokio::spawn(io);
+            }
+            let answer =
+                answer.map_err(|code| anyhow::anyhow!("the component failed: {code:?}"))?;
+            let (parts, body) = answer.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("its answer could not be read: {e}"))?
+                .to_bytes();
+            // Kept until the answer is read: it reports failures to send the request body.
+            drop(body_errors);
+            Ok(hyper::Response::from_parts(parts, body))
+        })
+    }
+}
+
 /// The largest answer a component may give; ours are small JSON documents.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// How often buckets of clients that went quiet are dropped.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 /// The component serving each path, and which path each link registered.
 #[derive(Default)]
 struct Routes {
-    by_path: HashMap<String, (String, Arc<WrpcClient>)>,
+    by_path: HashMap<String, (String, Arc<dyn Component>)>,
     by_link: HashMap<LinkKey, String>,
 }
 
 /// What every request needs.
 struct Shared {
     config: ServerConfig,
+    /// Changes (or closes) when the server stops: every open connection ends then.
+    stopped: tokio::sync::watch::Receiver<()>,
     routes: RwLock<Routes>,
     per_client: Buckets<IpAddr>,
     per_credential: Buckets<[u8; 32]>,
@@ -81,20 +179,46 @@ struct Shared {
 #[derive(Clone)]
 pub struct HttpServer {
     shared: Arc<Shared>,
-    tasks: Arc<[JoinHandle<()>; 2]>,
+    components: Arc<dyn Components>,
+    tasks: Arc<Tasks>,
     /// Set once the start-up links are routed: connections are accepted from then on.
     routed: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The listener's tasks, ended with the provider: when it is shut down, or when the host drops the
+/// last of its handles (in the host's process nothing else would end them). Dropping `stop` ends
+/// every open connection too.
+struct Tasks {
+    running: [JoinHandle<()>; 2],
+    stop: tokio::sync::watch::Sender<()>,
+}
+
+impl Tasks {
+    fn end(&self) {
+        for task in &self.running {
+            task.abort();
+        }
+        self.stop.send_replace(());
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 impl HttpServer {
     /// Binds the listener at once (a port in use fails the start), but accepts connections only
     /// once the host's start-up links are routed ([`ServesLinks::start_up_links_taken`]): until
     /// then every path would be 404. Clients that connect meanwhile wait in the listen queue.
-    async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+    async fn start(config: ServerConfig, components: Arc<dyn Components>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.address)
             .await
             .with_context(|| format!("cannot listen on {}", config.address))?;
+        let (stop, stopped) = tokio::sync::watch::channel(());
         let shared = Arc::new(Shared {
+            stopped,
             per_client: Buckets::new(config.per_client),
             per_credential: Buckets::new(config.per_credential),
             routes: RwLock::default(),
@@ -127,26 +251,33 @@ impl HttpServer {
         });
         Ok(Self {
             shared,
-            tasks: Arc::new([accepting, forgetting]),
+            components,
+            tasks: Arc::new(Tasks {
+                running: [accepting, forgetting],
+                stop,
+            }),
             routed: Arc::new(routed),
         })
     }
 }
 
-impl Provider for HttpServer {
-    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
-        let Some(path) = link.config.get("path") else {
-            bail!("the link to {} needs `path` in its config", link.target_id);
+impl HttpServer {
+    /// Routes the `path` of a link's config to `component_id`.
+    async fn serve_path(
+        &self,
+        component_id: &str,
+        link_name: &str,
+        config: &HashMap<String, String>,
+    ) -> anyhow::Result<()> {
+        let Some(path) = config.get("path") else {
+            bail!("the link to {component_id} needs `path` in its config");
         };
-        let wrpc = get_connection()
-            .get_wrpc_client(link.target_id)
-            .await
-            .context("failed to create the wRPC client")?;
-        let key = (link.target_id.to_string(), link.link_name.to_string());
+        let component = self.components.reach(component_id).await?;
+        let key = (component_id.to_string(), link_name.to_string());
         let mut routes = self.shared.routes.write().await;
         match routes.by_path.get(path) {
-            Some((component, _)) if *component != link.target_id => {
-                bail!("{path} is served by {component} already")
+            Some((serving, _)) if serving != component_id => {
+                bail!("{path} is served by {serving} already")
             }
             _ => {}
         }
@@ -155,9 +286,16 @@ impl Provider for HttpServer {
         }
         routes
             .by_path
-            .insert(path.clone(), (link.target_id.to_string(), Arc::new(wrpc)));
-        info!(%path, component = link.target_id, link = link.link_name, "serving path");
+            .insert(path.clone(), (component_id.to_string(), component));
+        info!(%path, component = component_id, link = link_name, "serving path");
         Ok(())
+    }
+}
+
+impl Provider for HttpServer {
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        self.serve_path(link.target_id, link.link_name, link.config)
+            .await
     }
 
     async fn delete_link_as_source(&self, link: impl LinkDeleteInfo) -> anyhow::Result<()> {
@@ -171,9 +309,7 @@ impl Provider for HttpServer {
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        for task in self.tasks.iter() {
-            task.abort();
-        }
+        self.tasks.end();
         Ok(())
     }
 }
@@ -225,17 +361,20 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     let header_timeout = shared.config.header_timeout;
+    let mut stopped = shared.stopped.clone();
     let service = hyper::service::service_fn(move |request| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(handle(&shared, client.ip(), request).await) }
     });
-    let served = hyper::server::conn::http1::Builder::new()
+    let serving = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(e) = served {
-        debug!(%client, "connection ended: {e}");
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        served = serving => if let Err(e) = served {
+            debug!(%client, "connection ended: {e}");
+        },
+        _ = stopped.changed() => debug!(%client, "connection closed: the server stopped"),
     }
 }
 
@@ -283,7 +422,7 @@ async fn route(
         .take(&client)
         .map_err(|wait| rate_limited("from this address", wait))?;
     let path = request.uri().path().to_string();
-    let (component, wrpc) = shared
+    let (component_id, component) = shared
         .routes
         .read()
         .await
@@ -301,13 +440,18 @@ async fn route(
     let (mut parts, body) = request.into_parts();
     let body = read_body(body, &shared.config).await?;
     parts.uri = absolute_uri(&parts)?;
-    let request = hyper::Request::from_parts(parts, Full::new(body));
-    invoke(&component, wrpc, request, shared.config.invoke_timeout)
-        .await
-        .map_err(|e| {
-            warn!(%component, %path, "the component did not answer: {e:#}");
-            RequestError::ServiceUnavailable(path)
-        })
+    let request = hyper::Request::from_parts(parts, body);
+    invoke(
+        &component_id,
+        component,
+        request,
+        shared.config.invoke_timeout,
+    )
+    .await
+    .map_err(|e| {
+        warn!(component = %component_id, %path, "the component did not answer: {e:#}");
+        RequestError::ServiceUnavailable(path)
+    })
 }
 
 fn rate_limited(from: &'static str, wait: Duration) -> RequestError {
@@ -356,38 +500,19 @@ fn absolute_uri(parts: &hyper::http::request::Parts) -> Result<hyper::Uri, Reque
 /// client go away or the deadline pass, the call still completes, so the host never holds a
 /// component place for a call left half-sent.
 async fn invoke(
-    component: &str,
-    wrpc: Arc<WrpcClient>,
-    request: hyper::Request<Full<Bytes>>,
+    component_id: &str,
+    component: Arc<dyn Component>,
+    request: hyper::Request<Bytes>,
     deadline: Duration,
 ) -> anyhow::Result<Response> {
-    // Taken here, inside the request's span: the component's invocation becomes its child.
-    let trace_context = orders_provider_support::trace_headers();
-    let call = tokio::spawn(async move {
-        let (answer, body_errors, io) = wrpc
-            .invoke_handle_http(Some(trace_context), request)
-            .await?;
-        if let Some(io) = io {
-            tokio::spawn(io);
-        }
-        let answer = answer.map_err(|code| anyhow::anyhow!("the component failed: {code:?}"))?;
-        let (parts, body) = answer.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("its answer could not be read: {e}"))?
-            .to_bytes();
-        // Kept until the answer is read: it reports failures to send the request body.
-        drop(body_errors);
-        anyhow::Ok(hyper::Response::from_parts(parts, Full::new(body)))
-    });
+    let call = tokio::spawn(component.handle(request));
     match tokio::time::timeout(deadline, call).await {
-        Ok(Ok(answered)) => answered,
+        Ok(Ok(answered)) => answered.map(|answer| answer.map(Full::new)),
         Ok(Err(panicked)) => Err(anyhow::anyhow!(
-            "the call to {component} failed: {panicked}"
+            "the call to {component_id} failed: {panicked}"
         )),
         Err(_) => Err(anyhow::anyhow!(
-            "no answer from {component} within {deadline:?}"
+            "no answer from {component_id} within {deadline:?}"
         )),
     }
 }
@@ -405,3 +530,6 @@ fn error_response(error: &RequestError) -> Response {
         .body(Full::new(Bytes::from(body)))
         .expect("a status from our table and fixed headers make a valid response")
 }
+
+#[cfg(test)]
+mod tests;

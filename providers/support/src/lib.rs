@@ -126,7 +126,10 @@ macro_rules! serve_until_stopped {
             .await
             .context("failed to run provider")?;
         $crate::links::ServesLinks::start_up_links_taken(&provider);
-        $crate::links::keep_links_in_step(provider);
+        ::tokio::spawn($crate::links::keep_links_in_step(
+            provider,
+            ::wasmcloud_provider_sdk::get_connection().clone(),
+        ));
         shutdown.await;
         ::anyhow::Ok(())
     }};
@@ -137,8 +140,11 @@ macro_rules! serve_until_stopped {
             .await
             .context("failed to run provider")?;
         $crate::links::ServesLinks::start_up_links_taken(&provider);
-        $crate::links::keep_links_in_step(provider.clone());
         let connection = ::wasmcloud_provider_sdk::get_connection();
+        ::tokio::spawn($crate::links::keep_links_in_step(
+            provider.clone(),
+            connection.clone(),
+        ));
         let wrpc = connection
             .get_wrpc_client(connection.provider_key())
             .await
@@ -149,6 +155,49 @@ macro_rules! serve_until_stopped {
         $crate::serve_invocations(invocations, shutdown).await;
         ::anyhow::Ok(())
     }};
+}
+
+/// Serves `provider` inside the host's process, as [`serve_until_stopped!`] serves a provider
+/// process: it takes the links the host knew at its start (`start_up_links`), is told it has them,
+/// keeps its links in step with the lattice, and follows the SDK's commands (links put and
+/// deleted, shutdown) until the host stops it. Every task is in the returned set, which the host
+/// aborts when it stops the provider.
+pub async fn serve_in_host<P: links::ServesLinks>(
+    provider: P,
+    start_up_links: Vec<wasmcloud_provider_sdk::core::InterfaceLinkDefinition>,
+    connection: wasmcloud_provider_sdk::ProviderConnection,
+    commands: wasmcloud_provider_sdk::provider::ProviderCommandReceivers,
+    quit: tokio::sync::broadcast::Sender<()>,
+) -> tokio::task::JoinSet<()> {
+    for link in start_up_links {
+        if let Err(e) = wasmcloud_provider_sdk::provider::receive_link_for_provider(
+            &provider,
+            &connection,
+            link,
+        )
+        .await
+        {
+            tracing::error!("failed to take a link at the provider's start: {e}");
+        }
+    }
+    links::ServesLinks::start_up_links_taken(&provider);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(links::keep_links_in_step(
+        provider.clone(),
+        connection.clone(),
+    ));
+    let quit_rx = quit.subscribe();
+    tasks.spawn(async move {
+        wasmcloud_provider_sdk::provider::handle_provider_commands(
+            provider,
+            &connection,
+            quit_rx,
+            quit,
+            commands,
+        )
+        .await
+    });
+    tasks
 }
 
 #[cfg(test)]

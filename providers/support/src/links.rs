@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use wasmcloud_control_interface::{Client as CtlClient, ClientBuilder as CtlClientBuilder, Link};
 use wasmcloud_provider_sdk::core::InterfaceLinkDefinition;
 use wasmcloud_provider_sdk::provider::receive_link_for_provider;
-use wasmcloud_provider_sdk::{get_connection, Provider};
+use wasmcloud_provider_sdk::{Provider, ProviderConnection};
 
 use crate::LinkKey;
 
@@ -57,37 +57,34 @@ fn pauses() -> impl Iterator<Item = Duration> {
         .map(Duration::from_secs)
 }
 
-/// Runs the keeper for `provider` in the background for as long as the provider runs.
-pub fn keep_links_in_step<P: ServesLinks>(provider: P) {
-    tokio::spawn(async move {
-        let connection = get_connection();
-        let ctl = CtlClientBuilder::new((*connection.nats).clone())
-            .lattice(connection.lattice.to_string())
-            .build();
-        let ends: Vec<Me> = P::ENDS
-            .iter()
-            .map(|&end| Me {
-                id: connection.provider_key().to_string(),
-                end,
-            })
-            .collect();
-        let mut extra_last_round: HashMap<End, HashSet<LinkKey>> = HashMap::new();
-        for pause in pauses() {
-            tokio::time::sleep(pause).await;
-            let lattice_links = match lattice_links(&ctl).await {
-                Ok(links) => links,
-                // No host answered (restarting, or the lattice is busy): the next round asks again.
-                Err(e) => {
-                    debug!("could not compare links with the lattice: {e}");
-                    continue;
-                }
-            };
-            for me in &ends {
-                let extra = extra_last_round.entry(me.end).or_default();
-                *extra = one_round(&provider, &ctl, me, &lattice_links, extra).await;
+/// The keeper for `provider`, which `connection` serves: run it for as long as the provider runs.
+pub async fn keep_links_in_step<P: ServesLinks>(provider: P, connection: ProviderConnection) {
+    let ctl = CtlClientBuilder::new((*connection.nats).clone())
+        .lattice(connection.lattice.to_string())
+        .build();
+    let ends: Vec<Me> = P::ENDS
+        .iter()
+        .map(|&end| Me {
+            id: connection.provider_key().to_string(),
+            end,
+        })
+        .collect();
+    let mut extra_last_round: HashMap<End, HashSet<LinkKey>> = HashMap::new();
+    for pause in pauses() {
+        tokio::time::sleep(pause).await;
+        let lattice_links = match lattice_links(&ctl).await {
+            Ok(links) => links,
+            // No host answered (restarting, or the lattice is busy): the next round asks again.
+            Err(e) => {
+                debug!("could not compare links with the lattice: {e}");
+                continue;
             }
+        };
+        for me in &ends {
+            let extra = extra_last_round.entry(me.end).or_default();
+            *extra = one_round(&provider, &connection, &ctl, me, &lattice_links, extra).await;
         }
-    });
+    }
 }
 
 /// The provider as its links name it: its id, and the end of its links it is.
@@ -133,6 +130,7 @@ async fn lattice_links(ctl: &CtlClient) -> Result<Vec<Link>, String> {
 /// One comparison at one end; returns the links served but not in the lattice, for the next round.
 async fn one_round<P: ServesLinks>(
     provider: &P,
+    connection: &ProviderConnection,
     ctl: &CtlClient,
     me: &Me,
     lattice_links: &[Link],
@@ -140,7 +138,6 @@ async fn one_round<P: ServesLinks>(
 ) -> HashSet<LinkKey> {
     let served = provider.served_links(me.end).await;
     let plan = Plan::new(me, lattice_links, &served, extra_last_round);
-    let connection = get_connection();
     for link in plan.take {
         let definition = match resolve(ctl, me, link).await {
             Ok(definition) => definition,

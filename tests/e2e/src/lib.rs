@@ -759,6 +759,20 @@ impl Operator {
         assert!(served, "after the redeploy: {printed}");
     }
 
+    /// Stops the provider `id` on the lattice's first host through the control interface, as
+    /// `wash stop provider`: for a capability the host serves in its process, what a provider
+    /// process's crash is (wadm starts it again).
+    pub async fn stop_provider(&self, id: &str) {
+        let hosts: serde_json::Value =
+            serde_json::from_str(&self.wash(&["get", "hosts", "-o", "json"]).await).unwrap();
+        let host = hosts["hosts"][0]["id"]
+            .as_str()
+            .expect("a host")
+            .to_string();
+        self.wash(&["stop", "provider", id, "--host-id", &host])
+            .await;
+    }
+
     /// Puts a link from `source` to `target` for `namespace:package/interface`, as `wash link put`.
     pub async fn put_link(
         &self,

@@ -11,12 +11,18 @@
 //!    own tests (`orders-test-nats` starts a NATS server).
 //! 2. Only a provider depends on a provider: everyone else reaches the key-value store and the
 //!    broker through NATS, and what they share with a provider lives in `lattice/conventions`.
+//!    The one exception is the host, which serves providers in its own process: it depends on a
+//!    provider's crate, never on what the providers share among themselves (`providers/support`).
 //! 3. The application depends on the platform through `lattice/conventions` only.
 
 use serde_json::Value;
 
 /// The conventions crate: the one platform crate the application may use.
 pub const CONVENTIONS: &str = "lattice/conventions";
+/// The host, which serves providers in its process.
+pub const HOST: &str = "lattice/host";
+/// What the providers share among themselves.
+pub const PROVIDER_SUPPORT: &str = "providers/support";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
@@ -87,7 +93,8 @@ pub fn broken_rule(arrow: &Arrow) -> Option<String> {
         }
         _ => {}
     }
-    if to.is_provider() && !from.is_provider() {
+    let host_embeds_provider = from.folder == HOST && to.folder != PROVIDER_SUPPORT;
+    if to.is_provider() && !from.is_provider() && !host_embeds_provider {
         return Some(format!(
             "{arrow_text}: only a provider depends on a provider"
         ));

@@ -75,6 +75,13 @@ fn the_platform_may_start_a_nats_server_in_its_own_tests_only() {
 }
 
 #[test]
+fn the_host_may_serve_a_provider_in_its_process_but_not_reach_into_what_providers_share() {
+    assert!(broken_rule(&arrow("lattice/host", "providers/http-server", false)).is_none());
+    assert!(broken_rule(&arrow("lattice/host", "providers/support", false)).is_some());
+    assert!(broken_rule(&arrow("lattice/wadm", "providers/http-server", false)).is_some());
+}
+
+#[test]
 fn providers_share_their_support_crate() {
     assert!(broken_rule(&arrow("providers/http-server", "providers/support", false)).is_none());
 }

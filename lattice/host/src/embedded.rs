@@ -1,0 +1,87 @@
+//! The capabilities this host serves in its own process: `wasmcloud+builtin://http-server` is our
+//! HTTP server (providers/http-server), whose requests reach a component running on this host as a
+//! function call, with no wRPC and no NATS between them. A component this host does not run is
+//! still called over the lattice (wRPC), as the provider process would.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http_server_provider::{Component, Components, OverWrpc};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+use wasmcloud_host::wasmbus::{
+    EmbeddedProvider, EmbeddedProviders, EmbeddedStart, LocalComponents,
+};
+
+/// Every provider this host serves in its process, by builtin name.
+pub fn providers() -> EmbeddedProviders {
+    EmbeddedProviders::default().with("http-server", HttpServer)
+}
+
+struct HttpServer;
+
+impl EmbeddedProvider for HttpServer {
+    fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
+        let components = Arc::new(HereFirst {
+            here: start.components,
+            over_the_lattice: OverWrpc(start.connection.clone()),
+        });
+        Box::pin(http_server_provider::serve_in_host(
+            start.host_data,
+            start.connection,
+            start.commands,
+            start.quit,
+            components,
+        ))
+    }
+}
+
+/// A component on this host is called in process; elsewhere, over the lattice.
+struct HereFirst {
+    here: LocalComponents,
+    over_the_lattice: OverWrpc,
+}
+
+impl Components for HereFirst {
+    fn reach(&self, id: &str) -> BoxFuture<'_, anyhow::Result<Arc<dyn Component>>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            Ok(Arc::new(HereOrThere {
+                here: self.here.clone(),
+                there: self.over_the_lattice.reach(&id).await?,
+                id,
+            }) as Arc<dyn Component>)
+        })
+    }
+}
+
+/// One component, looked up on this host at every call: wadm may place it here or move it away
+/// at any time.
+struct HereOrThere {
+    id: String,
+    here: LocalComponents,
+    there: Arc<dyn Component>,
+}
+
+impl Component for HereOrThere {
+    fn handle(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> BoxFuture<'static, anyhow::Result<http::Response<bytes::Bytes>>> {
+        let (id, here, there) = (self.id.clone(), self.here.clone(), Arc::clone(&self.there));
+        // Called inside the request's span: the call runs in it, so the component's invocation
+        // continues the request's trace either way.
+        let span = tracing::Span::current();
+        Box::pin(
+            async move {
+                if here.runs(&id).await {
+                    here.handle_http(&id, request, http_server_provider::MAX_RESPONSE_BYTES)
+                        .await
+                } else {
+                    there.handle(request).await
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
