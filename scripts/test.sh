@@ -68,11 +68,15 @@ say "fault tests (they stop parts of the lattice, so they run alone)"
 cargo test --release --test faults -- --ignored --test-threads 1 --nocapture
 
 mkdir -p .state/test/reports
+# The Postman collection, for a fresh user, with its JUnit report in .state/test/reports/$1.
+postman_collection() {
+  "$ORDERS_CACHE/node/node_modules/.bin/newman" run postman/orders.postman_collection.json \
+    -e postman/test.postman_environment.json --env-var "baseUrl=$ORDERS_BASE_URL" \
+    --env-var "user=Pavel-$(date +%s%N)" --env-var "adminToken=$ORDERS_ADMIN_TOKEN" --bail \
+    -r cli,junit --reporter-junit-export ".state/test/reports/$1"
+}
 say "end-to-end tests (newman, the Postman collection; JUnit report in .state/test/reports)"
-"$ORDERS_CACHE/node/node_modules/.bin/newman" run postman/orders.postman_collection.json \
-  -e postman/test.postman_environment.json --env-var "baseUrl=$ORDERS_BASE_URL" \
-  --env-var "user=Pavel-$(date +%s%N)" --env-var "adminToken=$ORDERS_ADMIN_TOKEN" --bail \
-  -r cli,junit --reporter-junit-export .state/test/reports/newman.xml
+postman_collection newman.xml
 
 say "the console in a real browser (headless chromium; screenshot in .state/test/reports/console.png)"
 NODE_PATH=$ORDERS_CACHE/node/node_modules ORDERS_SCREENSHOT=.state/test/reports/console.png \
@@ -94,6 +98,12 @@ fuzz_key=$(curl -sf -X POST "$ORDERS_BASE_URL/CreateUser" -d "{\"user\":\"$ORDER
   --exclude-checks positive_data_acceptance --workers 1 --max-examples 50 --rate-limit 80/s \
   --generation-database "$ORDERS_CACHE/schemathesis-examples" \
   --report junit --report-junit-path reports/schemathesis.xml)
+
+# The host serves the HTTP server in its process; the Kubernetes manifest (upstream's host image)
+# and ORDERS_PROVIDERS=processes run the same provider as a process calling components over wRPC.
+say "the HTTP server as a provider process (ORDERS_PROVIDERS=processes): redeployed so, every path served, the Postman collection again"
+ORDERS_PROVIDERS=processes scripts/lattice.sh up test
+postman_collection newman-http-server-process.xml
 
 say "the test lattice's books after every test above: each balance against its ledger, each debit against its notification (orders-admin audit)"
 "$ORDERS_ADMIN_TOOL" audit --wait 30

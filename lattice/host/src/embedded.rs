@@ -24,7 +24,7 @@ impl EmbeddedProvider for HttpServer {
     fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
         let components = Arc::new(HereFirst {
             here: start.components,
-            over_the_lattice: OverWrpc(start.connection.clone()),
+            over_the_lattice: OverWrpc::through(start.connection.clone()),
         });
         Box::pin(http_server_provider::serve_in_host(
             start.host_data,

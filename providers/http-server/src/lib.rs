@@ -62,7 +62,7 @@ pub async fn run() -> anyhow::Result<()> {
     let _observability = orders_provider_support::init_observability("http-server-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
     let config = ServerConfig::from_map(&host_data.config)?;
-    let provider = HttpServer::start(config, Arc::new(OverWrpc(get_connection().clone()))).await?;
+    let provider = HttpServer::start(config, Arc::new(OverWrpc::of_this_process())).await?;
     orders_provider_support::serve_until_stopped!(provider, "http-server-provider")
 }
 
@@ -104,16 +104,36 @@ pub trait Component: Send + Sync + 'static {
     ) -> BoxFuture<'static, anyhow::Result<hyper::Response<Bytes>>>;
 }
 
-/// Components on any host of the lattice, each call a wRPC call over NATS through the provider's
-/// connection.
-pub struct OverWrpc(pub ProviderConnection);
+/// Components on any host of the lattice, each call a wRPC call over NATS.
+pub struct OverWrpc {
+    /// The connection the calls go through; `None` in the provider process, whose connection the
+    /// SDK sets up only once the provider (and so this) exists, and keeps for the process.
+    connection: Option<ProviderConnection>,
+}
+
+impl OverWrpc {
+    /// Through `connection` (the one the host gives a provider it serves in its process).
+    pub fn through(connection: ProviderConnection) -> Self {
+        Self {
+            connection: Some(connection),
+        }
+    }
+
+    /// Through the provider process's own connection.
+    fn of_this_process() -> Self {
+        Self { connection: None }
+    }
+}
 
 impl Components for OverWrpc {
     fn reach(&self, id: &str) -> BoxFuture<'_, anyhow::Result<Arc<dyn Component>>> {
         let id = id.to_string();
         Box::pin(async move {
-            let wrpc = self
-                .0
+            let connection = match &self.connection {
+                Some(connection) => connection,
+                None => get_connection(),
+            };
+            let wrpc = connection
                 .get_wrpc_client(&id)
                 .await
                 .context("failed to create the wRPC client")?;
