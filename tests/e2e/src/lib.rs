@@ -508,21 +508,24 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
-/// Runs `scripts/lattice.sh` with `args` (the script `make run`, `make down`, `make backup` and
-/// the fault tests call) and returns whether it succeeded, with what it printed.
-pub fn lattice_script(args: &[&str]) -> (bool, String) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::process::Command::new(root.join("scripts/lattice.sh"))
+/// Runs `orders-ops lattice` with `args` (what `make run`, `make down` and `make backup` run, and
+/// the fault tests call) and returns whether it succeeded, with what it printed. `make test` names
+/// the tool in `ORDERS_OPS_TOOL`.
+pub fn lattice_ops(args: &[&str]) -> (bool, String) {
+    let ops = std::env::var("ORDERS_OPS_TOOL").expect("ORDERS_OPS_TOOL names orders-ops");
+    let output = std::process::Command::new(ops)
+        .arg("lattice")
         .args(args)
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
         .output()
-        .expect("scripts/lattice.sh runs");
+        .expect("orders-ops runs");
     let printed = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), printed)
 }
 
-/// The pid of `process` of `instance` as its supervisor last started it (scripts/lattice.sh keeps
-/// it in `.state/<instance>/<process>.child-pid`).
+/// The pid of `process` of `instance` as its supervisor last started it (orders-ops keeps it in
+/// `.state/<instance>/<process>.child-pid`).
 pub fn supervised_pid(instance: &str, process: &str) -> u32 {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../../.state/{instance}/{process}.child-pid"));
@@ -551,7 +554,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Backs up the stopped `instance` (scripts/lattice.sh, as `make backup` does), wipes it, restores
+/// Backs up the stopped `instance` (orders-ops, as `make backup` does), wipes it, restores
 /// it and starts it again: a user's account, notifications and API key are as before, and an order
 /// placed afterwards is charged once. A running lattice is refused a backup. `instance` is left
 /// running.
@@ -617,18 +620,18 @@ pub async fn backed_up_wiped_and_restored_keeps_everything(lattice: &Lattice, in
     println!("backup and restore ({instance}): a stopped lattice backed up, wiped and restored; balances, notifications and API keys as before");
 }
 
-/// `scripts/lattice.sh <action> <instance> [archive]`, which must succeed.
+/// `orders-ops lattice <action> <instance> [archive]`, which must succeed.
 fn must(instance: &str, action: &str, archive: Option<&std::path::Path>) {
     let (succeeded, printed) = on_instance(instance, action, archive);
     assert!(
         succeeded,
-        "lattice.sh {action} {instance} failed:\n{printed}"
+        "orders-ops lattice {action} {instance} failed:\n{printed}"
     );
 }
 
 fn on_instance(instance: &str, action: &str, archive: Option<&std::path::Path>) -> (bool, String) {
     let archive = archive.map(|a| a.to_str().unwrap());
-    lattice_script(&[[action, instance].as_slice(), archive.as_slice()].concat())
+    lattice_ops(&[[action, instance].as_slice(), archive.as_slice()].concat())
 }
 
 /// How long our HTTP server keeps an idle keep-alive connection open (its `header_timeout_ms`,
@@ -672,7 +675,7 @@ pub struct Operator {
     wash: String,
     ctl_port: String,
     manifest: serde_yaml::Value,
-    /// The lattice instance (`scripts/lattice.sh`), named by the directory of its manifest.
+    /// The lattice instance (`orders-ops lattice`), named by the directory of its manifest.
     pub instance: String,
 }
 
@@ -753,7 +756,7 @@ impl Operator {
         self.await_deployed(&version).await;
         let instance = self.instance.clone();
         let (served, printed) =
-            tokio::task::spawn_blocking(move || lattice_script(&["ready", &instance]))
+            tokio::task::spawn_blocking(move || lattice_ops(&["ready", &instance]))
                 .await
                 .unwrap();
         assert!(served, "after the redeploy: {printed}");

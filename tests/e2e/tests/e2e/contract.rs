@@ -1,6 +1,6 @@
 //! The API's contract as the lattice serves it (`GET /openapi.json`, from openapi/openapi.yaml) and
 //! the console page: what a client discovers first. schemathesis then fuzzes the API against the
-//! same document (scripts/test.sh).
+//! same document (`orders-ops test`).
 
 use orders_e2e::Lattice;
 use std::collections::BTreeSet;

@@ -13,8 +13,8 @@ use orders_common::domain::OrderId;
 use orders_common::proto::OrderPlaced;
 use orders_common::subjects;
 use orders_e2e::{
-    children_of, key_sha256, lattice_script, load, orders_admin, placing_trace, publish_order,
-    spans, traits_of, unique, Lattice, Operator, Telemetry,
+    children_of, key_sha256, lattice_ops, load, orders_admin, placing_trace, publish_order, spans,
+    traits_of, unique, Lattice, Operator, Telemetry,
 };
 use serde_json::{json, Value};
 
@@ -683,10 +683,10 @@ async fn outage_under_load(fault: &str, act: impl FnOnce() + Send + 'static) {
     .await;
 }
 
-/// `scripts/lattice.sh <action> <instance> [process]`, which must succeed; what it printed.
+/// `orders-ops lattice <action> <instance> [process]`, which must succeed; what it printed.
 fn on_lattice(args: &[&str]) -> String {
-    let (succeeded, printed) = lattice_script(args);
-    assert!(succeeded, "lattice.sh {args:?}:\n{printed}");
+    let (succeeded, printed) = lattice_ops(args);
+    assert!(succeeded, "orders-ops lattice {args:?}:\n{printed}");
     printed
 }
 

@@ -1,4 +1,4 @@
-//! Fault tests on the replicated lattice, `ha` (scripts/env.sh): three NATS servers in a cluster
+//! Fault tests on the replicated lattice, `ha` (tools/ops/src/layout.rs): three NATS servers in a cluster
 //! keeping 3 replicas of every stream and bucket, two hosts, each with its own HTTP listener. With
 //! orders flowing from clients that fail over between the listeners, a NATS server, a host, a
 //! host and the other host's server, or two of the three servers are killed (SIGKILL) and started
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use orders_e2e::load::{
     every_order_settled_once, print_table_header, under_load, Seen, SETTLE_PATIENCE,
 };
-use orders_e2e::{lattice_script, orders_admin, Lattice};
+use orders_e2e::{lattice_ops, orders_admin, Lattice};
 use serde_json::{json, Value};
 
 fn var(name: &str) -> String {
@@ -40,10 +40,13 @@ async fn settled_once_after_every_replica_caught_up(
     every_order_settled_once(lattice, fault, seen, &catch_up).await;
 }
 
-/// `scripts/lattice.sh <action> ha <process>`, which must succeed.
+/// `orders-ops lattice <action> ha <process>`, which must succeed.
 fn on_ha(action: &str, process: &str) {
-    let (succeeded, printed) = lattice_script(&[action, "ha", process]);
-    assert!(succeeded, "lattice.sh {action} ha {process}:\n{printed}");
+    let (succeeded, printed) = lattice_ops(&[action, "ha", process]);
+    assert!(
+        succeeded,
+        "orders-ops lattice {action} ha {process}:\n{printed}"
+    );
 }
 
 /// The NATS process (`nats-<n>`) whose server (`orders-ha-<n>`) leads stream ORDERS.
@@ -160,7 +163,7 @@ async fn listener_back(listener: &str, since: Instant) -> Option<Duration> {
     None
 }
 
-/// The last `lines` lines of a process's log on the `ha` instance (scripts/lattice.sh keeps them).
+/// The last `lines` lines of a process's log on the `ha` instance (orders-ops keeps them).
 fn log_tail(process: &str, lines: usize) -> String {
     let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../../.state/ha/logs/{process}.log"));
@@ -247,7 +250,7 @@ async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() 
 /// paid; prints how long the placement took.
 async fn listener_placed_back_and_serving(lattice: &Lattice, listener: &str, revived: Instant) {
     let back = listener_back(listener, revived).await.unwrap_or_else(|| {
-        let (_, status) = lattice_script(&["status", "ha"]);
+        let (_, status) = lattice_ops(&["status", "ha"]);
         panic!(
             "host-2's listener not placed back by wadm within {PLACEMENT_WATCH:?} of the host coming back\n\
              lattice status:\n{status}\nhost-2's log, last lines:\n{}",
