@@ -22,8 +22,7 @@ NODE_TOOLS := $(ORDERS_CACHE)/node/node_modules/.orders-node-tools-2
 RELEASE := $(CARGO_TARGET_DIR)/release
 WASM := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 export WASH_KEYS := $(ORDERS_CACHE)/keys
-# Every build goes through our patched copies of the wRPC NATS transport and the HTTP server
-# provider (see scripts/patch-deps.sh), and compiles the crates only wash and our tools reach
+# Every build goes through our patched copies of upstream crates (scripts/patches/README.md), and compiles the crates only wash and our tools reach
 # with less optimisation (`orders-ops build-profile`, tools/ops/src/build_profile.rs).
 BUILD_PROFILE := $(ORDERS_CACHE)/patches/build-profile.toml
 CARGO_CONFIG := --config $(ORDERS_CACHE)/patches/config.toml --config $(BUILD_PROFILE)
@@ -33,8 +32,8 @@ CARGO := cargo $(CARGO_CONFIG)
 CLIPPY := cargo clippy $(CARGO_CONFIG)
 
 # The operations tool (tools/ops): what the targets below do. A small workspace of its own, built
-# in seconds on first use; `cargo ops --help` in the checkout lists its commands.
-OPS := cargo ops
+# in seconds on first use (`make ops`); `cargo ops --help` in the checkout lists its commands.
+OPS := $(RELEASE)/orders-ops
 
 PROVIDERS := http-server messaging-jetstream keyvalue-jetstream
 COMPONENTS := billing order notify web
@@ -45,7 +44,7 @@ TEST_COMPONENTS := probe
 # Every wasm32-wasip2 component the build makes.
 WASM_COMPONENTS := $(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS)
 
-.PHONY: help run down clean status logs doctor backup restore test bench audit k8s-manifest lint build native components providers toolchain tools patches
+.PHONY: help run down clean status logs doctor backup restore test bench audit k8s-manifest lint build native components providers toolchain tools ops patches
 
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
@@ -69,10 +68,10 @@ LATTICE ?= run
 run: build
 	$(OPS) lattice up $(LATTICE)
 
-down: toolchain
+down: ops
 	$(OPS) lattice down $(LATTICE)
 
-status: toolchain
+status: ops
 	$(OPS) lattice status $(LATTICE)
 
 # The lattice's own logs; components and providers log through the host. Ctrl-C stops following.
@@ -82,20 +81,20 @@ logs:
 # Checks only; the one thing it needs is rustup, to build the operations tool.
 doctor:
 	@command -v rustup >/dev/null || { echo "  fix  rustup is missing: apt-get install rustup"; exit 1; }
-	@$(MAKE) --no-print-directory toolchain
+	@$(MAKE) --no-print-directory ops
 	@$(OPS) doctor
 
 # What `make down` keeps (JetStream's store, the NATS authority that owns it, the API key secret and
 # the admin token), as one archive; both refuse while the lattice runs. A restore first backs up
 # the state it replaces.
-backup: toolchain
+backup: ops
 	$(OPS) lattice backup $(LATTICE) $(BACKUP)
 
-restore: toolchain
+restore: ops
 	@[ -n "$(BACKUP)" ] || { echo "usage: make restore BACKUP=<archive> (make backup writes them to .state/backups)" >&2; exit 2; }
 	$(OPS) lattice restore $(LATTICE) $(BACKUP)
 
-clean: toolchain
+clean: ops
 	for instance in run test ha bench bench-ha; do $(OPS) lattice clean $$instance; done
 	rm -rf build
 
@@ -108,9 +107,12 @@ toolchain:
 
 tools: toolchain $(NATS_SERVER) $(WASH)
 
-patches: toolchain
+ops: toolchain
+	@cargo build --release --quiet --manifest-path tools/ops/Cargo.toml
+
+patches: ops
 	@[ -x $(RELEASE)/orders-host ] || echo "==> cold start: nothing is built yet; expect $(COLD_START) in all"
-	@scripts/patch-deps.sh
+	@$(OPS) patch-deps
 	@[ -f $(BUILD_PROFILE) ] || echo "==> $$(date +%T) finding the crates only wash and our tools reach (cargo tree; on a first run cargo downloads every crate here)"
 	@$(OPS) build-profile $(BUILD_PROFILE)
 

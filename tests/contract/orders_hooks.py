@@ -1,5 +1,5 @@
 """schemathesis hooks for the contract test of openapi/openapi.yaml against a running lattice
-(scripts/test.sh runs it; docs/testing.md).
+(`make test` runs it; docs/testing.md).
 
 schemathesis sends every request with one user's API key (ORDERS_FUZZ_USER). Its generated bodies
 and queries name random users, which authorization refuses (403) before any rule of the services

@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: a client for a running orders lattice.
 //!
-//! The lattice is started by `make test` (scripts/test.sh), which passes its addresses in
+//! The lattice is started by `make test` (`orders-ops test`), which passes its addresses in
 //! `ORDERS_BASE_URL` and `ORDERS_NATS_URL`, and the admin's NATS credentials in
 //! `ORDERS_NATS_CREDS`. Nothing here fakes any part of it.
 
@@ -508,6 +508,13 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// The checkout under test. Read when the test runs, not compiled in: the compiled tests are
+/// shared by every checkout that uses the same target directory (`cargo test` sets the variable).
+pub fn checkout() -> std::path::PathBuf {
+    let tests = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    std::path::Path::new(&tests).join("../..")
+}
+
 /// Runs `orders-ops lattice` with `args` (what `make run`, `make down` and `make backup` run, and
 /// the fault tests call) and returns whether it succeeded, with what it printed. `make test` names
 /// the tool in `ORDERS_OPS_TOOL`.
@@ -516,7 +523,7 @@ pub fn lattice_ops(args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(ops)
         .arg("lattice")
         .args(args)
-        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .current_dir(checkout())
         .output()
         .expect("orders-ops runs");
     let printed = String::from_utf8_lossy(&output.stdout).into_owned()
@@ -527,8 +534,7 @@ pub fn lattice_ops(args: &[&str]) -> (bool, String) {
 /// The pid of `process` of `instance` as its supervisor last started it (orders-ops keeps it in
 /// `.state/<instance>/<process>.child-pid`).
 pub fn supervised_pid(instance: &str, process: &str) -> u32 {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../.state/{instance}/{process}.child-pid"));
+    let file = checkout().join(format!(".state/{instance}/{process}.child-pid"));
     let pid = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     pid.trim().parse().unwrap()
 }

@@ -1,7 +1,10 @@
 use orders_layers::{arrows, broken_rule, Arrow, Crate};
 
+/// Read when the test runs, not compiled in: the compiled test is shared by every checkout that
+/// uses the same target directory, and must read the one being tested.
 fn workspace_metadata() -> serde_json::Value {
-    let output = std::process::Command::new(env!("CARGO"))
+    let var = |name| std::env::var(name).unwrap_or_else(|_| panic!("cargo test sets {name}"));
+    let output = std::process::Command::new(var("CARGO"))
         .args([
             "metadata",
             "--no-deps",
@@ -9,7 +12,7 @@ fn workspace_metadata() -> serde_json::Value {
             "1",
             "--offline",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(var("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
     assert!(

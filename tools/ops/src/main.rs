@@ -7,6 +7,7 @@ mod build_profile;
 mod doctor;
 mod lattice;
 mod layout;
+mod patches;
 mod process;
 mod test;
 
@@ -43,6 +44,9 @@ enum Top {
     },
     /// Is this machine ready for `make run` and `make test`, and is a lattice in the way.
     Doctor,
+    /// Makes the patched copies of upstream crates (scripts/patches) and the cargo
+    /// configuration that substitutes them, unless the diffs are unchanged.
+    PatchDeps,
     /// Writes the cargo configuration that builds the crates only wash and our tools reach with
     /// less optimisation.
     BuildProfile {
@@ -82,9 +86,36 @@ enum Action {
 }
 
 fn main() {
+    forget_what_cargo_run_set();
     if let Err(error) = run(Cli::parse()) {
         eprintln!("orders-ops: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// `cargo ops` (cargo run) hands this process the variables it sets for a package's binary. The
+/// cargo commands this tool runs would inherit them, and build scripts that watch them (ring's
+/// watches CARGO_MANIFEST_DIR and CARGO_PKG_NAME) would run again and rebuild everything above
+/// them, then once more at the next plain `make build`.
+fn forget_what_cargo_run_set() {
+    let set_by_cargo_run = |name: &str| {
+        matches!(
+            name,
+            "CARGO"
+                | "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        ) || name.starts_with("CARGO_PKG_")
+    };
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| set_by_cargo_run(name))
+        .collect();
+    for name in names {
+        std::env::remove_var(name);
     }
 }
 
@@ -95,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Top::Test => test::all(&layout),
         Top::Bench { lattice } => bench::compare(&layout, &lattice),
         Top::Doctor => doctor::check(&layout),
+        Top::PatchDeps => patches::prepare(&layout),
         Top::BuildProfile { out } => build_profile::write(&layout, &out),
     }
 }

@@ -12,7 +12,7 @@
 
 mod blocks;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use blocks::{shell_blocks, with_checks, EXPECT_FUNCTION};
@@ -21,7 +21,7 @@ use blocks::{shell_blocks, with_checks, EXPECT_FUNCTION};
 const SHELL_TIMEOUT_S: u32 = 180;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    orders_e2e::checkout()
 }
 
 fn read(document: &str) -> String {

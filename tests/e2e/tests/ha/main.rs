@@ -165,8 +165,7 @@ async fn listener_back(listener: &str, since: Instant) -> Option<Duration> {
 
 /// The last `lines` lines of a process's log on the `ha` instance (orders-ops keeps them).
 fn log_tail(process: &str, lines: usize) -> String {
-    let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../.state/ha/logs/{process}.log"));
+    let log = orders_e2e::checkout().join(format!(".state/ha/logs/{process}.log"));
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| format!("{}: {e}", log.display()));
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
