@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::{StreamExt as _, TryStreamExt as _};
-use orders_common::keys;
-use orders_common::proto::Notification;
 use orders_e2e::Lattice;
+use orders_wire::keys;
+use orders_wire::proto::Notification;
 use prost::Message as _;
 use serde::Serialize;
 

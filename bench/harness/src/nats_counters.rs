@@ -16,7 +16,7 @@ impl NatsCounters {
         Self {
             http: reqwest::Client::new(),
             // The same comma-separated form as the lattice's NATS URLs.
-            monitors: orders_common::broker::servers(monitors)
+            monitors: orders_wire::broker::servers(monitors)
                 .into_iter()
                 .map(str::to_string)
                 .collect(),

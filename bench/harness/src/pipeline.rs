@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use orders_common::proto::{PaymentOutcome, PaymentResult};
-use orders_common::subjects::PAYMENT_SETTLED;
+use orders_wire::proto::{PaymentOutcome, PaymentResult};
+use orders_wire::subjects::PAYMENT_SETTLED;
 use prost::Message;
 use serde::Serialize;
 

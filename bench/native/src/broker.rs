@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, stream, AckKind};
 use futures::StreamExt as _;
-use orders_common::auth::{CurrentKeys, KeyHash};
-use orders_common::domain::{OrderId, UserName};
-use orders_common::ports::{decode_record, PlacedOrders, PublishError, Publisher, StoreError};
-use orders_common::proto::{CurrentApiKey, OrderPlaced};
-use orders_common::service::{Answer, Message};
-use orders_common::subjects;
 use orders_conventions::broker::redelivery_backoff as backoff;
+use orders_domain::auth::{CurrentKeys, KeyHash};
+use orders_domain::ports::{decode_record, PlacedOrders, PublishError, Publisher, StoreError};
+use orders_domain::service::{Answer, Message};
+use orders_domain::{OrderId, UserName};
+use orders_wire::proto::{CurrentApiKey, OrderPlaced};
+use orders_wire::subjects;
 use tokio::runtime::Handle;
 
 use crate::NativeHost;
@@ -139,7 +139,7 @@ impl PlacedOrders for Streams {
 
 impl CurrentKeys for Streams {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
-        let subject = subjects::current_api_key(user);
+        let subject = subjects::current_api_key(user.as_str());
         self.last_on_subject::<CurrentApiKey>(&self.keys, &subject)?
             .map(|announced| KeyHash::announced(&subject, &announced))
             .transpose()

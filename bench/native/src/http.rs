@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use orders_common::api::{RequestError, MAX_BODY_BYTES};
-use orders_common::service::{Handled, Reply, Request};
+use orders_domain::api::{RequestError, MAX_BODY_BYTES};
+use orders_domain::service::{Handled, Reply, Request};
 
 use crate::NativeHost;
 
@@ -59,7 +59,7 @@ async fn answer(
                 body: body.to_bytes().to_vec(),
             };
             tokio::task::spawn_blocking(move || {
-                orders_common::service::answer(&request, |request| route(request, &host))
+                orders_domain::service::answer(&request, |request| route(request, &host))
             })
             .await
             .unwrap_or_else(|panicked| {

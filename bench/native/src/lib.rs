@@ -20,9 +20,9 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use async_nats::jetstream;
 use clap::{Parser, ValueEnum};
-use orders_common::auth::{config_keys, AuthError, Authenticator};
-use orders_common::ports::WallClock;
-use orders_common::service::Host;
+use orders_domain::auth::{config_keys, AuthError, Authenticator};
+use orders_domain::ports::WallClock;
+use orders_domain::service::Host;
 use sha2::Digest as _;
 
 use crate::broker::{Broker, Consumer, Streams};

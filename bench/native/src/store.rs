@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use orders_common::ports::{
+use orders_domain::ports::{
     conflict_wait_ms, CasStore, CasWrite, Entry, Revision, Scan, ScanBy, ScanPage, StoreError,
     Versioned,
 };

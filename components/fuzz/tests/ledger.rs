@@ -7,16 +7,16 @@
 use std::collections::HashMap;
 
 use billing_core::{Billing, MAX_REPLACED_KEYS};
-use orders_common::api::ApiError as _;
-use orders_common::auth::{Caller, KeyHash};
-use orders_common::domain::{PageRequest, MAX_REFUNDS_PER_ORDER};
-use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore};
-use orders_common::ports::Clock as _;
-use orders_common::proto::{
+use orders_domain::api::ApiError as _;
+use orders_domain::auth::{Caller, KeyHash};
+use orders_domain::memory::{self, FixedClock, MemoryPublisher, MemoryStore};
+use orders_domain::ports::Clock as _;
+use orders_domain::{PageRequest, MAX_REFUNDS_PER_ORDER};
+use orders_wire::proto::{
     CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentOutcome, RefundRequest,
     RefundRequested, RotateKeyRequest,
 };
-use orders_common::subjects;
+use orders_wire::subjects;
 use proptest::prelude::*;
 use prost::Message as _;
 

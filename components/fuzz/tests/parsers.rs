@@ -1,10 +1,10 @@
 //! Fuzzing the request parsers and message decoders: property tests over arbitrary input, plus the
 //! hostile-body corpus in `tests/corpus/` (one body per file, kept in the repo as seeds).
 
-use orders_common::api::{parse_json, query_param, ApiError, RequestError};
-use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
-use orders_common::memory;
-use orders_common::proto::{CreateOrderRequest, DepositCashRequest, OrderPlaced, PaymentResult};
+use orders_domain::api::{parse_json, query_param, ApiError, RequestError};
+use orders_domain::memory;
+use orders_domain::{Amount, InvalidValue, OrderId, UserName};
+use orders_wire::proto::{CreateOrderRequest, DepositCashRequest, OrderPlaced, PaymentResult};
 use proptest::prelude::*;
 use prost::Message as _;
 

@@ -2,8 +2,8 @@
 //! (the HTTP server provider routes by path); [`serve`] reads the request and turns any error into
 //! the JSON error body.
 
-use orders_common::api::{RequestError, MAX_BODY_BYTES};
-use orders_common::service::{Handled, Reply, Request};
+use orders_domain::api::{RequestError, MAX_BODY_BYTES};
+use orders_domain::service::{Handled, Reply, Request};
 use std::io::Read as _;
 use wasmcloud_component::http::{IncomingRequest, Response};
 
@@ -36,7 +36,7 @@ pub fn serve(
     route: impl FnOnce(&Request) -> Handled,
 ) -> Response<Vec<u8>> {
     let reply = match read(request) {
-        Ok(request) => orders_common::service::answer(&request, route),
+        Ok(request) => orders_domain::service::answer(&request, route),
         Err(error) => Reply::error(&error),
     };
     reply.into_response()

@@ -1,5 +1,5 @@
 //! The wasm side every component shares, so it exists once: HTTP requests in and JSON responses
-//! out, and the ports of `orders-common` implemented over the host's interfaces.
+//! out, and the ports of `orders-domain` implemented over the host's interfaces.
 //!
 //! Only the components (`wasm32-wasip2`) use this crate; the cores never see it.
 

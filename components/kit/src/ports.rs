@@ -1,17 +1,17 @@
-//! The ports of `orders-common`, implemented over the host: key-value (our `keyvalue-cas`), the
+//! The ports of `orders-domain`, implemented over the host: key-value (our `keyvalue-cas`), the
 //! broker (`wasmcloud:messaging`, and our `stream-reader` for what its
 //! streams keep: placed orders, announced API keys), the clock, randomness, and the key
 //! configuration (`wasi:config`).
 
-use orders_common::auth::{AuthError, Authenticator, CurrentKeys, KeyHash};
-use orders_common::domain::{OrderId, UserName};
-use orders_common::ports::{
+use orders_domain::auth::{AuthError, Authenticator, CurrentKeys, KeyHash};
+use orders_domain::ports::{
     conflict_wait_ms, decode_record, CasStore, CasWrite, Entry, PlacedOrders, PublishError,
     Publisher, Revision, Scan, ScanBy, ScanPage, StoreError, Versioned, WallClock,
 };
-use orders_common::proto::{CurrentApiKey, OrderPlaced};
-use orders_common::service::{Answer, Host, Message};
-use orders_common::subjects;
+use orders_domain::service::{Answer, Host, Message};
+use orders_domain::{OrderId, UserName};
+use orders_wire::proto::{CurrentApiKey, OrderPlaced};
+use orders_wire::subjects;
 use wasmcloud_component::wasi::config;
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 
@@ -121,7 +121,7 @@ impl PlacedOrders for BrokerStreams {
 
 impl CurrentKeys for BrokerStreams {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
-        let subject = subjects::current_api_key(user);
+        let subject = subjects::current_api_key(user.as_str());
         Self::last_on_subject::<CurrentApiKey>(&subject)?
             .map(|announced| KeyHash::announced(&subject, &announced))
             .transpose()

@@ -2,8 +2,8 @@
 //! contract at `/openapi.json`. Both are built into the component (build.rs), so the lattice
 //! serves them with nothing fetched from anywhere; the page talks to the API on the same origin.
 
-use orders_common::api::RequestError;
-use orders_common::service::{Handled, Method, Reply, Request};
+use orders_domain::api::RequestError;
+use orders_domain::service::{Handled, Method, Reply, Request};
 
 const CONSOLE: &str = include_str!(concat!(env!("OUT_DIR"), "/console.html"));
 /// Allows exactly the page's own style and script, and requests to its own origin.

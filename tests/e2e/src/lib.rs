@@ -96,7 +96,7 @@ impl Lattice {
             options = options.request_timeout(request_timeout);
         }
         options
-            .connect(orders_common::broker::servers(&self.nats_url))
+            .connect(orders_wire::broker::servers(&self.nats_url))
             .await
             .unwrap_or_else(|e| panic!("the test lattice's NATS refused {creds_file}: {e}"))
     }
@@ -412,12 +412,12 @@ pub async fn next_matching<M: prost::Message + Default>(
 
 /// Publishes `order` on its subject (`orders.placed.<partition>.<order id>`) straight into
 /// JetStream, as a NATS client with access to the broker could, bypassing order's HTTP API.
-pub async fn publish_order(lattice: &Lattice, order: &orders_common::proto::OrderPlaced) {
+pub async fn publish_order(lattice: &Lattice, order: &orders_wire::proto::OrderPlaced) {
     use prost::Message as _;
     let js = async_nats::jetstream::new(lattice.nats().await);
-    let id = orders_common::domain::OrderId::parse(&order.order_id).expect("a valid order id");
+    let id = orders_domain::OrderId::parse(&order.order_id).expect("a valid order id");
     js.publish(
-        orders_common::subjects::order_placed(&order.user, &id),
+        orders_wire::subjects::order_placed(&order.user, &id),
         order.encode_to_vec().into(),
     )
     .await

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::StreamExt as _;
-use orders_common::keys::{self, TOKEN_SEPARATOR};
-use orders_common::proto::{
+use orders_wire::keys::{self, TOKEN_SEPARATOR};
+use orders_wire::proto::{
     EntryKind, LedgerChunk, LedgerEntry, Notification, PaymentOutcome, PaymentResult,
     StoredAccount, StoredDeadLetter,
 };
@@ -485,7 +485,7 @@ fn check_notifications(
 
 #[cfg(test)]
 mod tests {
-    use orders_common::proto::Settlement;
+    use orders_wire::proto::Settlement;
 
     use super::*;
 

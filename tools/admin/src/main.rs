@@ -24,8 +24,8 @@ use async_nats::jetstream::{self, stream::Stream, ErrorCode};
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
-use orders_common::proto::{OrderPlaced, PaymentResult};
-use orders_common::subjects;
+use orders_wire::proto::{OrderPlaced, PaymentResult};
+use orders_wire::subjects;
 use prost::Message as _;
 use serde_json::{json, Value};
 
@@ -167,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("reading {}", cli.creds.display()))?
                 .name("orders-admin")
-                .connect(orders_common::broker::servers(&cli.nats))
+                .connect(orders_wire::broker::servers(&cli.nats))
                 .await
                 .with_context(|| format!("connecting to {}", cli.nats))?;
             on_broker(client, command).await

@@ -16,8 +16,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use orders_common::auth::KeySecret;
-use orders_common::domain::UserName;
+use orders_domain::auth::KeySecret;
+use orders_domain::UserName;
 
 /// Who a probe shows itself as.
 #[derive(Clone, Copy)]

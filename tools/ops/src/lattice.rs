@@ -922,7 +922,7 @@ impl Lattice {
         }
         // A description first, so `tar -xOf <archive> orders-backup.json` tells what an archive
         // holds.
-        let about = tempdir("orders-backup")?;
+        let about = tempdir_in(&std::env::temp_dir(), "orders-backup")?;
         let nats_version = output(&mut command(self.layout.nats_server(), ["--version"]))?;
         let description = serde_json::json!({
             "instance": self.instance.name,
@@ -960,7 +960,9 @@ impl Lattice {
         if !archive.is_file() {
             bail!("no such backup: {}", archive.display());
         }
-        let unpacked = tempdir("orders-restore")?;
+        // Unpacked beside the state it replaces, so that moving it there is a rename on one file
+        // system (the system's temporary folder is often another).
+        let unpacked = tempdir_in(&self.layout.root.join(".state"), "restore")?;
         let result = self.restore_from(archive, &unpacked);
         let _ = std::fs::remove_dir_all(&unpacked);
         result
@@ -1069,11 +1071,11 @@ fn set_private(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A new private folder under the system's temporary folder.
-fn tempdir(prefix: &str) -> anyhow::Result<PathBuf> {
+/// A new private folder in `parent`.
+fn tempdir_in(parent: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(suffix)));
+    let dir = parent.join(format!(".{prefix}-{}", hex::encode(suffix)));
     create_private_dir(&dir)?;
     Ok(dir)
 }

@@ -27,7 +27,7 @@ use metrics::Metrics;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use orders_common::proto::{PaymentOutcome, PaymentResult};
+use orders_wire::proto::{PaymentOutcome, PaymentResult};
 use prost::Message as _;
 use store::{render_tree, TraceStore};
 
@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", creds.display()))?
             .name("orders-telemetry")
             .retry_on_initial_connect()
-            .connect(orders_common::broker::servers(nats))
+            .connect(orders_wire::broker::servers(nats))
             .await?;
         tokio::spawn(count_settled_orders(client, Arc::clone(&state)));
     }
@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
 async fn count_settled_orders(client: async_nats::Client, state: Arc<State>) {
     use futures::StreamExt as _;
     let Ok(mut results) = client
-        .subscribe(orders_common::subjects::PAYMENT_SETTLED)
+        .subscribe(orders_wire::subjects::PAYMENT_SETTLED)
         .await
     else {
         eprintln!("orders-telemetry: cannot subscribe to payment results; orders_settled_total stays empty");

@@ -3,8 +3,8 @@
 //! from the broker in batches, each answered with the result the messaging provider publishes
 //! before it acknowledges the message.
 
-use orders_common::service::{Handled, Request};
 use orders_component_kit::ports::WasiHost;
+use orders_domain::service::{Handled, Request};
 
 orders_component_kit::export_http_routes!(BillingComponent, route);
 orders_component_kit::export_batch_handler!(

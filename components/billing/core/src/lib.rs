@@ -22,7 +22,7 @@
 //! found by its id and not applied twice), answering with the [`RefundResult`] for notify. So a
 //! refund that was accepted is applied and notified even if billing stops before it answered.
 //!
-//! billing issues each user's API key ([`orders_common::auth`]) and keeps the SHA-256 of the
+//! billing issues each user's API key ([`orders_domain::auth`]) and keeps the SHA-256 of the
 //! current one in the account, in the same record as the balance: a deposit, a balance query and a
 //! payment check the key in the same read that decides them. It also announces each key it issues
 //! on the broker ([`CurrentApiKey`] on `keys.<user digest>`), where order and notify check the keys
@@ -39,23 +39,23 @@
 
 pub mod service;
 
-use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
-use orders_common::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
-use orders_common::batch::answer_each;
-use orders_common::domain::{
-    Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName, MAX_REFUNDS_PER_ORDER,
-};
-use orders_common::ports::{
+use orders_domain::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
+use orders_domain::auth::{AuthError, Caller, KeyHash, KeySecret, VerifiedKey};
+use orders_domain::batch::answer_each;
+use orders_domain::ports::{
     decode_record, CasStore, CasWrite, Clock, PublishError, Publisher, RecordStore, StoreError,
     Update, MAX_CONFLICTS,
 };
-use orders_common::proto::{
+use orders_domain::{
+    Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName, MAX_REFUNDS_PER_ORDER,
+};
+use orders_wire::proto::{
     AccountResponse, ApiKeyResponse, CreateUserRequest, CreateUserResponse, CurrentApiKey,
     DepositCashRequest, EntryKind, LedgerChunk, LedgerEntry, OrderPlaced, PaymentOutcome,
     PaymentResult, RefundRequest, RefundRequested, RefundResponse, RefundResult, ReplacedKey,
     RotateKeyRequest, Settlement, StatementEntry, StatementResponse, StoredAccount,
 };
-use orders_common::subjects;
+use orders_wire::subjects;
 
 /// The highest balance an account may hold: a million times the largest deposit, far from overflow.
 pub const MAX_BALANCE: u64 = 1_000_000_000_000_000;
@@ -77,7 +77,7 @@ pub const MAX_RECENT: usize = 32;
 pub const LEDGER_CHUNK: u64 = 16;
 
 /// billing's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
-/// [`orders_common::auth`]), `InvalidIdempotencyKey` 400, `UserExists` 409, `UnknownUser` 404,
+/// [`orders_domain::auth`]), `InvalidIdempotencyKey` 400, `UserExists` 409, `UnknownUser` 404,
 /// `BalanceLimit` 422, `UnknownPayment` 404, `OrderNotPaid` 409, `RefundExceedsPayment` 422,
 /// `TooManyRefunds` 422, `IdempotencyConflict` 409, `Store` 503, `Broker` 503.
 #[derive(Debug, thiserror::Error)]
@@ -1277,7 +1277,7 @@ fn announce(
         user: user.to_string(),
         key_sha256: key_sha256.to_vec(),
     };
-    broker.publish_message(&subjects::current_api_key(user), &announcement)
+    broker.publish_message(&subjects::current_api_key(user.as_str()), &announcement)
 }
 
 fn existing(

@@ -5,16 +5,16 @@
 //! for `payments.settled`; and its own refund requests, each applied (once) and answered with its
 //! result for `payments.refunded`.
 
-use orders_common::api::{parse_json, query_param, ApiError as _, RequestError};
-use orders_common::batch::answer_each;
-use orders_common::domain::PageRequest;
-use orders_common::ports::decode_message;
-use orders_common::proto::{
+use orders_domain::api::{parse_json, query_param, ApiError as _, RequestError};
+use orders_domain::batch::answer_each;
+use orders_domain::ports::decode_message;
+use orders_domain::service::{Answer, Handled, Host, Message, Method, Reply, Request};
+use orders_domain::PageRequest;
+use orders_wire::proto::{
     CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentResult, RefundRequest,
     RefundRequested, RotateKeyRequest,
 };
-use orders_common::service::{Answer, Handled, Host, Message, Method, Reply, Request};
-use orders_common::subjects;
+use orders_wire::subjects;
 use prost::Message as _;
 
 use crate::{Billing, BillingError};
@@ -173,17 +173,17 @@ fn refund_reply<H: Host>(
 
 #[cfg(test)]
 mod tests {
-    use orders_common::auth::Caller;
-    use orders_common::memory::{self, MemoryHost};
-    use orders_common::ports::Clock as _;
-    use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
-    use orders_common::service::{Message, Method};
+    use orders_domain::auth::Caller;
+    use orders_domain::memory::{self, MemoryHost};
+    use orders_domain::ports::Clock as _;
+    use orders_domain::service::{Message, Method};
+    use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
     use prost::Message as _;
     use serde_json::Value;
 
     use super::{handle_messages, route};
 
-    fn json(reply: &orders_common::service::Reply) -> Value {
+    fn json(reply: &orders_domain::service::Reply) -> Value {
         serde_json::from_slice(&reply.body).expect("a JSON body")
     }
 
@@ -193,9 +193,9 @@ mod tests {
         path: &str,
         key: Option<&str>,
         body: &str,
-    ) -> orders_common::service::Reply {
+    ) -> orders_domain::service::Reply {
         let request = MemoryHost::request(method, path, key, body);
-        orders_common::service::answer(&request, |request| route(request, host))
+        orders_domain::service::answer(&request, |request| route(request, host))
     }
 
     #[test]
@@ -246,7 +246,7 @@ mod tests {
             ],
         );
         let paid = answers[0].as_ref().expect("the order is settled");
-        assert_eq!(paid[0].subject, orders_common::subjects::PAYMENT_SETTLED);
+        assert_eq!(paid[0].subject, orders_wire::subjects::PAYMENT_SETTLED);
         let result = PaymentResult::decode(paid[0].body.as_slice()).unwrap();
         assert_eq!(
             (result.outcome(), result.balance),

@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 
-use orders_common::auth::{AuthError, Caller, CurrentKeys, KeyHash};
-use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
-use orders_common::ports::{CasStore, CasWrite, RecordStore, Revision, Versioned};
+use orders_domain::auth::{AuthError, Caller, CurrentKeys, KeyHash};
+use orders_domain::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
+use orders_domain::ports::{CasStore, CasWrite, RecordStore, Revision, Versioned};
 
 use super::*;
 
@@ -915,8 +915,8 @@ impl CasStore for Interfering<'_> {
     }
     fn scan(
         &self,
-        scan: orders_common::ports::Scan<'_>,
-    ) -> Result<orders_common::ports::ScanPage, StoreError> {
+        scan: orders_domain::ports::Scan<'_>,
+    ) -> Result<orders_domain::ports::ScanPage, StoreError> {
         self.inner.scan(scan)
     }
     fn wait_after_conflict(&self, conflicts: u32) {

@@ -3,8 +3,8 @@
 //! from the broker in batches. Placed orders and current keys are read through
 //! `orders:lattice/stream-reader`.
 
-use orders_common::service::{Handled, Request};
 use orders_component_kit::ports::WasiHost;
+use orders_domain::service::{Handled, Request};
 
 orders_component_kit::export_http_routes!(NotifyComponent, route);
 orders_component_kit::export_batch_handler!(NotifyComponent, notify_core::service::handle_messages);

@@ -4,7 +4,7 @@
 //!
 //! State, each record created once (compare-and-swap against "absent"), so a redelivery neither
 //! sends nor stores anything a second time:
-//! - `notification␟<user>␟<order id>` (tokens separated by U+001F, [`orders_common::keys`]): the
+//! - `notification␟<user>␟<order id>` (tokens separated by U+001F, [`orders_wire::keys`]): the
 //!   [`Notification`] sent for the order's payment result. Grouped by user, so that one user's
 //!   notifications are read without reading anyone else's, however many are stored;
 //! - `notification␟<user>␟<order id>␟<refund id>`: the one sent for a refund of the order, found
@@ -14,23 +14,23 @@
 //!   grouped, so that they are read without reading the notifications.
 //!
 //! Who may read: a user's notifications and orders need that user's API key or the admin token;
-//! everyone's notifications and the dead letters need the admin token ([`orders_common::auth`]). An order of another
+//! everyone's notifications and the dead letters need the admin token ([`orders_domain::auth`]). An order of another
 //! user is answered as unknown, like an order that does not exist.
 
 pub mod service;
 
-use orders_common::api::ApiError;
-use orders_common::auth::{AuthError, Caller};
-use orders_common::batch::answer_each;
-use orders_common::domain::{
-    Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName, MAX_REFUNDS_PER_ORDER,
-};
-use orders_common::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
-use orders_common::ports::{
+use orders_domain::api::ApiError;
+use orders_domain::auth::{AuthError, Caller};
+use orders_domain::batch::answer_each;
+use orders_domain::ports::{
     decode_record, CasStore, CasWrite, Clock, PlacedOrders, RecordStore, Revision, Scan, ScanBy,
     StoreError,
 };
-use orders_common::proto::{
+use orders_domain::{
+    Amount, InvalidValue, OrderId, PageRequest, RefundId, UserName, MAX_REFUNDS_PER_ORDER,
+};
+use orders_wire::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
+use orders_wire::proto::{
     DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
     OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, RefundResult,
     StoredDeadLetter,
@@ -39,7 +39,7 @@ use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
 /// notify's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
-/// [`orders_common::auth`]), `UnknownOrder` 404, `Store` 503. `UnknownOutcome` comes only from the
+/// [`orders_domain::auth`]), `UnknownOrder` 404, `Store` 503. `UnknownOutcome` comes only from the
 /// broker (a result we cannot word) and never reaches HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -549,9 +549,9 @@ fn message(
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
-    use orders_common::ports::Publisher as _;
-    use orders_common::subjects;
+    use orders_domain::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
+    use orders_domain::ports::Publisher as _;
+    use orders_wire::subjects;
 
     use super::*;
 

@@ -4,13 +4,13 @@
 //! and its notification; dead letters from the broker are recorded for `GET /DeadLetters`. A user
 //! key is taken only while it is the user's current one.
 
-use orders_common::api::{query_param, RequestError};
-use orders_common::batch::answer_each;
-use orders_common::domain::PageRequest;
-use orders_common::ports::decode_message;
-use orders_common::proto::{PaymentResult, RefundResult};
-use orders_common::service::{Answer, Handled, Host, Message, Method, Reply, Request};
-use orders_common::subjects;
+use orders_domain::api::{query_param, RequestError};
+use orders_domain::batch::answer_each;
+use orders_domain::ports::decode_message;
+use orders_domain::service::{Answer, Handled, Host, Message, Method, Reply, Request};
+use orders_domain::PageRequest;
+use orders_wire::proto::{PaymentResult, RefundResult};
+use orders_wire::subjects;
 
 use crate::{Delivery, Notify, NotifyError, Settled};
 
@@ -144,10 +144,10 @@ fn record_dead_letter<H: Host>(
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{MemoryHost, ADMIN_TOKEN};
-    use orders_common::proto::{PaymentOutcome, PaymentResult};
-    use orders_common::service::{Message, Method};
-    use orders_common::subjects;
+    use orders_domain::memory::{MemoryHost, ADMIN_TOKEN};
+    use orders_domain::service::{Message, Method};
+    use orders_wire::proto::{PaymentOutcome, PaymentResult};
+    use orders_wire::subjects;
     use prost::Message as _;
 
     use super::{handle_messages, route};
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(sent, 1, "a redelivery is not sent again");
 
         let request = MemoryHost::request(Method::GET, "/List?user=Pavel", Some(ADMIN_TOKEN), "");
-        let listed = orders_common::service::answer(&request, |request| route(request, &host));
+        let listed = orders_domain::service::answer(&request, |request| route(request, &host));
         assert_eq!(listed.status, 200);
         let body: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
         assert_eq!(

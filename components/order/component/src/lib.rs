@@ -2,8 +2,8 @@
 //! placed orders published through `wasmcloud:messaging/consumer`, its idempotency keys in its
 //! bucket, and each caller's current key read through `orders:lattice/stream-reader`.
 
-use orders_common::service::{Handled, Request};
 use orders_component_kit::ports::WasiHost;
+use orders_domain::service::{Handled, Request};
 
 orders_component_kit::export_http_routes!(OrderComponent, route);
 

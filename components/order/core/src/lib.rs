@@ -2,7 +2,7 @@
 //! request's shape, gives the order an id and publishes [`OrderPlaced`] for billing.
 //!
 //! It takes orders only from the user's own API key, checked without state (the key's MAC,
-//! [`orders_common::auth`]); the order carries the key's hash, so billing pays it only if that key
+//! [`orders_domain::auth`]); the order carries the key's hash, so billing pays it only if that key
 //! was still the user's when the order was placed.
 //!
 //! Its only state is idempotency: a request carrying an `Idempotency-Key` is remembered per user
@@ -12,19 +12,17 @@
 
 pub mod service;
 
-use orders_common::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
-use orders_common::auth::{AuthError, Caller};
-use orders_common::domain::{Amount, InvalidValue, OrderId, UserName};
-use orders_common::ports::{
+use orders_domain::api::{ApiError, IdempotencyKey, MalformedIdempotencyKey};
+use orders_domain::auth::{AuthError, Caller};
+use orders_domain::ports::{
     CasStore, Clock, PublishError, Publisher, RecordStore, StoreError, Update,
 };
-use orders_common::proto::{
-    CreateOrderRequest, CreateOrderResponse, OrderPlaced, StoredIdempotency,
-};
-use orders_common::subjects;
+use orders_domain::{Amount, InvalidValue, OrderId, UserName};
+use orders_wire::proto::{CreateOrderRequest, CreateOrderResponse, OrderPlaced, StoredIdempotency};
+use orders_wire::subjects;
 
 /// order's errors. HTTP statuses: `Invalid` 422, `Auth` 401/403/503 (see
-/// [`orders_common::auth`]), `InvalidIdempotencyKey` 400, `IdempotencyConflict` 409, `Broker` 503,
+/// [`orders_domain::auth`]), `InvalidIdempotencyKey` 400, `IdempotencyConflict` 409, `Broker` 503,
 /// `Store` 503.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -136,7 +134,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
 
 #[cfg(test)]
 mod tests {
-    use orders_common::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
+    use orders_domain::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
     use prost::Message as _;
 
     use super::*;
@@ -218,7 +216,7 @@ mod tests {
         let placed = &world.published()[0];
         assert_eq!(
             world.broker.published.borrow()[0].0,
-            subjects::order_placed("Pavel", &OrderId::parse(&placed.order_id).unwrap()),
+            subjects::order_placed("Pavel", OrderId::parse(&placed.order_id).unwrap()),
             "published on the account's partition, under its id"
         );
         assert_eq!(placed.order_id, response.order_id);
@@ -226,7 +224,7 @@ mod tests {
             (placed.user.as_str(), placed.sum, placed.placed_at_ms),
             ("Pavel", 10, 42)
         );
-        let orders_common::auth::Caller::User(key) = memory::caller(&World::key_of("Pavel")) else {
+        let orders_domain::auth::Caller::User(key) = memory::caller(&World::key_of("Pavel")) else {
             unreachable!()
         };
         assert_eq!(

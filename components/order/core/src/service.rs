@@ -2,9 +2,9 @@
 //! its account's partition. Its bucket holds only the `Idempotency-Key`s clients sent. A key is
 //! taken only while it is its user's current one, as billing announced it.
 
-use orders_common::api::{parse_json, RequestError};
-use orders_common::proto::CreateOrderRequest;
-use orders_common::service::{Handled, Host, Method, Reply, Request};
+use orders_domain::api::{parse_json, RequestError};
+use orders_domain::service::{Handled, Host, Method, Reply, Request};
+use orders_wire::proto::CreateOrderRequest;
 
 use crate::{Order, OrderError};
 
@@ -36,18 +36,18 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
 
 #[cfg(test)]
 mod tests {
-    use orders_common::domain::UserName;
-    use orders_common::memory::{self, MemoryHost};
-    use orders_common::ports::Publisher as _;
-    use orders_common::proto::CurrentApiKey;
-    use orders_common::service::{Method, Reply};
-    use orders_common::subjects;
+    use orders_domain::memory::{self, MemoryHost};
+    use orders_domain::ports::Publisher as _;
+    use orders_domain::service::{Method, Reply};
+    use orders_domain::UserName;
+    use orders_wire::proto::CurrentApiKey;
+    use orders_wire::subjects;
 
     use super::route;
 
     fn answer(host: &MemoryHost, method: Method, key: Option<&str>, body: &str) -> Reply {
         let request = MemoryHost::request(method, "/Order", key, body);
-        orders_common::service::answer(&request, |request| route(request, host))
+        orders_domain::service::answer(&request, |request| route(request, host))
     }
 
     /// A key issued to `user` and announced as the user's current one, as billing does.
@@ -59,7 +59,7 @@ mod tests {
             key_sha256: issued.hash.as_bytes().to_vec(),
         };
         host.broker
-            .publish_message(&subjects::current_api_key(&user), &announcement)
+            .publish_message(&subjects::current_api_key(user.as_str()), &announcement)
             .unwrap();
         issued.key
     }

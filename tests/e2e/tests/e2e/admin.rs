@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use orders_common::domain::OrderId;
-use orders_common::subjects;
+use orders_domain::OrderId;
 use orders_e2e::{orders_admin, orders_admin_command, unique, Lattice};
+use orders_wire::subjects;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
 

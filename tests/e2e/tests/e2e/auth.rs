@@ -1,9 +1,9 @@
 //! Who may do what: every endpoint but `POST /CreateUser` needs the user's API key (or, for views
 //! and key recovery, the admin token); everything refused changes nothing and publishes nothing.
 
-use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
-use orders_common::subjects;
 use orders_e2e::{encode, key_sha256, next_matching, publish_order, unique, Answer, Lattice};
+use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
+use orders_wire::subjects;
 use reqwest::Method;
 use serde_json::json;
 

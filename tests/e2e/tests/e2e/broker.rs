@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orders_common::domain::OrderId;
-use orders_common::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
-use orders_common::subjects;
+use orders_domain::OrderId;
 use orders_e2e::{next_matching, publish_order, unique, Lattice};
+use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
+use orders_wire::subjects;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -18,7 +18,7 @@ async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as
     let nats = lattice.nats().await;
     let user = lattice.new_user("Broker", 100).await;
     // The account's partition: every order of the user, whatever its id.
-    let any_id = subjects::order_placed(&user, &OrderId::parse("any").unwrap());
+    let any_id = subjects::order_placed(&user, OrderId::parse("any").unwrap());
     let partition = any_id.rsplit_once('.').unwrap().0;
     let mut placed = nats.subscribe(format!("{partition}.*")).await.unwrap();
     let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();

@@ -1,8 +1,8 @@
 //! `GET /OrderStatus?order_id=`: where an order stands, from the order as stream `ORDERS` keeps it
 //! and notify's records, for its user and the admin only.
 
-use orders_common::proto::OrderPlaced;
 use orders_e2e::{publish_order, unique, Lattice};
+use orders_wire::proto::OrderPlaced;
 use serde_json::json;
 
 #[tokio::test]

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use orders_common::proto::{OrderPlaced, RefundRequested};
-use orders_common::subjects;
 use orders_e2e::{encode, key_sha256, next_matching, publish_order, unique, Answer, Lattice};
+use orders_wire::proto::{OrderPlaced, RefundRequested};
+use orders_wire::subjects;
 use serde_json::json;
 
 /// A user with `balance` who paid one order of `sum`; its id.

@@ -94,7 +94,7 @@ async fn an_order_on_the_broker_for_an_unknown_user_is_notified_as_refused() {
     // Over HTTP nobody can order for a user without that user's key, so only the broker can
     // carry such an order (NATS access is the operator's).
     let ghost = unique("Ghost");
-    let order = orders_common::proto::OrderPlaced {
+    let order = orders_wire::proto::OrderPlaced {
         order_id: unique("ghost-order").replace('_', "-"),
         user: ghost.clone(),
         sum: 10,

@@ -9,13 +9,13 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use orders_common::domain::OrderId;
-use orders_common::proto::OrderPlaced;
-use orders_common::subjects;
+use orders_domain::OrderId;
 use orders_e2e::{
     children_of, key_sha256, lattice_ops, load, orders_admin, placing_trace, publish_order, spans,
     traits_of, unique, Lattice, Operator, Telemetry,
 };
+use orders_wire::proto::OrderPlaced;
+use orders_wire::subjects;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -195,7 +195,7 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
             &json!("deadletter.billing"),
             &json!(subjects::order_placed(
                 &user,
-                &OrderId::parse(&muted).unwrap()
+                OrderId::parse(&muted).unwrap()
             ))
         )
     );
@@ -255,7 +255,7 @@ async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_o
         replayed[0]["to"],
         json!(subjects::order_placed(
             &user,
-            &OrderId::parse(&muted).unwrap()
+            OrderId::parse(&muted).unwrap()
         ))
     );
     publish_order(

@@ -5,7 +5,7 @@
 use prost::Message;
 
 use crate::domain::OrderId;
-use crate::proto::OrderPlaced;
+use orders_wire::proto::OrderPlaced;
 
 /// The revision a key was written at; compare-and-swap writes name the revision they expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub trait CasStore {
 }
 
 /// What one [`CasStore::scan`] asks for: up to `limit` entries whose keys match `filter` (see
-/// [`crate::keys`]), written after `after` (`None`: from the first), found as `by` says.
+/// [`orders_wire::keys`]), written after `after` (`None`: from the first), found as `by` says.
 #[derive(Debug, Clone, Copy)]
 pub struct Scan<'a> {
     pub filter: &'a str,

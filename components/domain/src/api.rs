@@ -115,7 +115,7 @@ fn percent_decode(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::DepositCashRequest;
+    use orders_wire::proto::DepositCashRequest;
 
     #[test]
     fn broken_json_is_malformed() {

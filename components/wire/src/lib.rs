@@ -1,18 +1,8 @@
-//! What billing, order and notify share, so it exists once: the protobuf messages of `schema/`,
-//! the domain newtypes every service parses its input into, the ports (storage, broker, clock) the
-//! cores are written against, who may call what (API keys, the admin token), the broker subjects,
-//! the decoding of HTTP requests, and the host a service runs on ([`service`]).
-//!
-//! No wit-bindgen here: this crate builds and tests natively and for `wasm32-wasip2`.
-
-pub mod api;
-pub mod auth;
-pub mod batch;
-pub mod domain;
-#[cfg(any(test, feature = "memory"))]
-pub mod memory;
-pub mod ports;
-pub mod service;
+//! What crosses the wire between billing, order, notify and whoever reads their messages: the
+//! protobuf messages of `schema/` (also the services' JSON bodies), the broker subjects they travel
+//! on, and the lattice conventions for server lists and stored keys. No domain rules here: the
+//! operator's tools, the benchmark and the tests read the application's messages through this
+//! crate alone.
 
 /// The messages of `schema/*.proto` (package `orders.v1`).
 pub mod proto {
@@ -20,7 +10,7 @@ pub mod proto {
 }
 
 /// What the lattice's parts agree on: NATS server lists, keys of tokens (every key of a group is
-/// found by one scan, [`crate::ports::CasStore::scan`]).
+/// found by one scan).
 pub use orders_conventions::{broker, keys};
 
 /// Broker subjects.
@@ -29,8 +19,6 @@ pub mod subjects {
         matches, DEAD_LETTER_PREFIX, FAILURE_HEADER, ORIGINAL_SUBJECT_HEADER,
     };
     use sha2::{Digest as _, Sha256};
-
-    use crate::domain::OrderId;
 
     /// order -> billing: [`crate::proto::OrderPlaced`], on `orders.placed.<partition>.<order id>`
     /// ([`order_placed`]).
@@ -50,7 +38,7 @@ pub mod subjects {
     ///   character, `.`, `*` and `>` included.
     /// - The id makes the order findable in its stream ([`placed_order`]): notify reads an
     ///   order's status from it rather than keeping a copy of every order.
-    pub fn order_placed(user: &str, id: &OrderId) -> String {
+    pub fn order_placed(user: &str, id: impl std::fmt::Display) -> String {
         format!("{ORDER_PLACED}.{}.{id}", partition(user))
     }
 
@@ -64,7 +52,7 @@ pub mod subjects {
 
     /// The subject of a refund of `user`'s order `id`: the order's partition, so billing's link
     /// applies one account's refunds one after another, as its orders.
-    pub fn refund_requested(user: &str, id: &OrderId) -> String {
+    pub fn refund_requested(user: &str, id: impl std::fmt::Display) -> String {
         format!("{REFUND_REQUESTED}.{}.{id}", partition(user))
     }
 
@@ -75,7 +63,7 @@ pub mod subjects {
 
     /// The subject filter that finds order `id` in its stream, whoever placed it. Order ids are
     /// letters, digits and `-`, so the id is one literal token.
-    pub fn placed_order(id: &OrderId) -> String {
+    pub fn placed_order(id: impl std::fmt::Display) -> String {
         format!("{ORDER_PLACED}.*.{id}")
     }
 
@@ -86,24 +74,17 @@ pub mod subjects {
     /// The subject on which billing announces `user`'s current API key: `keys.` and the SHA-256
     /// of the name in hex, one literal token whatever characters the name holds. The newest
     /// message on it names the key in force.
-    pub fn current_api_key(user: &crate::domain::UserName) -> String {
-        format!(
-            "keys.{}",
-            hex::encode(Sha256::digest(user.as_str().as_bytes()))
-        )
+    pub fn current_api_key(user: &str) -> String {
+        format!("keys.{}", hex::encode(Sha256::digest(user.as_bytes())))
     }
 
     #[cfg(test)]
     mod tests {
         use super::*;
 
-        fn id(raw: &str) -> OrderId {
-            OrderId::parse(raw).unwrap()
-        }
-
         #[test]
         fn a_users_current_key_is_announced_on_a_subject_of_its_own_whatever_the_name() {
-            let subject = |name| current_api_key(&crate::domain::UserName::parse(name).unwrap());
+            let subject = current_api_key;
             let dotted = subject("Pa.vel >*");
             assert!(matches(CURRENT_API_KEYS, &dotted), "{dotted}");
             assert_eq!(dotted.len(), "keys.".len() + 64);
@@ -113,8 +94,8 @@ pub mod subjects {
 
         #[test]
         fn one_users_orders_share_a_partition_of_two_hex_digits_and_each_has_its_own_subject() {
-            let first = order_placed("Павел", &id("o-1"));
-            let second = order_placed("Павел", &id("o-2"));
+            let first = order_placed("Павел", "o-1");
+            let second = order_placed("Павел", "o-2");
             assert_ne!(first, second);
             let partition = |subject: &str| {
                 subject
@@ -128,7 +109,7 @@ pub mod subjects {
             assert_eq!(token.len(), 2);
             assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
             assert!(first.ends_with(".o-1"));
-            let odd = order_placed("a.b >*", &id("o-1"));
+            let odd = order_placed("a.b >*", "o-1");
             assert_eq!(odd.split('.').count(), 4);
             assert!(!odd.contains(['>', '*', ' ']));
         }
@@ -136,18 +117,18 @@ pub mod subjects {
         #[test]
         fn users_spread_over_the_partitions() {
             let partitions: std::collections::HashSet<String> = (0..1000)
-                .map(|i| order_placed(&format!("user-{i}"), &id("o")))
+                .map(|i| order_placed(&format!("user-{i}"), "o"))
                 .collect();
             assert!(partitions.len() > 200, "{} partitions", partitions.len());
         }
 
         #[test]
         fn an_order_is_found_by_its_id_whatever_its_partition() {
-            let filter = placed_order(&id("o-1"));
+            let filter = placed_order("o-1");
             assert_eq!(filter, "orders.placed.*.o-1");
-            assert!(matches(&filter, &order_placed("Pavel", &id("o-1"))));
-            assert!(matches(&filter, &order_placed("Anna", &id("o-1"))));
-            assert!(!matches(&filter, &order_placed("Pavel", &id("o-2"))));
+            assert!(matches(&filter, &order_placed("Pavel", "o-1")));
+            assert!(matches(&filter, &order_placed("Anna", "o-1")));
+            assert!(!matches(&filter, &order_placed("Pavel", "o-2")));
             assert!(
                 matches(ORDER_PLACED_SUBJECTS, &filter),
                 "a link may read it"

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use crate::auth::{config_keys, Authenticator, Caller, CurrentKeys, KeyHash};
 use crate::domain::{OrderId, UserName};
-use crate::keys;
 use crate::ports::{
     decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError, Publisher,
     Revision, Scan, ScanPage, StoreError, Versioned,
 };
-use crate::proto::{CurrentApiKey, OrderPlaced};
-use crate::subjects;
+use orders_wire::keys;
+use orders_wire::proto::{CurrentApiKey, OrderPlaced};
+use orders_wire::subjects;
 
 /// The admin token of [`authenticator`].
 pub const ADMIN_TOKEN: &str = "ola_test-admin-token";
@@ -184,7 +184,7 @@ impl PlacedOrders for MemoryPublisher {
 /// user's subject, as the messaging provider reads it.
 impl CurrentKeys for MemoryPublisher {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
-        let wanted = subjects::current_api_key(user);
+        let wanted = subjects::current_api_key(user.as_str());
         let Some((subject, body)) = self.newest(|subject| subject == wanted)? else {
             return Ok(None);
         };
@@ -325,7 +325,7 @@ impl MemoryHost {
 mod tests {
     use super::*;
     use crate::ports::{conflict_wait_ms, RecordStore, Update};
-    use crate::proto::StoredAccount;
+    use orders_wire::proto::StoredAccount;
 
     #[test]
     fn a_write_expecting_an_old_revision_is_a_conflict_and_changes_nothing() {

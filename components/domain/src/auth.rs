@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq as _;
 use crate::api::ApiError;
 use crate::domain::UserName;
 use crate::ports::StoreError;
-use crate::proto::CurrentApiKey;
+use orders_wire::proto::CurrentApiKey;
 
 /// The named-config keys a service reads its key configuration from (`wasi:config`).
 pub mod config_keys {
