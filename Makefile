@@ -231,8 +231,9 @@ $(CARGO_AUDIT): | toolchain
 	@echo "==> building cargo-audit $(CARGO_AUDIT_VERSION) into $(TOOLS) (a few minutes, once)"
 	cargo install --locked --quiet --root $(TOOLS) cargo-audit --version $(CARGO_AUDIT_VERSION)
 
-# Every crate in Cargo.lock against a local checkout of the RustSec advisory database (it is never
-# fetched from here: the audit reads exactly the database it is given). Advisories that do not
+# Every crate in Cargo.lock, and in the operations tool's own tools/ops/Cargo.lock, against a
+# local checkout of the RustSec advisory database (it is never fetched from here: the audit reads
+# exactly the database it is given). Advisories that do not
 # apply to what we build and run are ignored in .cargo/audit.toml, each with its reason; the
 # findings are in docs/security-advisories.md. Warnings (unmaintained, unsound, yanked) fail too.
 ADVISORY_DB ?=
@@ -244,3 +245,4 @@ audit: $(CARGO_AUDIT)
 	  echo "(ADVISORY_DB='$(ADVISORY_DB)' holds no crates/ folder)" >&2; exit 2; }
 	@echo "==> advisory database at $$(git -C $(ADVISORY_DB) log -1 --format='%h, %cs' 2>/dev/null || echo '$(ADVISORY_DB)')"
 	$(CARGO_AUDIT) audit --db $(ADVISORY_DB) --no-fetch --deny warnings --file Cargo.lock
+	$(CARGO_AUDIT) audit --db $(ADVISORY_DB) --no-fetch --deny warnings --file tools/ops/Cargo.lock
