@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::lattice::listening;
 use crate::layout::{executable, Instance, Layout, INSTANCES};
-use crate::process::{alive, command, output, Processes};
+use crate::process::{command, output, Processes};
 
 #[derive(Default)]
 struct Report {
@@ -189,16 +189,7 @@ fn free_bytes(path: &Path) -> u64 {
 fn ports(layout: &Layout, instance: &Instance, report: &mut Report) {
     let ports = instance.ports();
     let listed = ports.iter().map(u16::to_string).collect::<Vec<_>>();
-    let processes = Processes {
-        state: layout.state(&instance.name),
-        logs: layout.state(&instance.name).join("logs"),
-        supervisor: None,
-    };
-    let running = processes
-        .recorded()
-        .iter()
-        .any(|name| processes.pid(name).is_some_and(alive));
-    if running {
+    if Processes::of(layout.state(&instance.name), None).any_running() {
         report.ok(format!(
             "{} lattice is running (ports {}; make status, make logs)",
             instance.name,

@@ -163,6 +163,15 @@ pub struct Start<'a> {
 }
 
 impl Processes {
+    /// The processes whose pid files are in `state`, their logs in `state/logs`.
+    pub fn of(state: PathBuf, supervisor: Option<PathBuf>) -> Self {
+        Self {
+            logs: state.join("logs"),
+            state,
+            supervisor,
+        }
+    }
+
     fn pid_file(&self, name: &str) -> PathBuf {
         self.state.join(format!("{name}.pid"))
     }
@@ -273,6 +282,11 @@ impl Processes {
     }
 
     /// Every process a pid file of the instance names, whatever its layout says.
+    /// Whether any process with a pid file is alive.
+    pub fn any_running(&self) -> bool {
+        self.recorded().iter().any(|name| self.running(name))
+    }
+
     pub fn recorded(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.state) else {
             return Vec::new();
