@@ -188,7 +188,16 @@ impl Lattice {
     /// racing the removal loses configurations it has just put, and its providers then wait for
     /// them forever ("Config orders-messaging_jetstream does not exist").
     fn remove_app(&self, manifest: &Path) -> anyhow::Result<()> {
-        succeeds(&mut self.wash(["app", "undeploy", "orders"]));
+        // Asked until wadm says so: a wadm that has just started (a restored lattice) may not
+        // take the request yet, and would go on placing the application, starting again at once
+        // every provider stopped below.
+        let undeployed = within(60, || {
+            succeeds(&mut self.wash(["app", "undeploy", "orders"]));
+            self.app_status().as_deref() == Some("undeployed")
+        });
+        if !undeployed {
+            eprintln!("timed out after 60s waiting for wadm to report the application undeployed");
+        }
         if !within(60, || self.no_providers()) {
             self.stop_leftover_providers()?;
         }
