@@ -1,7 +1,13 @@
-//! The capabilities this host serves in its own process: `wasmcloud+builtin://http-server` is our
-//! HTTP server (providers/http-server), whose requests reach a component running on this host as a
-//! function call, with no wRPC and no NATS between them. A component this host does not run is
-//! still called over the lattice (wRPC), as the provider process would.
+//! The capabilities this host serves in its own process:
+//! - `wasmcloud+builtin://http-server` is our HTTP server (providers/http-server), whose requests
+//!   reach a component running on this host as a function call, with no wRPC and no NATS between
+//!   them. A component this host does not run is still called over the lattice (wRPC), as the
+//!   provider process would.
+//! - `wasmcloud+builtin://keyvalue-jetstream` and `wasmcloud+builtin://messaging-jetstream` are
+//!   our key-value and messaging providers (providers/keyvalue-jetstream, providers/messaging-
+//!   jetstream): the calls of this host's components reach them in process, over pipes instead of
+//!   NATS; those of other hosts' components over NATS, as the provider processes. The messaging
+//!   provider still hands batches to a component over wRPC.
 
 use std::sync::Arc;
 
@@ -15,7 +21,40 @@ use wasmcloud_host::wasmbus::{
 
 /// Every provider this host serves in its process, by builtin name.
 pub fn providers() -> EmbeddedProviders {
-    EmbeddedProviders::default().with("http-server", HttpServer)
+    EmbeddedProviders::default()
+        .with("http-server", HttpServer)
+        .with("keyvalue-jetstream", KeyValue)
+        .with("messaging-jetstream", Messaging)
+}
+
+struct KeyValue;
+
+impl EmbeddedProvider for KeyValue {
+    fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
+        let exports = start.exports_in_process();
+        Box::pin(keyvalue_jetstream_provider::serve_in_host(
+            start.host_data,
+            start.connection,
+            start.commands,
+            start.quit,
+            exports,
+        ))
+    }
+}
+
+struct Messaging;
+
+impl EmbeddedProvider for Messaging {
+    fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
+        let exports = start.exports_in_process();
+        Box::pin(messaging_jetstream_provider::serve_in_host(
+            start.host_data,
+            start.connection,
+            start.commands,
+            start.quit,
+            exports,
+        ))
+    }
 }
 
 struct HttpServer;

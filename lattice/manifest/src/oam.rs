@@ -14,7 +14,17 @@ const BUILTIN_PREFIX: &str = "wasmcloud+builtin://";
 /// Each capability our host serves in process, and the provider archive of the same code: what a
 /// host without it runs (upstream's host, so the Kubernetes image), or anyone who wants the
 /// capability in a process of its own (`render --providers-as-processes`).
-const BUILTIN_ARCHIVES: [(&str, &str); 1] = [("http-server", "build/providers/http-server.par.gz")];
+const BUILTIN_ARCHIVES: [(&str, &str); 3] = [
+    ("http-server", "build/providers/http-server.par.gz"),
+    (
+        "keyvalue-jetstream",
+        "build/providers/keyvalue-jetstream.par.gz",
+    ),
+    (
+        "messaging-jetstream",
+        "build/providers/messaging-jetstream.par.gz",
+    ),
+];
 
 pub struct Application {
     root: Value,
@@ -506,25 +516,44 @@ mod tests {
     }
 
     #[test]
-    fn the_http_server_is_our_hosts_own_unless_asked_to_run_as_a_process() {
-        let http_server_image = |app: &Application| {
+    fn every_capability_is_our_hosts_own_unless_asked_to_run_as_processes() {
+        let image = |app: &Application, name: &str| {
             image_of(
                 app.components()
                     .unwrap()
                     .iter()
-                    .find(|c| c["name"] == "http-server")
+                    .find(|c| c["name"] == name)
                     .unwrap(),
             )
             .unwrap()
             .to_string()
         };
         let mut app = kept();
-        assert_eq!(http_server_image(&app), "wasmcloud+builtin://http-server");
+        assert_eq!(
+            image(&app, "http-server"),
+            "wasmcloud+builtin://http-server"
+        );
+        assert_eq!(
+            image(&app, "keyvalue"),
+            "wasmcloud+builtin://keyvalue-jetstream"
+        );
+        assert_eq!(
+            image(&app, "messaging"),
+            "wasmcloud+builtin://messaging-jetstream"
+        );
         app.builtins_as_processes().unwrap();
         app.resolve_local_files(Path::new("/checkout")).unwrap();
         assert_eq!(
-            http_server_image(&app),
+            image(&app, "http-server"),
             "file:///checkout/build/providers/http-server.par.gz"
+        );
+        assert_eq!(
+            image(&app, "keyvalue"),
+            "file:///checkout/build/providers/keyvalue-jetstream.par.gz"
+        );
+        assert_eq!(
+            image(&app, "messaging"),
+            "file:///checkout/build/providers/messaging-jetstream.par.gz"
         );
     }
 

@@ -15,7 +15,11 @@ use bytes::Bytes;
 use tokio::sync::RwLock;
 use tracing::Instrument as _;
 use tracing::{info, warn};
-use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider};
+use wasmcloud_provider_sdk::core::HostData;
+use wasmcloud_provider_sdk::provider::ProviderCommandReceivers;
+use wasmcloud_provider_sdk::{
+    load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
+};
 
 use config::BucketConfig;
 use orders_jetstream_kv::{self as bucket, Bucket, BucketError};
@@ -33,19 +37,40 @@ mod bindings {
 use bindings::exports::orders::lattice::keyvalue_cas;
 use bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 
-/// Starts the provider and serves its exports until the host stops it.
+/// The provider process: serves its exports over NATS until the host stops it.
 pub async fn run() -> anyhow::Result<()> {
     let _observability =
         orders_provider_support::init_observability("keyvalue-jetstream-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
-    let provider = KeyValueProvider {
-        defaults: Arc::new(host_data.config.clone()),
-        credentials: NatsCredentials::of_host()?,
-        buckets: Arc::default(),
-    };
+    let provider = KeyValueProvider::new(host_data);
     orders_provider_support::serve_until_stopped!(
         provider,
         "keyvalue-jetstream-provider",
+        bindings::serve
+    )
+}
+
+/// Serves in the host's process, with the host data and the SDK's connection and commands the host
+/// gives an embedded provider: the components of that host call it on `exports` (in process), those
+/// of other hosts over NATS (`connection`). The tasks end when the host aborts them.
+pub async fn serve_in_host<S>(
+    host_data: HostData,
+    connection: ProviderConnection,
+    commands: ProviderCommandReceivers,
+    quit: tokio::sync::broadcast::Sender<()>,
+    exports: S,
+) -> anyhow::Result<tokio::task::JoinSet<()>>
+where
+    S: wrpc_transport::Serve<Context = Option<Context>> + Send + 'static,
+{
+    let provider = KeyValueProvider::new(&host_data);
+    orders_provider_support::serve_exports_in_host!(
+        provider,
+        host_data,
+        connection,
+        commands,
+        quit,
+        exports,
         bindings::serve
     )
 }
@@ -75,6 +100,14 @@ enum Unroutable {
 }
 
 impl KeyValueProvider {
+    fn new(host_data: &HostData) -> Self {
+        Self {
+            defaults: Arc::new(host_data.config.clone()),
+            credentials: NatsCredentials::of(host_data),
+            buckets: Arc::default(),
+        }
+    }
+
     /// Connects with the data plane's credentials and opens the configured bucket.
     async fn open(&self, config: &BucketConfig) -> anyhow::Result<Bucket> {
         let client = self

@@ -33,8 +33,11 @@ use orders_conventions::subjects;
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument as _};
+use wasmcloud_provider_sdk::core::HostData;
+use wasmcloud_provider_sdk::provider::ProviderCommandReceivers;
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
+    ProviderConnection,
 };
 
 use config::{Access, ConsumerConfig, Keeps, LinkPolicy, ProviderConfig, StreamSpec};
@@ -55,37 +58,43 @@ use bindings::exports::wasmcloud::messaging::consumer;
 use bindings::orders::lattice::batch_handler;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 
-/// Starts the provider: connects, ensures the configured streams, serves `consumer` and runs one
-/// durable consumer per handler link until the host stops it.
+/// The provider process: connects, ensures the configured streams, serves `consumer` and
+/// `stream-reader` over NATS and runs one durable consumer per handler link until the host stops
+/// it.
 pub async fn run() -> anyhow::Result<()> {
     let _observability =
         orders_provider_support::init_observability("messaging-jetstream-provider")?;
     let host_data = load_host_data().context("failed to load host data")?;
-    let config = ProviderConfig::from_map(&host_data.config)?;
-    let client = NatsCredentials::of_host()?
-        .connect(&config.cluster_uri, "orders messaging-jetstream provider")
-        .await?;
-    let js = match &config.js_domain {
-        Some(domain) => jetstream::with_domain(client.clone(), domain),
-        None => jetstream::new(client.clone()),
-    };
-    let mut read_directly = HashSet::new();
-    for spec in &config.streams {
-        if ensure_stream(&js, spec, config.replicas).await? {
-            read_directly.insert(spec.name.clone());
-        }
-    }
-    let provider = JetStreamMessaging {
-        client,
-        js,
-        streams: Arc::new(config.streams),
-        read_directly: Arc::new(read_directly),
-        consumers: Arc::default(),
-        publishers: Arc::default(),
-    };
+    let provider = JetStreamMessaging::start(host_data, None).await?;
     orders_provider_support::serve_until_stopped!(
         provider,
         "messaging-jetstream-provider",
+        bindings::serve
+    )
+}
+
+/// Serves in the host's process, with the host data and the SDK's connection and commands the host
+/// gives an embedded provider: the components of that host publish and read on `exports` (in
+/// process), those of other hosts over NATS (`connection`); batches still reach a component over
+/// wRPC. The tasks end when the host aborts them.
+pub async fn serve_in_host<S>(
+    host_data: HostData,
+    connection: ProviderConnection,
+    commands: ProviderCommandReceivers,
+    quit: tokio::sync::broadcast::Sender<()>,
+    exports: S,
+) -> anyhow::Result<tokio::task::JoinSet<()>>
+where
+    S: wrpc_transport::Serve<Context = Option<Context>> + Send + 'static,
+{
+    let provider = JetStreamMessaging::start(&host_data, Some(connection.clone())).await?;
+    orders_provider_support::serve_exports_in_host!(
+        provider,
+        host_data,
+        connection,
+        commands,
+        quit,
+        exports,
         bindings::serve
     )
 }
@@ -147,6 +156,10 @@ pub async fn ensure_stream(
 
 #[derive(Clone)]
 struct JetStreamMessaging {
+    /// The SDK's connection, through which batches reach the components: the host's for a
+    /// provider served in its process; `None` in the provider process, whose connection the SDK
+    /// keeps once the provider runs.
+    connection: Option<ProviderConnection>,
     client: async_nats::Client,
     js: jetstream::Context,
     /// The configured streams, to find the one a read is for.
@@ -160,6 +173,42 @@ struct JetStreamMessaging {
 }
 
 impl JetStreamMessaging {
+    /// Connects with the data plane's credentials and ensures the configured streams.
+    async fn start(
+        host_data: &HostData,
+        connection: Option<ProviderConnection>,
+    ) -> anyhow::Result<Self> {
+        let config = ProviderConfig::from_map(&host_data.config)?;
+        let client = NatsCredentials::of(host_data)
+            .connect(&config.cluster_uri, "orders messaging-jetstream provider")
+            .await?;
+        let js = match &config.js_domain {
+            Some(domain) => jetstream::with_domain(client.clone(), domain),
+            None => jetstream::new(client.clone()),
+        };
+        let mut read_directly = HashSet::new();
+        for spec in &config.streams {
+            if ensure_stream(&js, spec, config.replicas).await? {
+                read_directly.insert(spec.name.clone());
+            }
+        }
+        Ok(Self {
+            connection,
+            client,
+            js,
+            streams: Arc::new(config.streams),
+            read_directly: Arc::new(read_directly),
+            consumers: Arc::default(),
+            publishers: Arc::default(),
+        })
+    }
+
+    fn connection(&self) -> ProviderConnection {
+        self.connection
+            .clone()
+            .unwrap_or_else(|| get_connection().clone())
+    }
+
     /// Refuses `access` to `subject` unless the caller's link allows it.
     async fn authorize(
         &self,
@@ -185,6 +234,7 @@ impl Provider for JetStreamMessaging {
         let component = link.target_id.to_string();
         info!(%component, stream = %config.stream, durable = %config.durable, "consuming");
         let task = tokio::spawn(consume(
+            self.connection(),
             self.js.clone(),
             consumer,
             config,
@@ -301,6 +351,7 @@ async fn durable_consumer(
 /// to `max_batch`, `concurrency` batches at a time, forever; with `in_turn_tokens`, the messages
 /// of one turn (subjects sharing those tokens) are in one batch at a time.
 async fn consume(
+    connection: ProviderConnection,
     js: jetstream::Context,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     config: ConsumerConfig,
@@ -311,7 +362,7 @@ async fn consume(
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let in_turn: Arc<InTurn<jetstream::Message>> = Arc::default();
     loop {
-        let wrpc = match get_connection().get_wrpc_client(&component).await {
+        let wrpc = match connection.get_wrpc_client(&component).await {
             Ok(wrpc) => Arc::new(wrpc),
             Err(e) => {
                 error!(%component, "no wRPC client: {e:#}");

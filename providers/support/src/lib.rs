@@ -157,6 +157,41 @@ macro_rules! serve_until_stopped {
     }};
 }
 
+/// Serves `$provider`, a provider the host runs in its process, and its exports (`$serve`, the
+/// `serve` function wit-bindgen-wrpc generated): the host's components call them on `$exports`
+/// (the host's in-process exports), other hosts' components over NATS. Otherwise as
+/// [`serve_in_host`]. A macro for the reason [`serve_until_stopped!`] is one.
+#[macro_export]
+macro_rules! serve_exports_in_host {
+    ($provider:expr, $host_data:expr, $connection:expr, $commands:expr, $quit:expr, $exports:expr, $serve:path) => {{
+        use ::anyhow::Context as _;
+        let provider = $provider;
+        let connection: ::wasmcloud_provider_sdk::ProviderConnection = $connection;
+        let exports = $exports;
+        let mut tasks = $crate::serve_in_host(
+            provider.clone(),
+            $host_data.link_definitions,
+            connection.clone(),
+            $commands,
+            $quit,
+        )
+        .await;
+        let over_nats = connection
+            .get_wrpc_client(connection.provider_key())
+            .await
+            .context("failed to create the wRPC client")?;
+        for invocations in [
+            $serve(&exports, provider.clone()).await?,
+            $serve(&over_nats, provider).await?,
+        ] {
+            tasks.spawn(async move {
+                $crate::serve_invocations(invocations, ::std::future::pending()).await;
+            });
+        }
+        ::anyhow::Ok(tasks)
+    }};
+}
+
 /// Serves `provider` inside the host's process, as [`serve_until_stopped!`] serves a provider
 /// process: it takes the links the host knew at its start (`start_up_links`), is told it has them,
 /// keeps its links in step with the lattice, and follows the SDK's commands (links put and

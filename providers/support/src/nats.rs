@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use orders_nats_creds::Credentials;
-use wasmcloud_provider_sdk::load_host_data;
+use wasmcloud_provider_sdk::core::HostData;
 
 /// The data plane's user JWT and seed as the host gave them; none on a lattice whose NATS is
 /// anonymous. Never prints the seed.
@@ -17,14 +17,11 @@ use wasmcloud_provider_sdk::load_host_data;
 pub struct NatsCredentials(Option<Credentials>);
 
 impl NatsCredentials {
-    /// The credentials the host gave this provider.
-    pub fn of_host() -> anyhow::Result<Self> {
-        let host_data = load_host_data().context("failed to load host data")?;
+    /// The credentials the host gave the provider, in its host data.
+    pub fn of(host_data: &HostData) -> Self {
         let jwt = host_data.lattice_rpc_user_jwt.trim();
         let seed = host_data.lattice_rpc_user_seed.trim();
-        Ok(Self((!jwt.is_empty()).then(|| {
-            Credentials::new(jwt.to_string(), seed.to_string())
-        })))
+        Self((!jwt.is_empty()).then(|| Credentials::new(jwt.to_string(), seed.to_string())))
     }
 
     /// Connects to `url` (one server, or a comma-separated list of a cluster's) as `name` (shown

@@ -199,10 +199,10 @@ fn stages(layout: &Layout, test: &Lattice, ha: &Lattice) -> anyhow::Result<()> {
     );
     fuzz_the_contract(layout, test, &base_url)?;
 
-    // The host serves the HTTP server in its process; the Kubernetes manifest (upstream's host
-    // image) and ORDERS_PROVIDERS=processes run the same provider as a process calling
-    // components over wRPC.
-    say("the HTTP server as a provider process (ORDERS_PROVIDERS=processes): redeployed so, every path served, the Postman collection again");
+    // The host serves the HTTP server, messaging and key-value in its process; the Kubernetes manifest
+    // (upstream's host image) and ORDERS_PROVIDERS=processes run the same providers as processes,
+    // over wRPC.
+    say("the capabilities as provider processes (ORDERS_PROVIDERS=processes): redeployed so, every path served, the Postman collection again");
     std::env::set_var("ORDERS_PROVIDERS", "processes");
     let redeployed = test.up();
     std::env::remove_var("ORDERS_PROVIDERS");

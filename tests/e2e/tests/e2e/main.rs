@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod bad_input;
 mod broker;
+mod capabilities;
 mod concurrency;
 mod contract;
 mod idempotency;

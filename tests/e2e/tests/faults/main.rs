@@ -692,16 +692,15 @@ fn on_lattice(args: &[&str]) -> String {
 
 #[tokio::test]
 #[ignore = "kills parts of a running lattice: `make test` runs these alone"]
-async fn a_warm_make_run_changes_nothing_running_and_every_provider_killed_or_stopped_afterwards_serves_again(
+async fn a_warm_make_run_changes_nothing_running_and_every_capability_stopped_afterwards_serves_again(
 ) {
     let operator = Operator::from_env();
     let instance = operator.instance.clone();
     let host = orders_e2e::supervised_pid(&instance, "host");
-    let providers_before = children_of(host);
     assert_eq!(
-        providers_before.len(),
-        2,
-        "the host runs the messaging and key-value providers as processes, the HTTP server in its own: {providers_before:?}"
+        children_of(host),
+        Vec::<u32>::new(),
+        "the host serves the HTTP server, messaging and key-value in its own process"
     );
     let printed = on_lattice(&["up", &instance]);
     assert!(
@@ -713,35 +712,21 @@ async fn a_warm_make_run_changes_nothing_running_and_every_provider_killed_or_st
         host,
         "nor restarts the host"
     );
-    assert_eq!(children_of(host), providers_before, "nor its providers");
 
-    // The HTTP server cannot die apart from the host (whose crash the next tests make): its
-    // equivalent of a crash is being stopped, after which wadm starts it again.
+    // A capability in the host's process cannot die apart from the host (whose crash the next
+    // tests make): its equivalent of a crash is being stopped, after which wadm starts it again.
+    // Every order accepted must still be settled once, so all three are back.
     let runtime = tokio::runtime::Handle::current();
     outage_under_load(
-        "warm make run, then kill -9 of every provider process and a stop of the host's HTTP server",
+        "warm make run, then a stop of the host's HTTP server, messaging and key-value",
         move || {
-            for provider in children_of(host) {
-                let killed = std::process::Command::new("kill")
-                    .args(["-KILL", &provider.to_string()])
-                    .status()
-                    .unwrap();
-                assert!(killed.success());
-            }
             // wadm names a provider `<application>-<name>`, `-` in the name as `_`.
-            runtime.block_on(operator.stop_provider("orders-http_server"));
+            for in_host in ["orders-http_server", "orders-messaging", "orders-keyvalue"] {
+                runtime.block_on(operator.stop_provider(in_host));
+            }
         },
     )
     .await;
-    let providers_after = children_of(host);
-    assert_eq!(
-        providers_after.len(),
-        2,
-        "the host started them again: {providers_after:?}"
-    );
-    assert!(providers_after
-        .iter()
-        .all(|p| !providers_before.contains(p)));
     orders_e2e::the_books_add_up().await;
 }
 
