@@ -16,44 +16,48 @@ use http_server_provider::{Component, Components, OverWrpc};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 use wasmcloud_host::wasmbus::{
-    EmbeddedProvider, EmbeddedProviders, EmbeddedStart, LocalComponents,
+    EmbeddedProvider, EmbeddedProviders, EmbeddedStart, InProcessExports, LocalComponents,
 };
 
 /// Every provider this host serves in its process, by builtin name.
 pub fn providers() -> EmbeddedProviders {
     EmbeddedProviders::default()
         .with("http-server", HttpServer)
-        .with("keyvalue-jetstream", KeyValue)
-        .with("messaging-jetstream", Messaging)
+        .with(
+            "keyvalue-jetstream",
+            ServesInProcess(|start, exports| {
+                Box::pin(keyvalue_jetstream_provider::serve_in_host(
+                    start.host_data,
+                    start.connection,
+                    start.commands,
+                    start.quit,
+                    exports,
+                ))
+            }),
+        )
+        .with(
+            "messaging-jetstream",
+            ServesInProcess(|start, exports| {
+                Box::pin(messaging_jetstream_provider::serve_in_host(
+                    start.host_data,
+                    start.connection,
+                    start.commands,
+                    start.quit,
+                    exports,
+                ))
+            }),
+        )
 }
 
-struct KeyValue;
+type Started = BoxFuture<'static, anyhow::Result<JoinSet<()>>>;
 
-impl EmbeddedProvider for KeyValue {
-    fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
+/// A provider whose exports this host's components call in process.
+struct ServesInProcess(fn(EmbeddedStart, InProcessExports) -> Started);
+
+impl EmbeddedProvider for ServesInProcess {
+    fn start(&self, start: EmbeddedStart) -> Started {
         let exports = start.exports_in_process();
-        Box::pin(keyvalue_jetstream_provider::serve_in_host(
-            start.host_data,
-            start.connection,
-            start.commands,
-            start.quit,
-            exports,
-        ))
-    }
-}
-
-struct Messaging;
-
-impl EmbeddedProvider for Messaging {
-    fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
-        let exports = start.exports_in_process();
-        Box::pin(messaging_jetstream_provider::serve_in_host(
-            start.host_data,
-            start.connection,
-            start.commands,
-            start.quit,
-            exports,
-        ))
+        (self.0)(start, exports)
     }
 }
 

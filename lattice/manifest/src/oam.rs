@@ -528,33 +528,24 @@ mod tests {
             .unwrap()
             .to_string()
         };
+        // (the component in wadm.yaml, our host's builtin, the provider archive)
+        let capabilities = [
+            ("http-server", "http-server", "http-server"),
+            ("keyvalue", "keyvalue-jetstream", "keyvalue-jetstream"),
+            ("messaging", "messaging-jetstream", "messaging-jetstream"),
+        ];
         let mut app = kept();
-        assert_eq!(
-            image(&app, "http-server"),
-            "wasmcloud+builtin://http-server"
-        );
-        assert_eq!(
-            image(&app, "keyvalue"),
-            "wasmcloud+builtin://keyvalue-jetstream"
-        );
-        assert_eq!(
-            image(&app, "messaging"),
-            "wasmcloud+builtin://messaging-jetstream"
-        );
+        for (name, builtin, _) in capabilities {
+            assert_eq!(image(&app, name), format!("wasmcloud+builtin://{builtin}"));
+        }
         app.builtins_as_processes().unwrap();
         app.resolve_local_files(Path::new("/checkout")).unwrap();
-        assert_eq!(
-            image(&app, "http-server"),
-            "file:///checkout/build/providers/http-server.par.gz"
-        );
-        assert_eq!(
-            image(&app, "keyvalue"),
-            "file:///checkout/build/providers/keyvalue-jetstream.par.gz"
-        );
-        assert_eq!(
-            image(&app, "messaging"),
-            "file:///checkout/build/providers/messaging-jetstream.par.gz"
-        );
+        for (name, _, archive) in capabilities {
+            assert_eq!(
+                image(&app, name),
+                format!("file:///checkout/build/providers/{archive}.par.gz")
+            );
+        }
     }
 
     #[test]
