@@ -87,6 +87,24 @@ impl Request {
             .transpose()
     }
 
+    /// The query parameter `name`, percent-decoded, if given.
+    pub fn param(&self, name: &str) -> Option<String> {
+        crate::api::query_param(&self.query, name)
+    }
+
+    /// The query parameter `name`; a 400 naming it when absent.
+    pub fn required_param(&self, name: &'static str) -> Result<String, RequestError> {
+        self.param(name).ok_or(RequestError::MissingParameter(name))
+    }
+
+    /// The page asked for by the query parameters `after` and `limit`.
+    pub fn page(&self) -> Result<crate::PageRequest, crate::InvalidValue> {
+        crate::PageRequest::parse(
+            self.param("after").as_deref(),
+            self.param("limit").as_deref(),
+        )
+    }
+
     /// Refuses every method but `allowed` (405).
     pub fn require(&self, allowed: Method) -> Result<(), RequestError> {
         if self.method == allowed {

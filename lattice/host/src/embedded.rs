@@ -9,15 +9,20 @@
 //!   NATS; those of other hosts' components over NATS, as the provider processes. The messaging
 //!   provider still hands batches to a component over wRPC.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http_server_provider::{Component, Components, OverWrpc};
+use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
+use wasmcloud_core::HostData;
 use wasmcloud_host::wasmbus::{
     EmbeddedProvider, EmbeddedProviders, EmbeddedStart, InProcessExports, LocalComponents,
 };
+use wasmcloud_provider_sdk::provider::ProviderCommandReceivers;
+use wasmcloud_provider_sdk::ProviderConnection;
 
 /// Every provider this host serves in its process, by builtin name.
 pub fn providers() -> EmbeddedProviders {
@@ -25,46 +30,49 @@ pub fn providers() -> EmbeddedProviders {
         .with("http-server", HttpServer)
         .with(
             "keyvalue-jetstream",
-            ServesInProcess(|start, exports| {
-                Box::pin(keyvalue_jetstream_provider::serve_in_host(
-                    start.host_data,
-                    start.connection,
-                    start.commands,
-                    start.quit,
-                    exports,
-                ))
-            }),
+            ServesInProcess(keyvalue_jetstream_provider::serve_in_host::<InProcessExports>),
         )
         .with(
             "messaging-jetstream",
-            ServesInProcess(|start, exports| {
-                Box::pin(messaging_jetstream_provider::serve_in_host(
-                    start.host_data,
-                    start.connection,
-                    start.commands,
-                    start.quit,
-                    exports,
-                ))
-            }),
+            ServesInProcess(messaging_jetstream_provider::serve_in_host::<InProcessExports>),
         )
 }
 
 type Started = BoxFuture<'static, anyhow::Result<JoinSet<()>>>;
 
-/// A provider whose exports this host's components call in process.
-struct ServesInProcess(fn(EmbeddedStart, InProcessExports) -> Started);
+/// A provider whose exports this host's components call in process: its crate's `serve_in_host`.
+struct ServesInProcess<F>(F);
 
-impl EmbeddedProvider for ServesInProcess {
+impl<F, Serving> EmbeddedProvider for ServesInProcess<F>
+where
+    F: Fn(
+            HostData,
+            ProviderConnection,
+            ProviderCommandReceivers,
+            broadcast::Sender<()>,
+            InProcessExports,
+        ) -> Serving
+        + Send
+        + Sync
+        + 'static,
+    Serving: Future<Output = anyhow::Result<JoinSet<()>>> + Send + 'static,
+{
     fn start(&self, start: EmbeddedStart) -> Started {
         let exports = start.exports_in_process();
-        (self.0)(start, exports)
+        Box::pin((self.0)(
+            start.host_data,
+            start.connection,
+            start.commands,
+            start.quit,
+            exports,
+        ))
     }
 }
 
 struct HttpServer;
 
 impl EmbeddedProvider for HttpServer {
-    fn start(&self, start: EmbeddedStart) -> BoxFuture<'static, anyhow::Result<JoinSet<()>>> {
+    fn start(&self, start: EmbeddedStart) -> Started {
         let components = Arc::new(HereFirst {
             here: start.components,
             over_the_lattice: OverWrpc::through(start.connection.clone()),

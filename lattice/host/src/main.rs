@@ -47,69 +47,15 @@ struct Args {
     /// Overrides the NATS port for RPC traffic between components and providers.
     #[arg(long, env = "WASMCLOUD_RPC_PORT")]
     rpc_port: Option<u16>,
-    /// User JWT for both NATS connections (with `--nats-seed`), unless `--ctl-*`/`--rpc-*` say otherwise.
-    #[arg(
-        long,
-        env = "WASMCLOUD_NATS_JWT",
-        requires = "nats_seed",
-        conflicts_with = "nats_creds",
-        hide_env_values = true
-    )]
-    nats_jwt: Option<String>,
-    /// The seed that goes with `--nats-jwt`.
-    #[arg(
-        long,
-        env = "WASMCLOUD_NATS_SEED",
-        requires = "nats_jwt",
-        conflicts_with = "nats_creds",
-        hide_env_values = true
-    )]
-    nats_seed: Option<String>,
     /// A NATS creds file (JWT and seed) for both connections.
     #[arg(long, env = "WASMCLOUD_NATS_CREDS")]
     nats_creds: Option<PathBuf>,
-    /// User JWT of the control-interface connection (with `--ctl-seed`).
-    #[arg(
-        long,
-        env = "WASMCLOUD_CTL_JWT",
-        requires = "ctl_seed",
-        conflicts_with = "ctl_creds",
-        hide_env_values = true
-    )]
-    ctl_jwt: Option<String>,
-    /// The seed that goes with `--ctl-jwt`.
-    #[arg(
-        long,
-        env = "WASMCLOUD_CTL_SEED",
-        requires = "ctl_jwt",
-        conflicts_with = "ctl_creds",
-        hide_env_values = true
-    )]
-    ctl_seed: Option<String>,
     /// A NATS creds file for the control-interface connection.
     #[arg(long, env = "WASMCLOUD_CTL_CREDS")]
     ctl_creds: Option<PathBuf>,
     /// Require TLS on the control-interface connection.
     #[arg(long, env = "WASMCLOUD_CTL_TLS")]
     ctl_tls: bool,
-    /// User JWT of the RPC connection (with `--rpc-seed`); the host hands it to every provider.
-    #[arg(
-        long,
-        env = "WASMCLOUD_RPC_JWT",
-        requires = "rpc_seed",
-        conflicts_with = "rpc_creds",
-        hide_env_values = true
-    )]
-    rpc_jwt: Option<String>,
-    /// The seed that goes with `--rpc-jwt`.
-    #[arg(
-        long,
-        env = "WASMCLOUD_RPC_SEED",
-        requires = "rpc_jwt",
-        conflicts_with = "rpc_creds",
-        hide_env_values = true
-    )]
-    rpc_seed: Option<String>,
     /// A NATS creds file for the RPC connection (and so for every provider).
     #[arg(long, env = "WASMCLOUD_RPC_CREDS")]
     rpc_creds: Option<PathBuf>,
@@ -282,28 +228,12 @@ impl Args {
         from_env.chain(from_flags).collect()
     }
 
-    /// The credentials of one connection: its own, else the shared `--nats-*` ones, else none.
-    fn credentials(
-        &self,
-        creds: &Option<PathBuf>,
-        jwt: &Option<String>,
-        seed: &Option<String>,
-    ) -> anyhow::Result<Credentials> {
-        let read = |creds: &Option<PathBuf>, jwt: &Option<String>, seed: &Option<String>| match (
-            creds, jwt, seed,
-        ) {
-            (Some(path), _, _) => Ok(Some(orders_nats_creds::Credentials::read(path)?)),
-            (None, Some(jwt), Some(seed)) => Ok(Some(orders_nats_creds::Credentials::new(
-                jwt.clone(),
-                seed.clone(),
-            ))),
-            _ => anyhow::Ok(None),
-        };
-        let Some(credentials) =
-            read(creds, jwt, seed)?.or(read(&self.nats_creds, &self.nats_jwt, &self.nats_seed)?)
-        else {
+    /// The credentials of one connection: its own creds file, else the shared one, else none.
+    fn credentials(&self, creds: &Option<PathBuf>) -> anyhow::Result<Credentials> {
+        let Some(path) = creds.as_ref().or(self.nats_creds.as_ref()) else {
             return Ok((None, None));
         };
+        let credentials = orders_nats_creds::Credentials::read(path)?;
         let key = credentials.key_pair()?;
         Ok((Some(credentials.jwt), Some(Arc::new(key))))
     }
@@ -316,10 +246,8 @@ impl Args {
             .transpose()
             .context("WASMCLOUD_HOST_SEED is not a valid seed")?
             .map(Arc::new);
-        let (ctl_jwt, ctl_key) =
-            self.credentials(&self.ctl_creds, &self.ctl_jwt, &self.ctl_seed)?;
-        let (rpc_jwt, rpc_key) =
-            self.credentials(&self.rpc_creds, &self.rpc_jwt, &self.rpc_seed)?;
+        let (ctl_jwt, ctl_key) = self.credentials(&self.ctl_creds)?;
+        let (rpc_jwt, rpc_key) = self.credentials(&self.rpc_creds)?;
         let oci_opts = wasmcloud_host::OciConfig {
             additional_ca_paths: self.tls_ca_paths.clone(),
             allow_latest: self.allow_latest,
@@ -517,11 +445,6 @@ mod tests {
     #[test]
     fn without_observability_nothing_is_exported() {
         assert!(!config(&[]).otel_config.traces_enabled());
-    }
-
-    #[test]
-    fn a_jwt_without_its_seed_is_refused() {
-        assert!(Args::try_parse_from(["orders-host", "--nats-jwt", "h.x.s"]).is_err());
     }
 
     #[test]

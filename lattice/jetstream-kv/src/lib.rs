@@ -175,12 +175,23 @@ impl Bucket {
         after: u64,
         limit: u32,
     ) -> Result<Page, BucketError> {
+        let subject = format!("{}{}", self.store.prefix, key::encode_filter(filter)?);
+        let limit = limit.clamp(1, MAX_SCAN) as usize;
+        let scan_once = || async {
+            match by {
+                ScanBy::WriteOrder => {
+                    self.scan_in_write_order(subject.clone(), after, limit)
+                        .await
+                }
+                ScanBy::KeyIndex => self.scan_key_index(&subject, after, limit).await,
+            }
+        };
         // On a cluster, a consumer just created may not be reachable from this client's server
         // yet (its interest travels over the routes): the first pull is then answered 503 "no
         // responders". Such a scan is tried again after a short wait.
         let mut wait = Duration::from_millis(10);
         for _ in 1..SCAN_ATTEMPTS {
-            match self.scan_once(filter, by, after, limit).await {
+            match scan_once().await {
                 Err(BucketError::Nats(why)) => {
                     tracing::debug!(%why, "scan failed, trying again");
                     tokio::time::sleep(wait).await;
@@ -189,22 +200,7 @@ impl Bucket {
                 done => return done,
             }
         }
-        self.scan_once(filter, by, after, limit).await
-    }
-
-    async fn scan_once(
-        &self,
-        filter: &str,
-        by: ScanBy,
-        after: u64,
-        limit: u32,
-    ) -> Result<Page, BucketError> {
-        let subject = format!("{}{}", self.store.prefix, key::encode_filter(filter)?);
-        let limit = limit.clamp(1, MAX_SCAN) as usize;
-        match by {
-            ScanBy::WriteOrder => self.scan_in_write_order(subject, after, limit).await,
-            ScanBy::KeyIndex => self.scan_key_index(&subject, after, limit).await,
-        }
+        scan_once().await
     }
 
     async fn scan_key_index(

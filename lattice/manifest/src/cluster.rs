@@ -113,15 +113,7 @@ mod tests {
     fn the_cluster_manifest_pulls_every_artifact_from_the_registry_at_one_pinned_tag() {
         let yaml = adapted();
         assert!(!yaml.contains("file://"));
-        for name in [
-            "billing",
-            "order",
-            "notify",
-            "web",
-            "http-server",
-            "messaging",
-            "keyvalue",
-        ] {
+        for name in crate::oam::ARTIFACTS {
             assert!(yaml.contains(&format!("image: registry.example:5000/orders/{name}:1.2.3")));
         }
         assert!(yaml.contains("version: v1.2.3"));

@@ -380,6 +380,18 @@ fn image_of(component: &Value) -> Option<&str> {
     component.get("properties")?.get("image")?.as_str()
 }
 
+/// Every artifact `wadm.yaml` names, in its order.
+#[cfg(test)]
+pub const ARTIFACTS: [&str; 7] = [
+    "billing",
+    "order",
+    "notify",
+    "web",
+    "http-server",
+    "messaging",
+    "keyvalue",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,17 +580,6 @@ mod tests {
             .into_iter()
             .map(|a| a.name)
             .collect();
-        assert_eq!(
-            names,
-            [
-                "billing",
-                "order",
-                "notify",
-                "web",
-                "http-server",
-                "messaging",
-                "keyvalue"
-            ]
-        );
+        assert_eq!(names, ARTIFACTS);
     }
 }

@@ -16,10 +16,7 @@ use tokio::sync::RwLock;
 use tracing::Instrument as _;
 use tracing::{info, warn};
 use wasmcloud_provider_sdk::core::HostData;
-use wasmcloud_provider_sdk::provider::ProviderCommandReceivers;
-use wasmcloud_provider_sdk::{
-    load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
-};
+use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider};
 
 use config::BucketConfig;
 use orders_jetstream_kv::{self as bucket, Bucket, BucketError};
@@ -50,30 +47,13 @@ pub async fn run() -> anyhow::Result<()> {
     )
 }
 
-/// Serves in the host's process, with the host data and the SDK's connection and commands the host
-/// gives an embedded provider: the components of that host call it on `exports` (in process), those
-/// of other hosts over NATS (`connection`). The tasks end when the host aborts them.
-pub async fn serve_in_host<S>(
-    host_data: HostData,
-    connection: ProviderConnection,
-    commands: ProviderCommandReceivers,
-    quit: tokio::sync::broadcast::Sender<()>,
-    exports: S,
-) -> anyhow::Result<tokio::task::JoinSet<()>>
-where
-    S: wrpc_transport::Serve<Context = Option<Context>> + Send + 'static,
-{
-    let provider = KeyValueProvider::new(&host_data);
-    orders_provider_support::serve_exports_in_host!(
-        provider,
-        host_data,
-        connection,
-        commands,
-        quit,
-        exports,
-        bindings::serve
-    )
-}
+orders_provider_support::define_serve_in_host!(
+    /// Serves in the host's process, with the host data and the SDK's connection and commands the host
+    /// gives an embedded provider: the components of that host call it on `exports` (in process), those
+    /// of other hosts over NATS (`connection`). The tasks end when the host aborts them.
+    |host_data, _connection| KeyValueProvider::new(host_data),
+    bindings::serve
+);
 
 /// Identifiers a component may pass to `open`: the linked bucket's own name, or these aliases.
 const LINKED_BUCKET_ALIASES: [&str; 2] = ["", "default"];

@@ -34,7 +34,6 @@ use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument as _};
 use wasmcloud_provider_sdk::core::HostData;
-use wasmcloud_provider_sdk::provider::ProviderCommandReceivers;
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
     ProviderConnection,
@@ -73,31 +72,14 @@ pub async fn run() -> anyhow::Result<()> {
     )
 }
 
-/// Serves in the host's process, with the host data and the SDK's connection and commands the host
-/// gives an embedded provider: the components of that host publish and read on `exports` (in
-/// process), those of other hosts over NATS (`connection`); batches still reach a component over
-/// wRPC. The tasks end when the host aborts them.
-pub async fn serve_in_host<S>(
-    host_data: HostData,
-    connection: ProviderConnection,
-    commands: ProviderCommandReceivers,
-    quit: tokio::sync::broadcast::Sender<()>,
-    exports: S,
-) -> anyhow::Result<tokio::task::JoinSet<()>>
-where
-    S: wrpc_transport::Serve<Context = Option<Context>> + Send + 'static,
-{
-    let provider = JetStreamMessaging::start(&host_data, Some(connection.clone())).await?;
-    orders_provider_support::serve_exports_in_host!(
-        provider,
-        host_data,
-        connection,
-        commands,
-        quit,
-        exports,
-        bindings::serve
-    )
-}
+orders_provider_support::define_serve_in_host!(
+    /// Serves in the host's process, with the host data and the SDK's connection and commands the host
+    /// gives an embedded provider: the components of that host publish and read on `exports` (in
+    /// process), those of other hosts over NATS (`connection`); batches still reach a component over
+    /// wRPC. The tasks end when the host aborts them.
+    |host_data, connection| JetStreamMessaging::start(host_data, Some(connection.clone())).await?,
+    bindings::serve
+);
 
 /// Streams keep messages on disk for a week whether or not they were consumed, so a consumer
 /// created later (or a person debugging) still finds them.

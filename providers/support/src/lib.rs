@@ -157,39 +157,57 @@ macro_rules! serve_until_stopped {
     }};
 }
 
-/// Serves `$provider`, a provider the host runs in its process, and its exports (`$serve`, the
-/// `serve` function wit-bindgen-wrpc generated): the host's components call them on `$exports`
-/// (the host's in-process exports), other hosts' components over NATS. Otherwise as
-/// [`serve_in_host`]. A macro for the reason [`serve_until_stopped!`] is one.
+/// Defines the provider crate's `serve_in_host`, which the host calls to run the provider in its
+/// process: `$provider`, made from the host's `HostData` and the SDK's connection, is served as
+/// [`serve_in_host`] serves a provider, and its exports (`$serve`, the `serve` function
+/// wit-bindgen-wrpc generated) twice: to the host's components on the in-process `exports` the
+/// host passes, to other hosts' components over NATS. A macro because `$serve` is generic over
+/// the transport and is called for both.
 #[macro_export]
-macro_rules! serve_exports_in_host {
-    ($provider:expr, $host_data:expr, $connection:expr, $commands:expr, $quit:expr, $exports:expr, $serve:path) => {{
-        use ::anyhow::Context as _;
-        let provider = $provider;
-        let connection: ::wasmcloud_provider_sdk::ProviderConnection = $connection;
-        let exports = $exports;
-        let mut tasks = $crate::serve_in_host(
-            provider.clone(),
-            $host_data.link_definitions,
-            connection.clone(),
-            $commands,
-            $quit,
-        )
-        .await;
-        let over_nats = connection
-            .get_wrpc_client(connection.provider_key())
-            .await
-            .context("failed to create the wRPC client")?;
-        for invocations in [
-            $serve(&exports, provider.clone()).await?,
-            $serve(&over_nats, provider).await?,
-        ] {
-            tasks.spawn(async move {
-                $crate::serve_invocations(invocations, ::std::future::pending()).await;
-            });
+macro_rules! define_serve_in_host {
+    ($(#[$doc:meta])* |$host_data:ident, $connection:ident| $provider:expr, $serve:path) => {
+        $(#[$doc])*
+        pub async fn serve_in_host<S>(
+            host_data: ::wasmcloud_provider_sdk::core::HostData,
+            connection: ::wasmcloud_provider_sdk::ProviderConnection,
+            commands: ::wasmcloud_provider_sdk::provider::ProviderCommandReceivers,
+            quit: ::tokio::sync::broadcast::Sender<()>,
+            exports: S,
+        ) -> ::anyhow::Result<::tokio::task::JoinSet<()>>
+        where
+            S: ::wrpc_transport::Serve<Context = Option<::wasmcloud_provider_sdk::Context>>
+                + Send
+                + 'static,
+        {
+            use ::anyhow::Context as _;
+            let provider = {
+                let ($host_data, $connection) = (&host_data, &connection);
+                $provider
+            };
+            // The links first, so that no call comes before the provider knows its links.
+            let mut tasks = $crate::serve_in_host(
+                provider.clone(),
+                host_data.link_definitions,
+                connection.clone(),
+                commands,
+                quit,
+            )
+            .await;
+            let over_nats = connection
+                .get_wrpc_client(connection.provider_key())
+                .await
+                .context("failed to create the wRPC client")?;
+            for invocations in [
+                $serve(&exports, provider.clone()).await?,
+                $serve(&over_nats, provider).await?,
+            ] {
+                tasks.spawn(async move {
+                    $crate::serve_invocations(invocations, ::std::future::pending()).await;
+                });
+            }
+            ::anyhow::Ok(tasks)
         }
-        ::anyhow::Ok(tasks)
-    }};
+    };
 }
 
 /// Serves `provider` inside the host's process, as [`serve_until_stopped!`] serves a provider

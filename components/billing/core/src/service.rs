@@ -5,11 +5,10 @@
 //! for `payments.settled`; and its own refund requests, each applied (once) and answered with its
 //! result for `payments.refunded`.
 
-use orders_domain::api::{parse_json, query_param, ApiError as _, RequestError};
+use orders_domain::api::{parse_json, ApiError as _, RequestError};
 use orders_domain::batch::answer_each;
 use orders_domain::ports::decode_message;
 use orders_domain::service::{Answer, Handled, Host, Message, Method, Reply, Request};
-use orders_domain::PageRequest;
 use orders_wire::proto::{
     CreateUserRequest, DepositCashRequest, OrderPlaced, PaymentResult, RefundRequest,
     RefundRequested, RotateKeyRequest,
@@ -56,20 +55,14 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
         "/Balance" => {
             request.require(Method::GET)?;
             let caller = request.caller(&host.authenticator()?)?;
-            let user = query_param(&request.query, "user")
-                .ok_or(RequestError::MissingParameter("user"))?;
+            let user = request.required_param("user")?;
             Ok(Reply::json(200, &billing.balance(&caller, &user)?))
         }
         "/Statement" => {
             request.require(Method::GET)?;
             let caller = request.caller(&host.authenticator()?)?;
-            let user = query_param(&request.query, "user")
-                .ok_or(RequestError::MissingParameter("user"))?;
-            let page = PageRequest::parse(
-                query_param(&request.query, "after").as_deref(),
-                query_param(&request.query, "limit").as_deref(),
-            )
-            .map_err(BillingError::from)?;
+            let user = request.required_param("user")?;
+            let page = request.page().map_err(BillingError::from)?;
             Ok(Reply::json(200, &billing.statement(&caller, &user, page)?))
         }
         "/RotateKey" => {

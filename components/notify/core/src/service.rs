@@ -4,11 +4,10 @@
 //! and its notification; dead letters from the broker are recorded for `GET /DeadLetters`. A user
 //! key is taken only while it is the user's current one.
 
-use orders_domain::api::{query_param, RequestError};
+use orders_domain::api::RequestError;
 use orders_domain::batch::answer_each;
 use orders_domain::ports::decode_message;
 use orders_domain::service::{Answer, Handled, Host, Message, Method, Reply, Request};
-use orders_domain::PageRequest;
 use orders_wire::proto::{PaymentResult, RefundResult};
 use orders_wire::subjects;
 
@@ -37,12 +36,8 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
         "/List" => {
             request.require(Method::GET)?;
             let caller = request.current_caller(&host.authenticator()?, host.streams())?;
-            let user = query_param(&request.query, "user");
-            let page = PageRequest::parse(
-                query_param(&request.query, "after").as_deref(),
-                query_param(&request.query, "limit").as_deref(),
-            )
-            .map_err(NotifyError::from)?;
+            let user = request.param("user");
+            let page = request.page().map_err(NotifyError::from)?;
             Ok(Reply::json(
                 200,
                 &notify.list(&caller, user.as_deref(), page)?,
@@ -56,8 +51,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
         "/OrderStatus" => {
             request.require(Method::GET)?;
             let caller = request.current_caller(&host.authenticator()?, host.streams())?;
-            let order_id = query_param(&request.query, "order_id")
-                .ok_or(RequestError::MissingParameter("order_id"))?;
+            let order_id = request.required_param("order_id")?;
             Ok(Reply::json(200, &notify.order_status(&caller, &order_id)?))
         }
         "/" => Ok(Reply::index("notify", ENDPOINTS)),
