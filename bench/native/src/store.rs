@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use orders_domain::ports::{
-    conflict_wait_ms, CasStore, CasWrite, Entry, Revision, Scan, ScanBy, ScanPage, StoreError,
-    Versioned,
+    conflict_wait_ms, CasStore, CasWrite, Revision, Scan, ScanBy, ScanPage, StoreError, Versioned,
 };
 use orders_jetstream_kv as kv;
 use tokio::runtime::Handle;
@@ -75,18 +74,11 @@ impl CasStore for Bucket {
         let page = self
             .wait(self.bucket.scan(scan.filter, by, after, scan.limit))
             .map_err(unavailable)?;
-        Ok(ScanPage {
-            entries: page
-                .entries
-                .into_iter()
-                .map(|entry| Entry {
-                    key: entry.key,
-                    value: entry.value.to_vec(),
-                    revision: Revision(entry.revision),
-                })
-                .collect(),
-            next: page.next.map(Revision),
-        })
+        let entries = page.entries.into_iter();
+        Ok(ScanPage::of(
+            entries.map(|entry| (entry.key, entry.value.to_vec(), entry.revision)),
+            page.next,
+        ))
     }
 
     fn wait_after_conflict(&self, conflicts: u32) {

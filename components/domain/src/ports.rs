@@ -132,6 +132,27 @@ pub struct ScanPage {
     pub next: Option<Revision>,
 }
 
+impl ScanPage {
+    /// A page from a store's own scan: its entries as (key, value, revision), and the revision
+    /// the next page starts after.
+    pub fn of(
+        entries: impl IntoIterator<Item = (String, Vec<u8>, u64)>,
+        next: Option<u64>,
+    ) -> Self {
+        Self {
+            entries: entries
+                .into_iter()
+                .map(|(key, value, revision)| Entry {
+                    key,
+                    value,
+                    revision: Revision(revision),
+                })
+                .collect(),
+            next: next.map(Revision),
+        }
+    }
+}
+
 /// How long [`CasStore::wait_after_conflict`] waits: "full jitter", a uniformly random wait up to
 /// a cap of 2 ms after the first conflict, doubling with each further one, at most 64 ms. `random`
 /// is any uniformly distributed number.

@@ -5,8 +5,8 @@
 
 use orders_domain::auth::{AuthError, Authenticator, CurrentKeys, KeyHash};
 use orders_domain::ports::{
-    conflict_wait_ms, decode_record, CasStore, CasWrite, Entry, PlacedOrders, PublishError,
-    Publisher, Revision, Scan, ScanBy, ScanPage, StoreError, Versioned, WallClock,
+    conflict_wait_ms, decode_record, CasStore, CasWrite, PlacedOrders, PublishError, Publisher,
+    Revision, Scan, ScanBy, ScanPage, StoreError, Versioned, WallClock,
 };
 use orders_domain::service::{Answer, Host, Message};
 use orders_domain::{OrderId, UserName};
@@ -59,18 +59,11 @@ impl CasStore for KeyValue {
         let after = scan.after.map_or(0, |r| r.0);
         let page = cas::scan(LINKED_BUCKET, scan.filter, by, after, scan.limit)
             .map_err(|e| unavailable(&e))?;
-        Ok(ScanPage {
-            entries: page
-                .entries
-                .into_iter()
-                .map(|entry| Entry {
-                    key: entry.key,
-                    value: entry.value,
-                    revision: Revision(entry.revision),
-                })
-                .collect(),
-            next: page.next.map(Revision),
-        })
+        let entries = page.entries.into_iter();
+        Ok(ScanPage::of(
+            entries.map(|entry| (entry.key, entry.value, entry.revision)),
+            page.next,
+        ))
     }
 
     /// Sleeps through `wasi:clocks` (std's sleep on wasm32-wasip2), which suspends only this

@@ -388,6 +388,17 @@ impl Lattice {
     }
 }
 
+/// A subscription to `subject` that the server has registered: what is published after this
+/// returns reaches it.
+pub async fn subscribed(
+    nats: &async_nats::Client,
+    subject: impl async_nats::subject::ToSubject,
+) -> async_nats::Subscriber {
+    let subscription = nats.subscribe(subject).await.expect("subscribe");
+    nats.flush().await.expect("flush");
+    subscription
+}
+
 /// The next message on `subscription` that decodes as `M` and satisfies `wanted`.
 pub async fn next_matching<M: prost::Message + Default>(
     subscription: &mut async_nats::Subscriber,

@@ -1,7 +1,9 @@
 //! Who may do what: every endpoint but `POST /CreateUser` needs the user's API key (or, for views
 //! and key recovery, the admin token); everything refused changes nothing and publishes nothing.
 
-use orders_e2e::{encode, key_sha256, next_matching, publish_order, unique, Answer, Lattice};
+use orders_e2e::{
+    encode, key_sha256, next_matching, publish_order, subscribed, unique, Answer, Lattice,
+};
 use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_wire::subjects;
 use reqwest::Method;
@@ -294,8 +296,7 @@ async fn the_admin_gives_a_user_who_lost_the_key_a_new_one() {
 async fn an_order_forged_on_the_broker_without_the_users_key_charges_nothing() {
     let lattice = Lattice::from_env();
     let nats = lattice.nats().await;
-    let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
-    nats.flush().await.unwrap();
+    let mut settled = subscribed(&nats, subjects::PAYMENT_SETTLED).await;
     let victim = lattice.new_user("Victim", 100).await;
     let thief = lattice.new_user("Thief", 0).await;
     let forged = OrderPlaced {

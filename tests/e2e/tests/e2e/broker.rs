@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orders_domain::OrderId;
-use orders_e2e::{next_matching, publish_order, unique, Lattice};
+use orders_e2e::{next_matching, publish_order, subscribed, unique, Lattice};
 use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_wire::subjects;
 use serde_json::{json, Value};
@@ -20,9 +20,8 @@ async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as
     // The account's partition: every order of the user, whatever its id.
     let any_id = subjects::order_placed(&user, OrderId::parse("any").unwrap());
     let partition = any_id.rsplit_once('.').unwrap().0;
-    let mut placed = nats.subscribe(format!("{partition}.*")).await.unwrap();
-    let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
-    nats.flush().await.unwrap();
+    let mut placed = subscribed(&nats, format!("{partition}.*")).await;
+    let mut settled = subscribed(&nats, subjects::PAYMENT_SETTLED).await;
 
     let order_id = lattice.order(&user, 30).await;
 
@@ -48,11 +47,7 @@ async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as
 async fn refused_input_publishes_nothing() {
     let lattice = Lattice::from_env();
     let nats = lattice.nats().await;
-    let mut placed = nats
-        .subscribe(subjects::ORDER_PLACED_SUBJECTS)
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
+    let mut placed = subscribed(&nats, subjects::ORDER_PLACED_SUBJECTS).await;
     let user = lattice.new_user("Silent", 0).await;
 
     for body in [
@@ -98,12 +93,8 @@ async fn every_order_of_a_busy_account_delivered_again_gets_its_first_result_and
     const ORDERS: usize = 40;
     let lattice = Lattice::from_env();
     let nats = lattice.nats().await;
-    let mut placed = nats
-        .subscribe(subjects::ORDER_PLACED_SUBJECTS)
-        .await
-        .unwrap();
-    let mut settled = nats.subscribe(subjects::PAYMENT_SETTLED).await.unwrap();
-    nats.flush().await.unwrap();
+    let mut placed = subscribed(&nats, subjects::ORDER_PLACED_SUBJECTS).await;
+    let mut settled = subscribed(&nats, subjects::PAYMENT_SETTLED).await;
     let user = lattice.new_user("Busy", 1_000).await;
 
     futures::future::join_all((0..ORDERS).map(|_| lattice.order(&user, 1))).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use orders_e2e::Lattice;
+use orders_e2e::{subscribed, Lattice};
 
 /// How many wRPC calls to `target` (a provider or a component) NATS carries while `work` runs.
 async fn calls_over_nats_to(
@@ -15,11 +15,7 @@ async fn calls_over_nats_to(
 ) -> usize {
     let nats = lattice.nats().await;
     // wRPC names a call `<lattice>.<target id>.wrpc.<version>.<instance>.<function>`.
-    let mut calls = nats
-        .subscribe(format!("default.orders-{target}.wrpc.>"))
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
+    let mut calls = subscribed(&nats, format!("default.orders-{target}.wrpc.>")).await;
     work.await;
     let mut seen = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), calls.next()).await {

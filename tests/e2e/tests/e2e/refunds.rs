@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use orders_e2e::{encode, key_sha256, next_matching, publish_order, unique, Answer, Lattice};
+use orders_e2e::{
+    encode, key_sha256, next_matching, publish_order, subscribed, unique, Answer, Lattice,
+};
 use orders_wire::proto::{OrderPlaced, RefundRequested};
 use orders_wire::subjects;
 use serde_json::json;
@@ -122,11 +124,7 @@ async fn a_refund_of_an_unpaid_unknown_or_other_users_order_is_refused_and_publi
     let lattice = Lattice::from_env();
     let (user, paid) = paid_order(&lattice, "Refused", 10, 10).await;
     let nats = lattice.nats().await;
-    let mut requests = nats
-        .subscribe(format!("{}.>", subjects::REFUND_REQUESTED))
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
+    let mut requests = subscribed(&nats, format!("{}.>", subjects::REFUND_REQUESTED)).await;
     let unpaid = lattice.order(&user, 1_000).await;
     assert_eq!(
         lattice.await_settled(&user, &unpaid).await["state"],

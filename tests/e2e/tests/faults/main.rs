@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use orders_domain::OrderId;
 use orders_e2e::{
     children_of, key_sha256, lattice_ops, load, orders_admin, placing_trace, publish_order, spans,
-    traits_of, unique, Lattice, Operator, Telemetry,
+    subscribed, traits_of, unique, Lattice, Operator, Telemetry,
 };
 use orders_wire::proto::OrderPlaced;
 use orders_wire::subjects;
@@ -120,8 +120,7 @@ async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once() {
     let lattice = Lattice::from_env();
     let operator = Operator::from_env();
     let nats = lattice.nats().await;
-    let mut dead_letters = nats.subscribe("deadletter.>").await.unwrap();
-    nats.flush().await.unwrap();
+    let mut dead_letters = subscribed(&nats, "deadletter.>").await;
     let user = lattice.new_user("Flaky", 100).await;
 
     // Without its key-value store, billing's handler fails on every delivery of the order.
