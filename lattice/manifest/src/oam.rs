@@ -11,20 +11,11 @@ use serde_yaml::{Mapping, Value};
 const LOCAL_PREFIX: &str = "file://./";
 /// A capability our host serves in its own process.
 const BUILTIN_PREFIX: &str = "wasmcloud+builtin://";
-/// Each capability our host serves in process, and the provider archive of the same code: what a
-/// host without it runs (upstream's host, so the Kubernetes image), or anyone who wants the
-/// capability in a process of its own (`render --providers-as-processes`).
-const BUILTIN_ARCHIVES: [(&str, &str); 3] = [
-    ("http-server", "build/providers/http-server.par.gz"),
-    (
-        "keyvalue-jetstream",
-        "build/providers/keyvalue-jetstream.par.gz",
-    ),
-    (
-        "messaging-jetstream",
-        "build/providers/messaging-jetstream.par.gz",
-    ),
-];
+/// Each capability our host serves in process. The provider archive of the same code,
+/// `build/providers/<name>.par.gz` (`make build`), is what a host without it runs (upstream's
+/// host, so the Kubernetes image), or anyone who wants the capability in a process of its own
+/// (`render --providers-as-processes`).
+const BUILTINS: [&str; 3] = ["http-server", "keyvalue-jetstream", "messaging-jetstream"];
 
 pub struct Application {
     root: Value,
@@ -152,11 +143,12 @@ impl Application {
             let Some(builtin) = image.strip_prefix(BUILTIN_PREFIX) else {
                 return Ok(None);
             };
-            let (_, archive) = BUILTIN_ARCHIVES
-                .iter()
-                .find(|(served, _)| *served == builtin)
-                .ok_or_else(|| anyhow!("{name}: our host serves no builtin `{builtin}`"))?;
-            Ok(Some(format!("{LOCAL_PREFIX}{archive}")))
+            if !BUILTINS.contains(&builtin) {
+                bail!("{name}: our host serves no builtin `{builtin}`");
+            }
+            Ok(Some(format!(
+                "{LOCAL_PREFIX}build/providers/{builtin}.par.gz"
+            )))
         })
     }
 
@@ -540,19 +532,19 @@ mod tests {
             .unwrap()
             .to_string()
         };
-        // (the component in wadm.yaml, our host's builtin, the provider archive)
+        // (the component in wadm.yaml, our host's builtin and its provider archive)
         let capabilities = [
-            ("http-server", "http-server", "http-server"),
-            ("keyvalue", "keyvalue-jetstream", "keyvalue-jetstream"),
-            ("messaging", "messaging-jetstream", "messaging-jetstream"),
+            ("http-server", "http-server"),
+            ("keyvalue", "keyvalue-jetstream"),
+            ("messaging", "messaging-jetstream"),
         ];
         let mut app = kept();
-        for (name, builtin, _) in capabilities {
+        for (name, builtin) in capabilities {
             assert_eq!(image(&app, name), format!("wasmcloud+builtin://{builtin}"));
         }
         app.builtins_as_processes().unwrap();
         app.resolve_local_files(Path::new("/checkout")).unwrap();
-        for (name, _, archive) in capabilities {
+        for (name, archive) in capabilities {
             assert_eq!(
                 image(&app, name),
                 format!("file:///checkout/build/providers/{archive}.par.gz")
