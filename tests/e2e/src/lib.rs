@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 pub mod load;
 
+pub use orders_lattice_test::lattice_test;
+
 /// How long an asynchronous effect (a payment, a notification) may take before a test gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -209,15 +211,15 @@ impl Lattice {
         let key = created.body["api_key"].as_str().expect("an API key");
         self.remember_key(user, key);
         if balance > 0 {
-            let deposited = self
-                .post_as(
-                    user,
-                    "/DepositCash",
-                    json!({ "user": user, "sum": balance }),
-                )
-                .await;
+            let deposited = self.deposit(user, balance).await;
             assert_eq!(deposited.status, 200, "{deposited:?}");
         }
+    }
+
+    /// `POST /DepositCash` of `sum` with the user's key.
+    pub async fn deposit(&self, user: &str, sum: i64) -> Answer {
+        self.post_as(user, "/DepositCash", json!({ "user": user, "sum": sum }))
+            .await
     }
 
     pub async fn order(&self, user: &str, sum: i64) -> String {
@@ -363,6 +365,18 @@ impl Lattice {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Places `count` orders of `sum`, each settled before the next is placed: their ids, oldest
+    /// first.
+    pub async fn settled_orders(&self, user: &str, count: usize, sum: i64) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let id = self.order(user, sum).await;
+            self.await_settled(user, &id).await;
+            ids.push(id);
+        }
+        ids
     }
 
     /// Polls `/List?user=` until `count` notifications are there (never fewer, and never more

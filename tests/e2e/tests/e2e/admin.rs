@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use orders_domain::OrderId;
-use orders_e2e::{orders_admin, orders_admin_command, unique, Lattice};
+use orders_e2e::{lattice_test, orders_admin, orders_admin_command, unique, Lattice};
 use orders_wire::subjects;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+#[lattice_test]
 async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
     let listed = orders_admin(&["streams"]).await;
     let consumers_of = |name: &str| -> Vec<String> {
@@ -37,12 +36,10 @@ async fn streams_lists_every_stream_of_the_application_with_its_consumers() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_consumer_no_link_reads_is_removed_and_the_stream_keeps_its_messages() {
+#[lattice_test]
+async fn a_consumer_no_link_reads_is_removed_and_the_stream_keeps_its_messages(lattice: Lattice) {
     // A stream of its own, so that the application's streams keep exactly their consumers for
     // the tests beside this one.
-    let lattice = Lattice::from_env();
     let js = async_nats::jetstream::new(lattice.nats().await);
     let (stream_name, name) = (unique("RETIRED"), unique("retired"));
     let stream = js
@@ -73,10 +70,8 @@ async fn a_consumer_no_link_reads_is_removed_and_the_stream_keeps_its_messages()
     js.delete_stream(&stream_name).await.unwrap();
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn tail_shows_an_order_as_it_is_placed_decoded() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn tail_shows_an_order_as_it_is_placed_decoded(lattice: Lattice) {
     let user = lattice.new_user("Tailed", 100).await;
     let mut tail = orders_admin_command(&["tail", subjects::ORDER_PLACED_SUBJECTS])
         .stdout(std::process::Stdio::piped())
@@ -106,10 +101,8 @@ async fn tail_shows_an_order_as_it_is_placed_decoded() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_bucket_exported_and_imported_elsewhere_holds_the_same_keys_and_values() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_bucket_exported_and_imported_elsewhere_holds_the_same_keys_and_values(lattice: Lattice) {
     let user = lattice.new_user("Exported", 70).await;
     let exported = orders_admin(&["kv", "export", "billing"]).await;
     assert!(
@@ -137,8 +130,7 @@ async fn a_bucket_exported_and_imported_elsewhere_holds_the_same_keys_and_values
         .unwrap();
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+#[lattice_test]
 async fn the_dead_letter_list_says_how_many_it_found_even_none() {
     let output = orders_admin_command(&["dlq", "list"])
         .output()

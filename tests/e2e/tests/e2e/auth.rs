@@ -2,7 +2,8 @@
 //! and key recovery, the admin token); everything refused changes nothing and publishes nothing.
 
 use orders_e2e::{
-    encode, key_sha256, next_matching, publish_order, subscribed, unique, Answer, Lattice,
+    encode, key_sha256, lattice_test, next_matching, publish_order, subscribed, unique, Answer,
+    Lattice,
 };
 use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_wire::subjects;
@@ -60,10 +61,8 @@ async fn assert_untouched(lattice: &Lattice, user: &str, balance: u64) {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn every_endpoint_without_a_key_is_401_and_changes_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn every_endpoint_without_a_key_is_401_and_changes_nothing(lattice: Lattice) {
     let user = lattice.new_user("NoKey", 100).await;
     let mut answers = every_endpoint(&lattice, &user, None).await;
     answers.push(("GET /List".into(), lattice.get("/List").await));
@@ -78,24 +77,18 @@ async fn every_endpoint_without_a_key_is_401_and_changes_nothing() {
     assert_untouched(&lattice, &user, 100).await;
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_401_names_the_bearer_scheme() {
-    let lattice = Lattice::from_env();
-    let response = reqwest::get(format!("{}/List", lattice.base_url))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+#[lattice_test]
+async fn a_401_names_the_bearer_scheme(lattice: Lattice) {
+    let answer = lattice.get("/List").await;
+    assert_eq!(answer.status, 401);
     assert_eq!(
-        response.headers()["www-authenticate"].to_str().unwrap(),
+        answer.headers["www-authenticate"].to_str().unwrap(),
         r#"Bearer realm="orders""#
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn another_users_key_is_403_everywhere_and_changes_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn another_users_key_is_403_everywhere_and_changes_nothing(lattice: Lattice) {
     let pavel = lattice.new_user("Pavel", 100).await;
     let anna = lattice.new_user("Anna", 0).await;
     let annas_key = lattice.key(&anna);
@@ -109,10 +102,8 @@ async fn another_users_key_is_403_everywhere_and_changes_nothing() {
     assert_untouched(&lattice, &pavel, 100).await;
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_forged_or_garbled_key_is_401() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_forged_or_garbled_key_is_401(lattice: Lattice) {
     let user = lattice.new_user("Forged", 100).await;
     let key = lattice.key(&user);
     let last = key.chars().last().unwrap();
@@ -145,10 +136,8 @@ async fn a_forged_or_garbled_key_is_401() {
     assert_untouched(&lattice, &user, 100).await;
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_admin_token_sees_everyone_but_cannot_move_anyones_money() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_admin_token_sees_everyone_but_cannot_move_anyones_money(lattice: Lattice) {
     let user = lattice.new_user("Watched", 100).await;
     lattice.order(&user, 10).await;
     lattice.await_notifications(&user, 1).await;
@@ -185,10 +174,8 @@ async fn the_admin_token_sees_everyone_but_cannot_move_anyones_money() {
     assert_eq!(lattice.notifications(&user).await.len(), 1);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_rotated_key_is_refused_by_every_endpoint_at_once_reads_included() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_rotated_key_is_refused_by_every_endpoint_at_once_reads_included(lattice: Lattice) {
     let user = lattice.new_user("Rotating", 100).await;
     let old = lattice.key(&user);
     let placed = lattice.order(&user, 10).await;
@@ -240,12 +227,12 @@ async fn a_rotated_key_is_refused_by_every_endpoint_at_once_reads_included() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_carrying_a_key_replaced_before_it_was_placed_is_refused_by_billing() {
+#[lattice_test]
+async fn an_order_carrying_a_key_replaced_before_it_was_placed_is_refused_by_billing(
+    lattice: Lattice,
+) {
     // order refuses such a key itself; this is an order that reached the broker anyway (in
     // flight while the key was replaced, or published by a client of the broker).
-    let lattice = Lattice::from_env();
     let user = lattice.new_user("Replaced", 100).await;
     let old = lattice.key(&user);
     let rotated = lattice
@@ -276,10 +263,8 @@ async fn an_order_carrying_a_key_replaced_before_it_was_placed_is_refused_by_bil
     assert_eq!(lattice.balance(&user).await, 100, "nothing charged");
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_admin_gives_a_user_who_lost_the_key_a_new_one() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_admin_gives_a_user_who_lost_the_key_a_new_one(lattice: Lattice) {
     let user = lattice.new_user("Forgetful", 100).await;
     let admin = lattice.admin_token.clone();
     let body = json!({ "user": user }).to_string();
@@ -291,10 +276,8 @@ async fn the_admin_gives_a_user_who_lost_the_key_a_new_one() {
     assert_eq!(lattice.balance(&user).await, 100);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_forged_on_the_broker_without_the_users_key_charges_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_order_forged_on_the_broker_without_the_users_key_charges_nothing(lattice: Lattice) {
     let nats = lattice.nats().await;
     let mut settled = subscribed(&nats, subjects::PAYMENT_SETTLED).await;
     let victim = lattice.new_user("Victim", 100).await;

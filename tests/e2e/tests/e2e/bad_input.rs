@@ -1,12 +1,10 @@
 //! Bad input gets a clear JSON error with the right 4xx status, and changes nothing.
 
-use orders_e2e::Lattice;
+use orders_e2e::{lattice_test, Lattice};
 use serde_json::json;
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn malformed_json_is_400_and_changes_no_balance() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn malformed_json_is_400_and_changes_no_balance(lattice: Lattice) {
     let user = lattice.new_user("Malformed", 100).await;
     for body in ["", "{", "not json", "{\"user\": }", "\u{0}"] {
         for path in ["/CreateUser", "/DepositCash", "/Order"] {
@@ -25,10 +23,8 @@ async fn malformed_json_is_400_and_changes_no_balance() {
     assert_eq!(lattice.balance(&user).await, 100);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn json_with_wrong_types_is_400() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn json_with_wrong_types_is_400(lattice: Lattice) {
     let user = lattice.new_user("WrongType", 100).await;
     for body in [
         json!({ "user": user }),
@@ -59,10 +55,8 @@ async fn json_with_wrong_types_is_400() {
     assert_eq!(lattice.balance(&user).await, 100);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn invalid_values_are_422_and_change_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn invalid_values_are_422_and_change_nothing(lattice: Lattice) {
     let user = lattice.new_user("Invalid", 100).await;
     for (sum, code) in [
         (0, "invalid_sum"),
@@ -103,10 +97,8 @@ async fn invalid_values_are_422_and_change_nothing() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_body_over_16_kib_is_413() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_body_over_16_kib_is_413(lattice: Lattice) {
     let answer = lattice
         .post_raw(
             "/CreateUser",
@@ -119,10 +111,8 @@ async fn a_body_over_16_kib_is_413() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_wrong_method_is_405_naming_the_allowed_one() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_wrong_method_is_405_naming_the_allowed_one(lattice: Lattice) {
     for (method, path, allowed) in [
         (reqwest::Method::GET, "/CreateUser", "POST"),
         (reqwest::Method::GET, "/DepositCash", "POST"),
@@ -141,10 +131,8 @@ async fn a_wrong_method_is_405_naming_the_allowed_one() {
     }
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn balance_without_a_user_is_400() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn balance_without_a_user_is_400(lattice: Lattice) {
     let answer = lattice.get_as_admin("/Balance").await;
     assert_eq!(
         (answer.status, answer.error_code()),
@@ -152,10 +140,8 @@ async fn balance_without_a_user_is_400() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_page_that_cannot_be_served_is_422_naming_the_parameter() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_page_that_cannot_be_served_is_422_naming_the_parameter(lattice: Lattice) {
     for (query, code) in [
         ("limit=0", "invalid_limit"),
         ("limit=1001", "invalid_limit"),
@@ -175,10 +161,8 @@ async fn a_page_that_cannot_be_served_is_422_naming_the_parameter() {
     }
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_unknown_path_is_a_json_404() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_unknown_path_is_a_json_404(lattice: Lattice) {
     for path in ["/NoSuchThing", "/order", "/Order/extra"] {
         let answer = lattice.get(path).await;
         assert_eq!(
@@ -190,10 +174,8 @@ async fn an_unknown_path_is_a_json_404() {
     }
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn list_with_a_json_body_is_answered_like_the_seeds_postman_request() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn list_with_a_json_body_is_answered_like_the_seeds_postman_request(lattice: Lattice) {
     let user = lattice.new_user("Postman", 10).await;
     lattice.order(&user, 10).await;
     lattice.await_notifications(&user, 1).await;

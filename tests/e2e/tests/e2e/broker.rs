@@ -5,16 +5,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orders_domain::OrderId;
-use orders_e2e::{next_matching, publish_order, subscribed, unique, Lattice};
+use orders_e2e::{lattice_test, next_matching, publish_order, subscribed, unique, Lattice};
 use orders_wire::proto::{OrderPlaced, PaymentOutcome, PaymentResult};
 use orders_wire::subjects;
 use serde_json::{json, Value};
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as_a_payment_result()
-{
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as_a_payment_result(
+    lattice: Lattice,
+) {
     let nats = lattice.nats().await;
     let user = lattice.new_user("Broker", 100).await;
     // The account's partition: every order of the user, whatever its id.
@@ -42,10 +41,8 @@ async fn an_order_crosses_the_broker_on_its_accounts_partition_and_comes_back_as
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn refused_input_publishes_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn refused_input_publishes_nothing(lattice: Lattice) {
     let nats = lattice.nats().await;
     let mut placed = subscribed(&nats, subjects::ORDER_PLACED_SUBJECTS).await;
     let user = lattice.new_user("Silent", 0).await;
@@ -84,8 +81,7 @@ fn result_ids(result: &PaymentResult) -> (&str, &str) {
     (&result.user, &result.order_id)
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+#[lattice_test]
 async fn every_order_of_a_busy_account_delivered_again_gets_its_first_result_and_is_not_charged_again(
 ) {
     // More orders than an account keeps settlements of (billing-core MAX_REMEMBERED_SETTLEMENTS,
@@ -121,11 +117,10 @@ async fn every_order_of_a_busy_account_delivered_again_gets_its_first_result_and
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+#[lattice_test]
 async fn an_order_no_consumer_can_handle_becomes_a_dead_letter_the_admin_sees_and_nothing_is_charged(
+    lattice: Lattice,
 ) {
-    let lattice = Lattice::from_env();
     // A user name billing refuses: it gives up on it after its 10 attempts (~20 s).
     let order = OrderPlaced {
         order_id: unique("dead"),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use orders_e2e::{subscribed, Lattice};
+use orders_e2e::{lattice_test, subscribed, Lattice};
 
 /// How many wRPC calls to `target` (a provider or a component) NATS carries while `work` runs.
 async fn calls_over_nats_to(
@@ -24,10 +24,8 @@ async fn calls_over_nats_to(
     seen
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_orders_calls_to_key_value_and_the_broker_stay_in_the_hosts_process() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_orders_calls_to_key_value_and_the_broker_stay_in_the_hosts_process(lattice: Lattice) {
     let user = lattice.new_user("InProcess", 100).await;
     let settle_an_order = || async {
         let order_id = lattice.order(&user, 10).await;

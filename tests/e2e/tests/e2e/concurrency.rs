@@ -1,12 +1,10 @@
 //! Concurrent requests on one account: never an overdraft, never a lost update.
 
-use orders_e2e::Lattice;
+use orders_e2e::{lattice_test, Lattice};
 use serde_json::json;
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn fifty_concurrent_orders_of_10_on_a_balance_of_100_pay_exactly_ten() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn fifty_concurrent_orders_of_10_on_a_balance_of_100_pay_exactly_ten(lattice: Lattice) {
     let user = lattice.new_user("Race", 100).await;
     let orders = (0..50).map(|_| lattice.order(&user, 10));
     let ids = futures::future::join_all(orders).await;
@@ -22,26 +20,20 @@ async fn fifty_concurrent_orders_of_10_on_a_balance_of_100_pay_exactly_ten() {
     assert_eq!(lattice.balance(&user).await, 0);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn concurrent_deposits_are_all_counted() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn concurrent_deposits_are_all_counted(lattice: Lattice) {
     let user = lattice.new_user("Deposits", 0).await;
-    let deposits =
-        (0..40).map(|_| lattice.post_as(&user, "/DepositCash", json!({ "user": user, "sum": 5 })));
+    let deposits = (0..40).map(|_| lattice.deposit(&user, 5));
     for answer in futures::future::join_all(deposits).await {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
     assert_eq!(lattice.balance(&user).await, 200);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn deposits_racing_orders_lose_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn deposits_racing_orders_lose_nothing(lattice: Lattice) {
     let user = lattice.new_user("Mixed", 50).await;
-    let deposits =
-        (0..20).map(|_| lattice.post_as(&user, "/DepositCash", json!({ "user": user, "sum": 10 })));
+    let deposits = (0..20).map(|_| lattice.deposit(&user, 10));
     let orders = (0..20).map(|_| lattice.order(&user, 5));
     let (deposited, _) = futures::join!(
         futures::future::join_all(deposits),

@@ -2,7 +2,7 @@
 //! the console page: what a client discovers first. schemathesis then fuzzes the API against the
 //! same document (`orders-ops test`).
 
-use orders_e2e::Lattice;
+use orders_e2e::{lattice_test, Lattice};
 use std::collections::BTreeSet;
 
 /// Every path the HTTP provider routes, from the deployed manifest's links.
@@ -29,10 +29,8 @@ fn routed_paths() -> BTreeSet<String> {
     paths
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_served_contract_describes_every_api_path_the_lattice_routes() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_served_contract_describes_every_api_path_the_lattice_routes(lattice: Lattice) {
     let contract = lattice.get("/openapi.json").await;
     assert_eq!(contract.status, 200);
     assert_eq!(contract.headers["content-type"], "application/json");
@@ -52,10 +50,8 @@ async fn the_served_contract_describes_every_api_path_the_lattice_routes() {
     assert_eq!(documented, api);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_console_is_one_page_that_may_load_nothing_from_elsewhere() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_console_is_one_page_that_may_load_nothing_from_elsewhere(lattice: Lattice) {
     let response = reqwest::get(format!("{}/", lattice.base_url))
         .await
         .unwrap();

@@ -1,6 +1,6 @@
 //! `Idempotency-Key` on `POST /Order`: a retried request never places a second order.
 
-use orders_e2e::{unique, Lattice};
+use orders_e2e::{lattice_test, unique, Lattice};
 use serde_json::json;
 
 async fn order_with_key(lattice: &Lattice, key: &str, user: &str, sum: i64) -> orders_e2e::Answer {
@@ -15,10 +15,8 @@ async fn order_with_key(lattice: &Lattice, key: &str, user: &str, sum: i64) -> o
     orders_e2e::answer(response).await
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_retried_order_with_the_same_key_is_placed_and_charged_once() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_retried_order_with_the_same_key_is_placed_and_charged_once(lattice: Lattice) {
     let user = lattice.new_user("Retry", 100).await;
     let key = unique("key");
     let first = order_with_key(&lattice, &key, &user, 10).await;
@@ -32,10 +30,8 @@ async fn a_retried_order_with_the_same_key_is_placed_and_charged_once() {
     assert_eq!(lattice.balance(&user).await, 90);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_same_key_for_a_different_order_is_a_conflict() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_same_key_for_a_different_order_is_a_conflict(lattice: Lattice) {
     let user = lattice.new_user("Reuse", 100).await;
     let key = unique("key");
     assert_eq!(order_with_key(&lattice, &key, &user, 10).await.status, 202);
@@ -48,10 +44,8 @@ async fn the_same_key_for_a_different_order_is_a_conflict() {
     assert_eq!(lattice.balance(&user).await, 90);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_malformed_key_is_400() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_malformed_key_is_400(lattice: Lattice) {
     let user = lattice.new_user("Key", 0).await;
     let answer = order_with_key(&lattice, "has space", &user, 10).await;
     assert_eq!(

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use orders_e2e::Lattice;
+use orders_e2e::{lattice_test, Lattice};
 use serde_json::Value;
 
 /// How many probes run, and how many at once: enough that the probe's slots are used again
@@ -15,10 +15,8 @@ use serde_json::Value;
 const PROBES: usize = 600;
 const AT_ONCE: usize = 24;
 
-#[tokio::test]
-#[ignore = "needs a running lattice: make test"]
-async fn every_instance_starts_from_clean_memory_and_no_filesystem() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn every_instance_starts_from_clean_memory_and_no_filesystem(lattice: Lattice) {
     // From an address of its own, so that these requests leave the other tests' rate limit alone.
     let client = reqwest::Client::builder()
         .local_address(IpAddr::from([127, 0, 0, 21]))

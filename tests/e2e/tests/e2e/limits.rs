@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use orders_e2e::{encode, Lattice};
+use orders_e2e::{encode, lattice_test, Lattice};
 
 fn client_from(address: [u8; 4]) -> reqwest::Client {
     reqwest::Client::builder()
@@ -16,14 +16,23 @@ fn client_from(address: [u8; 4]) -> reqwest::Client {
         .unwrap()
 }
 
-/// Sends `count` GETs of `url` (128 at a time) and returns the statuses and the first 429's
-/// `Retry-After` and body.
+/// What a burst of requests was answered: how many were limited, and the first 429's
+/// `Retry-After` (seconds) and body.
+struct Limited {
+    count: usize,
+    retry_after: u64,
+    body: serde_json::Value,
+}
+
+/// Sends `count` GETs of `url` (128 at a time), and checks that some were limited (429) and every
+/// other one answered `served`.
 async fn hammer(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
     count: usize,
-) -> (Vec<u16>, Option<(u64, serde_json::Value)>) {
+    served: u16,
+) -> Limited {
     let requests = (0..count).map(|_| {
         let mut request = client.get(url);
         if let Some(token) = token {
@@ -35,41 +44,42 @@ async fn hammer(
         .buffer_unordered(128)
         .collect()
         .await;
-    let statuses = responses.iter().map(|r| r.status().as_u16()).collect();
-    let mut first_429 = None;
-    for response in responses {
-        if response.status() == 429 && first_429.is_none() {
-            let retry_after = response.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            first_429 = Some((retry_after, response.json().await.unwrap()));
-        }
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert!(
+        statuses.iter().all(|status| [served, 429].contains(status)),
+        "{statuses:?}"
+    );
+    let Some(first_429) = responses.into_iter().find(|r| r.status() == 429) else {
+        panic!("{count} requests at once to {url} were never limited");
+    };
+    Limited {
+        count: statuses.iter().filter(|status| **status == 429).count(),
+        retry_after: first_429.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        body: first_429.json().await.unwrap(),
     }
-    (statuses, first_429)
 }
 
 const REQUESTS_FROM_ONE_ADDRESS: usize = 12_000;
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_client_over_its_rate_gets_429_with_retry_after_and_other_clients_do_not() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_client_over_its_rate_gets_429_with_retry_after_and_other_clients_do_not(
+    lattice: Lattice,
+) {
     let url = format!("{}/NoSuchThing", lattice.base_url);
     let greedy = client_from([127, 0, 0, 2]);
     // The address may send 1,000 at once and 1,000 a second (the test lattice's limits): 12,000
     // are limited whenever they go faster than about 1,100 a second. 4,000 needed 1,340 a
     // second, which the HTTP server, sharing the host's two cores with the other tests'
     // components, did not always reach.
-    let (statuses, first_429) = hammer(&greedy, &url, None, REQUESTS_FROM_ONE_ADDRESS).await;
-    let limited = statuses.iter().filter(|s| **s == 429).count();
-    assert!(
-        limited > 0,
-        "{REQUESTS_FROM_ONE_ADDRESS} requests at once from one address were never limited"
-    );
-    assert!(statuses.iter().all(|s| *s == 404 || *s == 429));
-    let (retry_after, body) = first_429.unwrap();
+    let Limited {
+        count: limited,
+        retry_after,
+        body,
+    } = hammer(&greedy, &url, None, REQUESTS_FROM_ONE_ADDRESS, 404).await;
     assert!(retry_after >= 1, "Retry-After {retry_after}");
     assert_eq!(body["error"], "rate_limited");
 
@@ -88,21 +98,16 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_other_clients_do_n
     println!("rate per client: {limited} of {REQUESTS_FROM_ONE_ADDRESS} requests from 127.0.0.2 limited (429, Retry-After {retry_after} s)");
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn one_api_key_cannot_take_more_than_its_rate() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn one_api_key_cannot_take_more_than_its_rate(lattice: Lattice) {
     let user = lattice.new_user("Greedy", 100).await;
     let url = format!("{}/Balance?user={}", lattice.base_url, encode(&user));
     let client = client_from([127, 0, 0, 3]);
-    let (statuses, first_429) = hammer(&client, &url, Some(&lattice.key(&user)), 600).await;
-    let limited = statuses.iter().filter(|s| **s == 429).count();
-    assert!(
-        limited > 0,
-        "600 requests at once with one key were never limited"
-    );
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
-    let (retry_after, body) = first_429.unwrap();
+    let Limited {
+        count: limited,
+        retry_after,
+        body,
+    } = hammer(&client, &url, Some(&lattice.key(&user)), 600, 200).await;
     assert_eq!(body["error"], "rate_limited");
     assert!(body["message"].as_str().unwrap().contains("credential"));
 

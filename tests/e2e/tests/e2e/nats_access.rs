@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orders_e2e::Lattice;
+use orders_e2e::{lattice_test, Lattice};
 
 /// The lattice as the data plane's credentials reach it, with a short patience for requests that
 /// must go unanswered.
@@ -13,10 +13,8 @@ async fn as_data_plane(lattice: &Lattice) -> async_nats::Client {
     lattice.nats_as(&creds, Some(Duration::from_secs(2))).await
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_anonymous_nats_client_is_refused() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_anonymous_nats_client_is_refused(lattice: Lattice) {
     let refused = async_nats::connect(&lattice.nats_url)
         .await
         .expect_err("NATS lets nobody in without credentials");
@@ -26,10 +24,8 @@ async fn an_anonymous_nats_client_is_refused() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_data_plane_may_ask_for_links_but_not_command_the_lattice() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_data_plane_may_ask_for_links_but_not_command_the_lattice(lattice: Lattice) {
     let admin = lattice.nats().await;
     let rpc = as_data_plane(&lattice).await;
     let ping = "wasmbus.ctl.v1.default.host.ping";
@@ -64,10 +60,8 @@ async fn the_data_plane_may_ask_for_links_but_not_command_the_lattice() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_data_plane_cannot_read_the_hosts_config_bucket() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_data_plane_cannot_read_the_hosts_config_bucket(lattice: Lattice) {
     let admin = async_nats::jetstream::new(lattice.nats().await);
     assert!(admin.get_key_value("CONFIGDATA_default").await.is_ok());
     let mut rpc = async_nats::jetstream::new(as_data_plane(&lattice).await);

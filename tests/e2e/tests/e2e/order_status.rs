@@ -1,14 +1,12 @@
 //! `GET /OrderStatus?order_id=`: where an order stands, from the order as stream `ORDERS` keeps it
 //! and notify's records, for its user and the admin only.
 
-use orders_e2e::{publish_order, unique, Lattice};
+use orders_e2e::{lattice_test, publish_order, unique, Lattice};
 use orders_wire::proto::OrderPlaced;
 use serde_json::json;
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_accepted_order_ends_paid_or_refused_with_the_balance_after_it() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_accepted_order_ends_paid_or_refused_with_the_balance_after_it(lattice: Lattice) {
     let user = lattice.new_user("Status", 100).await;
 
     let affordable = lattice.order(&user, 10).await;
@@ -43,10 +41,8 @@ async fn an_accepted_order_ends_paid_or_refused_with_the_balance_after_it() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_for_an_unknown_user_is_shown_to_the_admin_as_refused() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_order_for_an_unknown_user_is_shown_to_the_admin_as_refused(lattice: Lattice) {
     let ghost = unique("Ghost");
     let order = OrderPlaced {
         order_id: unique("o"),
@@ -63,10 +59,8 @@ async fn an_order_for_an_unknown_user_is_shown_to_the_admin_as_refused() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_is_visible_to_its_user_and_the_admin_only() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_order_is_visible_to_its_user_and_the_admin_only(lattice: Lattice) {
     let owner = lattice.new_user("Owner", 100).await;
     let stranger = lattice.new_user("Stranger", 0).await;
     let id = lattice.order(&owner, 10).await;
@@ -91,10 +85,8 @@ async fn an_order_is_visible_to_its_user_and_the_admin_only() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn asking_for_an_order_wrongly_gets_a_clear_error() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn asking_for_an_order_wrongly_gets_a_clear_error(lattice: Lattice) {
     let never_placed = "0f6c5a10-0000-4000-8000-000000000000";
     for (path, status, code) in [
         (

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use orders_e2e::{
-    encode, key_sha256, next_matching, publish_order, subscribed, unique, Answer, Lattice,
+    encode, key_sha256, lattice_test, next_matching, publish_order, subscribed, unique, Answer,
+    Lattice,
 };
 use orders_wire::proto::{OrderPlaced, RefundRequested};
 use orders_wire::subjects;
@@ -45,10 +46,8 @@ fn refused(answer: &Answer) -> (u16, &str) {
     (answer.status, answer.error_code())
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_refund_asked_twice_with_one_key_credits_once_and_is_notified_once() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_refund_asked_twice_with_one_key_credits_once_and_is_notified_once(lattice: Lattice) {
     let (user, id) = paid_order(&lattice, "Refund", 100, 30).await;
     let key = unique("refund");
     let first = lattice.refund(&user, &id, None, Some(&key)).await;
@@ -88,10 +87,8 @@ async fn a_refund_asked_twice_with_one_key_credits_once_and_is_notified_once() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn partial_refunds_give_back_up_to_the_paid_sum_and_never_more() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn partial_refunds_give_back_up_to_the_paid_sum_and_never_more(lattice: Lattice) {
     let (user, id) = paid_order(&lattice, "Partial", 100, 30).await;
     assert_eq!(lattice.refund(&user, &id, Some(10), None).await.status, 200);
     assert_eq!(lattice.await_notifications(&user, 2).await.len(), 2);
@@ -118,10 +115,10 @@ async fn partial_refunds_give_back_up_to_the_paid_sum_and_never_more() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_refund_of_an_unpaid_unknown_or_other_users_order_is_refused_and_publishes_nothing() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_refund_of_an_unpaid_unknown_or_other_users_order_is_refused_and_publishes_nothing(
+    lattice: Lattice,
+) {
     let (user, paid) = paid_order(&lattice, "Refused", 10, 10).await;
     let nats = lattice.nats().await;
     let mut requests = subscribed(&nats, format!("{}.>", subjects::REFUND_REQUESTED)).await;
@@ -181,10 +178,8 @@ async fn a_refund_of_an_unpaid_unknown_or_other_users_order_is_refused_and_publi
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn fifty_concurrent_refunds_of_one_order_credit_it_once() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn fifty_concurrent_refunds_of_one_order_credit_it_once(lattice: Lattice) {
     let (user, id) = paid_order(&lattice, "Concurrent", 100, 40).await;
     // Fifty retries of one refund, and fifty different refunds of everything, all at once.
     let key = unique("refund");
@@ -227,10 +222,10 @@ async fn fifty_concurrent_refunds_of_one_order_credit_it_once() {
     assert_eq!(kinds, ["refund", "payment", "deposit"]);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_refund_racing_a_redelivery_of_its_order_leaves_one_payment_and_one_refund() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_refund_racing_a_redelivery_of_its_order_leaves_one_payment_and_one_refund(
+    lattice: Lattice,
+) {
     let user = lattice.new_user("Race", 100).await;
     let order = OrderPlaced {
         order_id: unique("race"),

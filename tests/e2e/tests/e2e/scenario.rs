@@ -1,12 +1,10 @@
 //! The seed's scenario and the API's answers, endpoint by endpoint.
 
-use orders_e2e::{unique, Lattice};
+use orders_e2e::{lattice_test, unique, Lattice};
 use serde_json::json;
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other(lattice: Lattice) {
     let pavel = unique("Pavel");
 
     let created = lattice.post("/CreateUser", json!({ "user": pavel })).await;
@@ -21,9 +19,7 @@ async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other() {
     );
     lattice.remember_key(&pavel, key);
 
-    let deposited = lattice
-        .post_as(&pavel, "/DepositCash", json!({ "user": pavel, "sum": 100 }))
-        .await;
+    let deposited = lattice.deposit(&pavel, 100).await;
     assert_eq!(deposited.status, 200);
     assert_eq!(
         deposited.body,
@@ -65,10 +61,8 @@ async fn the_seed_scenario_pays_the_affordable_order_and_refuses_the_other() {
     assert_eq!(lattice.balance(&pavel).await, 90);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_order_endpoint_answers_202_with_a_fresh_order_id() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_order_endpoint_answers_202_with_a_fresh_order_id(lattice: Lattice) {
     let user = lattice.new_user("Anna", 100).await;
     let first = lattice
         .post_as(&user, "/Order", json!({ "user": user, "sum": 10 }))
@@ -87,10 +81,8 @@ async fn the_order_endpoint_answers_202_with_a_fresh_order_id() {
     assert_eq!(lattice.balance(&user).await, 80);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_on_the_broker_for_an_unknown_user_is_notified_as_refused() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_order_on_the_broker_for_an_unknown_user_is_notified_as_refused(lattice: Lattice) {
     // Over HTTP nobody can order for a user without that user's key, so only the broker can
     // carry such an order (NATS access is the operator's).
     let ghost = unique("Ghost");
@@ -118,10 +110,8 @@ async fn an_order_on_the_broker_for_an_unknown_user_is_notified_as_refused() {
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn creating_a_user_twice_is_a_conflict_that_keeps_the_balance() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn creating_a_user_twice_is_a_conflict_that_keeps_the_balance(lattice: Lattice) {
     let user = lattice.new_user("Boris", 70).await;
     let again = lattice.post("/CreateUser", json!({ "user": user })).await;
     assert_eq!((again.status, again.error_code()), (409, "user_exists"));
@@ -129,10 +119,8 @@ async fn creating_a_user_twice_is_a_conflict_that_keeps_the_balance() {
     assert_eq!(lattice.balance(&user).await, 70);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_balance_of_an_unknown_user_is_not_found() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_balance_of_an_unknown_user_is_not_found(lattice: Lattice) {
     let ghost = unique("Ghost");
     let answer = lattice
         .get_as_admin(&format!("/Balance?user={ghost}"))
@@ -140,10 +128,8 @@ async fn the_balance_of_an_unknown_user_is_not_found() {
     assert_eq!((answer.status, answer.error_code()), (404, "unknown_user"));
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_user_name_in_any_script_works_end_to_end() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_user_name_in_any_script_works_end_to_end(lattice: Lattice) {
     let user = lattice.new_user("Павел", 50).await;
     assert!(user.starts_with("Павел-"));
     lattice.order(&user, 20).await;
@@ -152,10 +138,8 @@ async fn a_user_name_in_any_script_works_end_to_end() {
     assert_eq!(lattice.balance(&user).await, 30);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn the_full_list_holds_every_users_notifications_each_once() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn the_full_list_holds_every_users_notifications_each_once(lattice: Lattice) {
     let a = lattice.new_user("ListA", 10).await;
     let b = lattice.new_user("ListB", 10).await;
     let order_a = lattice.order(&a, 10).await;
@@ -175,17 +159,10 @@ async fn the_full_list_holds_every_users_notifications_each_once() {
     }
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_users_notifications_come_page_by_page_oldest_first() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_users_notifications_come_page_by_page_oldest_first(lattice: Lattice) {
     let user = lattice.new_user("Paged", 100).await;
-    let mut placed = Vec::new();
-    for _ in 0..5 {
-        let id = lattice.order(&user, 1).await;
-        lattice.await_settled(&user, &id).await;
-        placed.push(json!(id));
-    }
+    let placed = lattice.settled_orders(&user, 5, 1).await;
     let path = format!("/List?user={}&limit=2", orders_e2e::encode(&user));
     let first = lattice.get_as(&user, &path).await;
     assert_eq!(first.status, 200, "{first:?}");
@@ -196,7 +173,7 @@ async fn a_users_notifications_come_page_by_page_oldest_first() {
         .every_page(&path, &key)
         .await
         .iter()
-        .map(|n| n["order_id"].clone())
+        .map(|n| n["order_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(listed, placed);
 }

@@ -1,6 +1,6 @@
 //! `GET /Statement`: every movement of an account's money, newest first, page by page.
 
-use orders_e2e::{encode, Lattice};
+use orders_e2e::{encode, lattice_test, Lattice};
 use serde_json::{json, Value};
 
 /// Every entry of `user`'s statement, newest first, read `limit` at a time with the user's key;
@@ -22,25 +22,16 @@ async fn statement(lattice: &Lattice, user: &str, limit: u32) -> Vec<Value> {
         .await
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_statement_lists_every_deposit_and_payment_newest_first_page_by_page() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_statement_lists_every_deposit_and_payment_newest_first_page_by_page(lattice: Lattice) {
     let user = lattice.new_user("Statement", 100).await;
-    let mut paid = Vec::new();
-    for _ in 0..5 {
-        let id = lattice.order(&user, 10).await;
-        lattice.await_settled(&user, &id).await;
-        paid.push(id);
-    }
+    let paid = lattice.settled_orders(&user, 5, 10).await;
     let refused = lattice.order(&user, 1_000).await;
     assert_eq!(
         lattice.await_settled(&user, &refused).await["state"],
         "refused"
     );
-    let deposited = lattice
-        .post_as(&user, "/DepositCash", json!({ "user": user, "sum": 7 }))
-        .await;
+    let deposited = lattice.deposit(&user, 7).await;
     assert_eq!(deposited.status, 200, "{deposited:?}");
 
     let entries = statement(&lattice, &user, 2).await;
@@ -80,10 +71,8 @@ async fn a_statement_lists_every_deposit_and_payment_newest_first_page_by_page()
     assert_eq!(lattice.balance(&user).await, 57);
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn a_statement_page_past_the_oldest_entry_is_empty_and_a_bad_cursor_is_422() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn a_statement_page_past_the_oldest_entry_is_empty_and_a_bad_cursor_is_422(lattice: Lattice) {
     let user = lattice.new_user("StatementEnd", 5).await;
     let path = |query: &str| format!("/Statement?user={}&{query}", encode(&user));
     let last = lattice.get_as(&user, &path("after=1")).await;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use orders_e2e::{spans, Lattice, Telemetry};
+use orders_e2e::{lattice_test, spans, Lattice, Telemetry};
 use serde_json::Value;
 
 /// The value of the series `series` (name and labels, exactly as exposed) in a scrape, 0 if absent.
@@ -24,10 +24,10 @@ fn invoked_components(trace: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn an_order_is_one_connected_trace_from_its_request_through_order_billing_and_notify() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn an_order_is_one_connected_trace_from_its_request_through_order_billing_and_notify(
+    lattice: Lattice,
+) {
     let user = lattice.new_user("Traced", 100).await;
     let order_id = lattice.order(&user, 10).await;
     lattice.await_settled(&user, &order_id).await;
@@ -82,10 +82,8 @@ async fn an_order_is_one_connected_trace_from_its_request_through_order_billing_
     );
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
-async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag() {
-    let lattice = Lattice::from_env();
+#[lattice_test]
+async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag(lattice: Lattice) {
     let paid = r#"orders_settled_total{outcome="paid"}"#;
     let accepted = r#"orders_http_requests_total{method="POST",path="/Order",status="202"}"#;
     let telemetry = Telemetry::from_env();
@@ -121,8 +119,7 @@ async fn metrics_count_a_paid_order_its_request_and_show_every_consumers_lag() {
     assert!(after.contains(r#"orders_stream_messages{stream="DEADLETTER"}"#));
 }
 
-#[tokio::test]
-#[ignore = "drives a running lattice: `make test` starts one and runs these"]
+#[lattice_test]
 async fn a_busy_accounts_orders_placed_at_once_are_settled_in_turn_and_no_write_of_its_account_loses(
 ) {
     // One account's orders share one partition subject, and billing's link hands them over in

@@ -11,17 +11,15 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use orders_domain::OrderId;
 use orders_e2e::{
-    children_of, key_sha256, lattice_ops, load, orders_admin, placing_trace, publish_order, spans,
-    subscribed, traits_of, unique, Lattice, Operator, Telemetry,
+    children_of, key_sha256, lattice_ops, lattice_test, load, orders_admin, placing_trace,
+    publish_order, spans, subscribed, traits_of, unique, Lattice, Operator, Telemetry,
 };
 use orders_wire::proto::OrderPlaced;
 use orders_wire::subjects;
 use serde_json::{json, Value};
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn every_order_delivered_twice_is_charged_once() {
-    let lattice = Lattice::from_env();
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn every_order_delivered_twice_is_charged_once(lattice: Lattice) {
     let user = lattice.new_user("Twice", 100).await;
     for i in 0..10 {
         let order = OrderPlaced {
@@ -54,11 +52,11 @@ async fn every_order_delivered_twice_is_charged_once() {
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn orders_accepted_while_billing_is_stopped_are_pending_then_all_paid_once_it_is_back() {
-    let lattice = Lattice::from_env();
-    let operator = Operator::from_env();
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn orders_accepted_while_billing_is_stopped_are_pending_then_all_paid_once_it_is_back(
+    lattice: Lattice,
+    operator: Operator,
+) {
     let user = lattice.new_user("Outage", 1000).await;
 
     operator
@@ -114,11 +112,11 @@ async fn orders_accepted_while_billing_is_stopped_are_pending_then_all_paid_once
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once() {
-    let lattice = Lattice::from_env();
-    let operator = Operator::from_env();
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once(
+    lattice: Lattice,
+    operator: Operator,
+) {
     let nats = lattice.nats().await;
     let mut dead_letters = subscribed(&nats, "deadletter.>").await;
     let user = lattice.new_user("Flaky", 100).await;
@@ -143,12 +141,11 @@ async fn a_handler_that_fails_is_retried_and_the_order_is_paid_once() {
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
 async fn an_order_paid_but_never_announced_becomes_a_dead_letter_replayed_with_orders_admin_and_charged_once(
+    lattice: Lattice,
+    operator: Operator,
 ) {
-    let lattice = Lattice::from_env();
-    let operator = Operator::from_env();
     let user = lattice.new_user("Replayed", 1000).await;
 
     // billing's link may no longer publish payment results: billing debits each order, then fails
@@ -326,10 +323,8 @@ async fn make_provider_forget(nats: &async_nats::Client, provider: &str, link: s
     nats.flush().await.unwrap();
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
-    let lattice = Lattice::from_env();
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice(lattice: Lattice) {
     let nats = lattice.nats().await;
     let user = lattice.new_user("Forgotten", 100).await;
     let balance_path = format!("/Balance?user={}", orders_e2e::encode(&user));
@@ -397,10 +392,8 @@ async fn a_provider_that_missed_its_links_takes_them_back_from_the_lattice() {
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
-    let lattice = Lattice::from_env();
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn requests_their_clients_abandon_leave_every_endpoint_answering(lattice: Lattice) {
     let user = lattice.new_user("Abandoned", 100).await;
     let balance_url = format!(
         "{}/Balance?user={}",
@@ -459,11 +452,8 @@ async fn requests_their_clients_abandon_leave_every_endpoint_answering() {
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn a_component_may_publish_only_what_its_link_allows() {
-    let lattice = Lattice::from_env();
-    let operator = Operator::from_env();
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn a_component_may_publish_only_what_its_link_allows(lattice: Lattice, operator: Operator) {
     let user = lattice.new_user("Confined", 1000).await;
 
     // order's link now allows only payments.settled: as if order had been compromised and tried
@@ -533,11 +523,9 @@ async fn connect_from(lattice: &Lattice, source: [u8; 4]) -> tokio::net::TcpStre
     socket.connect(server).await.expect("the HTTP port accepts")
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
-async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
+async fn stalled_bodies_and_slow_headers_do_not_stop_any_service(lattice: Lattice) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let lattice = Lattice::from_env();
     let user = lattice.new_user("Unstalled", 1000).await;
 
     // 300 requests whose headers promise a body that never comes, to billing and order, and 100
@@ -622,8 +610,7 @@ async fn stalled_bodies_and_slow_headers_do_not_stop_any_service() {
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops parts of a running lattice: `make test` runs these alone"]
+#[lattice_test(ignore = "stops parts of a running lattice: `make test` runs these alone")]
 async fn a_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key() {
     orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "test").await;
     orders_e2e::the_books_add_up().await;
@@ -689,11 +676,10 @@ fn on_lattice(args: &[&str]) -> String {
     printed
 }
 
-#[tokio::test]
-#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+#[lattice_test(ignore = "kills parts of a running lattice: `make test` runs these alone")]
 async fn a_warm_make_run_changes_nothing_running_and_every_capability_stopped_afterwards_serves_again(
+    operator: Operator,
 ) {
-    let operator = Operator::from_env();
     let instance = operator.instance.clone();
     let host = orders_e2e::supervised_pid(&instance, "host");
     assert_eq!(
@@ -743,8 +729,7 @@ async fn crashed_and_started_again(process: &'static str, fault: &str) {
     assert_ne!(after, before, "a new {process} process serves");
 }
 
-#[tokio::test]
-#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+#[lattice_test(ignore = "kills parts of a running lattice: `make test` runs these alone")]
 async fn a_crashed_host_is_started_again_by_its_supervisor_and_every_order_accepted_is_settled_once(
 ) {
     crashed_and_started_again(
@@ -755,8 +740,7 @@ async fn a_crashed_host_is_started_again_by_its_supervisor_and_every_order_accep
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+#[lattice_test(ignore = "kills parts of a running lattice: `make test` runs these alone")]
 async fn a_crashed_nats_server_is_started_again_with_its_store_and_every_order_accepted_is_settled_once(
 ) {
     crashed_and_started_again(
@@ -767,8 +751,7 @@ async fn a_crashed_nats_server_is_started_again_with_its_store_and_every_order_a
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "kills parts of a running lattice: `make test` runs these alone"]
+#[lattice_test(ignore = "kills parts of a running lattice: `make test` runs these alone")]
 async fn refunds_asked_while_the_host_is_killed_are_each_applied_once_and_notified_once() {
     const ORDERS: usize = 20;
     let lattice = Lattice::from_env();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use orders_e2e::load::{
     every_order_settled_once, print_table_header, under_load, Seen, SETTLE_PATIENCE,
 };
-use orders_e2e::{lattice_ops, orders_admin, Lattice};
+use orders_e2e::{lattice_ops, lattice_test, orders_admin, Lattice};
 use serde_json::{json, Value};
 
 fn var(name: &str) -> String {
@@ -171,10 +171,12 @@ fn log_tail(process: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-#[tokio::test]
-#[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
-async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_order() {
-    let lattice = Lattice::from_env();
+#[lattice_test(
+    ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"
+)]
+async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_order(
+    lattice: Lattice,
+) {
     let killed = leader_of_orders().await;
     let (seen, revived) = under_load(&lattice, &listeners(), || async {
         on_ha("kill", &killed);
@@ -193,10 +195,12 @@ async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_or
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
-async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_every_order() {
-    let lattice = Lattice::from_env();
+#[lattice_test(
+    ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"
+)]
+async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_every_order(
+    lattice: Lattice,
+) {
     let listener = listeners()[1].clone();
     let (seen, revived) = under_load(&lattice, &listeners(), || async {
         on_ha("kill", "host-2");
@@ -218,10 +222,10 @@ async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_ev
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
-async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order() {
-    let lattice = Lattice::from_env();
+#[lattice_test(
+    ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"
+)]
+async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order(lattice: Lattice) {
     let listener = listeners()[1].clone();
     // host-2 speaks to nats-2 and host-1 to nats-1: this takes one host and, on the other
     // node, the server the surviving host was using, which has to move to another server.
@@ -282,11 +286,12 @@ async fn listener_placed_back_and_serving(lattice: &Lattice, listener: &str, rev
     );
 }
 
-#[tokio::test]
-#[ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"]
+#[lattice_test(
+    ignore = "kills parts of the replicated lattice: `make test` runs these on the `ha` instance"
+)]
 async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one_is_back_and_lose_none(
+    lattice: Lattice,
 ) {
-    let lattice = Lattice::from_env();
     // The leader of ORDERS and one more: the one server left is a follower that cannot be elected
     // alone, so no stream or bucket can take a write until a second server is back.
     let leader = leader_of_orders().await;
@@ -330,8 +335,9 @@ async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one
     orders_e2e::the_books_add_up().await;
 }
 
-#[tokio::test]
-#[ignore = "stops and restores the replicated lattice: `make test` runs these on the `ha` instance"]
+#[lattice_test(
+    ignore = "stops and restores the replicated lattice: `make test` runs these on the `ha` instance"
+)]
 async fn a_stopped_replicated_lattice_backed_up_wiped_and_restored_keeps_every_account_order_and_key(
 ) {
     orders_e2e::backed_up_wiped_and_restored_keeps_everything(&Lattice::from_env(), "ha").await;
