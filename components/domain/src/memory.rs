@@ -244,13 +244,7 @@ pub struct MemoryHost {
 
 impl Default for MemoryHost {
     fn default() -> Self {
-        Self {
-            store: MemoryStore::default(),
-            broker: MemoryPublisher::default(),
-            clock: FixedClock::at(1_700_000_000_000),
-            log: RefCell::default(),
-            randoms: Cell::new(0),
-        }
+        Self::at(1_700_000_000_000)
     }
 }
 
@@ -294,6 +288,17 @@ impl crate::service::Host for MemoryHost {
 }
 
 impl MemoryHost {
+    /// An empty host whose clock reads `now_ms`.
+    pub fn at(now_ms: u64) -> Self {
+        Self {
+            store: MemoryStore::default(),
+            broker: MemoryPublisher::default(),
+            clock: FixedClock::at(now_ms),
+            log: RefCell::default(),
+            randoms: Cell::new(0),
+        }
+    }
+
     /// A request as a client sends it, with `token` as its bearer credentials when given.
     pub fn request(
         method: http::Method,

@@ -21,8 +21,8 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use orders_wire::keys::{self, TOKEN_SEPARATOR};
 use orders_wire::proto::{
-    EntryKind, LedgerChunk, LedgerEntry, Notification, PaymentOutcome, PaymentResult,
-    StoredAccount, StoredDeadLetter,
+    DeadLetter, EntryKind, LedgerChunk, LedgerEntry, Notification, PaymentOutcome, PaymentResult,
+    StoredAccount,
 };
 use prost::Message;
 use serde_json::{json, Value};
@@ -403,7 +403,7 @@ fn check_notifications(
     let mut dead_lettered = HashSet::new();
     for (key, value) in notify {
         if key.starts_with(&dead_letter_prefix) {
-            if let Ok(letter) = StoredDeadLetter::decode(value.as_slice()) {
+            if let Ok(letter) = DeadLetter::decode(value.as_slice()) {
                 report.dead_letters += 1;
                 dead_lettered.insert(letter.order_id);
             }
@@ -664,7 +664,7 @@ mod tests {
             mismatches(&billing, &notify),
             ["debited but never notified nor dead-lettered"]
         );
-        let letter = StoredDeadLetter {
+        let letter = DeadLetter {
             consumer: "notify".into(),
             order_id: "o-1".into(),
             ..Default::default()

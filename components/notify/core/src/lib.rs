@@ -10,7 +10,8 @@
 //! - `notification␟<user>␟<order id>␟<refund id>`: the one sent for a refund of the order, found
 //!   with the order's;
 //! - `deadletter␟<consumer>␟<SHA-256 of the payload>`: a message a consumer gave up on
-//!   ([`StoredDeadLetter`], from `deadletter.<consumer>`), so that the admin sees what is stuck;
+//!   (its [`DeadLetter`] with `settled` false, from `deadletter.<consumer>`: whether it is settled
+//!   is read when it is listed), so that the admin sees what is stuck;
 //!   grouped, so that they are read without reading the notifications.
 //!
 //! Who may read: a user's notifications and orders need that user's API key or the admin token;
@@ -32,8 +33,7 @@ use orders_domain::{
 use orders_wire::keys::{self, ALL_FOLLOWING, ANY_TOKEN};
 use orders_wire::proto::{
     DeadLetter, DeadLettersResponse, ListResponse, Notification, OrderPlaced, OrderReference,
-    OrderStatusResponse, PaymentOutcome, PaymentResult, PlacedOrder, RefundResult,
-    StoredDeadLetter,
+    OrderStatusResponse, PaymentOutcome, PaymentResult, RefundResult,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -252,10 +252,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
         let id = OrderId::parse(order_id)?;
         // An order published malformed (billing dead-letters it) was never a valid order.
         // Not in the stream: older than the stream keeps, or never placed.
-        let placed = self
-            .orders
-            .find(&id)?
-            .and_then(|order| placed_record(&order));
+        let placed = self.orders.find(&id)?.filter(is_well_formed);
         let notified = match &placed {
             Some(placed) => self
                 .store
@@ -326,12 +323,13 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
     /// A payload that is not an order or a payment result is recorded too, without order fields.
     pub fn record_dead_letter(&self, consumer: &str, payload: &[u8]) -> Result<bool, NotifyError> {
         let order = OrderReference::decode(payload).unwrap_or_default();
-        let record = StoredDeadLetter {
+        let record = DeadLetter {
             consumer: consumer.to_string(),
             order_id: order.order_id,
             user: order.user,
             sum: order.sum,
             recorded_at_ms: self.clock.now_ms(),
+            settled: false,
         };
         let key = keys::of(&[
             DEAD_LETTERS,
@@ -346,7 +344,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
         caller.require_admin()?;
         // Dead letters are few among everything notify stores: found through the key index.
         let filter = keys::of(&[DEAD_LETTERS, ALL_FOLLOWING]);
-        let mut stored: Vec<StoredDeadLetter> = Vec::new();
+        let mut dead_letters: Vec<DeadLetter> = Vec::new();
         let mut after = None;
         loop {
             let (page, next) = self.store.scan_records(Scan {
@@ -355,14 +353,14 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
                 after,
                 limit: DEAD_LETTERS_PAGE,
             })?;
-            stored.extend(page);
+            dead_letters.extend(page);
             match next {
                 Some(next) => after = Some(next),
                 None => break,
             }
         }
         // Each order's notification, where the dead letter names a valid order of a valid user.
-        let notification_keys: Vec<Option<String>> = stored
+        let notification_keys: Vec<Option<String>> = dead_letters
             .iter()
             .map(|letter| {
                 let user = UserName::parse(&letter.user).ok()?;
@@ -378,22 +376,10 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
                 .collect::<Vec<_>>(),
         )?;
         let mut notified = notified.into_iter();
-        let mut dead_letters: Vec<DeadLetter> = stored
-            .into_iter()
-            .zip(notification_keys)
-            .map(|(stored, key)| DeadLetter {
-                // `notified` holds an answer for each dead letter that has a key, in order.
-                settled: match key {
-                    Some(_) => notified.next().flatten().is_some(),
-                    None => false,
-                },
-                consumer: stored.consumer,
-                order_id: stored.order_id,
-                user: stored.user,
-                sum: stored.sum,
-                recorded_at_ms: stored.recorded_at_ms,
-            })
-            .collect();
+        // `notified` holds an answer for each dead letter that has a key, in order.
+        for (letter, key) in dead_letters.iter_mut().zip(&notification_keys) {
+            letter.settled = key.is_some() && notified.next().flatten().is_some();
+        }
         dead_letters.sort_by(|a, b| {
             (a.recorded_at_ms, &a.consumer, &a.order_id).cmp(&(
                 b.recorded_at_ms,
@@ -505,14 +491,12 @@ fn payment_notification(result: &PaymentResult, now: u64) -> Result<Notification
     })
 }
 
-/// A placed order as the status tells it; `None` when it is malformed.
-fn placed_record(placed: &OrderPlaced) -> Option<PlacedOrder> {
-    Some(PlacedOrder {
-        order_id: OrderId::parse(&placed.order_id).ok()?.to_string(),
-        user: UserName::parse(&placed.user).ok()?.to_string(),
-        sum: Amount::parse_unsigned(placed.sum).ok()?.get(),
-        placed_at_ms: placed.placed_at_ms,
-    })
+/// Whether a placed order read back from the stream is one order could have placed: the status
+/// tells nothing of a malformed one.
+fn is_well_formed(placed: &OrderPlaced) -> bool {
+    OrderId::parse(&placed.order_id).is_ok()
+        && UserName::parse(&placed.user).is_ok()
+        && Amount::parse_unsigned(placed.sum).is_ok()
 }
 
 fn reason(outcome: PaymentOutcome) -> &'static str {
@@ -549,7 +533,9 @@ fn message(
 
 #[cfg(test)]
 mod tests {
-    use orders_domain::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
+    use orders_domain::memory::{
+        self, FixedClock, MemoryHost, MemoryPublisher, MemoryStore, ADMIN_TOKEN,
+    };
     use orders_domain::ports::Publisher as _;
     use orders_wire::subjects;
 
@@ -585,33 +571,30 @@ mod tests {
     }
 
     struct World {
-        store: MemoryStore,
-        clock: FixedClock,
-        /// The broker's stream of placed orders.
-        broker: MemoryPublisher,
+        /// Its broker is the stream of placed orders.
+        host: MemoryHost,
     }
 
     impl World {
         fn new() -> Self {
             Self {
-                store: MemoryStore::default(),
-                clock: FixedClock::at(1_000),
-                broker: MemoryPublisher::default(),
+                host: MemoryHost::at(1_000),
             }
         }
 
         fn notify(&self) -> Notify<'_, MemoryStore, FixedClock, MemoryPublisher> {
             Notify {
-                store: &self.store,
-                clock: &self.clock,
-                orders: &self.broker,
+                store: &self.host.store,
+                clock: &self.host.clock,
+                orders: &self.host.broker,
             }
         }
 
         /// Places an order as order does: on its partition, under its id.
         fn place(&self, order: OrderPlaced) {
             let id = OrderId::parse(&order.order_id).unwrap();
-            self.broker
+            self.host
+                .broker
                 .publish_message(&subjects::order_placed(&order.user, &id), &order)
                 .unwrap();
         }
@@ -622,13 +605,13 @@ mod tests {
         let world = World::new();
         let paid = result("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
         world.notify().deliver(&paid).unwrap();
-        world.store.take_operations();
+        world.host.store.take_operations();
         let refused = result("o-2", "Olga", PaymentOutcome::InsufficientFunds, Some(0));
         let malformed = result("", "Olga", PaymentOutcome::Paid, Some(0));
         let answers = world
             .notify()
             .deliver_all(&[paid, refused.clone(), malformed, refused].map(|r| Settled::from(&r)));
-        let operations = world.store.take_operations();
+        let operations = world.host.store.take_operations();
         assert_eq!(
             (operations.writes, operations.reads),
             (1, 1),
@@ -641,7 +624,7 @@ mod tests {
             matches!(&answers[3], Ok(Delivery::AlreadySent(n)) if n.order_id == "o-2"),
             "a result twice in one batch is sent once"
         );
-        assert_eq!(world.store.keys().len(), 2);
+        assert_eq!(world.host.store.keys().len(), 2);
     }
 
     #[test]
@@ -749,7 +732,7 @@ mod tests {
         let Delivery::Sent(first) = world.notify().deliver(&paid).unwrap() else {
             panic!()
         };
-        world.clock.advance(10);
+        world.host.clock.advance(10);
         assert_eq!(
             world.notify().deliver(&paid).unwrap(),
             Delivery::AlreadySent(first)
@@ -773,7 +756,7 @@ mod tests {
                 .notify()
                 .deliver(&result(id, user, PaymentOutcome::Paid, Some(1)))
                 .unwrap();
-            world.clock.advance(1);
+            world.host.clock.advance(1);
         }
         let all: Vec<_> = world
             .notify()
@@ -896,7 +879,7 @@ mod tests {
             .notify()
             .deliver(&result("o-2", "", PaymentOutcome::Paid, None))
             .is_err());
-        assert!(world.store.keys().is_empty());
+        assert!(world.host.store.keys().is_empty());
     }
 
     fn placed(id: &str, user: &str) -> OrderPlaced {
@@ -1054,7 +1037,7 @@ mod tests {
     fn an_unreachable_broker_is_reported_as_unavailable() {
         let world = World::new();
         world.place(placed("o-1", "Pavel"));
-        world.broker.broken.set(true);
+        world.host.broker.broken.set(true);
         let failed = world.notify().order_status(&admin(), "o-1").unwrap_err();
         assert_eq!((failed.status(), failed.code()), (503, "store_unavailable"));
     }
@@ -1063,9 +1046,9 @@ mod tests {
     fn an_order_status_costs_one_lookup_in_the_stream_and_one_read() {
         let world = World::new();
         world.place(placed("o-1", "Pavel"));
-        world.store.take_operations();
+        world.host.store.take_operations();
         world.notify().order_status(&admin(), "o-1").unwrap();
-        let operations = world.store.take_operations();
+        let operations = world.host.store.take_operations();
         assert_eq!((operations.reads, operations.writes), (1, 0));
     }
 
@@ -1144,7 +1127,7 @@ mod tests {
                 .unwrap();
         }
         let group = keys::of(&[DEAD_LETTERS, ALL_FOLLOWING]);
-        let stored = world.store.keys();
+        let stored = world.host.store.keys();
         assert_eq!(
             stored
                 .iter()

@@ -134,23 +134,19 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: Publisher + ?Sized> Order<'_, S
 
 #[cfg(test)]
 mod tests {
-    use orders_domain::memory::{self, FixedClock, MemoryPublisher, MemoryStore, ADMIN_TOKEN};
+    use orders_domain::memory::{self, MemoryHost, ADMIN_TOKEN};
     use prost::Message as _;
 
     use super::*;
 
     struct World {
-        store: MemoryStore,
-        clock: FixedClock,
-        broker: MemoryPublisher,
+        host: MemoryHost,
     }
 
     impl World {
         fn new() -> Self {
             Self {
-                store: MemoryStore::default(),
-                clock: FixedClock::at(42),
-                broker: MemoryPublisher::default(),
+                host: MemoryHost::at(42),
             }
         }
 
@@ -182,9 +178,9 @@ mod tests {
             random: u8,
         ) -> Result<CreateOrderResponse, OrderError> {
             let order = Order {
-                store: &self.store,
-                clock: &self.clock,
-                broker: &self.broker,
+                store: &self.host.store,
+                clock: &self.host.clock,
+                broker: &self.host.broker,
             };
             order.place_order(
                 &memory::caller(token),
@@ -198,7 +194,8 @@ mod tests {
         }
 
         fn published(&self) -> Vec<OrderPlaced> {
-            self.broker
+            self.host
+                .broker
                 .published
                 .borrow()
                 .iter()
@@ -215,7 +212,7 @@ mod tests {
         assert_eq!((response.user.as_str(), response.sum), ("Pavel", 10));
         let placed = &world.published()[0];
         assert_eq!(
-            world.broker.published.borrow()[0].0,
+            world.host.broker.published.borrow()[0].0,
             subjects::order_placed("Pavel", OrderId::parse(&placed.order_id).unwrap()),
             "published on the account's partition, under its id"
         );
@@ -245,7 +242,7 @@ mod tests {
         }
         assert!(world.published().is_empty());
         assert!(
-            world.store.keys().is_empty(),
+            world.host.store.keys().is_empty(),
             "no idempotency key remembered"
         );
     }
@@ -266,7 +263,7 @@ mod tests {
         let b = world.place("Pavel", 10, None, 2).unwrap();
         assert_ne!(a.order_id, b.order_id);
         assert!(
-            world.store.keys().is_empty(),
+            world.host.store.keys().is_empty(),
             "nothing is remembered without a key"
         );
     }
@@ -275,7 +272,7 @@ mod tests {
     fn a_retry_with_the_same_key_returns_the_first_order() {
         let world = World::new();
         let first = world.place("Pavel", 10, Some("retry-1"), 1).unwrap();
-        world.clock.advance(1000);
+        world.host.clock.advance(1000);
         let retry = world.place("Pavel", 10, Some("retry-1"), 2).unwrap();
         assert_eq!(retry, first);
         let published = world.published();
@@ -329,16 +326,16 @@ mod tests {
             assert_eq!(error.status(), 422, "{user} {sum}");
         }
         assert!(world.published().is_empty());
-        assert!(world.store.keys().is_empty());
+        assert!(world.host.store.keys().is_empty());
     }
 
     #[test]
     fn an_unreachable_broker_is_reported_and_the_retry_publishes() {
         let world = World::new();
-        world.broker.broken.set(true);
+        world.host.broker.broken.set(true);
         let error = world.place("Pavel", 10, Some("k"), 1).unwrap_err();
         assert_eq!((error.status(), error.code()), (503, "broker_unavailable"));
-        world.broker.broken.set(false);
+        world.host.broker.broken.set(false);
         let retry = world.place("Pavel", 10, Some("k"), 2).unwrap();
         assert_eq!(world.published()[0].order_id, retry.order_id);
     }
