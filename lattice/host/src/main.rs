@@ -22,12 +22,9 @@ use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 /// A connection's user JWT and key pair, as the host library takes them.
 type Credentials = (Option<String>, Option<Arc<nkeys::KeyPair>>);
 
+/// wasmCloud 1.9 host for the orders lattice.
 #[derive(Debug, Parser)]
-#[command(
-    name = "orders-host",
-    version,
-    about = "wasmCloud 1.9 host for the orders lattice"
-)]
+#[command(version)]
 struct Args {
     /// NATS server host for both control and RPC traffic.
     #[arg(long, env = "WASMCLOUD_NATS_HOST", default_value = "127.0.0.1")]

@@ -96,21 +96,15 @@ impl Authority {
             "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
             "wildcards": true, "conn": -1, "leaf": -1,
         });
-        let system_jwt = jwt::sign(
-            &operator,
-            &system.public_key(),
-            "SYS",
-            json!({ "type": "account", "version": 2, "limits": limits }),
-        )?;
+        let sign_account = |account: &KeyPair, name: &str, limits: &serde_json::Value| {
+            let claims = json!({ "type": "account", "version": 2, "limits": limits });
+            jwt::sign(&operator, &account.public_key(), name, claims)
+        };
+        let system_jwt = sign_account(&system, "SYS", &limits)?;
         for jetstream_limit in ["mem_storage", "disk_storage", "streams", "consumer"] {
             limits[jetstream_limit] = json!(-1);
         }
-        let account_jwt = jwt::sign(
-            &operator,
-            &account.public_key(),
-            "ORDERS",
-            json!({ "type": "account", "version": 2, "limits": limits }),
-        )?;
+        let account_jwt = sign_account(&account, "ORDERS", &limits)?;
         Ok(format!(
             "# Written by orders-nats-auth; every client must present a user JWT of these accounts.\n\
              operator: \"{operator_jwt}\"\n\

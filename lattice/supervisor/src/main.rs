@@ -13,12 +13,9 @@ use clap::Parser;
 use orders_supervisor::{HostStart, Restarts};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// Keeps one lattice process running.
 #[derive(Debug, Parser)]
-#[command(
-    name = "orders-supervisor",
-    version,
-    about = "Keeps one lattice process running"
-)]
+#[command(version)]
 struct Args {
     /// The process's name in what the supervisor logs.
     #[arg(long)]

@@ -47,7 +47,7 @@ use tracing::{debug, info, warn, Instrument as _};
 use wasmcloud_provider_sdk::core::HostData;
 use wasmcloud_provider_sdk::provider::{ProviderCommandReceivers, WrpcClient};
 use wasmcloud_provider_sdk::{
-    get_connection, load_host_data, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
+    get_connection, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
 };
 use wrpc_interface_http::InvokeIncomingHandler as _;
 
@@ -56,15 +56,15 @@ use limits::{Admitted, Buckets, Connections};
 use orders_provider_support::links::{End, ServesLinks};
 use orders_provider_support::LinkKey;
 
-/// The provider process: starts the listener and serves until the host stops it, calling
-/// components over wRPC.
-pub async fn run() -> anyhow::Result<()> {
-    let _observability = orders_provider_support::init_observability("http-server-provider")?;
-    let host_data = load_host_data().context("failed to load host data")?;
-    let config = ServerConfig::from_map(&host_data.config)?;
-    let provider = HttpServer::start(config, Arc::new(OverWrpc::of_this_process())).await?;
-    orders_provider_support::serve_until_stopped!(provider, "http-server-provider")
-}
+orders_provider_support::define_run!(
+    /// The provider process: starts the listener and serves until the host stops it, calling
+    /// components over wRPC.
+    "http-server-provider",
+    |host_data| {
+        let config = ServerConfig::from_map(&host_data.config)?;
+        HttpServer::start(config, Arc::new(OverWrpc::of_this_process())).await?
+    }
+);
 
 /// Serves in the host's process, with the host data and the SDK's connection and commands the host
 /// gives an embedded provider, calling components through `components`. The tasks end when the

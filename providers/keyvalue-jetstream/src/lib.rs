@@ -16,7 +16,7 @@ use tokio::sync::RwLock;
 use tracing::Instrument as _;
 use tracing::{info, warn};
 use wasmcloud_provider_sdk::core::HostData;
-use wasmcloud_provider_sdk::{load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider};
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider};
 
 use config::BucketConfig;
 use orders_jetstream_kv::{self as bucket, Bucket, BucketError};
@@ -34,18 +34,12 @@ mod bindings {
 use bindings::exports::orders::lattice::keyvalue_cas;
 use bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 
-/// The provider process: serves its exports over NATS until the host stops it.
-pub async fn run() -> anyhow::Result<()> {
-    let _observability =
-        orders_provider_support::init_observability("keyvalue-jetstream-provider")?;
-    let host_data = load_host_data().context("failed to load host data")?;
-    let provider = KeyValueProvider::new(host_data);
-    orders_provider_support::serve_until_stopped!(
-        provider,
-        "keyvalue-jetstream-provider",
-        bindings::serve
-    )
-}
+orders_provider_support::define_run!(
+    /// The provider process: serves its exports over NATS until the host stops it.
+    "keyvalue-jetstream-provider",
+    |host_data| KeyValueProvider::new(host_data),
+    bindings::serve
+);
 
 orders_provider_support::define_serve_in_host!(
     /// Serves in the host's process, with the host data and the SDK's connection and commands the host
@@ -217,6 +211,28 @@ fn operation_span(cx: &Option<Context>, operation: &str, bucket: &str, key: &str
     span
 }
 
+impl KeyValueProvider {
+    /// What every operation below does around its own work: in the operation's span (`key` as it
+    /// shows there), finds the bucket the caller's link names and runs `work` on it; the errors as
+    /// the operation's interface words them.
+    async fn on_bucket<T, E, Work>(
+        &self,
+        cx: &Option<Context>,
+        operation: &str,
+        (bucket, key): (&str, &str),
+        work: impl FnOnce(Bucket) -> Work,
+    ) -> anyhow::Result<Result<T, E>>
+    where
+        Work: std::future::Future<Output = Result<T, BucketError>>,
+        E: From<BucketError> + From<Unroutable>,
+    {
+        let span = operation_span(cx, operation, bucket, key);
+        Ok(async { Ok(work(self.bucket(cx, bucket).await?).await?) }
+            .instrument(span)
+            .await)
+    }
+}
+
 impl store::Handler<Option<Context>> for KeyValueProvider {
     async fn get(
         &self,
@@ -224,12 +240,14 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         key: String,
     ) -> StoreResult<Option<Bytes>> {
-        let span = operation_span(&cx, "get", &bucket, &key);
-        Ok(
-            async { Ok(self.bucket(&cx, &bucket).await?.get(&key).await?) }
-                .instrument(span)
-                .await,
+        let key = key.as_str();
+        self.on_bucket(
+            &cx,
+            "get",
+            (&bucket, key),
+            |b| async move { b.get(key).await },
         )
+        .await
     }
 
     async fn set(
@@ -239,30 +257,27 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         key: String,
         value: Bytes,
     ) -> StoreResult<()> {
-        let span = operation_span(&cx, "set", &bucket, &key);
-        Ok(
-            async { Ok(self.bucket(&cx, &bucket).await?.set(&key, value).await?) }
-                .instrument(span)
-                .await,
-        )
+        let key = key.as_str();
+        self.on_bucket(&cx, "set", (&bucket, key), |b| async move {
+            b.set(key, value).await
+        })
+        .await
     }
 
     async fn delete(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<()> {
-        let span = operation_span(&cx, "delete", &bucket, &key);
-        Ok(
-            async { Ok(self.bucket(&cx, &bucket).await?.delete(&key).await?) }
-                .instrument(span)
-                .await,
-        )
+        let key = key.as_str();
+        self.on_bucket(&cx, "delete", (&bucket, key), |b| async move {
+            b.delete(key).await
+        })
+        .await
     }
 
     async fn exists(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<bool> {
-        let span = operation_span(&cx, "exists", &bucket, &key);
-        Ok(
-            async { Ok(self.bucket(&cx, &bucket).await?.exists(&key).await?) }
-                .instrument(span)
-                .await,
-        )
+        let key = key.as_str();
+        self.on_bucket(&cx, "exists", (&bucket, key), |b| async move {
+            b.exists(key).await
+        })
+        .await
     }
 
     /// All keys in one page: JetStream lists keys as a stream without a stable cursor.
@@ -272,13 +287,11 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         _cursor: Option<u64>,
     ) -> StoreResult<store::KeyResponse> {
-        let span = operation_span(&cx, "list_keys", &bucket, "");
-        Ok(async {
-            let keys = self.bucket(&cx, &bucket).await?.keys().await?;
+        self.on_bucket(&cx, "list_keys", (&bucket, ""), |b| async move {
+            let keys = b.keys().await?;
             Ok(store::KeyResponse { keys, cursor: None })
-        }
-        .instrument(span)
-        .await)
+        })
+        .await
     }
 }
 
@@ -290,16 +303,11 @@ impl atomics::Handler<Option<Context>> for KeyValueProvider {
         key: String,
         delta: u64,
     ) -> StoreResult<u64> {
-        let span = operation_span(&cx, "increment", &bucket, &key);
-        Ok(async {
-            Ok(self
-                .bucket(&cx, &bucket)
-                .await?
-                .increment(&key, delta)
-                .await?)
-        }
-        .instrument(span)
-        .await)
+        let key = key.as_str();
+        self.on_bucket(&cx, "increment", (&bucket, key), |b| async move {
+            b.increment(key, delta).await
+        })
+        .await
     }
 }
 
@@ -310,25 +318,15 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         keys: Vec<String>,
     ) -> StoreResult<Vec<Option<(String, Bytes)>>> {
-        let span = operation_span(
-            &cx,
-            "get_many",
-            &bucket,
-            &keys_summary(keys.iter().map(String::as_str)),
-        );
-        Ok(async {
-            let bucket = self.bucket(&cx, &bucket).await?;
-            let reads =
-                keys.into_iter().map(|key| {
-                    let bucket = bucket.clone();
-                    async move {
-                        Ok::<_, BucketError>(bucket.get(&key).await?.map(|value| (key, value)))
-                    }
-                });
-            Ok(futures::future::try_join_all(reads).await?)
-        }
-        .instrument(span)
-        .await)
+        let shown = keys_summary(keys.iter().map(String::as_str));
+        self.on_bucket(&cx, "get_many", (&bucket, &shown), |b| async move {
+            let reads = keys.into_iter().map(|key| {
+                let b = b.clone();
+                async move { Ok::<_, BucketError>(b.get(&key).await?.map(|value| (key, value))) }
+            });
+            futures::future::try_join_all(reads).await
+        })
+        .await
     }
 
     async fn set_many(
@@ -337,23 +335,15 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         items: Vec<(String, Bytes)>,
     ) -> StoreResult<()> {
-        let span = operation_span(
-            &cx,
-            "set_many",
-            &bucket,
-            &keys_summary(items.iter().map(|(k, _)| k.as_str())),
-        );
-        Ok(async {
-            let bucket = self.bucket(&cx, &bucket).await?;
+        let shown = keys_summary(items.iter().map(|(k, _)| k.as_str()));
+        self.on_bucket(&cx, "set_many", (&bucket, &shown), |b| async move {
             let writes = items.into_iter().map(|(key, value)| {
-                let bucket = bucket.clone();
-                async move { bucket.set(&key, value).await }
+                let b = b.clone();
+                async move { b.set(&key, value).await }
             });
-            futures::future::try_join_all(writes).await?;
-            Ok(())
-        }
-        .instrument(span)
-        .await)
+            futures::future::try_join_all(writes).await.map(drop)
+        })
+        .await
     }
 
     async fn delete_many(
@@ -362,27 +352,26 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         keys: Vec<String>,
     ) -> StoreResult<()> {
-        let span = operation_span(
-            &cx,
-            "delete_many",
-            &bucket,
-            &keys_summary(keys.iter().map(String::as_str)),
-        );
-        Ok(async {
-            let bucket = self.bucket(&cx, &bucket).await?;
+        let shown = keys_summary(keys.iter().map(String::as_str));
+        self.on_bucket(&cx, "delete_many", (&bucket, &shown), |b| async move {
             let deletes = keys.into_iter().map(|key| {
-                let bucket = bucket.clone();
-                async move { bucket.delete(&key).await }
+                let b = b.clone();
+                async move { b.delete(&key).await }
             });
-            futures::future::try_join_all(deletes).await?;
-            Ok(())
-        }
-        .instrument(span)
-        .await)
+            futures::future::try_join_all(deletes).await.map(drop)
+        })
+        .await
     }
 }
 
 type CasResult<T> = anyhow::Result<Result<T, keyvalue_cas::Error>>;
+
+fn versioned(found: bucket::Versioned) -> keyvalue_cas::Versioned {
+    keyvalue_cas::Versioned {
+        value: found.value,
+        revision: found.revision,
+    }
+}
 
 impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
     async fn read(
@@ -391,16 +380,11 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         key: String,
     ) -> CasResult<Option<keyvalue_cas::Versioned>> {
-        let span = operation_span(&cx, "read", &bucket, &key);
-        Ok(async {
-            let found = self.bucket(&cx, &bucket).await?.read(&key).await?;
-            Ok(found.map(|v| keyvalue_cas::Versioned {
-                value: v.value,
-                revision: v.revision,
-            }))
-        }
-        .instrument(span)
-        .await)
+        let key = key.as_str();
+        self.on_bucket(&cx, "read", (&bucket, key), |b| async move {
+            Ok(b.read(key).await?.map(versioned))
+        })
+        .await
     }
 
     async fn write(
@@ -411,18 +395,13 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         value: Bytes,
         expected: Option<u64>,
     ) -> CasResult<Option<u64>> {
-        let span = operation_span(&cx, "write", &bucket, &key);
-        Ok(async {
-            let written = self
-                .bucket(&cx, &bucket)
-                .await?
-                .write(&key, value, expected)
-                .await?;
+        let key = key.as_str();
+        self.on_bucket(&cx, "write", (&bucket, key), |b| async move {
+            let written = b.write(key, value, expected).await?;
             tracing::Span::current().record("lost", usize::from(written.is_none()));
             Ok(written)
-        }
-        .instrument(span)
-        .await)
+        })
+        .await
     }
 
     async fn scan(
@@ -434,17 +413,13 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         after: u64,
         limit: u32,
     ) -> CasResult<keyvalue_cas::Page> {
-        let span = operation_span(&cx, "scan", &bucket, &filter);
         let by = match by {
             keyvalue_cas::ScanBy::WriteOrder => bucket::ScanBy::WriteOrder,
             keyvalue_cas::ScanBy::KeyIndex => bucket::ScanBy::KeyIndex,
         };
-        Ok(async {
-            let page = self
-                .bucket(&cx, &bucket)
-                .await?
-                .scan(&filter, by, after, limit)
-                .await?;
+        let filter = filter.as_str();
+        self.on_bucket(&cx, "scan", (&bucket, filter), |b| async move {
+            let page = b.scan(filter, by, after, limit).await?;
             Ok(keyvalue_cas::Page {
                 entries: page
                     .entries
@@ -457,9 +432,8 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
                     .collect(),
                 next: page.next,
             })
-        }
-        .instrument(span)
-        .await)
+        })
+        .await
     }
 
     async fn read_many(
@@ -468,28 +442,15 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         keys: Vec<String>,
     ) -> CasResult<Vec<Option<keyvalue_cas::Versioned>>> {
-        let span = operation_span(
-            &cx,
-            "read_many",
-            &bucket,
-            &keys_summary(keys.iter().map(String::as_str)),
-        );
-        Ok(async {
-            let bucket = self.bucket(&cx, &bucket).await?;
-            let reads = keys.iter().map(|key| bucket.read(key));
-            let found = futures::future::try_join_all(reads).await?;
+        let shown = keys_summary(keys.iter().map(String::as_str));
+        self.on_bucket(&cx, "read_many", (&bucket, &shown), |b| async move {
+            let found = futures::future::try_join_all(keys.iter().map(|key| b.read(key))).await?;
             Ok(found
                 .into_iter()
-                .map(|versioned| {
-                    versioned.map(|v| keyvalue_cas::Versioned {
-                        value: v.value,
-                        revision: v.revision,
-                    })
-                })
+                .map(|found| found.map(versioned))
                 .collect())
-        }
-        .instrument(span)
-        .await)
+        })
+        .await
     }
 
     async fn write_many(
@@ -498,12 +459,6 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         writes: Vec<keyvalue_cas::CasWrite>,
     ) -> CasResult<Vec<Option<u64>>> {
-        let span = operation_span(
-            &cx,
-            "write_many",
-            &bucket,
-            &keys_summary(writes.iter().map(|w| w.key.as_str())),
-        );
         let mut keys = HashSet::new();
         if let Some(twice) = writes.iter().find(|w| !keys.insert(w.key.as_str())) {
             return Ok(Err(keyvalue_cas::Error::Other(format!(
@@ -511,18 +466,17 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
                 twice.key
             ))));
         }
-        Ok(async {
-            let bucket = self.bucket(&cx, &bucket).await?;
+        let shown = keys_summary(writes.iter().map(|w| w.key.as_str()));
+        self.on_bucket(&cx, "write_many", (&bucket, &shown), |b| async move {
             let attempts = writes.into_iter().map(|w| {
-                let bucket = bucket.clone();
-                async move { bucket.write(&w.key, w.value, w.expected).await }
+                let b = b.clone();
+                async move { b.write(&w.key, w.value, w.expected).await }
             });
             let written = futures::future::try_join_all(attempts).await?;
             let lost = written.iter().filter(|revision| revision.is_none()).count();
             tracing::Span::current().record("lost", lost);
             Ok(written)
-        }
-        .instrument(span)
-        .await)
+        })
+        .await
     }
 }

@@ -35,8 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument as _};
 use wasmcloud_provider_sdk::core::HostData;
 use wasmcloud_provider_sdk::{
-    get_connection, load_host_data, Context, LinkConfig, LinkDeleteInfo, Provider,
-    ProviderConnection,
+    get_connection, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
 };
 
 use config::{Access, ConsumerConfig, Keeps, LinkPolicy, ProviderConfig, StreamSpec};
@@ -57,20 +56,14 @@ use bindings::exports::wasmcloud::messaging::consumer;
 use bindings::orders::lattice::batch_handler;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 
-/// The provider process: connects, ensures the configured streams, serves `consumer` and
-/// `stream-reader` over NATS and runs one durable consumer per handler link until the host stops
-/// it.
-pub async fn run() -> anyhow::Result<()> {
-    let _observability =
-        orders_provider_support::init_observability("messaging-jetstream-provider")?;
-    let host_data = load_host_data().context("failed to load host data")?;
-    let provider = JetStreamMessaging::start(host_data, None).await?;
-    orders_provider_support::serve_until_stopped!(
-        provider,
-        "messaging-jetstream-provider",
-        bindings::serve
-    )
-}
+orders_provider_support::define_run!(
+    /// The provider process: connects, ensures the configured streams, serves `consumer` and
+    /// `stream-reader` over NATS and runs one durable consumer per handler link until the host
+    /// stops it.
+    "messaging-jetstream-provider",
+    |host_data| JetStreamMessaging::start(host_data, None).await?,
+    bindings::serve
+);
 
 orders_provider_support::define_serve_in_host!(
     /// Serves in the host's process, with the host data and the SDK's connection and commands the host

@@ -112,49 +112,49 @@ fn set_parent(span: &tracing::Span, context: Vec<(String, String)>) {
     }
 }
 
-/// Registers `$provider` with the host under `$name` (which hands it its start-up links), tells it
-/// that it has them, keeps its links in step with the lattice ([`links`]) and serves its exports (`$serve`, the `serve` function wit-bindgen-wrpc generated)
-/// until the host stops it; without `$serve`, for a provider that only calls components. A macro
-/// rather than a function because the SDK's serve bounds tie the wRPC client's lifetime to the
-/// caller's frame.
+/// Defines the provider crate's `run`, the provider process: logs and traces as the host says
+/// ([`init_observability`]), makes `$provider` from the `HostData` the host passed, registers it
+/// with the host under `$name` (which hands it its start-up links), tells it that it has them,
+/// keeps its links in step with the lattice ([`links`]) and serves its exports (`$serve`, the
+/// `serve` function wit-bindgen-wrpc generated; none for a provider that only calls components)
+/// until the host stops it. A macro rather than a function because the SDK's serve bounds tie the
+/// wRPC client's lifetime to the caller's frame.
 #[macro_export]
-macro_rules! serve_until_stopped {
-    ($provider:expr, $name:expr) => {{
-        use ::anyhow::Context as _;
-        let provider = $provider;
-        let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
-            .await
-            .context("failed to run provider")?;
-        $crate::links::ServesLinks::start_up_links_taken(&provider);
-        ::tokio::spawn($crate::links::keep_links_in_step(
-            provider,
-            ::wasmcloud_provider_sdk::get_connection().clone(),
-        ));
-        shutdown.await;
-        ::anyhow::Ok(())
-    }};
-    ($provider:expr, $name:expr, $serve:path) => {{
-        use ::anyhow::Context as _;
-        let provider = $provider;
-        let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
-            .await
-            .context("failed to run provider")?;
-        $crate::links::ServesLinks::start_up_links_taken(&provider);
-        let connection = ::wasmcloud_provider_sdk::get_connection();
-        ::tokio::spawn($crate::links::keep_links_in_step(
-            provider.clone(),
-            connection.clone(),
-        ));
-        let wrpc = connection
-            .get_wrpc_client(connection.provider_key())
+macro_rules! define_run {
+    ($(#[$doc:meta])* $name:literal, |$host_data:ident| $provider:expr $(, $serve:path)?) => {
+        $(#[$doc])*
+        pub async fn run() -> ::anyhow::Result<()> {
+            use ::anyhow::Context as _;
+            let _observability = $crate::init_observability($name)?;
+            let $host_data = ::wasmcloud_provider_sdk::load_host_data()
+                .context("failed to load host data")?;
+            let provider = $provider;
+            let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
+                .await
+                .context("failed to run provider")?;
+            $crate::links::ServesLinks::start_up_links_taken(&provider);
+            let connection = ::wasmcloud_provider_sdk::get_connection();
+            ::tokio::spawn($crate::links::keep_links_in_step(
+                provider.clone(),
+                connection.clone(),
+            ));
+            $crate::define_run!(@serve provider, connection, shutdown $(, $serve)?);
+            ::anyhow::Ok(())
+        }
+    };
+    (@serve $provider:ident, $connection:ident, $shutdown:ident) => {
+        $shutdown.await;
+    };
+    (@serve $provider:ident, $connection:ident, $shutdown:ident, $serve:path) => {
+        let wrpc = $connection
+            .get_wrpc_client($connection.provider_key())
             .await
             .context("failed to create the wRPC client")?;
-        let invocations = $serve(&wrpc, provider)
+        let invocations = $serve(&wrpc, $provider)
             .await
             .context("failed to serve provider exports")?;
-        $crate::serve_invocations(invocations, shutdown).await;
-        ::anyhow::Ok(())
-    }};
+        $crate::serve_invocations(invocations, $shutdown).await;
+    };
 }
 
 /// Defines the provider crate's `serve_in_host`, which the host calls to run the provider in its
@@ -210,7 +210,7 @@ macro_rules! define_serve_in_host {
     };
 }
 
-/// Serves `provider` inside the host's process, as [`serve_until_stopped!`] serves a provider
+/// Serves `provider` inside the host's process, as [`define_run!`]'s `run` serves a provider
 /// process: it takes the links the host knew at its start (`start_up_links`), is told it has them,
 /// keeps its links in step with the lattice, and follows the SDK's commands (links put and
 /// deleted, shutdown) until the host stops it. Every task is in the returned set, which the host
