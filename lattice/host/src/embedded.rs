@@ -125,11 +125,13 @@ impl Component for HereOrThere {
         let span = tracing::Span::current();
         Box::pin(
             async move {
-                if here.runs(&id).await {
-                    here.handle_http(&id, request, http_server_provider::MAX_RESPONSE_BYTES)
-                        .await
-                } else {
-                    there.handle(request).await
+                match here.get(&id).await {
+                    Some(component) => {
+                        component
+                            .handle_http(request, http_server_provider::MAX_RESPONSE_BYTES)
+                            .await
+                    }
+                    None => there.handle(request).await,
                 }
             }
             .instrument(span),
