@@ -582,6 +582,13 @@ mod tests {
             }
         }
 
+        /// Delivers `id`'s payment result (see [`result`]), which is notified.
+        fn settled(&self, id: &str, user: &str, outcome: PaymentOutcome, balance: Option<u64>) {
+            self.notify()
+                .deliver(&result(id, user, outcome, balance))
+                .unwrap();
+        }
+
         fn notify(&self) -> Notify<'_, MemoryStore, FixedClock, MemoryPublisher> {
             Notify {
                 store: &self.host.store,
@@ -651,19 +658,8 @@ mod tests {
     #[test]
     fn refusals_say_why() {
         let world = World::new();
-        world
-            .notify()
-            .deliver(&result(
-                "o-1",
-                "Pavel",
-                PaymentOutcome::InsufficientFunds,
-                Some(5),
-            ))
-            .unwrap();
-        world
-            .notify()
-            .deliver(&result("o-2", "Ghost", PaymentOutcome::UnknownUser, None))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::InsufficientFunds, Some(5));
+        world.settled("o-2", "Ghost", PaymentOutcome::UnknownUser, None);
         let listed = world
             .notify()
             .list(&admin(), None, first_page())
@@ -691,10 +687,7 @@ mod tests {
     #[test]
     fn a_users_notifications_are_shown_to_that_user_and_the_admin_only() {
         let world = World::new();
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(1)))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::Paid, Some(1));
         let mine = world
             .notify()
             .list(&key_of("Pavel"), Some("Pavel"), first_page())
@@ -752,10 +745,7 @@ mod tests {
     fn the_list_is_oldest_first_and_can_be_narrowed_to_one_user() {
         let world = World::new();
         for (id, user) in [("o-3", "Pavel"), ("o-1", "Anna"), ("o-2", "Pavel")] {
-            world
-                .notify()
-                .deliver(&result(id, user, PaymentOutcome::Paid, Some(1)))
-                .unwrap();
+            world.settled(id, user, PaymentOutcome::Paid, Some(1));
             world.host.clock.advance(1);
         }
         let all: Vec<_> = world
@@ -783,15 +773,7 @@ mod tests {
         let world = World::new();
         for n in 0..5 {
             for user in ["Pavel", "Anna"] {
-                world
-                    .notify()
-                    .deliver(&result(
-                        &format!("{user}-{n}"),
-                        user,
-                        PaymentOutcome::Paid,
-                        Some(1),
-                    ))
-                    .unwrap();
+                world.settled(&format!("{user}-{n}"), user, PaymentOutcome::Paid, Some(1));
             }
         }
         let mut pages = Vec::new();
@@ -842,10 +824,7 @@ mod tests {
     #[test]
     fn an_order_settled_before_notify_saw_it_placed_is_found_by_its_id() {
         let world = World::new();
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
         let status = world.notify().order_status(&admin(), "o-1").unwrap();
         assert_eq!(
             (status.user.as_str(), status.state.as_str()),
@@ -928,10 +907,7 @@ mod tests {
     fn a_refund_is_sent_once_beside_its_orders_notification_and_moves_its_status() {
         let world = World::new();
         world.place(placed("o-1", "Pavel"));
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(80)))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::Paid, Some(80));
         let state = || {
             let status = world
                 .notify()
@@ -975,19 +951,8 @@ mod tests {
         let world = World::new();
         world.place(placed("o-1", "Pavel"));
         world.place(placed("o-2", "Pavel"));
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
-            .unwrap();
-        world
-            .notify()
-            .deliver(&result(
-                "o-2",
-                "Pavel",
-                PaymentOutcome::InsufficientFunds,
-                Some(90),
-            ))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
+        world.settled("o-2", "Pavel", PaymentOutcome::InsufficientFunds, Some(90));
         let paid = world.notify().order_status(&admin(), "o-1").unwrap();
         assert_eq!(
             (paid.state.as_str(), paid.reason.as_deref(), paid.balance),
@@ -1007,10 +972,7 @@ mod tests {
     #[test]
     fn an_order_the_stream_no_longer_holds_is_told_by_its_notification() {
         let world = World::new();
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
         let status = world
             .notify()
             .order_status(&key_of("Pavel"), "o-1")
@@ -1115,10 +1077,7 @@ mod tests {
     #[test]
     fn dead_letters_are_stored_apart_from_notifications_and_listed_past_one_page() {
         let world = World::new();
-        world
-            .notify()
-            .deliver(&result("o-1", "Pavel", PaymentOutcome::Paid, Some(90)))
-            .unwrap();
+        world.settled("o-1", "Pavel", PaymentOutcome::Paid, Some(90));
         let letters = DEAD_LETTERS_PAGE + 1;
         for n in 0..letters {
             world
