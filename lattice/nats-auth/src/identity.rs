@@ -202,6 +202,15 @@ mod tests {
         );
     }
 
+    /// The subjects of `rule` allowed that `keep` selects.
+    fn allowed(rule: &Rule, keep: impl Fn(&str) -> bool) -> Vec<&str> {
+        rule.allow
+            .iter()
+            .map(String::as_str)
+            .filter(|s| keep(s))
+            .collect()
+    }
+
     #[test]
     fn the_control_plane_and_people_use_the_whole_account() {
         for identity in [Identity::Host, Identity::Wadm, Identity::Admin] {
@@ -212,12 +221,7 @@ mod tests {
     #[test]
     fn the_data_plane_asks_the_control_interface_only_for_links_and_plain_configs() {
         let rpc = Identity::Rpc.permissions(&plane()).unwrap();
-        let control: Vec<_> = rpc
-            .publish
-            .allow
-            .iter()
-            .filter(|s| s.starts_with("wasmbus.ctl"))
-            .collect();
+        let control = allowed(&rpc.publish, |s| s.starts_with("wasmbus.ctl"));
         assert_eq!(
             control,
             [
@@ -229,22 +233,15 @@ mod tests {
             rpc.publish.deny,
             ["wasmbus.ctl.v1.default.config.get.orders-auth"]
         );
-        assert!(!rpc
-            .subscribe
-            .allow
-            .iter()
-            .any(|s| s.starts_with("wasmbus.ctl")));
+        assert!(allowed(&rpc.subscribe, |s| s.starts_with("wasmbus.ctl")).is_empty());
     }
 
     #[test]
     fn the_data_plane_reaches_only_the_applications_streams_and_buckets() {
         let rpc = Identity::Rpc.permissions(&plane()).unwrap();
-        let jetstream: Vec<_> = rpc
-            .publish
-            .allow
-            .iter()
-            .filter(|s| s.starts_with("$JS.API.") && *s != "$JS.API.INFO")
-            .collect();
+        let jetstream = allowed(&rpc.publish, |s| {
+            s.starts_with("$JS.API.") && s != "$JS.API.INFO"
+        });
         assert!(jetstream
             .iter()
             .all(|s| s.contains(".ORDERS") || s.contains(".KV_billing")));

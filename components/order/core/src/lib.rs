@@ -193,6 +193,11 @@ mod tests {
             )
         }
 
+        /// Whether order's bucket holds no idempotency key (nothing else is kept there).
+        fn remembers_no_key(&self) -> bool {
+            self.host.store.keys().is_empty()
+        }
+
         fn published(&self) -> Vec<OrderPlaced> {
             self.host
                 .broker
@@ -241,10 +246,7 @@ mod tests {
             assert_eq!((error.status(), error.code()), (403, "forbidden"));
         }
         assert!(world.published().is_empty());
-        assert!(
-            world.host.store.keys().is_empty(),
-            "no idempotency key remembered"
-        );
+        assert!(world.remembers_no_key(), "no idempotency key remembered");
     }
 
     #[test]
@@ -263,7 +265,7 @@ mod tests {
         let b = world.place("Pavel", 10, None, 2).unwrap();
         assert_ne!(a.order_id, b.order_id);
         assert!(
-            world.host.store.keys().is_empty(),
+            world.remembers_no_key(),
             "nothing is remembered without a key"
         );
     }
@@ -326,7 +328,7 @@ mod tests {
             assert_eq!(error.status(), 422, "{user} {sum}");
         }
         assert!(world.published().is_empty());
-        assert!(world.host.store.keys().is_empty());
+        assert!(world.remembers_no_key());
     }
 
     #[test]
