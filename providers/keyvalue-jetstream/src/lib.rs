@@ -219,7 +219,8 @@ impl KeyValueProvider {
         &self,
         cx: &Option<Context>,
         operation: &str,
-        (bucket, key): (&str, &str),
+        bucket: &str,
+        key: &str,
         work: impl FnOnce(Bucket) -> Work,
     ) -> anyhow::Result<Result<T, E>>
     where
@@ -244,7 +245,8 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         self.on_bucket(
             &cx,
             "get",
-            (&bucket, key),
+            &bucket,
+            key,
             |b| async move { b.get(key).await },
         )
         .await
@@ -258,7 +260,7 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         value: Bytes,
     ) -> StoreResult<()> {
         let key = key.as_str();
-        self.on_bucket(&cx, "set", (&bucket, key), |b| async move {
+        self.on_bucket(&cx, "set", &bucket, key, |b| async move {
             b.set(key, value).await
         })
         .await
@@ -266,7 +268,7 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
 
     async fn delete(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<()> {
         let key = key.as_str();
-        self.on_bucket(&cx, "delete", (&bucket, key), |b| async move {
+        self.on_bucket(&cx, "delete", &bucket, key, |b| async move {
             b.delete(key).await
         })
         .await
@@ -274,7 +276,7 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
 
     async fn exists(&self, cx: Option<Context>, bucket: String, key: String) -> StoreResult<bool> {
         let key = key.as_str();
-        self.on_bucket(&cx, "exists", (&bucket, key), |b| async move {
+        self.on_bucket(&cx, "exists", &bucket, key, |b| async move {
             b.exists(key).await
         })
         .await
@@ -287,7 +289,7 @@ impl store::Handler<Option<Context>> for KeyValueProvider {
         bucket: String,
         _cursor: Option<u64>,
     ) -> StoreResult<store::KeyResponse> {
-        self.on_bucket(&cx, "list_keys", (&bucket, ""), |b| async move {
+        self.on_bucket(&cx, "list_keys", &bucket, "", |b| async move {
             let keys = b.keys().await?;
             Ok(store::KeyResponse { keys, cursor: None })
         })
@@ -304,7 +306,7 @@ impl atomics::Handler<Option<Context>> for KeyValueProvider {
         delta: u64,
     ) -> StoreResult<u64> {
         let key = key.as_str();
-        self.on_bucket(&cx, "increment", (&bucket, key), |b| async move {
+        self.on_bucket(&cx, "increment", &bucket, key, |b| async move {
             b.increment(key, delta).await
         })
         .await
@@ -319,7 +321,7 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         keys: Vec<String>,
     ) -> StoreResult<Vec<Option<(String, Bytes)>>> {
         let shown = keys_summary(keys.iter().map(String::as_str));
-        self.on_bucket(&cx, "get_many", (&bucket, &shown), |b| async move {
+        self.on_bucket(&cx, "get_many", &bucket, &shown, |b| async move {
             let reads = keys.into_iter().map(|key| {
                 let b = b.clone();
                 async move { Ok::<_, BucketError>(b.get(&key).await?.map(|value| (key, value))) }
@@ -336,7 +338,7 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         items: Vec<(String, Bytes)>,
     ) -> StoreResult<()> {
         let shown = keys_summary(items.iter().map(|(k, _)| k.as_str()));
-        self.on_bucket(&cx, "set_many", (&bucket, &shown), |b| async move {
+        self.on_bucket(&cx, "set_many", &bucket, &shown, |b| async move {
             let writes = items.into_iter().map(|(key, value)| {
                 let b = b.clone();
                 async move { b.set(&key, value).await }
@@ -353,7 +355,7 @@ impl batch::Handler<Option<Context>> for KeyValueProvider {
         keys: Vec<String>,
     ) -> StoreResult<()> {
         let shown = keys_summary(keys.iter().map(String::as_str));
-        self.on_bucket(&cx, "delete_many", (&bucket, &shown), |b| async move {
+        self.on_bucket(&cx, "delete_many", &bucket, &shown, |b| async move {
             let deletes = keys.into_iter().map(|key| {
                 let b = b.clone();
                 async move { b.delete(&key).await }
@@ -381,7 +383,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         key: String,
     ) -> CasResult<Option<keyvalue_cas::Versioned>> {
         let key = key.as_str();
-        self.on_bucket(&cx, "read", (&bucket, key), |b| async move {
+        self.on_bucket(&cx, "read", &bucket, key, |b| async move {
             Ok(b.read(key).await?.map(versioned))
         })
         .await
@@ -396,7 +398,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         expected: Option<u64>,
     ) -> CasResult<Option<u64>> {
         let key = key.as_str();
-        self.on_bucket(&cx, "write", (&bucket, key), |b| async move {
+        self.on_bucket(&cx, "write", &bucket, key, |b| async move {
             let written = b.write(key, value, expected).await?;
             tracing::Span::current().record("lost", usize::from(written.is_none()));
             Ok(written)
@@ -418,7 +420,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
             keyvalue_cas::ScanBy::KeyIndex => bucket::ScanBy::KeyIndex,
         };
         let filter = filter.as_str();
-        self.on_bucket(&cx, "scan", (&bucket, filter), |b| async move {
+        self.on_bucket(&cx, "scan", &bucket, filter, |b| async move {
             let page = b.scan(filter, by, after, limit).await?;
             Ok(keyvalue_cas::Page {
                 entries: page
@@ -443,7 +445,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
         keys: Vec<String>,
     ) -> CasResult<Vec<Option<keyvalue_cas::Versioned>>> {
         let shown = keys_summary(keys.iter().map(String::as_str));
-        self.on_bucket(&cx, "read_many", (&bucket, &shown), |b| async move {
+        self.on_bucket(&cx, "read_many", &bucket, &shown, |b| async move {
             let found = futures::future::try_join_all(keys.iter().map(|key| b.read(key))).await?;
             Ok(found
                 .into_iter()
@@ -467,7 +469,7 @@ impl keyvalue_cas::Handler<Option<Context>> for KeyValueProvider {
             ))));
         }
         let shown = keys_summary(writes.iter().map(|w| w.key.as_str()));
-        self.on_bucket(&cx, "write_many", (&bucket, &shown), |b| async move {
+        self.on_bucket(&cx, "write_many", &bucket, &shown, |b| async move {
             let attempts = writes.into_iter().map(|w| {
                 let b = b.clone();
                 async move { b.write(&w.key, w.value, w.expected).await }

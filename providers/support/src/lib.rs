@@ -55,9 +55,11 @@ pub fn replicas(value: Option<&str>) -> anyhow::Result<usize> {
 /// `WASMCLOUD_OBSERVABILITY_ENABLED` and the OTLP endpoint) in the host data, and this is
 /// wasmCloud's own set-up for them, as the host uses it. `RUST_LOG` adds per-crate directives.
 /// Keep the returned guard for as long as the provider runs: dropping it stops the log writer.
-pub fn init_observability(service: &str) -> anyhow::Result<impl Sized> {
+pub fn init_observability(
+    service: &str,
+    host_data: &wasmcloud_provider_sdk::core::HostData,
+) -> anyhow::Result<impl Sized> {
     use anyhow::Context as _;
-    let host_data = wasmcloud_provider_sdk::load_host_data().context("failed to load host data")?;
     let (dispatch, guard) = wasmcloud_provider_sdk::wasmcloud_tracing::configure_observability(
         service,
         &host_data.otel_config,
@@ -125,9 +127,9 @@ macro_rules! define_run {
         $(#[$doc])*
         pub async fn run() -> ::anyhow::Result<()> {
             use ::anyhow::Context as _;
-            let _observability = $crate::init_observability($name)?;
             let $host_data = ::wasmcloud_provider_sdk::load_host_data()
                 .context("failed to load host data")?;
+            let _observability = $crate::init_observability($name, $host_data)?;
             let provider = $provider;
             let shutdown = ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name)
                 .await

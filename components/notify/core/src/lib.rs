@@ -252,7 +252,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized, P: PlacedOrders + ?Sized> Notify<'
         let id = OrderId::parse(order_id)?;
         // An order published malformed (billing dead-letters it) was never a valid order.
         // Not in the stream: older than the stream keeps, or never placed.
-        let placed = self.orders.find(&id)?.filter(is_well_formed);
+        let placed = self.orders.find(&id)?.and_then(well_formed);
         let notified = match &placed {
             Some(placed) => self
                 .store
@@ -491,12 +491,15 @@ fn payment_notification(result: &PaymentResult, now: u64) -> Result<Notification
     })
 }
 
-/// Whether a placed order read back from the stream is one order could have placed: the status
-/// tells nothing of a malformed one.
-fn is_well_formed(placed: &OrderPlaced) -> bool {
-    OrderId::parse(&placed.order_id).is_ok()
-        && UserName::parse(&placed.user).is_ok()
-        && Amount::parse_unsigned(placed.sum).is_ok()
+/// A placed order read back from the stream as order would have placed it (names as parsed:
+/// trimmed); `None` when it is malformed, as the status tells nothing of such an order.
+fn well_formed(placed: OrderPlaced) -> Option<OrderPlaced> {
+    Some(OrderPlaced {
+        order_id: OrderId::parse(&placed.order_id).ok()?.to_string(),
+        user: UserName::parse(&placed.user).ok()?.to_string(),
+        sum: Amount::parse_unsigned(placed.sum).ok()?.get(),
+        ..placed
+    })
 }
 
 fn reason(outcome: PaymentOutcome) -> &'static str {
