@@ -398,6 +398,56 @@ mod tests {
         assert!(winch.to_string().contains("winch"), "{winch}");
     }
 
+    /// Wasmtime's pooling allocator, which the host's runtime uses, gives a memory slot to one
+    /// instance after another (RUSTSEC-2026-0088 was data leaking between them): whatever an
+    /// instance wrote, the next one in the slot finds its memory as its module declares it. One
+    /// slot, so every instance reuses it; each instance dirties its data image, the zeroes
+    /// around it, and every other page of 4 MiB it grows, past the bytes the allocator resets
+    /// with `memset` (the rest it hands back to the kernel).
+    #[test]
+    fn every_instance_in_a_reused_slot_finds_its_memory_as_declared() {
+        const WASM_PAGE: usize = 64 * 1024;
+        const HOST_PAGE: usize = 4096;
+        const IMAGE: std::ops::Range<usize> = WASM_PAGE..WASM_PAGE + 16 * 1024;
+        const SEED: u8 = 0x5A;
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_memories(1)
+            .total_core_instances(1)
+            .max_memory_size(8 << 20)
+            .linear_memory_keep_resident(64 << 10);
+        let mut config = wasmtime::Config::new();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let seeded = format!("\\{SEED:02x}").repeat(IMAGE.len());
+        let wat = format!(
+            r#"(module (memory (export "memory") 2 128) (data (i32.const {}) "{seeded}"))"#,
+            IMAGE.start
+        );
+        let module = wasmtime::Module::new(&engine, wat).unwrap();
+
+        for instance_number in 0..4 {
+            let mut store = wasmtime::Store::new(&engine, ());
+            let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+            let memory = instance.get_memory(&mut store, "memory").unwrap();
+            assert_eq!(memory.grow(&mut store, 64).unwrap(), 2, "it had 2 pages");
+            let bytes = memory.data_mut(&mut store);
+            let unexpected = bytes
+                .iter()
+                .enumerate()
+                .filter(|(at, byte)| **byte != if IMAGE.contains(at) { SEED } else { 0 })
+                .count();
+            assert_eq!(
+                unexpected, 0,
+                "instance {instance_number} found others' bytes"
+            );
+
+            bytes[..2 * WASM_PAGE].fill(0xA5);
+            for page in bytes[2 * WASM_PAGE..].chunks_mut(HOST_PAGE).step_by(2) {
+                page.fill(0xA5);
+            }
+        }
+    }
+
     #[test]
     fn one_creds_file_authenticates_both_connections_as_upstream() {
         let (path, user) = creds_file("both");

@@ -6,8 +6,12 @@
 //!
 //! - `static_nonzero_bytes`: non-zero bytes in a 64 KiB static that is zero-initialised (`.bss`,
 //!   never part of the module's data image);
+//! - `seeded_changed_bytes`: bytes that differ from their initial value in a 16 KiB static that
+//!   is not zero-initialised (`.data`, part of the module's memory image, which the host maps
+//!   back over the pages an instance wrote);
 //! - `grown_nonzero_bytes` of `grown_bytes`: non-zero bytes in 4 MiB the instance adds to its
-//!   linear memory (`memory.grow`), far past what the host keeps resident between instances;
+//!   linear memory (`memory.grow`), far past what the host keeps resident between instances. The
+//!   probe dirties every other page of it, so that a reset that misses scattered pages shows;
 //! - `preopened_directories`: the directories the host gave it (`wasi:filesystem/preopens`).
 //!
 //! The end-to-end test `every_instance_starts_from_clean_memory_and_no_filesystem` asks it many
@@ -26,10 +30,15 @@ use wasmcloud_component::wasi::filesystem::preopens;
 const STATIC_BYTES: usize = 64 * 1024;
 const WASM_PAGE_BYTES: usize = 64 * 1024;
 const GROWN_PAGES: usize = 64;
+const SEEDED_BYTES: usize = 16 * 1024;
+const SEED: u8 = 0x5A;
+/// The host's page size: the probe dirties every other one of the grown memory's.
+const HOST_PAGE_BYTES: usize = 4096;
 /// What the probe writes over everything it read, so that a slot that is not reset shows it.
 const DIRT: u8 = 0xA5;
 
 static mut UNTOUCHED: [u8; STATIC_BYTES] = [0; STATIC_BYTES];
+static mut SEEDED: [u8; SEEDED_BYTES] = [SEED; SEEDED_BYTES];
 
 struct Probe;
 
@@ -53,13 +62,23 @@ fn probe() -> Result<String, &'static str> {
     let static_nonzero_bytes = nonzero_bytes(unsafe { &*addr_of!(UNTOUCHED) });
     untouched.fill(DIRT);
 
+    // SAFETY: as above.
+    let seeded = unsafe { &mut *addr_of_mut!(SEEDED) };
+    let seeded_changed_bytes = seeded
+        .iter()
+        .filter(|byte| unsafe { std::ptr::read_volatile(*byte) } != SEED)
+        .count();
+    seeded.fill(DIRT);
+
     let grown = grow_memory(GROWN_PAGES)?;
     let grown_nonzero_bytes = nonzero_bytes(grown);
-    grown.fill(DIRT);
+    for page in grown.chunks_mut(HOST_PAGE_BYTES).step_by(2) {
+        page.fill(DIRT);
+    }
 
     let preopened_directories = preopens::get_directories().len();
     Ok(format!(
-        "{{\"static_nonzero_bytes\":{static_nonzero_bytes},\"grown_nonzero_bytes\":{grown_nonzero_bytes},\"grown_bytes\":{},\"preopened_directories\":{preopened_directories}}}",
+        "{{\"static_nonzero_bytes\":{static_nonzero_bytes},\"seeded_changed_bytes\":{seeded_changed_bytes},\"grown_nonzero_bytes\":{grown_nonzero_bytes},\"grown_bytes\":{},\"preopened_directories\":{preopened_directories}}}",
         grown.len()
     ))
 }

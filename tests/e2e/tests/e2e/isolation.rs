@@ -43,6 +43,7 @@ async fn every_instance_starts_from_clean_memory_and_no_filesystem(lattice: Latt
 
     for answer in &found {
         assert_eq!(answer["static_nonzero_bytes"], 0, "{answer}");
+        assert_eq!(answer["seeded_changed_bytes"], 0, "{answer}");
         assert_eq!(answer["grown_nonzero_bytes"], 0, "{answer}");
         assert_eq!(answer["preopened_directories"], 0, "{answer}");
         // 4 MiB: past the 10 KiB the host keeps resident between instances.
