@@ -344,11 +344,17 @@ mod tests {
         format!("Bearer {token}")
     }
 
+    /// A key issued to `name`, and the caller who presents it.
+    fn presenting_a_key_of(name: &str) -> (IssuedKey, Caller) {
+        let auth = authenticator();
+        let issued = auth.keys.issue(&user(name), [7; 16]);
+        let caller = auth.caller(Some(&bearer(&issued.key))).unwrap();
+        (issued, caller)
+    }
+
     #[test]
     fn an_issued_key_authenticates_its_user_and_hashes_to_what_is_stored() {
-        let auth = authenticator();
-        let issued = auth.keys.issue(&user("Павел"), [7; 16]);
-        let caller = auth.caller(Some(&bearer(&issued.key))).unwrap();
+        let (issued, caller) = presenting_a_key_of("Павел");
         let key = caller.require_user(&user("Павел")).unwrap();
         assert_eq!(key.hash, issued.hash);
         assert!(key.hash.matches(issued.hash.as_bytes()));
@@ -367,9 +373,7 @@ mod tests {
 
     #[test]
     fn another_users_key_is_forbidden() {
-        let auth = authenticator();
-        let issued = auth.keys.issue(&user("Anna"), [7; 16]);
-        let caller = auth.caller(Some(&bearer(&issued.key))).unwrap();
+        let (_, caller) = presenting_a_key_of("Anna");
         let refused = caller.require_user(&user("Pavel")).unwrap_err();
         assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
     }
@@ -454,9 +458,7 @@ mod tests {
 
     #[test]
     fn a_user_key_is_not_the_admin_token() {
-        let auth = authenticator();
-        let issued = auth.keys.issue(&user("Pavel"), [7; 16]);
-        let caller = auth.caller(Some(&bearer(&issued.key))).unwrap();
+        let (_, caller) = presenting_a_key_of("Pavel");
         assert_eq!(caller.require_admin(), Err(AuthError::AdminOnly));
         assert!(caller
             .require_user_or_admin(&user("Pavel"))
@@ -521,9 +523,7 @@ mod tests {
 
     #[test]
     fn unreadable_announcements_make_a_user_key_unavailable_not_accepted() {
-        let auth = authenticator();
-        let issued = auth.keys.issue(&user("Pavel"), [1; 16]);
-        let caller = auth.caller(Some(&bearer(&issued.key))).unwrap();
+        let (issued, caller) = presenting_a_key_of("Pavel");
         let refused = caller
             .require_current(&Announced(vec![(user("Pavel"), issued.hash)], true))
             .unwrap_err();

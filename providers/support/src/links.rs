@@ -260,6 +260,12 @@ mod tests {
         (component.to_string(), "default".to_string())
     }
 
+    /// The source and target of the link `me` would let go of under `key`.
+    fn ends(me: &Me, key: &LinkKey) -> (String, String) {
+        let definition = me.definition(key);
+        (definition.source_id, definition.target)
+    }
+
     fn me(id: &str, end: End) -> Me {
         Me {
             id: id.to_string(),
@@ -292,11 +298,7 @@ mod tests {
         assert_eq!(first.extra, HashSet::from([key("gone")]));
         let second = Plan::new(&kv, &lattice, &served, &first.extra);
         assert_eq!(second.let_go, vec![key("gone")]);
-        let definition = kv.definition(&second.let_go[0]);
-        assert_eq!(
-            (definition.source_id.as_str(), definition.target.as_str()),
-            ("gone", "kv")
-        );
+        assert_eq!(ends(&kv, &second.let_go[0]), ("gone".into(), "kv".into()));
     }
 
     #[test]
@@ -313,10 +315,9 @@ mod tests {
             &HashSet::from([key("notify")]),
         );
         assert!(plan.take.is_empty());
-        let definition = messaging.definition(&plan.let_go[0]);
         assert_eq!(
-            (definition.source_id.as_str(), definition.target.as_str()),
-            ("messaging", "notify")
+            ends(&messaging, &plan.let_go[0]),
+            ("messaging".into(), "notify".into())
         );
     }
 

@@ -14,7 +14,6 @@ use orders_wire::proto::{
     RefundRequested, RotateKeyRequest,
 };
 use orders_wire::subjects;
-use prost::Message as _;
 
 use crate::{Billing, BillingError};
 
@@ -119,12 +118,18 @@ fn payment_reply(
     order: &OrderPlaced,
 ) -> Answer {
     let result = settled.map_err(|e| format!("order {} not settled: {e}", order.order_id))?;
-    host.log(&format!(
+    let line = format!(
         "order {} of {} for {}: outcome {}, balance {:?}",
         result.order_id, result.user, result.sum, result.outcome, result.balance
-    ));
+    );
+    publish(host, &line, subjects::PAYMENT_SETTLED, &result)
+}
+
+/// The one message that carries `result` on `subject`, told in the log first.
+fn publish(host: &impl Host, line: &str, subject: &str, result: &impl prost::Message) -> Answer {
+    host.log(line);
     Ok(vec![Message {
-        subject: subjects::PAYMENT_SETTLED.to_string(),
+        subject: subject.to_string(),
         body: result.encode_to_vec(),
     }])
 }
@@ -141,14 +146,11 @@ fn refund_reply<H: Host>(
         decode_message(&message.subject, &message.body, "RefundRequested")?;
     match billing.apply_refund(&requested) {
         Ok(result) => {
-            host.log(&format!(
+            let line = format!(
                 "refund {} of order {}: {} back to {}, balance {}",
                 result.refund_id, result.order_id, result.sum, result.user, result.balance
-            ));
-            Ok(vec![Message {
-                subject: subjects::PAYMENT_REFUNDED.to_string(),
-                body: result.encode_to_vec(),
-            }])
+            );
+            publish(host, &line, subjects::PAYMENT_REFUNDED, &result)
         }
         Err(refused) if refused.status() < 500 => {
             host.log(&format!(
