@@ -22,7 +22,7 @@
 //! (`cargo clippy --workspace` checks every member natively too).
 #![cfg(target_arch = "wasm32")]
 
-use std::ptr::{addr_of, addr_of_mut};
+use std::ptr::addr_of_mut;
 
 use wasmcloud_component::http;
 use wasmcloud_component::wasi::filesystem::preopens;
@@ -59,19 +59,16 @@ impl http::Server for Probe {
 fn probe() -> Result<String, &'static str> {
     // SAFETY: an instance serves one request at a time; nothing else refers to the static.
     let untouched = unsafe { &mut *addr_of_mut!(UNTOUCHED) };
-    let static_nonzero_bytes = nonzero_bytes(unsafe { &*addr_of!(UNTOUCHED) });
+    let static_nonzero_bytes = bytes_other_than(0, untouched);
     untouched.fill(DIRT);
 
     // SAFETY: as above.
     let seeded = unsafe { &mut *addr_of_mut!(SEEDED) };
-    let seeded_changed_bytes = seeded
-        .iter()
-        .filter(|byte| unsafe { std::ptr::read_volatile(*byte) } != SEED)
-        .count();
+    let seeded_changed_bytes = bytes_other_than(SEED, seeded);
     seeded.fill(DIRT);
 
     let grown = grow_memory(GROWN_PAGES)?;
-    let grown_nonzero_bytes = nonzero_bytes(grown);
+    let grown_nonzero_bytes = bytes_other_than(0, grown);
     for page in grown.chunks_mut(HOST_PAGE_BYTES).step_by(2) {
         page.fill(DIRT);
     }
@@ -99,10 +96,11 @@ fn grow_memory(pages: usize) -> Result<&'static mut [u8], &'static str> {
     })
 }
 
-/// Reads every byte through a volatile load, so the compiler cannot assume what the memory holds.
-fn nonzero_bytes(memory: &[u8]) -> usize {
+/// How many bytes of `memory` are not `expected`. Reads every byte through a volatile load, so
+/// the compiler cannot assume what the memory holds.
+fn bytes_other_than(expected: u8, memory: &[u8]) -> usize {
     memory
         .iter()
-        .filter(|byte| unsafe { std::ptr::read_volatile(*byte) } != 0)
+        .filter(|byte| unsafe { std::ptr::read_volatile(*byte) } != expected)
         .count()
 }

@@ -593,11 +593,7 @@ mod tests {
         }
 
         fn notify(&self) -> Notify<'_, MemoryStore, FixedClock, MemoryPublisher> {
-            Notify {
-                store: &self.host.store,
-                clock: &self.host.clock,
-                orders: &self.host.broker,
-            }
+            crate::service::notify(&self.host)
         }
 
         /// Places an order as order does: on its partition, under its id.

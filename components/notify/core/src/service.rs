@@ -21,7 +21,8 @@ pub const ENDPOINTS: &[&str] = &[
     "GET /DeadLetters",
 ];
 
-fn notify<H: Host>(host: &H) -> Notify<'_, H::Store, H::Clock, H::Streams> {
+/// notify on `host`: its bucket, its clock, and the broker's stream of placed orders.
+pub(crate) fn notify<H: Host>(host: &H) -> Notify<'_, H::Store, H::Clock, H::Streams> {
     Notify {
         store: host.store(),
         clock: host.clock(),

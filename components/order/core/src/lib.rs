@@ -177,12 +177,7 @@ mod tests {
             key: Option<&str>,
             random: u8,
         ) -> Result<CreateOrderResponse, OrderError> {
-            let order = Order {
-                store: &self.host.store,
-                clock: &self.host.clock,
-                broker: &self.host.broker,
-            };
-            order.place_order(
+            crate::service::order(&self.host).place_order(
                 &memory::caller(token),
                 &CreateOrderRequest {
                     user: user.into(),

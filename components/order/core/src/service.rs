@@ -11,6 +11,15 @@ use crate::{Order, OrderError};
 /// The endpoints, as `/` lists them.
 pub const ENDPOINTS: &[&str] = &["POST /Order"];
 
+/// order on `host`: its bucket of idempotency keys, its clock, and the broker it publishes to.
+pub(crate) fn order<H: Host>(host: &H) -> Order<'_, H::Store, H::Clock, H::Broker> {
+    Order {
+        store: host.store(),
+        clock: host.clock(),
+        broker: host.broker(),
+    }
+}
+
 pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
     match request.path.as_str() {
         "/Order" => {
@@ -18,12 +27,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
             let caller = request.current_caller(&host.authenticator()?, host.streams())?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
             let key = request.idempotency_key().map_err(OrderError::from)?;
-            let order = Order {
-                store: host.store(),
-                clock: host.clock(),
-                broker: host.broker(),
-            };
-            let placed = order.place_order(&caller, &body, key, host.random_16())?;
+            let placed = order(host).place_order(&caller, &body, key, host.random_16())?;
             // 202: the order is accepted; billing settles it asynchronously. Location says
             // where its outcome will be (and lets its trace be found by the order id).
             let status = format!("/OrderStatus?order_id={}", placed.order_id);
