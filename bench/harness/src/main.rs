@@ -45,7 +45,7 @@ use clap::Parser;
 use orders_e2e::Lattice;
 
 use crate::nats_counters::NatsCounters;
-use crate::pipeline::{Pace, Pipeline};
+use crate::pipeline::{Pace, Pipeline, PipelineFigures};
 use crate::processes::Process;
 use crate::report::{Machine, PhaseCpu, Report, Run, Settings, Summary};
 use crate::wrk::Load;
@@ -154,6 +154,23 @@ impl Meter {
 
     /// Ends a phase that began at `before` and served `units` requests or orders (0: not per
     /// unit).
+    /// `orders` orders through `pipeline` from `concurrency` clients at max rate, measured as
+    /// the phase `name`; the streams are drained after.
+    async fn at_max_rate(
+        &self,
+        pipeline: &Pipeline,
+        name: &str,
+        concurrency: usize,
+        orders: usize,
+    ) -> Result<(PipelineFigures, PhaseCpu)> {
+        let before = self.snapshot().await?;
+        let figures = pipeline.run(Pace::MaxRate { concurrency }, orders).await?;
+        let cost = self.phase(name, figures.orders as u64, &before).await?;
+        println!("    {}", figures.in_words());
+        drain(&pipeline.nats).await?;
+        Ok((figures, cost))
+    }
+
     async fn phase(&self, name: &str, units: u64, before: &Snapshot) -> Result<PhaseCpu> {
         let after = self.snapshot().await?;
         let spent = after
@@ -318,39 +335,22 @@ async fn run(args: Args) -> Result<()> {
             "run {run}: the pipeline, {} orders at max rate",
             args.orders
         ));
-        let before = meter.snapshot().await?;
-        let max_rate = pipeline
-            .run(
-                Pace::MaxRate {
-                    concurrency: args.connections,
-                },
+        let (max_rate, pipeline_cost) = meter
+            .at_max_rate(
+                &pipeline,
+                "pipeline max rate",
+                args.connections,
                 args.orders,
             )
             .await?;
-        let pipeline_cost = meter
-            .phase("pipeline max rate", max_rate.orders as u64, &before)
-            .await?;
-        println!("    {}", max_rate.in_words());
-        drain(&pipeline.nats).await?;
 
         step(&format!(
             "run {run}: a busy account, {} orders of one user from {HOT_CLIENTS} clients",
             args.hot_orders
         ));
-        let before = meter.snapshot().await?;
-        let hot = hot_account
-            .run(
-                Pace::MaxRate {
-                    concurrency: HOT_CLIENTS,
-                },
-                args.hot_orders,
-            )
+        let (hot, hot_cost) = meter
+            .at_max_rate(&hot_account, "busy account", HOT_CLIENTS, args.hot_orders)
             .await?;
-        let hot_cost = meter
-            .phase("busy account", hot.orders as u64, &before)
-            .await?;
-        println!("    {}", hot.in_words());
-        drain(&pipeline.nats).await?;
         runs.push(Run {
             hello,
             order_alone,

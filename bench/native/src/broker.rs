@@ -75,18 +75,13 @@ async fn store_message(
         .map_err(|e| format!("message to {subject} not stored by JetStream: {e}"))
 }
 
+/// JetStream, and what its streams keep: placed orders in `ORDERS`, the API keys billing
+/// announced in `KEYS`.
 pub struct Broker {
     js: jetstream::Context,
+    orders: stream::Stream<()>,
+    keys: stream::Stream<()>,
     runtime: Handle,
-}
-
-impl Broker {
-    pub fn new(js: jetstream::Context) -> Self {
-        Self {
-            js,
-            runtime: Handle::current(),
-        }
-    }
 }
 
 impl Publisher for Broker {
@@ -97,18 +92,12 @@ impl Publisher for Broker {
     }
 }
 
-/// What the streams keep: placed orders in `ORDERS`, the API keys billing announced in `KEYS`.
-pub struct Streams {
-    orders: stream::Stream<()>,
-    keys: stream::Stream<()>,
-    runtime: Handle,
-}
-
-impl Streams {
-    pub async fn open(js: &jetstream::Context) -> anyhow::Result<Self> {
+impl Broker {
+    pub async fn open(js: jetstream::Context) -> anyhow::Result<Self> {
         Ok(Self {
             orders: js.get_stream_no_info("ORDERS").await?,
             keys: js.get_stream_no_info("KEYS").await?,
+            js,
             runtime: Handle::current(),
         })
     }
@@ -131,13 +120,13 @@ impl Streams {
     }
 }
 
-impl PlacedOrders for Streams {
+impl PlacedOrders for Broker {
     fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
         self.last_on_subject(&self.orders, &subjects::placed_order(id))
     }
 }
 
-impl CurrentKeys for Streams {
+impl CurrentKeys for Broker {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
         let subject = subjects::current_api_key(user.as_str());
         self.last_on_subject::<CurrentApiKey>(&self.keys, &subject)?

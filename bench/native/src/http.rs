@@ -22,7 +22,7 @@ pub type Route = fn(&Request, &NativeHost) -> Handled;
 
 pub async fn serve(listen: SocketAddr, host: Arc<NativeHost>, route: Route) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    eprintln!("{}: listening on http://{listen}", host.name);
+    eprintln!("{}: listening on http://{listen}", host.environment.name);
     loop {
         let (connection, _) = listener.accept().await?;
         let _ = connection.set_nodelay(true);

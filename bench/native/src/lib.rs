@@ -22,10 +22,10 @@ use async_nats::jetstream;
 use clap::{Parser, ValueEnum};
 use orders_domain::auth::{config_keys, AuthError, Authenticator};
 use orders_domain::ports::WallClock;
-use orders_domain::service::Host;
+use orders_domain::service::{Environment, HostParts};
 use sha2::Digest as _;
 
-use crate::broker::{Broker, Consumer, Streams};
+use crate::broker::{Broker, Consumer};
 use crate::store::Bucket;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,10 +77,12 @@ pub async fn run(args: Args) -> Result<()> {
     broker::ensure_streams(&js).await?;
     let host = Arc::new(NativeHost {
         store: Bucket::open(&js, bucket).await?,
-        broker: Broker::new(js.clone()),
-        streams: Streams::open(&js).await?,
-        auth: read_authenticator(&args.secrets)?,
-        name,
+        broker: Broker::open(js.clone()).await?,
+        clock: WallClock,
+        environment: NativeEnvironment {
+            authenticator: read_authenticator(&args.secrets)?,
+            name,
+        },
     });
     match args.service {
         Service::Billing => {
@@ -123,40 +125,19 @@ fn read_authenticator(secrets: &std::path::Path) -> Result<Authenticator> {
     })?)
 }
 
-/// What a service runs on here: a JetStream KV bucket, JetStream streams, the system clock and
-/// random source, and stderr for its log.
-pub struct NativeHost {
-    store: Bucket,
-    broker: Broker,
-    streams: Streams,
-    auth: Authenticator,
+/// What a service runs on here: a JetStream KV bucket, JetStream, the system clock and a
+/// [`NativeEnvironment`].
+pub type NativeHost = HostParts<Bucket, Broker, WallClock, NativeEnvironment>;
+
+/// The key configuration read at start, the system's random source, and stderr for the log.
+pub struct NativeEnvironment {
+    authenticator: Authenticator,
     name: &'static str,
 }
 
-impl Host for NativeHost {
-    type Store = Bucket;
-    type Broker = Broker;
-    type Clock = WallClock;
-    type Streams = Streams;
-
-    fn store(&self) -> &Bucket {
-        &self.store
-    }
-
-    fn broker(&self) -> &Broker {
-        &self.broker
-    }
-
-    fn clock(&self) -> &WallClock {
-        &WallClock
-    }
-
-    fn streams(&self) -> &Streams {
-        &self.streams
-    }
-
+impl Environment for NativeEnvironment {
     fn authenticator(&self) -> Result<Authenticator, AuthError> {
-        Ok(self.auth.clone())
+        Ok(self.authenticator.clone())
     }
 
     fn random_16(&self) -> [u8; 16] {

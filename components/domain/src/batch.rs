@@ -42,9 +42,26 @@ pub fn answer_each<Item, Ready, Answer>(
         .collect()
 }
 
+/// [`answer_each`], where the batch call `outcomes` gives one outcome per readied item, and
+/// `answer` words each outcome with the item it is for.
+pub fn answer_each_by_outcome<Item, Ready, Outcome, Answer>(
+    items: impl IntoIterator<Item = Item>,
+    prepare: impl FnMut(Item) -> Result<Ready, Answer>,
+    outcomes: impl FnOnce(&[Ready]) -> Vec<Outcome>,
+    mut answer: impl FnMut(Outcome, &Ready) -> Answer,
+) -> Vec<Answer> {
+    answer_each(items, prepare, |ready| {
+        outcomes(&ready)
+            .into_iter()
+            .zip(&ready)
+            .map(|(outcome, item)| answer(outcome, item))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::answer_each;
+    use super::{answer_each, answer_each_by_outcome};
 
     #[test]
     fn items_answered_at_once_and_together_come_back_in_the_items_order() {
@@ -74,6 +91,17 @@ mod tests {
             },
         );
         assert_eq!((answers, called_with), (vec!["x".to_string()], Some(0)));
+    }
+
+    #[test]
+    fn each_outcome_of_the_batch_call_is_answered_with_its_own_item() {
+        let answers = answer_each_by_outcome(
+            ["1", "x", "2"],
+            |item| item.parse::<u32>().map_err(|_| format!("{item}?")),
+            |numbers| numbers.iter().map(|n| n * 10).collect(),
+            |tenfold, number| format!("{number}: {tenfold}"),
+        );
+        assert_eq!(answers, ["1: 10", "x?", "2: 20"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::ports::{
     decode_record, CasStore, CasWrite, Clock, Entry, PlacedOrders, PublishError, Publisher,
     Revision, Scan, ScanPage, StoreError, Versioned,
 };
+use crate::service::{Environment, HostParts};
 use orders_wire::keys;
 use orders_wire::proto::{CurrentApiKey, OrderPlaced};
 use orders_wire::subjects;
@@ -212,8 +213,14 @@ impl MemoryPublisher {
     }
 }
 
-/// A clock that stands still unless moved.
+/// A clock that stands still unless moved; by default at 2023-11-14T22:13:20Z.
 pub struct FixedClock(pub Cell<u64>);
+
+impl Default for FixedClock {
+    fn default() -> Self {
+        Self::at(1_700_000_000_000)
+    }
+}
 
 impl FixedClock {
     pub fn at(ms: u64) -> Self {
@@ -231,45 +238,14 @@ impl Clock for FixedClock {
     }
 }
 
-/// A whole host in memory, for the services' routes and message handlers: a [`MemoryStore`], a
-/// [`MemoryPublisher`] as broker and streams, a [`FixedClock`], [`authenticator`]'s keys, counted
-/// random bytes, and the log kept.
-pub struct MemoryHost {
-    pub store: MemoryStore,
-    pub broker: MemoryPublisher,
-    pub clock: FixedClock,
+/// [`authenticator`]'s keys, counted random bytes, and the log kept.
+#[derive(Default)]
+pub struct MemoryEnvironment {
     pub log: RefCell<Vec<String>>,
     randoms: Cell<u8>,
 }
 
-impl Default for MemoryHost {
-    fn default() -> Self {
-        Self::at(1_700_000_000_000)
-    }
-}
-
-impl crate::service::Host for MemoryHost {
-    type Store = MemoryStore;
-    type Broker = MemoryPublisher;
-    type Clock = FixedClock;
-    type Streams = MemoryPublisher;
-
-    fn store(&self) -> &MemoryStore {
-        &self.store
-    }
-
-    fn broker(&self) -> &MemoryPublisher {
-        &self.broker
-    }
-
-    fn clock(&self) -> &FixedClock {
-        &self.clock
-    }
-
-    fn streams(&self) -> &MemoryPublisher {
-        &self.broker
-    }
-
+impl Environment for MemoryEnvironment {
     fn authenticator(&self) -> Result<Authenticator, crate::auth::AuthError> {
         Ok(authenticator())
     }
@@ -287,15 +263,16 @@ impl crate::service::Host for MemoryHost {
     }
 }
 
+/// A whole host in memory, for the services' routes and message handlers: a [`MemoryStore`], a
+/// [`MemoryPublisher`] as broker and streams, a [`FixedClock`] and a [`MemoryEnvironment`].
+pub type MemoryHost = HostParts<MemoryStore, MemoryPublisher, FixedClock, MemoryEnvironment>;
+
 impl MemoryHost {
     /// An empty host whose clock reads `now_ms`.
     pub fn at(now_ms: u64) -> Self {
         Self {
-            store: MemoryStore::default(),
-            broker: MemoryPublisher::default(),
             clock: FixedClock::at(now_ms),
-            log: RefCell::default(),
-            randoms: Cell::new(0),
+            ..Self::default()
         }
     }
 

@@ -323,6 +323,7 @@ pub trait Clock {
 }
 
 /// The system's wall clock (`wasi:clocks` in a component).
+#[derive(Default)]
 pub struct WallClock;
 
 impl Clock for WallClock {

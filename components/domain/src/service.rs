@@ -13,18 +13,20 @@ use crate::ports::{CasStore, Clock, PlacedOrders, Publisher};
 pub use http::{HeaderMap, Method};
 
 /// What a service needs from whatever runs it.
-pub trait Host {
+pub trait Host: Environment {
     type Store: CasStore;
-    type Broker: Publisher;
+    /// The broker, and what its streams keep: placed orders, and each user's current key.
+    type Broker: Publisher + PlacedOrders + CurrentKeys;
     type Clock: Clock;
-    /// What the broker's streams keep: placed orders, and each user's current key.
-    type Streams: PlacedOrders + CurrentKeys;
 
     /// The service's key-value bucket.
     fn store(&self) -> &Self::Store;
     fn broker(&self) -> &Self::Broker;
     fn clock(&self) -> &Self::Clock;
-    fn streams(&self) -> &Self::Streams;
+}
+
+/// What a host gives a service besides its ports.
+pub trait Environment {
     /// The key configuration; without it every authenticated request is a 503, never an open
     /// door.
     fn authenticator(&self) -> Result<Authenticator, AuthError>;
@@ -32,6 +34,54 @@ pub trait Host {
     fn random_16(&self) -> [u8; 16];
     /// One line of the service's log.
     fn log(&self, line: &str);
+}
+
+/// Every host, made of its parts: the wasm components' (`orders-component-kit`), the native
+/// build's (`bench/native`) and the unit tests' ([`crate::memory::MemoryHost`]).
+#[derive(Default)]
+pub struct HostParts<Store, Broker, Clock, Environment> {
+    pub store: Store,
+    pub broker: Broker,
+    pub clock: Clock,
+    pub environment: Environment,
+}
+
+impl<S, B, C, E> Host for HostParts<S, B, C, E>
+where
+    S: CasStore,
+    B: Publisher + PlacedOrders + CurrentKeys,
+    C: Clock,
+    E: Environment,
+{
+    type Store = S;
+    type Broker = B;
+    type Clock = C;
+
+    fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn broker(&self) -> &B {
+        &self.broker
+    }
+
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+}
+
+impl<S, B, C, E: Environment> Environment for HostParts<S, B, C, E> {
+    fn authenticator(&self) -> Result<Authenticator, AuthError> {
+        self.environment.authenticator()
+    }
+
+    fn random_16(&self) -> [u8; 16] {
+        self.environment.random_16()
+    }
+
+    fn log(&self, line: &str) {
+        self.environment.log(line)
+    }
 }
 
 /// A broker message as a service receives and answers it.
@@ -65,16 +115,13 @@ impl Request {
         auth.caller(header)
     }
 
-    /// [`Self::caller`], refusing a user key that is no longer its user's current one, as billing
-    /// last announced it in `keys` (order and notify; billing checks keys in the account it reads
-    /// anyway). One read of the `KEYS` stream for a user key, none for the admin token.
-    pub fn current_caller(
-        &self,
-        auth: &Authenticator,
-        keys: &impl CurrentKeys,
-    ) -> Result<Caller, AuthError> {
-        let caller = self.caller(auth)?;
-        caller.require_current(keys)?;
+    /// [`Self::caller`] with `host`'s key configuration, refusing a user key that is no longer
+    /// its user's current one, as billing last announced it on `host`'s broker (order and notify;
+    /// billing checks keys in the account it reads anyway). One read of the `KEYS` stream for a
+    /// user key, none for the admin token.
+    pub fn current_caller(&self, host: &impl Host) -> Result<Caller, AuthError> {
+        let caller = self.caller(&host.authenticator()?)?;
+        caller.require_current(host.broker())?;
         Ok(caller)
     }
 
@@ -193,14 +240,17 @@ impl Reply {
         response
     }
 
-    /// What a service answers on `/`: its name and endpoints. No HTTP route leads there on the
-    /// lattice; it is for `wash call <component> wasi:http/incoming-handler.handle`, which always
-    /// asks for `/`.
-    pub fn index(service: &str, endpoints: &[&str]) -> Self {
-        Self::json(
-            200,
-            &serde_json::json!({ "status": true, "service": service, "endpoints": endpoints }),
-        )
+    /// What a service answers on a path none of its routes takes: on `/` its name and
+    /// endpoints, elsewhere 404. No HTTP route leads to `/` on the lattice; it is for
+    /// `wash call <component> wasi:http/incoming-handler.handle`, which always asks for `/`.
+    pub fn unrouted(service: &str, endpoints: &[&str], path: &str) -> Handled {
+        match path {
+            "/" => Ok(Self::json(
+                200,
+                &serde_json::json!({ "status": true, "service": service, "endpoints": endpoints }),
+            )),
+            other => Err(RequestError::UnknownPath(other.to_string()).into()),
+        }
     }
 }
 

@@ -100,12 +100,12 @@ proptest! {
         events in events(),
     ) {
         let (store, clock) = (MemoryStore::default(), FixedClock::at(1));
-        let billing = Billing { store: &store, clock: &clock };
-        let keys = memory::authenticator().keys;
         // Where billing announces each key it issues, as order and notify read it.
         let broker = MemoryPublisher::default();
+        let billing = Billing { store: &store, clock: &clock, broker: &broker };
+        let keys = memory::authenticator().keys;
         let created = billing
-            .create_user(&CreateUserRequest { user: "Pavel".into() }, &keys, [0; 16], &broker)
+            .create_user(&CreateUserRequest { user: "Pavel".into() }, &keys, [0; 16])
             .unwrap();
         let mut pavel = memory::caller(&created.api_key);
         // The model: the balance, the key generation now, each placed order's key generation.
@@ -132,7 +132,7 @@ proptest! {
                     nonce[..8].copy_from_slice(&(step as u64).to_le_bytes());
                     let replaced = pavel;
                     let rotated = billing
-                        .rotate_key(&replaced, &RotateKeyRequest { user: "Pavel".into() }, &keys, nonce, &broker)
+                        .rotate_key(&replaced, &RotateKeyRequest { user: "Pavel".into() }, &keys, nonce)
                         .unwrap();
                     pavel = memory::caller(&rotated.api_key);
                     generation += 1;
@@ -157,7 +157,7 @@ proptest! {
                     let idempotency_key = key.map(|k| format!("key-{k}"));
                     let mut nonce = [0xee; 16];
                     nonce[..8].copy_from_slice(&(step as u64).to_le_bytes());
-                    let answer = billing.refund(&pavel, &request, idempotency_key.as_deref(), nonce, &broker);
+                    let answer = billing.refund(&pavel, &request, idempotency_key.as_deref(), nonce);
                     let given = refunds.entry(n).or_default();
                     let left = sums[n] - given.iter().sum::<u64>();
                     let earlier = key.and_then(|k| keyed.get(&(n, k)).copied());

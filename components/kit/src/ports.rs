@@ -8,7 +8,7 @@ use orders_domain::ports::{
     conflict_wait_ms, decode_record, CasStore, CasWrite, PlacedOrders, PublishError, Publisher,
     Revision, Scan, ScanBy, ScanPage, StoreError, Versioned, WallClock,
 };
-use orders_domain::service::{Answer, Host, Message};
+use orders_domain::service::{Answer, Environment, HostParts, Message};
 use orders_domain::{OrderId, UserName};
 use orders_wire::proto::{CurrentApiKey, OrderPlaced};
 use orders_wire::subjects;
@@ -75,7 +75,10 @@ impl CasStore for KeyValue {
     }
 }
 
-/// The NATS broker, through the messaging provider linked to this component.
+/// The NATS broker, through the messaging provider linked to this component; and what its
+/// streams keep, read back through the provider: placed orders in `ORDERS`, the API keys billing
+/// announced in `KEYS`.
+#[derive(Default)]
 pub struct Broker;
 
 impl Publisher for Broker {
@@ -89,11 +92,7 @@ impl Publisher for Broker {
     }
 }
 
-/// What the broker's streams keep, read back through the messaging provider: placed orders in
-/// `ORDERS`, the API keys billing announced in `KEYS`.
-pub struct BrokerStreams;
-
-impl BrokerStreams {
+impl Broker {
     /// The newest message the streams keep on `subject`, decoded.
     fn last_on_subject<M: prost::Message + Default>(
         subject: &str,
@@ -106,13 +105,13 @@ impl BrokerStreams {
     }
 }
 
-impl PlacedOrders for BrokerStreams {
+impl PlacedOrders for Broker {
     fn find(&self, id: &OrderId) -> Result<Option<OrderPlaced>, StoreError> {
         Self::last_on_subject(&subjects::placed_order(id))
     }
 }
 
-impl CurrentKeys for BrokerStreams {
+impl CurrentKeys for Broker {
     fn current_key(&self, user: &UserName) -> Result<Option<KeyHash>, StoreError> {
         let subject = subjects::current_api_key(user.as_str());
         Self::last_on_subject::<CurrentApiKey>(&subject)?
@@ -121,35 +120,16 @@ impl CurrentKeys for BrokerStreams {
     }
 }
 
-/// The wasmCloud host under a component: its key-value bucket, broker, clock, streams,
-/// randomness, key configuration and log.
+/// The wasmCloud host under a component: its key-value bucket, broker, clock and
+/// [`WasiEnvironment`].
+pub type WasiHost = HostParts<KeyValue, Broker, WallClock, WasiEnvironment>;
+
+/// The key configuration, randomness and log of `wasi:config`, `wasi:random` and
+/// `wasi:logging`.
 #[derive(Default)]
-pub struct WasiHost {
-    store: KeyValue,
-}
+pub struct WasiEnvironment;
 
-impl Host for WasiHost {
-    type Store = KeyValue;
-    type Broker = Broker;
-    type Clock = WallClock;
-    type Streams = BrokerStreams;
-
-    fn store(&self) -> &KeyValue {
-        &self.store
-    }
-
-    fn broker(&self) -> &Broker {
-        &Broker
-    }
-
-    fn clock(&self) -> &WallClock {
-        &WallClock
-    }
-
-    fn streams(&self) -> &BrokerStreams {
-        &BrokerStreams
-    }
-
+impl Environment for WasiEnvironment {
     /// The named config `orders-auth` that `wadm.yaml` links to the component (created by
     /// `make run` / `make test`, or by the operator), read in one host call for both values.
     fn authenticator(&self) -> Result<Authenticator, AuthError> {

@@ -74,44 +74,49 @@ fn every_arrow_between_the_workspace_crates_runs_the_right_way() {
     assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));
 }
 
+/// Whether `from` importing `to` breaks a rule of the layers.
+fn breaks(from: &str, to: &str) -> bool {
+    broken_rule(&arrow(from, to, false)).is_some()
+}
+
+/// Whether `from` importing `to` in its tests only (a dev-dependency) breaks a rule.
+fn breaks_in_tests(from: &str, to: &str) -> bool {
+    broken_rule(&arrow(from, to, true)).is_some()
+}
+
 #[test]
 fn a_provider_that_imports_the_application_breaks_the_layers() {
-    assert!(broken_rule(&arrow("providers/http-server", "components/domain", false)).is_some());
-    assert!(broken_rule(&arrow("lattice/host", "tools/admin", true)).is_some());
+    assert!(breaks("providers/http-server", "components/domain"));
+    assert!(breaks_in_tests("lattice/host", "tools/admin"));
 }
 
 #[test]
 fn a_tool_or_a_benchmark_that_reaches_into_a_provider_breaks_the_layers() {
-    assert!(broken_rule(&arrow("tools/admin", "providers/keyvalue-jetstream", false)).is_some());
-    assert!(broken_rule(&arrow(
-        "bench/harness",
-        "providers/keyvalue-jetstream",
-        false
-    ))
-    .is_some());
-    assert!(broken_rule(&arrow("lattice/host", "providers/support", false)).is_some());
+    assert!(breaks("tools/admin", "providers/keyvalue-jetstream"));
+    assert!(breaks("bench/harness", "providers/keyvalue-jetstream"));
+    assert!(breaks("lattice/host", "providers/support"));
 }
 
 #[test]
 fn the_application_reaches_the_platform_through_the_conventions_only() {
-    assert!(broken_rule(&arrow("components/domain", "lattice/conventions", false)).is_none());
-    assert!(broken_rule(&arrow("tools/admin", "lattice/nats-auth", false)).is_some());
+    assert!(!breaks("components/domain", "lattice/conventions"));
+    assert!(breaks("tools/admin", "lattice/nats-auth"));
 }
 
 #[test]
 fn the_platform_may_start_a_nats_server_in_its_own_tests_only() {
-    assert!(broken_rule(&arrow("providers/support", "tests/nats-server", true)).is_none());
-    assert!(broken_rule(&arrow("providers/support", "tests/nats-server", false)).is_some());
+    assert!(!breaks_in_tests("providers/support", "tests/nats-server"));
+    assert!(breaks("providers/support", "tests/nats-server"));
 }
 
 #[test]
 fn the_host_may_serve_a_provider_in_its_process_but_not_reach_into_what_providers_share() {
-    assert!(broken_rule(&arrow("lattice/host", "providers/http-server", false)).is_none());
-    assert!(broken_rule(&arrow("lattice/host", "providers/support", false)).is_some());
-    assert!(broken_rule(&arrow("lattice/wadm", "providers/http-server", false)).is_some());
+    assert!(!breaks("lattice/host", "providers/http-server"));
+    assert!(breaks("lattice/host", "providers/support"));
+    assert!(breaks("lattice/wadm", "providers/http-server"));
 }
 
 #[test]
 fn providers_share_their_support_crate() {
-    assert!(broken_rule(&arrow("providers/http-server", "providers/support", false)).is_none());
+    assert!(!breaks("providers/http-server", "providers/support"));
 }

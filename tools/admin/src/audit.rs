@@ -507,7 +507,7 @@ mod tests {
 
     /// Pavel: a deposit of 100 (entry 1, moved out to a chunk) and a payment of 10 for order o-1
     /// (held), notified as paid; the refusal of order o-2 (held), notified as refused.
-    fn books() -> (Bucket, Bucket) {
+    fn books() -> Books {
         let account = StoredAccount {
             user: "Pavel".into(),
             balance: 90,
@@ -539,7 +539,7 @@ mod tests {
                 notification("o-2", 500, false).encode_to_vec(),
             ),
         ]);
-        (billing, notify)
+        Books { billing, notify }
     }
 
     fn notification(order: &str, sum: u64, paid: bool) -> Notification {
@@ -552,25 +552,39 @@ mod tests {
         }
     }
 
-    fn mismatches(billing: &Bucket, notify: &Bucket) -> Vec<String> {
-        audit(billing, notify)
-            .mismatches
-            .iter()
-            .map(|m| m["mismatch"].as_str().unwrap().to_string())
-            .collect()
+    /// billing's and notify's buckets, as the audit reads them.
+    struct Books {
+        billing: Bucket,
+        notify: Bucket,
     }
 
-    fn edit_account(billing: &mut Bucket, edit: impl FnOnce(&mut StoredAccount)) {
-        let value = billing.get_mut("account/Pavel").unwrap();
-        let mut account = StoredAccount::decode(value.as_slice()).unwrap();
-        edit(&mut account);
-        *value = account.encode_to_vec();
+    impl Books {
+        fn audit(&self) -> Report {
+            audit(&self.billing, &self.notify)
+        }
+
+        /// What the audit found, in words.
+        fn mismatches(&self) -> Vec<String> {
+            self.audit()
+                .mismatches
+                .iter()
+                .map(|m| m["mismatch"].as_str().unwrap().to_string())
+                .collect()
+        }
+
+        /// Changes Pavel's account.
+        fn edit_account(&mut self, edit: impl FnOnce(&mut StoredAccount)) {
+            let value = self.billing.get_mut("account/Pavel").unwrap();
+            let mut account = StoredAccount::decode(value.as_slice()).unwrap();
+            edit(&mut account);
+            *value = account.encode_to_vec();
+        }
     }
 
     #[test]
     fn books_that_add_up_pass_with_what_was_checked() {
-        let (billing, notify) = books();
-        let report = audit(&billing, &notify);
+        let books = books();
+        let report = books.audit();
         assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
         assert_eq!(
             report.summary(),
@@ -582,50 +596,47 @@ mod tests {
 
     #[test]
     fn a_balance_that_differs_from_its_ledger_is_found() {
-        let (mut billing, notify) = books();
-        edit_account(&mut billing, |account| account.balance = 95);
-        assert_eq!(
-            mismatches(&billing, &notify),
-            ["balance differs from its ledger"]
-        );
+        let mut books = books();
+        books.edit_account(|account| account.balance = 95);
+        assert_eq!(books.mismatches(), ["balance differs from its ledger"]);
     }
 
     #[test]
     fn a_missing_entry_is_a_gap() {
-        let (mut billing, notify) = books();
-        billing.remove("ledger/Pavel/00000000000000000001");
-        assert_eq!(mismatches(&billing, &notify), ["ledger has a gap"]);
+        let mut books = books();
+        books.billing.remove("ledger/Pavel/00000000000000000001");
+        assert_eq!(books.mismatches(), ["ledger has a gap"]);
     }
 
     #[test]
     fn an_entry_that_does_not_follow_from_the_one_before_is_found() {
-        let (mut billing, notify) = books();
-        edit_account(&mut billing, |account| {
+        let mut books = books();
+        books.edit_account(|account| {
             account.recent_entries[0].balance_after = 91;
             account.balance = 91;
         });
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             ["entry does not follow from the one before"]
         );
     }
 
     #[test]
     fn an_order_debited_twice_is_found() {
-        let (mut billing, notify) = books();
-        edit_account(&mut billing, |account| {
+        let mut books = books();
+        books.edit_account(|account| {
             account
                 .recent_entries
                 .push(entry(3, EntryKind::Payment, 10, "o-1", 80));
             account.ledger_length = 3;
             account.balance = 80;
         });
-        assert_eq!(mismatches(&billing, &notify), ["order debited twice"]);
+        assert_eq!(books.mismatches(), ["order debited twice"]);
     }
 
     #[test]
     fn a_paid_settlement_without_its_debit_is_found() {
-        let (mut billing, mut notify) = books();
+        let mut books = books();
         let paid = PaymentResult {
             order_id: "o-3".into(),
             user: "Pavel".into(),
@@ -633,13 +644,15 @@ mod tests {
             outcome: PaymentOutcome::Paid.into(),
             ..Default::default()
         };
-        billing.insert("payment/o-3".into(), paid.encode_to_vec());
-        notify.insert(
+        books
+            .billing
+            .insert("payment/o-3".into(), paid.encode_to_vec());
+        books.notify.insert(
             keys::of(&["notification", "Pavel", "o-3"]),
             notification("o-3", 10, true).encode_to_vec(),
         );
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             [
                 "paid without its debit",
                 "notified as paid without its debit"
@@ -649,19 +662,21 @@ mod tests {
 
     #[test]
     fn a_debit_told_as_refused_or_not_told_at_all_is_found_unless_dead_lettered() {
-        let (billing, mut notify) = books();
+        let mut books = books();
         let key = keys::of(&["notification", "Pavel", "o-1"]);
-        notify.insert(key.clone(), notification("o-1", 10, false).encode_to_vec());
+        books
+            .notify
+            .insert(key.clone(), notification("o-1", 10, false).encode_to_vec());
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             [
                 "notified as refused but debited",
                 "debited but never notified nor dead-lettered"
             ]
         );
-        notify.remove(&key);
+        books.notify.remove(&key);
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             ["debited but never notified nor dead-lettered"]
         );
         let letter = DeadLetter {
@@ -669,30 +684,30 @@ mod tests {
             order_id: "o-1".into(),
             ..Default::default()
         };
-        notify.insert(
+        books.notify.insert(
             keys::of(&["deadletter", "notify", "ab"]),
             letter.encode_to_vec(),
         );
-        assert!(mismatches(&billing, &notify).is_empty());
+        assert!(books.mismatches().is_empty());
     }
 
     #[test]
     fn an_entry_record_that_differs_from_the_one_the_account_holds_is_found() {
-        let (mut billing, notify) = books();
-        billing.insert(
+        let mut books = books();
+        books.billing.insert(
             "ledger/Pavel/00000000000000000002".to_string(),
             chunk(vec![entry(2, EntryKind::Payment, 11, "o-1", 89)]),
         );
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             ["entry record differs from the account's"]
         );
     }
 
     /// `books()` and a refund of `amount` of order o-1 (entry 3), notified.
-    fn refunded(amount: u64, refund_id: &str) -> (Bucket, Bucket) {
-        let (mut billing, mut notify) = books();
-        edit_account(&mut billing, |account| {
+    fn refunded(amount: u64, refund_id: &str) -> Books {
+        let mut books = books();
+        books.edit_account(|account| {
             let mut refund = entry(3, EntryKind::Refund, amount, "o-1", 90 + amount);
             refund.refund_id = refund_id.into();
             refund.refund_number = 1;
@@ -704,17 +719,17 @@ mod tests {
             refund_id: Some(refund_id.into()),
             ..notification("o-1", amount, false)
         };
-        notify.insert(
+        books.notify.insert(
             keys::of(&["notification", "Pavel", "o-1", refund_id]),
             notification.encode_to_vec(),
         );
-        (billing, notify)
+        books
     }
 
     #[test]
     fn a_refund_within_its_debit_and_notified_adds_up() {
-        let (billing, notify) = refunded(10, "r-1");
-        let report = audit(&billing, &notify);
+        let books = refunded(10, "r-1");
+        let report = books.audit();
         assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
         assert_eq!(
             (
@@ -728,17 +743,14 @@ mod tests {
 
     #[test]
     fn a_refund_of_more_than_was_paid_or_of_an_order_never_debited_is_found() {
-        let (billing, notify) = refunded(11, "r-1");
-        assert_eq!(
-            mismatches(&billing, &notify),
-            ["refunded more than was paid"]
-        );
-        let (mut billing, notify) = refunded(10, "r-1");
-        edit_account(&mut billing, |account| {
+        let books = refunded(11, "r-1");
+        assert_eq!(books.mismatches(), ["refunded more than was paid"]);
+        let mut books = refunded(10, "r-1");
+        books.edit_account(|account| {
             account.recent_entries[1].order_id = "o-9".into();
         });
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             [
                 "refund of an order not debited",
                 "notified as refunded without its refund",
@@ -749,8 +761,8 @@ mod tests {
 
     #[test]
     fn a_refund_applied_twice_or_never_notified_is_found() {
-        let (mut billing, notify) = refunded(4, "r-1");
-        edit_account(&mut billing, |account| {
+        let mut books = refunded(4, "r-1");
+        books.edit_account(|account| {
             let mut twice = account.recent_entries[1].clone();
             twice.number = 4;
             twice.balance_after = 98;
@@ -758,29 +770,30 @@ mod tests {
             account.ledger_length = 4;
             account.balance = 98;
         });
-        assert_eq!(mismatches(&billing, &notify), ["refund applied twice"]);
-        let (billing, mut notify) = refunded(10, "r-1");
-        notify.retain(|key, _| !key.ends_with("r-1"));
+        assert_eq!(books.mismatches(), ["refund applied twice"]);
+        let mut books = refunded(10, "r-1");
+        books.notify.retain(|key, _| !key.ends_with("r-1"));
         assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             ["refunded but never notified nor dead-lettered"]
         );
     }
 
     #[test]
     fn a_refund_record_that_is_not_its_entry_is_found() {
-        let (mut billing, notify) = refunded(10, "r-1");
+        let mut books = refunded(10, "r-1");
         let mut forged = entry(3, EntryKind::Refund, 10, "o-1", 100);
         forged.refund_id = "r-2".into();
         forged.refund_number = 1;
-        billing.insert("refund/o-1/01".into(), forged.encode_to_vec());
+        books
+            .billing
+            .insert("refund/o-1/01".into(), forged.encode_to_vec());
+        assert_eq!(books.mismatches(), ["refund record differs from its entry"]);
+        books
+            .billing
+            .insert("refund/o-7/01".into(), forged.encode_to_vec());
         assert_eq!(
-            mismatches(&billing, &notify),
-            ["refund record differs from its entry"]
-        );
-        billing.insert("refund/o-7/01".into(), forged.encode_to_vec());
-        assert_eq!(
-            mismatches(&billing, &notify),
+            books.mismatches(),
             [
                 "refund record differs from its entry",
                 "refund record of no refund entry"

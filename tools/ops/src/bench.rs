@@ -50,7 +50,7 @@ fn one_run(
     results: &std::path::Path,
 ) -> anyhow::Result<PathBuf> {
     let lattice = Lattice::new(layout.clone(), Instance::named(instance)?)?;
-    let result = measure(layout, &lattice, build, results);
+    let result = measure(&lattice, build, results);
     say(format!(
         "stopping the benchmark (logs kept in {})",
         lattice.state().join("logs").display()
@@ -59,13 +59,8 @@ fn one_run(
     result
 }
 
-fn measure(
-    layout: &Layout,
-    lattice: &Lattice,
-    build: Build,
-    results: &std::path::Path,
-) -> anyhow::Result<PathBuf> {
-    let instance = &lattice.instance;
+fn measure(lattice: &Lattice, build: Build, results: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let (layout, instance) = (&lattice.layout, &lattice.instance);
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let kind = match build {
         Build::Lattice => "lattice",

@@ -173,21 +173,22 @@ fn account_response(account: &StoredAccount) -> AccountResponse {
     }
 }
 
-/// billing's use cases over a store and a clock.
-pub struct Billing<'a, S: ?Sized, C: ?Sized> {
+/// billing's use cases over a store, a clock and a broker.
+pub struct Billing<'a, S: ?Sized, C: ?Sized, B: ?Sized> {
     pub store: &'a S,
     pub clock: &'a C,
+    /// Where users' current keys are announced, and refund requests published.
+    pub broker: &'a B,
 }
 
-impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
+impl<S: CasStore + ?Sized, C: Clock + ?Sized, B: Publisher + ?Sized> Billing<'_, S, C, B> {
     /// Opens an account with a zero balance and issues its API key (`nonce`: random bytes),
-    /// announced on `broker`; a second create of the same user changes nothing.
+    /// announced on the broker; a second create of the same user changes nothing.
     pub fn create_user(
         &self,
         request: &CreateUserRequest,
         keys: &KeySecret,
         nonce: [u8; 16],
-        broker: &(impl Publisher + ?Sized),
     ) -> Result<CreateUserResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
         // An existing user's announced key stays as it is.
@@ -199,7 +200,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             return Err(BillingError::UserExists(user));
         }
         let issued = keys.issue(&user, nonce);
-        announce(broker, &user, issued.hash.as_bytes())?;
+        announce(self.broker, &user, issued.hash.as_bytes())?;
         let created =
             self.store
                 .update_record(
@@ -222,20 +223,19 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                         }
                     },
                 );
-        self.announce_current_key(&user, broker)?;
+        self.announce_current_key(&user)?;
         created
     }
 
     /// Replaces a user's API key: asked with the current key, or by the admin for a user who lost
     /// theirs. The old key is refused from now on, here and, through the announcement on
-    /// `broker`, by order and notify (orders placed with it before now are still paid).
+    /// the broker, by order and notify (orders placed with it before now are still paid).
     pub fn rotate_key(
         &self,
         caller: &Caller,
         request: &RotateKeyRequest,
         keys: &KeySecret,
         nonce: [u8; 16],
-        broker: &(impl Publisher + ?Sized),
     ) -> Result<ApiKeyResponse, BillingError> {
         let user = UserName::parse(&request.user)?;
         let presented = caller.require_user_or_admin(&user)?;
@@ -246,7 +246,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             .map(|(account, _)| account);
         existing(account, &user, presented)?;
         let issued = keys.issue(&user, nonce);
-        announce(broker, &user, issued.hash.as_bytes())?;
+        announce(self.broker, &user, issued.hash.as_bytes())?;
         let now = self.clock.now_ms();
         let rotated =
             self.store
@@ -270,18 +270,14 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                     };
                     Ok(Update::Write(account, response))
                 });
-        self.announce_current_key(&user, broker)?;
+        self.announce_current_key(&user)?;
         rotated
     }
 
     /// Announces the key `user`'s account holds, then reads the account again, until it still
     /// holds the key last announced (see the module's comment); nothing for a user without an
     /// account.
-    fn announce_current_key(
-        &self,
-        user: &UserName,
-        broker: &(impl Publisher + ?Sized),
-    ) -> Result<(), BillingError> {
+    fn announce_current_key(&self, user: &UserName) -> Result<(), BillingError> {
         let mut announced: Option<Vec<u8>> = None;
         for _ in 0..MAX_CONFLICTS {
             let held = self
@@ -292,7 +288,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
                 None => return Ok(()),
                 Some(held) if announced.as_ref() == Some(&held) => return Ok(()),
                 Some(held) => {
-                    announce(broker, user, &held)?;
+                    announce(self.broker, user, &held)?;
                     announced = Some(held);
                 }
             }
@@ -326,7 +322,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
     /// order's user's current key or the admin token (then `request.user` names the user). With
     /// an `idempotency_key`, every repeat of the request is the same refund, applied once;
     /// without, the refund gets an id from `nonce`. A refund that cannot be applied is refused
-    /// before anything is published; one that can is published on `broker` (see the module's
+    /// before anything is published; one that can is published on the broker (see the module's
     /// comment), then applied.
     pub fn refund(
         &self,
@@ -334,7 +330,6 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
         request: &RefundRequest,
         idempotency_key: Option<&str>,
         nonce: [u8; 16],
-        broker: &(impl Publisher + ?Sized),
     ) -> Result<RefundResponse, BillingError> {
         let order = OrderId::parse(&request.order_id)?;
         let user = match (&request.user, caller) {
@@ -369,7 +364,7 @@ impl<S: CasStore + ?Sized, C: Clock + ?Sized> Billing<'_, S, C> {
             sum,
             requested_at_ms: self.clock.now_ms(),
         };
-        broker.publish_message(
+        self.broker.publish_message(
             &subjects::refund_requested(user.as_str(), &order),
             &requested,
         )?;

@@ -5,8 +5,8 @@
 //! for `payments.settled`; and its own refund requests, each applied (once) and answered with its
 //! result for `payments.refunded`.
 
-use orders_domain::api::{parse_json, ApiError as _, RequestError};
-use orders_domain::batch::answer_each;
+use orders_domain::api::{parse_json, ApiError as _};
+use orders_domain::batch::answer_each_by_outcome;
 use orders_domain::ports::decode_message;
 use orders_domain::service::{Answer, Handled, Host, Message, Method, Reply, Request};
 use orders_wire::proto::{
@@ -27,10 +27,11 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /Refund",
 ];
 
-fn billing<H: Host>(host: &H) -> Billing<'_, H::Store, H::Clock> {
+fn billing<H: Host>(host: &H) -> Billing<'_, H::Store, H::Clock, H::Broker> {
     Billing {
         store: host.store(),
         clock: host.clock(),
+        broker: host.broker(),
     }
 }
 
@@ -41,8 +42,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
             request.require(Method::POST)?;
             let auth = host.authenticator()?;
             let body: CreateUserRequest = parse_json(&request.body)?;
-            let created =
-                billing.create_user(&body, &auth.keys, host.random_16(), host.broker())?;
+            let created = billing.create_user(&body, &auth.keys, host.random_16())?;
             Ok(Reply::json(201, &created))
         }
         "/DepositCash" => {
@@ -69,8 +69,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
             let auth = host.authenticator()?;
             let caller = request.caller(&auth)?;
             let body: RotateKeyRequest = parse_json(&request.body)?;
-            let rotated =
-                billing.rotate_key(&caller, &body, &auth.keys, host.random_16(), host.broker())?;
+            let rotated = billing.rotate_key(&caller, &body, &auth.keys, host.random_16())?;
             Ok(Reply::json(200, &rotated))
         }
         "/Refund" => {
@@ -78,11 +77,10 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
             let caller = request.caller(&host.authenticator()?)?;
             let key = request.idempotency_key().map_err(BillingError::from)?;
             let body: RefundRequest = parse_json(&request.body)?;
-            let refund = billing.refund(&caller, &body, key, host.random_16(), host.broker())?;
+            let refund = billing.refund(&caller, &body, key, host.random_16())?;
             Ok(Reply::json(200, &refund))
         }
-        "/" => Ok(Reply::index("billing", ENDPOINTS)),
-        other => Err(RequestError::UnknownPath(other.to_string()).into()),
+        other => Reply::unrouted("billing", ENDPOINTS, other),
     }
 }
 
@@ -91,7 +89,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
 /// acknowledged; applies each refund request of the batch on its own.
 pub fn handle_messages<H: Host>(host: &H, messages: Vec<Message>) -> Vec<Answer> {
     let billing = billing(host);
-    answer_each(
+    answer_each_by_outcome(
         messages,
         |message| {
             if subjects::matches(subjects::REFUND_REQUESTED_SUBJECTS, &message.subject) {
@@ -99,14 +97,8 @@ pub fn handle_messages<H: Host>(host: &H, messages: Vec<Message>) -> Vec<Answer>
             }
             decode_message(&message.subject, &message.body, "OrderPlaced").map_err(Err)
         },
-        |orders| {
-            let settled = billing.settle_all(&orders);
-            settled
-                .into_iter()
-                .zip(&orders)
-                .map(|(settled, order)| payment_reply(host, settled, order))
-                .collect()
-        },
+        |orders| billing.settle_all(orders),
+        |settled, order| payment_reply(host, settled, order),
     )
 }
 
@@ -139,7 +131,7 @@ fn publish(host: &impl Host, line: &str, subject: &str, result: &impl prost::Mes
 /// again).
 fn refund_reply<H: Host>(
     host: &H,
-    billing: &Billing<'_, H::Store, H::Clock>,
+    billing: &Billing<'_, H::Store, H::Clock, H::Broker>,
     message: &Message,
 ) -> Answer {
     let requested: RefundRequested =

@@ -27,10 +27,11 @@ impl World {
         }
     }
 
-    fn billing(&self) -> Billing<'_, MemoryStore, FixedClock> {
+    fn billing(&self) -> Billing<'_, MemoryStore, FixedClock, MemoryPublisher> {
         Billing {
             store: &self.store,
             clock: &self.clock,
+            broker: &self.broker,
         }
     }
 
@@ -44,7 +45,6 @@ impl World {
             &CreateUserRequest { user: user.into() },
             &memory::authenticator().keys,
             self.nonce(),
-            &self.broker,
         )?;
         self.keys
             .borrow_mut()
@@ -95,7 +95,6 @@ impl World {
             &RotateKeyRequest { user: user.into() },
             &memory::authenticator().keys,
             self.nonce(),
-            &self.broker,
         )?;
         self.keys
             .borrow_mut()
@@ -938,6 +937,7 @@ fn a_batch_whose_account_write_failed_leaves_nothing_a_redelivery_could_take_for
     let billing = Billing {
         store: &failing,
         clock: &world.clock,
+        broker: &world.broker,
     };
     assert!(billing.settle_all(&first).iter().all(Result::is_err));
     world.clock.advance(1);
@@ -966,6 +966,7 @@ fn a_batch_whose_account_changed_before_its_write_is_decided_again_on_the_new_ba
     let billing = Billing {
         store: &store,
         clock: &world.clock,
+        broker: &world.broker,
     };
     let outcomes: Vec<PaymentOutcome> = billing
         .settle_all(&batch)
@@ -994,8 +995,7 @@ impl World {
             sum,
             user: None,
         };
-        self.billing()
-            .refund(caller, &request, key, self.nonce(), &self.broker)
+        self.billing().refund(caller, &request, key, self.nonce())
     }
 
     fn refund(
@@ -1155,7 +1155,6 @@ fn refusing_a_refund_changes_and_publishes_nothing() {
                 },
                 None,
                 [1; 16],
-                &world.broker,
             ),
             403,
             "forbidden",
@@ -1188,13 +1187,7 @@ fn the_admin_refunds_a_named_users_order_and_a_replaced_key_refunds_nothing() {
     };
     let by_admin = world
         .billing()
-        .refund(
-            &memory::caller(ADMIN_TOKEN),
-            &request,
-            None,
-            [3; 16],
-            &world.broker,
-        )
+        .refund(&memory::caller(ADMIN_TOKEN), &request, None, [3; 16])
         .unwrap();
     assert_eq!((by_admin.user.as_str(), by_admin.balance), ("Pavel", 75));
 }

@@ -4,8 +4,7 @@
 //! and its notification; dead letters from the broker are recorded for `GET /DeadLetters`. A user
 //! key is taken only while it is the user's current one.
 
-use orders_domain::api::RequestError;
-use orders_domain::batch::answer_each;
+use orders_domain::batch::answer_each_by_outcome;
 use orders_domain::ports::decode_message;
 use orders_domain::service::{Answer, Handled, Host, Message, Method, Reply, Request};
 use orders_wire::proto::{PaymentResult, RefundResult};
@@ -22,11 +21,11 @@ pub const ENDPOINTS: &[&str] = &[
 ];
 
 /// notify on `host`: its bucket, its clock, and the broker's stream of placed orders.
-pub(crate) fn notify<H: Host>(host: &H) -> Notify<'_, H::Store, H::Clock, H::Streams> {
+pub(crate) fn notify<H: Host>(host: &H) -> Notify<'_, H::Store, H::Clock, H::Broker> {
     Notify {
         store: host.store(),
         clock: host.clock(),
-        orders: host.streams(),
+        orders: host.broker(),
     }
 }
 
@@ -36,7 +35,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
         // The seed's Postman request sends a JSON body with GET /List; the body is ignored.
         "/List" => {
             request.require(Method::GET)?;
-            let caller = request.current_caller(&host.authenticator()?, host.streams())?;
+            let caller = request.current_caller(host)?;
             let user = request.param("user");
             let page = request.page().map_err(NotifyError::from)?;
             Ok(Reply::json(
@@ -46,17 +45,16 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
         }
         "/DeadLetters" => {
             request.require(Method::GET)?;
-            let caller = request.current_caller(&host.authenticator()?, host.streams())?;
+            let caller = request.current_caller(host)?;
             Ok(Reply::json(200, &notify.dead_letters(&caller)?))
         }
         "/OrderStatus" => {
             request.require(Method::GET)?;
-            let caller = request.current_caller(&host.authenticator()?, host.streams())?;
+            let caller = request.current_caller(host)?;
             let order_id = request.required_param("order_id")?;
             Ok(Reply::json(200, &notify.order_status(&caller, &order_id)?))
         }
-        "/" => Ok(Reply::index("notify", ENDPOINTS)),
-        other => Err(RequestError::UnknownPath(other.to_string()).into()),
+        other => Reply::unrouted("notify", ENDPOINTS, other),
     }
 }
 
@@ -65,7 +63,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
 /// no messages, or the `Err` that has the message delivered again.
 pub fn handle_messages<H: Host>(host: &H, messages: Vec<Message>) -> Vec<Answer> {
     let notify = notify(host);
-    answer_each(
+    answer_each_by_outcome(
         messages,
         |message| match message.subject.strip_prefix(subjects::DEAD_LETTER_PREFIX) {
             Some(consumer) => Err(record_dead_letter(host, &notify, consumer, &message.body)),
@@ -80,14 +78,8 @@ pub fn handle_messages<H: Host>(host: &H, messages: Vec<Message>) -> Vec<Answer>
                     .map_err(Err)
             }
         },
-        |results| {
-            let delivered = notify.deliver_all(&results);
-            delivered
-                .into_iter()
-                .zip(&results)
-                .map(|(delivery, result)| notified(host, delivery, result))
-                .collect()
-        },
+        |results| notify.deliver_all(results),
+        |delivery, result| notified(host, delivery, result),
     )
     .into_iter()
     .map(|answer| answer.map(|()| Vec::new()))
@@ -124,7 +116,7 @@ fn notified(
 
 fn record_dead_letter<H: Host>(
     host: &H,
-    notify: &Notify<'_, H::Store, H::Clock, H::Streams>,
+    notify: &Notify<'_, H::Store, H::Clock, H::Broker>,
     consumer: &str,
     payload: &[u8],
 ) -> Result<(), String> {
@@ -170,6 +162,7 @@ mod tests {
             );
         }
         let sent = host
+            .environment
             .log
             .borrow()
             .iter()

@@ -2,7 +2,7 @@
 //! its account's partition. Its bucket holds only the `Idempotency-Key`s clients sent. A key is
 //! taken only while it is its user's current one, as billing announced it.
 
-use orders_domain::api::{parse_json, RequestError};
+use orders_domain::api::parse_json;
 use orders_domain::service::{Handled, Host, Method, Reply, Request};
 use orders_wire::proto::CreateOrderRequest;
 
@@ -24,7 +24,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
     match request.path.as_str() {
         "/Order" => {
             request.require(Method::POST)?;
-            let caller = request.current_caller(&host.authenticator()?, host.streams())?;
+            let caller = request.current_caller(host)?;
             let body: CreateOrderRequest = parse_json(&request.body)?;
             let key = request.idempotency_key().map_err(OrderError::from)?;
             let placed = order(host).place_order(&caller, &body, key, host.random_16())?;
@@ -33,8 +33,7 @@ pub fn route<H: Host>(request: &Request, host: &H) -> Handled {
             let status = format!("/OrderStatus?order_id={}", placed.order_id);
             Ok(Reply::json(202, &placed).with_header("location", status))
         }
-        "/" => Ok(Reply::index("order", ENDPOINTS)),
-        other => Err(RequestError::UnknownPath(other.to_string()).into()),
+        other => Reply::unrouted("order", ENDPOINTS, other),
     }
 }
 

@@ -49,6 +49,29 @@ fn on_ha(action: &str, process: &str) {
     );
 }
 
+/// Orders placed through every listener while `processes` are killed (kill -9) together for 5 s
+/// and revived, the last killed first: what each client saw, when the kill ended, and when the
+/// processes were all revived.
+async fn killed_for_5_s_under_load(
+    lattice: &Lattice,
+    processes: &[&str],
+) -> (Vec<Seen>, Instant, Instant) {
+    let killed = std::sync::OnceLock::new();
+    let (seen, revived) = under_load(lattice, &listeners(), || async {
+        for process in processes {
+            on_ha("kill", process);
+        }
+        killed.set(Instant::now()).unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for process in processes.iter().rev() {
+            on_ha("revive", process);
+        }
+        Instant::now()
+    })
+    .await;
+    (seen, *killed.get().unwrap(), revived)
+}
+
 /// The NATS process (`nats-<n>`) whose server (`orders-ha-<n>`) leads stream ORDERS.
 async fn leader_of_orders() -> String {
     let streams = orders_admin(&["streams"]).await;
@@ -178,13 +201,7 @@ async fn the_nats_server_leading_the_orders_stream_killed_under_load_loses_no_or
     lattice: Lattice,
 ) {
     let killed = leader_of_orders().await;
-    let (seen, revived) = under_load(&lattice, &listeners(), || async {
-        on_ha("kill", &killed);
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        on_ha("revive", &killed);
-        Instant::now()
-    })
-    .await;
+    let (seen, _, revived) = killed_for_5_s_under_load(&lattice, &[&killed]).await;
     settled_once_after_every_replica_caught_up(
         &lattice,
         &format!("kill -9 {killed} (leader of ORDERS) for 5 s"),
@@ -202,13 +219,7 @@ async fn a_host_killed_with_its_providers_under_load_leaves_the_other_serving_ev
     lattice: Lattice,
 ) {
     let listener = listeners()[1].clone();
-    let (seen, revived) = under_load(&lattice, &listeners(), || async {
-        on_ha("kill", "host-2");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        on_ha("revive", "host-2");
-        Instant::now()
-    })
-    .await;
+    let (seen, _, revived) = killed_for_5_s_under_load(&lattice, &["host-2"]).await;
     // The other host served throughout; every order is settled before wadm is waited for.
     print_table_header();
     every_order_settled_once(
@@ -229,15 +240,7 @@ async fn a_host_and_the_other_hosts_nats_server_killed_together_lose_no_order(la
     let listener = listeners()[1].clone();
     // host-2 speaks to nats-2 and host-1 to nats-1: this takes one host and, on the other
     // node, the server the surviving host was using, which has to move to another server.
-    let (seen, revived) = under_load(&lattice, &listeners(), || async {
-        on_ha("kill", "host-2");
-        on_ha("kill", "nats-1");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        on_ha("revive", "nats-1");
-        on_ha("revive", "host-2");
-        Instant::now()
-    })
-    .await;
+    let (seen, _, revived) = killed_for_5_s_under_load(&lattice, &["host-2", "nats-1"]).await;
     settled_once_after_every_replica_caught_up(
         &lattice,
         "kill -9 host-2 and nats-1 together for 5 s",
@@ -299,21 +302,11 @@ async fn two_of_the_three_nats_servers_killed_under_load_refuse_orders_until_one
         .into_iter()
         .find(|server| *server != leader)
         .unwrap();
-    let quorum_lost = std::sync::OnceLock::new();
-    let (seen, revived) = under_load(&lattice, &listeners(), || async {
-        on_ha("kill", &leader);
-        on_ha("kill", other);
-        quorum_lost.set(Instant::now()).unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        on_ha("revive", &leader);
-        on_ha("revive", other);
-        Instant::now()
-    })
-    .await;
+    let (seen, quorum_lost, revived) = killed_for_5_s_under_load(&lattice, &[&leader, other]).await;
     // An order is accepted only once a majority of servers holds it. A request first sent while
     // the majority was gone (1 s after the kill, for requests already in flight) is answered 202
     // only after it is back; one first sent before may be answered from its stored key.
-    let without_majority = *quorum_lost.get().unwrap() + Duration::from_secs(1)..revived;
+    let without_majority = quorum_lost + Duration::from_secs(1)..revived;
     let accepted_without_majority = seen
         .iter()
         .flat_map(|client| &client.sent_and_accepted)
