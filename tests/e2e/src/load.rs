@@ -102,13 +102,13 @@ async fn place_orders(
 }
 
 /// Orders flowing from `CLIENTS` clients through `listeners` (each client starting on the next) while `fault`
-/// runs; returns what each client saw, and when the fault ended (what it returned: the moment the
-/// killed parts were started again).
-pub async fn under_load<F: std::future::Future<Output = Instant>>(
+/// runs; returns what each client saw, and what the fault returned (e.g. the moment the killed
+/// parts were started again).
+pub async fn under_load<T, F: std::future::Future<Output = T>>(
     lattice: &Lattice,
     listeners: &[String],
     fault: impl FnOnce() -> F,
-) -> (Vec<Seen>, Instant) {
+) -> (Vec<Seen>, T) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for first in 0..CLIENTS {

@@ -639,27 +639,24 @@ async fn api_reads_again(lattice: &Lattice, user: &str, since: Instant) -> Durat
     }
 }
 
-/// Orders flowing through the lattice's listener while `fault` runs (it returns when the fault
-/// began); then the API must read again and every accepted order be settled once. Prints the
-/// audit's line and the outage as the API and the clients saw it.
+/// Orders flowing through the lattice's listener while `fault` runs; then the API must read
+/// again and every accepted order be settled once. Prints the audit's line and the outage as the
+/// API and the clients saw it.
 async fn outage_under_load(fault: &str, act: impl FnOnce() + Send + 'static) {
     let lattice = Lattice::from_env();
     let reader = lattice.new_user("Reader", 0).await;
-    let back = std::sync::OnceLock::new();
-    let (seen, _) = load::under_load(
+    let (seen, back) = load::under_load(
         &lattice,
         std::slice::from_ref(&lattice.base_url),
         || async {
             let began = Instant::now();
             tokio::task::spawn_blocking(act).await.unwrap();
-            back.set(api_reads_again(&lattice, &reader, began).await)
-                .unwrap();
-            began
+            api_reads_again(&lattice, &reader, began).await
         },
     )
     .await;
     load::print_table_header();
-    let back = back.get().unwrap().as_secs_f64();
+    let back = back.as_secs_f64();
     load::every_order_settled_once(
         &lattice,
         fault,

@@ -56,20 +56,19 @@ async fn killed_for_5_s_under_load(
     lattice: &Lattice,
     processes: &[&str],
 ) -> (Vec<Seen>, Instant, Instant) {
-    let killed = std::sync::OnceLock::new();
-    let (seen, revived) = under_load(lattice, &listeners(), || async {
+    let (seen, (killed, revived)) = under_load(lattice, &listeners(), || async {
         for process in processes {
             on_ha("kill", process);
         }
-        killed.set(Instant::now()).unwrap();
+        let killed = Instant::now();
         tokio::time::sleep(Duration::from_secs(5)).await;
         for process in processes.iter().rev() {
             on_ha("revive", process);
         }
-        Instant::now()
+        (killed, Instant::now())
     })
     .await;
-    (seen, *killed.get().unwrap(), revived)
+    (seen, killed, revived)
 }
 
 /// The NATS process (`nats-<n>`) whose server (`orders-ha-<n>`) leads stream ORDERS.
