@@ -7,19 +7,22 @@
 //!   our key-value and messaging providers (providers/keyvalue-jetstream, providers/messaging-
 //!   jetstream): the calls of this host's components reach them in process, over pipes instead of
 //!   NATS; those of other hosts' components over NATS, as the provider processes. The messaging
-//!   provider still hands batches to a component over wRPC.
+//!   provider's batches reach a component of this host the same way, over pipes, and a component
+//!   of another host over wRPC.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http_server_provider::{Component, Components, OverWrpc};
+use messaging_jetstream_provider::{BatchHandler, ReachComponent};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 use wasmcloud_core::HostData;
 use wasmcloud_host::wasmbus::{
-    EmbeddedProvider, EmbeddedProviders, EmbeddedStart, InProcessExports, LocalComponents,
+    EmbeddedProvider, EmbeddedProviders, EmbeddedStart, InProcessExports, InProcessFirst,
+    LocalComponents,
 };
 use wasmcloud_provider_sdk::provider::ProviderCommandReceivers;
 use wasmcloud_provider_sdk::ProviderConnection;
@@ -34,8 +37,27 @@ pub fn providers() -> EmbeddedProviders {
         )
         .with(
             "messaging-jetstream",
-            ServesInProcess(messaging_jetstream_provider::serve_in_host::<InProcessExports>),
+            ServesInProcess(
+                |host_data, connection, commands, quit, exports: InProcessExports| {
+                    messaging_jetstream_provider::serve_in_host(
+                        host_data,
+                        connection,
+                        commands,
+                        quit,
+                        exports,
+                        components_here_first(),
+                    )
+                },
+            ),
         )
+}
+
+/// The messaging provider's batches reach a component running on this host in process; one
+/// elsewhere over wRPC.
+fn components_here_first() -> ReachComponent {
+    Arc::new(|over_the_lattice, component| {
+        Arc::new(InProcessFirst::new(component, over_the_lattice)) as Arc<dyn BatchHandler>
+    })
 }
 
 type Started = BoxFuture<'static, anyhow::Result<JoinSet<()>>>;

@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::StreamExt as _;
 use orders_conventions::broker::redelivery_backoff as backoff;
 use orders_conventions::subjects;
@@ -34,6 +35,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument as _};
 use wasmcloud_provider_sdk::core::HostData;
+use wasmcloud_provider_sdk::provider::WrpcClient;
 use wasmcloud_provider_sdk::{
     get_connection, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderConnection,
 };
@@ -54,7 +56,7 @@ mod bindings {
 use bindings::exports::orders::lattice::stream_reader;
 use bindings::exports::wasmcloud::messaging::consumer;
 use bindings::orders::lattice::batch_handler;
-use bindings::wasmcloud::messaging::types::BrokerMessage;
+pub use bindings::wasmcloud::messaging::types::BrokerMessage;
 
 orders_provider_support::define_run!(
     /// The provider process: connects, ensures the configured streams, serves `consumer` and
@@ -68,11 +70,50 @@ orders_provider_support::define_run!(
 orders_provider_support::define_serve_in_host!(
     /// Serves in the host's process, with the host data and the SDK's connection and commands the host
     /// gives an embedded provider: the components of that host publish and read on `exports` (in
-    /// process), those of other hosts over NATS (`connection`); batches still reach a component over
-    /// wRPC. The tasks end when the host aborts them.
-    |host_data, connection| JetStreamMessaging::start(host_data, Some(connection.clone())).await?,
+    /// process), those of other hosts over NATS (`connection`); batches reach a component through
+    /// what `reach` makes of the wRPC client to it (the host's: in process when the component runs
+    /// there). The tasks end when the host aborts them.
+    |host_data, connection, reach: ReachComponent| {
+        JetStreamMessaging::start(host_data, Some((connection.clone(), reach))).await?
+    },
     bindings::serve
 );
+
+/// A component's answer to one message of a batch: the replies to publish, or why it was not
+/// handled.
+pub type Answer = Result<Vec<BrokerMessage>, String>;
+
+/// A component's batch handler (`orders:lattice/batch-handler`) as the provider calls it.
+pub trait BatchHandler: Send + Sync {
+    /// Hands `messages` to the component in one call, continuing the trace in `trace_context`.
+    fn handle_messages<'a>(
+        &'a self,
+        trace_context: async_nats::HeaderMap,
+        messages: &'a [BrokerMessage],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Answer>>>;
+}
+
+impl<C> BatchHandler for C
+where
+    C: wrpc_transport::Invoke<Context = Option<async_nats::HeaderMap>>,
+{
+    fn handle_messages<'a>(
+        &'a self,
+        trace_context: async_nats::HeaderMap,
+        messages: &'a [BrokerMessage],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Answer>>> {
+        Box::pin(batch_handler::handle_messages(
+            self,
+            Some(trace_context),
+            messages,
+        ))
+    }
+}
+
+/// Makes the batch handler of a component (its id) from the provider's wRPC client to it: a
+/// provider process calls that client; a host serving the provider may call its own components
+/// in process instead.
+pub type ReachComponent = Arc<dyn Fn(WrpcClient, &str) -> Arc<dyn BatchHandler> + Send + Sync>;
 
 /// Streams keep messages on disk for a week whether or not they were consumed, so a consumer
 /// created later (or a person debugging) still finds them.
@@ -131,10 +172,10 @@ pub async fn ensure_stream(
 
 #[derive(Clone)]
 struct JetStreamMessaging {
-    /// The SDK's connection, through which batches reach the components: the host's for a
-    /// provider served in its process; `None` in the provider process, whose connection the SDK
-    /// keeps once the provider runs.
-    connection: Option<ProviderConnection>,
+    /// The SDK's connection, through which batches reach the components, and how: the host's
+    /// for a provider served in its process; `None` in the provider process, whose connection the
+    /// SDK keeps once the provider runs, and whose batches go over that connection's wRPC.
+    in_host: Option<(ProviderConnection, ReachComponent)>,
     client: async_nats::Client,
     js: jetstream::Context,
     /// The configured streams, to find the one a read is for.
@@ -151,7 +192,7 @@ impl JetStreamMessaging {
     /// Connects with the data plane's credentials and ensures the configured streams.
     async fn start(
         host_data: &HostData,
-        connection: Option<ProviderConnection>,
+        in_host: Option<(ProviderConnection, ReachComponent)>,
     ) -> anyhow::Result<Self> {
         let config = ProviderConfig::from_map(&host_data.config)?;
         let client = NatsCredentials::of(host_data)
@@ -168,7 +209,7 @@ impl JetStreamMessaging {
             }
         }
         Ok(Self {
-            connection,
+            in_host,
             client,
             js,
             streams: Arc::new(config.streams),
@@ -178,10 +219,12 @@ impl JetStreamMessaging {
         })
     }
 
-    fn connection(&self) -> ProviderConnection {
-        self.connection
-            .clone()
-            .unwrap_or_else(|| get_connection().clone())
+    fn connection(&self) -> (ProviderConnection, ReachComponent) {
+        self.in_host.clone().unwrap_or_else(|| {
+            let over_wrpc: ReachComponent =
+                Arc::new(|client, _| Arc::new(client) as Arc<dyn BatchHandler>);
+            (get_connection().clone(), over_wrpc)
+        })
     }
 
     /// Refuses `access` to `subject` unless the caller's link allows it.
@@ -208,8 +251,10 @@ impl Provider for JetStreamMessaging {
         let consumer = durable_consumer(&self.js, &config).await?;
         let component = link.target_id.to_string();
         info!(%component, stream = %config.stream, durable = %config.durable, "consuming");
+        let (connection, reach) = self.connection();
         let task = tokio::spawn(consume(
-            self.connection(),
+            connection,
+            reach,
             self.js.clone(),
             consumer,
             config,
@@ -327,6 +372,7 @@ async fn durable_consumer(
 /// of one turn (subjects sharing those tokens) are in one batch at a time.
 async fn consume(
     connection: ProviderConnection,
+    reach: ReachComponent,
     js: jetstream::Context,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     config: ConsumerConfig,
@@ -337,8 +383,8 @@ async fn consume(
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let in_turn: Arc<InTurn<jetstream::Message>> = Arc::default();
     loop {
-        let wrpc = match connection.get_wrpc_client(&component).await {
-            Ok(wrpc) => Arc::new(wrpc),
+        let handler = match connection.get_wrpc_client(&component).await {
+            Ok(wrpc) => reach(wrpc, &component),
             Err(e) => {
                 error!(%component, "no wRPC client: {e:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -388,7 +434,7 @@ async fn consume(
             let link = Link {
                 js: js.clone(),
                 config: Arc::clone(&config),
-                wrpc: Arc::clone(&wrpc),
+                handler: Arc::clone(&handler),
                 component: component.clone(),
                 publishers: Arc::clone(&publishers),
             };
@@ -456,7 +502,7 @@ const UNREACHABLE_RETRY: Duration = Duration::from_millis(500);
 struct Link {
     js: jetstream::Context,
     config: Arc<ConsumerConfig>,
-    wrpc: Arc<wasmcloud_provider_sdk::provider::WrpcClient>,
+    handler: Arc<dyn BatchHandler>,
     component: String,
     publishers: Arc<RwLock<HashMap<LinkKey, LinkPolicy>>>,
 }
@@ -488,7 +534,8 @@ impl Link {
         // harmless.
         let answers = tokio::time::timeout(
             self.config.ack_wait,
-            batch_handler::handle_messages(&*self.wrpc, Some(trace_context), &broker_messages)
+            self.handler
+                .handle_messages(trace_context, &broker_messages)
                 .instrument(spans[0].clone()),
         )
         .await

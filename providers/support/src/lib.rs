@@ -163,11 +163,13 @@ macro_rules! define_run {
 /// process: `$provider`, made from the host's `HostData` and the SDK's connection, is served as
 /// [`serve_in_host`] serves a provider, and its exports (`$serve`, the `serve` function
 /// wit-bindgen-wrpc generated) twice: to the host's components on the in-process `exports` the
-/// host passes, to other hosts' components over NATS. A macro because `$serve` is generic over
-/// the transport and is called for both.
+/// host passes, to other hosts' components over NATS. A parameter after the connection
+/// (`|host_data, connection, reach: Reach|`) becomes one more parameter of `serve_in_host`, for
+/// what else the provider takes from the host. A macro because `$serve` is generic over the
+/// transport and is called for both.
 #[macro_export]
 macro_rules! define_serve_in_host {
-    ($(#[$doc:meta])* |$host_data:ident, $connection:ident| $provider:expr, $serve:path) => {
+    ($(#[$doc:meta])* |$host_data:ident, $connection:ident $(, $extra:ident: $extra_type:ty)?| $provider:expr, $serve:path) => {
         $(#[$doc])*
         pub async fn serve_in_host<S>(
             host_data: ::wasmcloud_provider_sdk::core::HostData,
@@ -175,6 +177,7 @@ macro_rules! define_serve_in_host {
             commands: ::wasmcloud_provider_sdk::provider::ProviderCommandReceivers,
             quit: ::tokio::sync::broadcast::Sender<()>,
             exports: S,
+            $($extra: $extra_type,)?
         ) -> ::anyhow::Result<::tokio::task::JoinSet<()>>
         where
             S: ::wrpc_transport::Serve<Context = Option<::wasmcloud_provider_sdk::Context>>

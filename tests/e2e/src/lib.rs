@@ -735,9 +735,19 @@ impl Operator {
     }
 
     async fn wash(&self, args: &[&str]) -> String {
+        self.wash_with(
+            args,
+            ["--ctl-host", "127.0.0.1", "--ctl-port", &self.ctl_port],
+        )
+        .await
+    }
+
+    /// Runs `wash` with `args` and then `connection`, the options that say how it reaches the
+    /// lattice.
+    async fn wash_with(&self, args: &[&str], connection: [&str; 4]) -> String {
         let output = tokio::process::Command::new(&self.wash)
             .args(args)
-            .args(["--ctl-host", "127.0.0.1", "--ctl-port", &self.ctl_port])
+            .args(connection)
             .output()
             .await
             .expect("wash runs");
@@ -748,6 +758,16 @@ impl Operator {
             String::from_utf8_lossy(&output.stderr)
         );
         text
+    }
+
+    /// `wash call <component> <function>`: invokes a component's export over the lattice, as a
+    /// person does ad hoc (wRPC over NATS, on the data plane); answers what wash printed.
+    pub async fn call(&self, component: &str, function: &str) -> String {
+        self.wash_with(
+            &["call", component, function],
+            ["--rpc-host", "127.0.0.1", "--rpc-port", &self.ctl_port],
+        )
+        .await
     }
 
     /// Deploys a version of the application in which each named part runs `instances` copies

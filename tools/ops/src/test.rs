@@ -124,6 +124,7 @@ fn stages(layout: &Layout, test: &Lattice, ha: &Lattice) -> anyhow::Result<()> {
             test.admin_creds().display().to_string(),
         ),
         ("WASH_CTL_CREDS", test.admin_creds().display().to_string()),
+        ("WASH_RPC_CREDS", test.admin_creds().display().to_string()),
         (
             "ORDERS_NATS_RPC_CREDS",
             test.auth().join("rpc.creds").display().to_string(),

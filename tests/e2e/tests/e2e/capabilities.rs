@@ -1,11 +1,11 @@
 //! Where the capabilities run: the host serves key-value and messaging in its own process, so a
-//! component's calls to them cross no NATS; only the messaging provider's batches reach a
-//! component over wRPC.
+//! component's calls to them cross no NATS, nor do the messaging provider's batches to a
+//! component of the same host. A person's `wash call` still reaches a component over wRPC.
 
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use orders_e2e::{lattice_test, subscribed, Lattice};
+use orders_e2e::{lattice_test, subscribed, Lattice, Operator};
 
 /// How many wRPC calls to `target` (a provider or a component) NATS carries while `work` runs.
 async fn calls_over_nats_to(
@@ -25,25 +25,50 @@ async fn calls_over_nats_to(
 }
 
 #[lattice_test]
-async fn an_orders_calls_to_key_value_and_the_broker_stay_in_the_hosts_process(lattice: Lattice) {
+async fn an_order_crosses_no_nats_between_its_components_and_their_capabilities(lattice: Lattice) {
     let user = lattice.new_user("InProcess", 100).await;
     let settle_an_order = || async {
         let order_id = lattice.order(&user, 10).await;
         lattice.await_settled(&user, &order_id).await;
     };
-    // Watched apart, one after the other, each over an order of its own; the batches to a
-    // component, which still travel over wRPC, show that the watch sees calls.
-    let key_value = calls_over_nats_to(&lattice, "keyvalue", settle_an_order()).await;
-    let messaging = calls_over_nats_to(&lattice, "messaging", settle_an_order()).await;
-    let to_billing = calls_over_nats_to(&lattice, "billing", settle_an_order()).await;
-    assert!(
-        to_billing > 0,
-        "the order's batch reaches billing over wRPC"
-    );
+    // Watched apart, one after the other, each over an order of its own.
+    let mut calls = Vec::new();
+    for target in ["keyvalue", "messaging", "billing", "notify"] {
+        calls.push((
+            target,
+            calls_over_nats_to(&lattice, target, settle_an_order()).await,
+        ));
+    }
     assert_eq!(
-        (key_value, messaging),
-        (0, 0),
-        "every call of order, billing and notify to key-value and the broker stayed in the host's process"
+        calls,
+        [
+            ("keyvalue", 0),
+            ("messaging", 0),
+            ("billing", 0),
+            ("notify", 0)
+        ],
+        "every call of order, billing and notify to key-value and the broker, and every batch \
+         the broker handed billing and notify, stayed in the host's process"
     );
-    assert_eq!(lattice.balance(&user).await, 70);
+    assert_eq!(lattice.balance(&user).await, 60);
+}
+
+#[lattice_test]
+async fn a_wash_call_reaches_a_component_over_the_lattice(lattice: Lattice) {
+    let operator = Operator::from_env();
+    let mut answer = String::new();
+    let seen = calls_over_nats_to(&lattice, "billing", async {
+        answer = operator
+            .call("orders-billing", "wasi:http/incoming-handler.handle")
+            .await;
+    })
+    .await;
+    assert!(
+        seen > 0,
+        "the watch on billing's wRPC subjects saw the call"
+    );
+    assert!(
+        answer.contains(r#"\"service\":\"billing\""#),
+        "billing described itself: {answer}"
+    );
 }
