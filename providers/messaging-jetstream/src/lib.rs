@@ -63,7 +63,7 @@ orders_provider_support::define_run!(
     /// `stream-reader` over NATS and runs one durable consumer per handler link until the host
     /// stops it.
     "messaging-jetstream-provider",
-    |host_data| JetStreamMessaging::start(host_data, None).await?,
+    |host_data| JetStreamMessaging::start(host_data, None, over_wrpc()).await?,
     bindings::serve
 );
 
@@ -74,7 +74,7 @@ orders_provider_support::define_serve_in_host!(
     /// what `reach` makes of the wRPC client to it (the host's: in process when the component runs
     /// there). The tasks end when the host aborts them.
     |host_data, connection, reach: ReachComponent| {
-        JetStreamMessaging::start(host_data, Some((connection.clone(), reach))).await?
+        JetStreamMessaging::start(host_data, Some(connection.clone()), reach).await?
     },
     bindings::serve
 );
@@ -114,6 +114,11 @@ where
 /// provider process calls that client; a host serving the provider may call its own components
 /// in process instead.
 pub type ReachComponent = Arc<dyn Fn(WrpcClient, &str) -> Arc<dyn BatchHandler> + Send + Sync>;
+
+/// Every component over the provider's wRPC client (the provider process).
+fn over_wrpc() -> ReachComponent {
+    Arc::new(|client, _| Arc::new(client) as Arc<dyn BatchHandler>)
+}
 
 /// Streams keep messages on disk for a week whether or not they were consumed, so a consumer
 /// created later (or a person debugging) still finds them.
@@ -172,10 +177,12 @@ pub async fn ensure_stream(
 
 #[derive(Clone)]
 struct JetStreamMessaging {
-    /// The SDK's connection, through which batches reach the components, and how: the host's
-    /// for a provider served in its process; `None` in the provider process, whose connection the
-    /// SDK keeps once the provider runs, and whose batches go over that connection's wRPC.
-    in_host: Option<(ProviderConnection, ReachComponent)>,
+    /// The SDK's connection, through which batches reach the components: the host's for a
+    /// provider served in its process; `None` in the provider process, whose connection the SDK
+    /// keeps once the provider runs.
+    connection: Option<ProviderConnection>,
+    /// How a batch reaches a component from the wRPC client to it.
+    reach: ReachComponent,
     client: async_nats::Client,
     js: jetstream::Context,
     /// The configured streams, to find the one a read is for.
@@ -192,7 +199,8 @@ impl JetStreamMessaging {
     /// Connects with the data plane's credentials and ensures the configured streams.
     async fn start(
         host_data: &HostData,
-        in_host: Option<(ProviderConnection, ReachComponent)>,
+        connection: Option<ProviderConnection>,
+        reach: ReachComponent,
     ) -> anyhow::Result<Self> {
         let config = ProviderConfig::from_map(&host_data.config)?;
         let client = NatsCredentials::of(host_data)
@@ -209,7 +217,8 @@ impl JetStreamMessaging {
             }
         }
         Ok(Self {
-            in_host,
+            connection,
+            reach,
             client,
             js,
             streams: Arc::new(config.streams),
@@ -219,12 +228,10 @@ impl JetStreamMessaging {
         })
     }
 
-    fn connection(&self) -> (ProviderConnection, ReachComponent) {
-        self.in_host.clone().unwrap_or_else(|| {
-            let over_wrpc: ReachComponent =
-                Arc::new(|client, _| Arc::new(client) as Arc<dyn BatchHandler>);
-            (get_connection().clone(), over_wrpc)
-        })
+    fn connection(&self) -> ProviderConnection {
+        self.connection
+            .clone()
+            .unwrap_or_else(|| get_connection().clone())
     }
 
     /// Refuses `access` to `subject` unless the caller's link allows it.
@@ -251,10 +258,9 @@ impl Provider for JetStreamMessaging {
         let consumer = durable_consumer(&self.js, &config).await?;
         let component = link.target_id.to_string();
         info!(%component, stream = %config.stream, durable = %config.durable, "consuming");
-        let (connection, reach) = self.connection();
         let task = tokio::spawn(consume(
-            connection,
-            reach,
+            self.connection(),
+            Arc::clone(&self.reach),
             self.js.clone(),
             consumer,
             config,
@@ -545,7 +551,7 @@ impl Link {
                 self.config.ack_wait
             ))
         });
-        let answers: Vec<Result<Result<Vec<BrokerMessage>, String>, String>> = match answers {
+        let answers: Vec<Result<Answer, String>> = match answers {
             Ok(answers) if answers.len() == batch.len() => answers.into_iter().map(Ok).collect(),
             Ok(answers) => {
                 let wrong = format!("{} answers to {} messages", answers.len(), batch.len());
@@ -573,7 +579,7 @@ impl Link {
         &self,
         message: jetstream::Message,
         delivered: BrokerMessage,
-        answer: Result<Result<Vec<BrokerMessage>, String>, String>,
+        answer: Result<Answer, String>,
     ) {
         let (config, component) = (&self.config, &self.component);
         let attempt = message
