@@ -49,7 +49,7 @@ WASM_COMPONENTS := $(COMPONENTS) $(BENCH_COMPONENTS) $(TEST_COMPONENTS)
 help:
 	@echo "make run    build what is missing, start NATS + wadm + host, deploy wadm.yaml, print the URLs"
 	@echo "            LATTICE=ha: the replicated lattice instead (3 NATS servers keeping 3 replicas, 2 hosts)"
-	@echo "make test   every test: unit, provider integration, deploy/k8s validation, end-to-end (Rust, newman, the API contract, the console in chromium) on a private lattice"
+	@echo "make test   every test: unit, provider integration, deploy/k8s validation and host image, end-to-end (Rust, newman, the API contract, the console in chromium) on a private lattice"
 	@echo "make down   stop what make run started (state kept);  make clean  also wipe the state"
 	@echo "make status what runs (NATS, wadm, host) and the application's state;  make logs  follow their logs"
 	@echo "make backup  a stopped lattice's state to .state/backups (or BACKUP=<file>);  make restore BACKUP=<file>  puts it back"
@@ -155,6 +155,12 @@ $(NODE_TOOLS):
 	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq
 	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -q chromium
 
+# umoci builds the Kubernetes host image (deploy/k8s/host-image.sh) and unpacks it for its test.
+/usr/bin/umoci:
+	@echo "==> installing umoci (apt), for the Kubernetes host image"
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -q umoci
+
 # ---------------------------------------------------------------- build
 
 build: tools native components providers
@@ -183,7 +189,7 @@ providers: native | $(WASH)
 
 # ---------------------------------------------------------------- tests
 
-test: build $(NODE_TOOLS) /usr/bin/chromium $(VENV)/bin/kubernetes-validate $(VENV)/bin/schemathesis
+test: build $(NODE_TOOLS) /usr/bin/chromium /usr/bin/umoci $(VENV)/bin/kubernetes-validate $(VENV)/bin/schemathesis
 	@echo "==> unit and integration tests, then end-to-end tests on a private lattice"
 	$(OPS) test
 

@@ -12,8 +12,8 @@ No cluster, registry or network is needed. Each check prints one line; any probl
                embedded Kubernetes types against Kubernetes' own schemas
   platform     the wasmcloud-platform values: NATS cluster of nats_servers, JetStream on volumes, domains,
                NATS authorization (server.conf from its Secret), wadm's creds
-  references   names, ports, labels, paths, registry, lattice, namespace, host count, providers on
-               every host and replicas agree across files
+  references   names, ports, labels, paths, registry, lattice, namespace, host count, host image,
+               providers on every host and replicas agree across files
   push-script  push.sh parses (bash -n)
 
 usage: validate.py [--root DIR]   (DIR: the checkout; default: this file's ../..)
@@ -48,6 +48,8 @@ CORE_FILES = [
     "registry/registry.yaml",
 ]
 # Kinds a namespace-scoped object of ours must carry `metadata.namespace` for.
+# A capability the host image serves in its process (app/wadm.yaml keeps them as wadm.yaml has them).
+BUILTIN_PREFIX = "wasmcloud+builtin://"
 NAMESPACED = {"Service", "Ingress", "Secret", "WasmCloudHostConfig", "Deployment",
               "PersistentVolumeClaim"}
 
@@ -237,6 +239,10 @@ def check_references(b: Bundle) -> list[str]:
         problems.append(f"host config: name must be {s['host_config']!r} (cluster.yaml host_config)")
     if spec.get("version") != s["versions"]["host"]:
         problems.append(f"host config: version must be {s['versions']['host']!r}")
+    host_image = f"{s['registry']}/{s['repository']}/orders-host:{s['tag']}"
+    if spec.get("image") != host_image:
+        problems.append(f"host config: image must be our host image {host_image} (push.sh): "
+                        "upstream's serves none of the capabilities app/wadm.yaml asks for")
     if spec.get("natsLeafImage") != f"nats:{s['versions']['nats']}-alpine":
         problems.append(f"host config: natsLeafImage must be nats:{s['versions']['nats']}-alpine "
                         "(the operator's default is an older NATS)")
@@ -312,6 +318,8 @@ def check_references(b: Bundle) -> list[str]:
     # Artifacts: pinned, one registry, pulled as the host is told to
     images = [dig(c, "properties.image") for c in dig(app, "spec.components") or []]
     for image in images:
+        if image and image.startswith(BUILTIN_PREFIX):
+            continue  # served by the host image itself
         if not image or image.startswith("file://"):
             problems.append(f"app/wadm.yaml: {image!r} is not an OCI ref (a local file left?)")
             continue
@@ -327,6 +335,12 @@ def check_references(b: Bundle) -> list[str]:
     if spec.get("secretName") != "orders-nats-host":
         problems.append("host config: secretName must be orders-nats-host, the NATS creds each "
                         "pod's leaf node joins the hub with (the hub admits no anonymous client)")
+    pull_secrets = [p.get("name") for p in
+                    dig(spec, "schedulingOptions.podTemplateAdditions.imagePullSecrets") or []]
+    if pull_secrets != [spec.get("registryCredentialsSecret")]:
+        problems.append("host config: the nodes pull the host image with the host's registry "
+                        "credentials (schedulingOptions.podTemplateAdditions.imagePullSecrets "
+                        f"[{spec.get('registryCredentialsSecret')}]), found {pull_secrets}")
     if spec.get("registryCredentialsSecret") not in (None, dig(secret, "metadata.name")):
         problems.append("host config: registryCredentialsSecret names no Secret we ship")
     if s["registry"] not in (spec.get("allowedInsecure") or []) and not spec.get("registryCredentialsSecret"):

@@ -124,6 +124,21 @@ struct Args {
     /// Comma-separated OCI registries reachable over plain HTTP.
     #[arg(long, env = "WASMCLOUD_OCI_ALLOWED_INSECURE", value_delimiter = ',')]
     allowed_insecure: Vec<String>,
+    /// The one OCI registry the user and password below are for (the Kubernetes operator sets
+    /// all three from its registry credentials Secret).
+    #[arg(long, env = "WASMCLOUD_OCI_REGISTRY", requires_all = ["oci_user", "oci_password"])]
+    oci_registry: Option<String>,
+    /// User for `oci_registry`.
+    #[arg(long, env = "WASMCLOUD_OCI_REGISTRY_USER", requires = "oci_registry")]
+    oci_user: Option<String>,
+    /// Password for `oci_registry`.
+    #[arg(
+        long,
+        env = "WASMCLOUD_OCI_REGISTRY_PASSWORD",
+        requires = "oci_registry",
+        hide_env_values = true
+    )]
+    oci_password: Option<String>,
 }
 
 /// OpenTelemetry export (OTLP), with the official host's flags and variables. The host hands the
@@ -249,7 +264,9 @@ impl Args {
             additional_ca_paths: self.tls_ca_paths.clone(),
             allow_latest: self.allow_latest,
             allowed_insecure: self.allowed_insecure.clone(),
-            ..Default::default()
+            oci_registry: self.oci_registry.clone(),
+            oci_user: self.oci_user.clone(),
+            oci_password: self.oci_password.clone(),
         };
         Ok(HostConfig {
             ctl_nats_url: self.nats_url(&self.ctl_host, self.ctl_port)?,
@@ -486,6 +503,34 @@ mod tests {
         assert_eq!(
             config.otel_config.traces_endpoint(),
             "http://127.0.0.1:14318/v1/traces"
+        );
+    }
+
+    /// As wasmcloud-operator 0.5 hands a host its registry credentials Secret.
+    #[test]
+    fn the_operators_registry_credentials_reach_the_oci_client() {
+        let config = config(&[
+            "--oci-registry",
+            "registry.example:5000",
+            "--oci-user",
+            "orders",
+            "--oci-password",
+            "secret",
+        ]);
+        assert_eq!(
+            config.oci_opts.oci_registry.as_deref(),
+            Some("registry.example:5000")
+        );
+        assert_eq!(config.oci_opts.oci_user.as_deref(), Some("orders"));
+        assert_eq!(config.oci_opts.oci_password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn a_registry_user_without_its_registry_and_password_is_refused() {
+        assert!(Args::try_parse_from(["orders-host", "--oci-user", "orders"]).is_err());
+        assert!(
+            Args::try_parse_from(["orders-host", "--oci-registry", "registry.example:5000"])
+                .is_err()
         );
     }
 

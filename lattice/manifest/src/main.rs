@@ -63,7 +63,8 @@ enum Command {
         settings: PathBuf,
         manifest: PathBuf,
     },
-    /// One line per local artifact: `<name> <local file> <OCI ref>` (for deploy/k8s/push.sh).
+    /// One line per artifact the cluster pulls, `<name> <local file> <OCI ref>`: every component,
+    /// then the host image (deploy/k8s/push.sh builds and pushes them).
     Refs {
         #[arg(long)]
         settings: PathBuf,
@@ -112,8 +113,7 @@ fn main() -> Result<()> {
         }
         Command::Refs { settings, manifest } => {
             let settings = ClusterSettings::read(&settings)?;
-            let mut app = Application::read(&manifest)?;
-            app.builtins_as_processes()?;
+            let app = Application::read(&manifest)?;
             let root = directory_of(&manifest)?;
             for artifact in app.local_artifacts()? {
                 println!(
@@ -123,6 +123,12 @@ fn main() -> Result<()> {
                     settings.oci_ref(&artifact.name)
                 );
             }
+            println!(
+                "{} {} {}",
+                cluster::HOST_IMAGE,
+                root.join(cluster::HOST_IMAGE_ARCHIVE).display(),
+                settings.host_image()
+            );
         }
         Command::DataPlane { manifest } => {
             let plane = data_plane::of(&Application::read(&manifest)?)?;

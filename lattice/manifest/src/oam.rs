@@ -13,8 +13,8 @@ const LOCAL_PREFIX: &str = "file://./";
 const BUILTIN_PREFIX: &str = "wasmcloud+builtin://";
 /// Each capability our host serves in process. The provider archive of the same code,
 /// `build/providers/<name>.par.gz` (`make build`), is what a host without it runs (upstream's
-/// host, so the Kubernetes image), or anyone who wants the capability in a process of its own
-/// (`render --providers-as-processes`).
+/// host), or anyone who wants the capability in a process of its own (`render
+/// --providers-as-processes`).
 const BUILTINS: [&str; 3] = ["http-server", "keyvalue-jetstream", "messaging-jetstream"];
 
 pub struct Application {

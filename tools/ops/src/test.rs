@@ -80,6 +80,11 @@ fn stages(layout: &Layout, test: &Lattice, ha: &Lattice) -> anyhow::Result<()> {
     let python = venv.join("bin/python");
     run(command(&python, ["deploy/k8s/validate.py"]).current_dir(root))?;
     run(command(&python, ["-m", "unittest", "test_validate"]).current_dir(root.join("deploy/k8s")))?;
+    say("the Kubernetes host image: built (umoci), run as the operator runs it, serving the console through its built-in HTTP server");
+    run(
+        command(&python, ["-m", "unittest", "-v", "test_host_image"])
+            .current_dir(root.join("deploy/k8s")),
+    )?;
 
     say("the contracts: asyncapi/asyncapi.yaml (broker) and openapi/openapi.yaml (HTTP) validated");
     run(command("node", ["asyncapi/validate.cjs"])
@@ -200,8 +205,8 @@ fn stages(layout: &Layout, test: &Lattice, ha: &Lattice) -> anyhow::Result<()> {
     );
     fuzz_the_contract(layout, test, &base_url)?;
 
-    // The host serves the HTTP server, messaging and key-value in its process; the Kubernetes manifest
-    // (upstream's host image) and ORDERS_PROVIDERS=processes run the same providers as processes,
+    // The host serves the HTTP server, messaging and key-value in its process (locally and in the
+    // Kubernetes host image); ORDERS_PROVIDERS=processes runs the same providers as processes,
     // over wRPC.
     say("the capabilities as provider processes (ORDERS_PROVIDERS=processes): redeployed so, every path served, the Postman collection again");
     std::env::set_var("ORDERS_PROVIDERS", "processes");
