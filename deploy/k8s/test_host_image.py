@@ -1,5 +1,6 @@
 """The Kubernetes host image (host-image.sh) runs as wasmcloud-operator runs it and serves our
-capabilities in its process. Run by `make test` after `make build`:
+capabilities in its process, and push.sh pushes it with every component the cluster pulls. Run by
+`make test` after `make build`:
 
   python -m unittest test_host_image   (in deploy/k8s, with NATS_SERVER_BIN and ORDERS_WASH set)
 
@@ -109,8 +110,14 @@ class TheHostImage(unittest.TestCase):
 
     @classmethod
     def start(cls):
-        archive = cls.work / "orders-host.oci.tar"
-        subprocess.run([K8S / "host-image.sh", archive], check=True, stdout=subprocess.DEVNULL)
+        # What push.sh would push (it builds the host image on the way): `would push FILE -> REF`.
+        dry_run = subprocess.run([K8S / "push.sh", "--dry-run"], check=True, capture_output=True,
+                                 text=True).stdout
+        cls.pushed = dict(line.removeprefix("would push ").split(" -> ")[::-1]
+                          for line in dry_run.splitlines() if line.startswith("would push "))
+        host_config = yaml.safe_load((K8S / "host" / "wasmcloudhostconfig.yaml").read_text())
+        cls.spec = host_config["spec"]
+        archive = Path(cls.pushed[cls.spec["image"]])
         layout = cls.work / "layout"
         layout.mkdir()
         subprocess.run(["tar", "-C", layout, "-xf", archive], check=True)
@@ -131,8 +138,6 @@ class TheHostImage(unittest.TestCase):
         cls.spawn("nats", [os.environ["NATS_SERVER_BIN"], "--config", nats_conf])
         wait_for("NATS listening", 20, lambda: cls.listening(cls.nats_port))
 
-        host_config = yaml.safe_load((K8S / "host" / "wasmcloudhostconfig.yaml").read_text())
-        cls.spec = host_config["spec"]
         cls.admin_port = free_port()
         args, env = operator_container(cls.spec, cls.nats_port, cls.admin_port)
         # The image's own variables, then the container's (Kubernetes puts both in the process).
@@ -211,6 +216,12 @@ class TheHostImage(unittest.TestCase):
     def inventory(self) -> dict:
         (host,) = self.wash("get", "hosts")["hosts"]
         return self.wash("get", "inventory", host["id"])["inventories"][0]
+
+    def test_push_sh_pushes_the_host_image_and_every_component_the_cluster_pulls_and_no_more(self):
+        app = yaml.safe_load((K8S / "app" / "wadm.yaml").read_text())
+        pulled = {c["properties"]["image"] for c in app["spec"]["components"]
+                  if not c["properties"]["image"].startswith("wasmcloud+builtin://")}
+        self.assertEqual(set(self.pushed), pulled | {self.spec["image"]})
 
     def test_the_operators_command_is_the_image_and_runs_as_its_unprivileged_user(self):
         self.assertEqual(self.config["Entrypoint"], ["wasmcloud"])
