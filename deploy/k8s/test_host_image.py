@@ -40,13 +40,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, seconds: float, check) -> None:
+def wait_for(what: str, seconds: float, check, logs=lambda: "") -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {seconds} s")
+    raise AssertionError(f"{what}: not within {seconds} s{logs()}")
 
 
 def http_status(url: str) -> int | None:
@@ -111,8 +111,10 @@ class TheHostImage(unittest.TestCase):
     @classmethod
     def start(cls):
         # What push.sh would push (it builds the host image on the way): `would push FILE -> REF`.
-        dry_run = subprocess.run([K8S / "push.sh", "--dry-run"], check=True, capture_output=True,
-                                 text=True).stdout
+        done = subprocess.run([K8S / "push.sh", "--dry-run"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"push.sh --dry-run failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+        dry_run = done.stdout
         cls.pushed = dict(line.removeprefix("would push ").split(" -> ")[::-1]
                           for line in dry_run.splitlines() if line.startswith("would push "))
         host_config = yaml.safe_load((K8S / "host" / "wasmcloudhostconfig.yaml").read_text())
@@ -160,10 +162,10 @@ class TheHostImage(unittest.TestCase):
 
         def ready() -> bool:
             if cls.host.poll() is not None:
-                raise AssertionError(f"the host exited with {cls.host.returncode}")
+                raise AssertionError(f"the host exited with {cls.host.returncode}{cls.host_log()}")
             return http_status(f"http://127.0.0.1:{cls.admin_port}/readyz") == 200
 
-        wait_for("the host's /readyz answers 200", 60, ready)
+        wait_for("the host's /readyz answers 200", 60, ready, cls.host_log)
 
     @classmethod
     def tearDownClass(cls):
@@ -174,11 +176,13 @@ class TheHostImage(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for process in cls.processes:
-            log = Path(process.args_log)
-            if process.returncode not in (0, -15) or os.environ.get("ORDERS_SHOW_LOGS"):
-                print(f"--- {log.name}\n{log.read_text()[-4000:]}")
         shutil.rmtree(cls.work, ignore_errors=True)
+
+    @classmethod
+    def host_log(cls) -> str:
+        """The end of the host's log, for a failure's message."""
+        log = cls.work / "host.log"
+        return f"\n--- the host's log, last lines:\n{log.read_text()[-4000:]}" if log.exists() else ""
 
     @classmethod
     def spawn(cls, name: str, command: list, **kwargs) -> subprocess.Popen:
@@ -186,7 +190,6 @@ class TheHostImage(unittest.TestCase):
         with log.open("w") as output:
             process = subprocess.Popen([str(part) for part in command], stdout=output,
                                        stderr=subprocess.STDOUT, **kwargs)
-        process.args_log = log
         cls.processes.append(process)
         return process
 
@@ -262,7 +265,7 @@ class TheHostImage(unittest.TestCase):
             return {p["id"] for p in self.inventory()["providers"]}
 
         wait_for("the three built-in capabilities running", 30, lambda: providers_running() == {
-            "http-server", "keyvalue-jetstream", "messaging-jetstream"})
+            "http-server", "keyvalue-jetstream", "messaging-jetstream"}, self.host_log)
 
         def console() -> bytes | None:
             try:
@@ -272,5 +275,5 @@ class TheHostImage(unittest.TestCase):
                 return None
 
         wait_for("the console served through the built-in HTTP server", 30,
-                 lambda: console() is not None)
+                 lambda: console() is not None, self.host_log)
         self.assertIn(b"<html", console().lower())
