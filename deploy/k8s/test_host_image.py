@@ -125,7 +125,7 @@ class TheHostImage(unittest.TestCase):
         subprocess.run(["tar", "-C", layout, "-xf", archive], check=True)
         index = json.loads((layout / "index.json").read_text())
         (manifest,) = index["manifests"]
-        cls.config = json.loads(cls.blob(layout, cls.blob_json(layout, manifest)["config"]))["config"]
+        cls.config = cls.blob(layout, cls.blob(layout, manifest)["config"])["config"]
         bundle = cls.work / "bundle"
         tag = manifest["annotations"]["org.opencontainers.image.ref.name"]
         subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:{tag}", bundle],
@@ -199,13 +199,10 @@ class TheHostImage(unittest.TestCase):
             return s.connect_ex(("127.0.0.1", port)) == 0
 
     @staticmethod
-    def blob(layout: Path, descriptor: dict) -> bytes:
+    def blob(layout: Path, descriptor: dict) -> dict:
+        """The JSON document (manifest, config) an OCI descriptor points to in `layout`."""
         algorithm, digest = descriptor["digest"].split(":")
-        return (layout / "blobs" / algorithm / digest).read_bytes()
-
-    @classmethod
-    def blob_json(cls, layout: Path, descriptor: dict) -> dict:
-        return json.loads(cls.blob(layout, descriptor))
+        return json.loads((layout / "blobs" / algorithm / digest).read_bytes())
 
     def wash(self, *args: str) -> dict:
         done = subprocess.run(

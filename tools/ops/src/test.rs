@@ -80,7 +80,7 @@ fn stages(layout: &Layout, test: &Lattice, ha: &Lattice) -> anyhow::Result<()> {
     let python = venv.join("bin/python");
     run(command(&python, ["deploy/k8s/validate.py"]).current_dir(root))?;
     run(command(&python, ["-m", "unittest", "test_validate"]).current_dir(root.join("deploy/k8s")))?;
-    say("the Kubernetes host image: built (umoci), run as the operator runs it, serving the console through its built-in HTTP server");
+    say("the Kubernetes host image: what push.sh would push, the image it builds run as the operator runs it, serving the console through its built-in HTTP server");
     run(
         command(&python, ["-m", "unittest", "-v", "test_host_image"])
             .current_dir(root.join("deploy/k8s")),
